@@ -1,0 +1,93 @@
+"""walship: a durable, segmented, tamper-evident write-ahead log with pluggable storage.
+
+::
+
+    import walship
+    with walship.open("./wal") as log:
+        seq = log.append(b"hello")
+
+``import walship`` stays light: the command line and S3 load only when used.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from walship.backends.base import SegmentStore
+from walship.core.frame import Frame
+from walship.core.recovery import Problem, ProblemKind, RecoveryReport
+from walship.core.rotation import ManualClock, RotationReason
+from walship.core.segment import ClosedSegment
+from walship.errors import (
+    ConfigError,
+    CorruptFrameError,
+    FrameError,
+    FrameTooLargeError,
+    LogClosedError,
+    LogCorruptError,
+    LogFailedError,
+    SegmentHeaderError,
+    StoreLockedError,
+    TruncatedFrameError,
+    WalshipError,
+)
+from walship.log import Durability, Log
+from walship.plugins.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+
+def open(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    store: SegmentStore | None = None,
+    **options: Any,
+) -> Log:
+    """Open (or create) a log and recover it.
+
+    Args:
+        path: a directory for the POSIX store (created when missing).
+        store: any :class:`~walship.backends.base.SegmentStore` instead of ``path``.
+        options: see :class:`walship.log.Log`: ``durability`` (``always`` | ``interval`` |
+            ``none``), ``sync_interval`` (s), ``max_segment_bytes``, ``max_segment_age`` (s),
+            ``instance_id``, ``salvage``, ``clock``, ``plugins``.
+    Raises:
+        LogCorruptError: damage other than a torn tail (see ``salvage``).
+        StoreLockedError: another writer has the log open.
+    """
+    if (path is None) == (store is None):
+        raise ValueError("give exactly one of path or store")
+    if store is None:
+        from walship.backends.posix import PosixStore
+
+        assert path is not None
+        store = PosixStore(path)
+    return Log(store, **options)
+
+
+__all__ = [
+    "ClosedSegment",
+    "ConfigError",
+    "CorruptFrameError",
+    "Durability",
+    "Frame",
+    "FrameError",
+    "FrameTooLargeError",
+    "Log",
+    "LogClosedError",
+    "LogCorruptError",
+    "LogFailedError",
+    "ManualClock",
+    "Problem",
+    "ProblemKind",
+    "RecoveryReport",
+    "RotationReason",
+    "SegmentHeaderError",
+    "StoreLockedError",
+    "TruncatedFrameError",
+    "WalshipError",
+    "__version__",
+    "hookimpl",
+    "open",
+]

@@ -1,0 +1,1 @@
+"""Stores (where the active log lives) and archives (where closed segments go)."""

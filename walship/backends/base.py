@@ -1,0 +1,138 @@
+"""The segment-store interface: where the active log lives.
+
+The core engine does every byte of I/O through these two small classes. A store is a flat
+namespace of files (segment files, side files of cut bytes, small records written atomically).
+
+Contracts every implementation keeps (the core's correctness rests on them):
+
+* Durability is explicit. ``create``, ``truncate``, ``remove``, ``rename`` and ``write_atomic``
+  are durable when they return (data and directory entry). Bytes given to
+  :meth:`SegmentFile.write` are durable only after :meth:`SegmentFile.sync` returns.
+* Writes are all-or-raise: ``write`` either hands every byte to the OS or raises ``OSError``
+  (a short write that cannot be finished raises). After a failed write or sync the caller must
+  assume nothing about what reached the medium.
+* Failures surface as ``OSError`` (with ``errno``: ``EIO``, ``ENOSPC``, ...), a missing file as
+  ``FileNotFoundError``, a second writer as :class:`walship.errors.StoreLockedError`.
+* Capability flags (:class:`StoreCapabilities`) say what a store can promise; a store that cannot
+  make data survive a power loss says so with ``durable = False``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class StoreCapabilities:
+    """What a store can promise.
+
+    Attributes:
+        durable: ``sync`` makes bytes survive a power loss (posix: yes; memory: only its model).
+        locking: ``lock`` excludes writers in other processes, not just in this one.
+        persistent: the data outlives the process.
+    """
+
+    durable: bool = True
+    locking: bool = True
+    persistent: bool = True
+
+
+class SegmentFile(ABC):
+    """An open segment, written only at its end."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """The file's size in bytes, including everything written so far."""
+
+    @abstractmethod
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append all of ``data`` at the end of the file, or raise ``OSError``.
+
+        Short writes are continued until every byte is written. Not durable until ``sync``.
+        """
+
+    @abstractmethod
+    def sync(self) -> None:
+        """Make every byte written so far durable (fdatasync). Raises ``OSError``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the handle. Does not sync. Idempotent."""
+
+
+class SegmentStore(ABC):
+    """A directory of segment files. Implementations: ``posix``, ``memory``."""
+
+    capabilities: ClassVar[StoreCapabilities] = StoreCapabilities()
+    location: str = ""
+    """A human-readable location (a path, ``memory:``) for messages."""
+
+    @abstractmethod
+    def lock(self) -> None:
+        """Take the single-writer lock of this store.
+
+        Raises:
+            StoreLockedError: another writer (here or in another process) holds it.
+        """
+
+    @abstractmethod
+    def unlock(self) -> None:
+        """Release the lock taken by ``lock``. Idempotent."""
+
+    @abstractmethod
+    def list_names(self) -> list[str]:
+        """Every file name in the store (segments, side files, records), in no given order."""
+
+    @abstractmethod
+    def create(self, name: str, data: bytes) -> SegmentFile:
+        """Create file ``name`` holding ``data`` and open it for appending.
+
+        Durable on return: ``data`` and the directory entry are synced.
+
+        Raises:
+            FileExistsError: the name exists already.
+        """
+
+    @abstractmethod
+    def open_append(self, name: str) -> SegmentFile:
+        """Open an existing file for appending at its end.
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+
+    @abstractmethod
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read ``length`` bytes (all to the end when ``None``) from ``offset``.
+
+        Returns fewer bytes only at the end of the file. Raises ``FileNotFoundError``.
+        """
+
+    @abstractmethod
+    def size(self, name: str) -> int:
+        """The size of file ``name`` in bytes. Raises ``FileNotFoundError``."""
+
+    @abstractmethod
+    def truncate(self, name: str, size: int) -> None:
+        """Cut file ``name`` to ``size`` bytes, durably."""
+
+    @abstractmethod
+    def remove(self, name: str) -> None:
+        """Delete file ``name``, durably. Raises ``FileNotFoundError``."""
+
+    @abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` atomically and durably, replacing ``dst``."""
+
+    @abstractmethod
+    def write_atomic(self, name: str, data: bytes) -> None:
+        """Replace file ``name`` with ``data`` so that a crash leaves the old or the new file.
+
+        Temporary file, sync, rename, directory sync.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release what the store holds (the lock included). Idempotent."""

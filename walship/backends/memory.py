@@ -1,0 +1,179 @@
+"""The memory store: a model of a disk, for tests and ephemeral logs.
+
+It remembers, per file, how many bytes were synced. :meth:`MemoryStore.crash` models a power
+loss: every byte that was not synced is dropped, except that the most recent write may be torn
+(a prefix of its unsynced bytes survives, optionally followed by garbage such as zeros, as a
+filesystem may expose after a crash). Operations documented as durable (create, truncate,
+remove, rename, write_atomic) are durable here at once, as the POSIX store makes them.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass, field
+
+from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
+from walship.errors import StoreLockedError
+
+
+@dataclass
+class _File:
+    data: bytearray = field(default_factory=bytearray)
+    synced: int = 0
+
+
+class MemorySegmentFile(SegmentFile):
+    """An append handle on a memory file; dead after the store crashes."""
+
+    def __init__(self, store: MemoryStore, name: str) -> None:
+        self._store = store
+        self._name = name
+        self._generation = store._generation
+        self._closed = False
+
+    def _file(self) -> _File:
+        if self._closed or self._generation != self._store._generation:
+            raise OSError(errno.EBADF, f"memory file {self._name} is not open")
+        try:
+            return self._store._files[self._name]
+        except KeyError:
+            raise OSError(errno.ENOENT, f"memory file {self._name} was removed") from None
+
+    @property
+    def size(self) -> int:
+        with self._store._mutex:
+            return len(self._file().data)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        with self._store._mutex:
+            self._file().data += data
+            self._store._last_written = self._name
+
+    def sync(self) -> None:
+        with self._store._mutex:
+            f = self._file()
+            f.synced = len(f.data)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class MemoryStore(SegmentStore):
+    """An in-memory store that models durability (see the module docstring).
+
+    One ``MemoryStore`` object is one "disk": hand the same object to a new log after
+    :meth:`crash` to model a restart.
+    """
+
+    capabilities = StoreCapabilities(durable=False, locking=False, persistent=False)
+
+    def __init__(self) -> None:
+        self.location = "memory:"
+        self._files: dict[str, _File] = {}
+        self._mutex = threading.RLock()
+        self._locked = False
+        self._generation = 0
+        self._last_written: str | None = None
+
+    # --- the model's own controls -------------------------------------------------------
+
+    def crash(self, keep_unsynced: int = 0, garbage: bytes = b"") -> None:
+        """Model a power loss and restart.
+
+        Every file loses its unsynced bytes, except the most recently written file, which keeps
+        the first ``keep_unsynced`` of them (a torn write) followed by ``garbage``. Open handles
+        die (writes raise ``OSError``) and the lock is released.
+        """
+        with self._mutex:
+            for name, f in self._files.items():
+                keep = keep_unsynced if name == self._last_written else 0
+                keep = min(keep, len(f.data) - f.synced)
+                del f.data[f.synced + keep :]
+                if name == self._last_written and garbage:
+                    f.data += garbage
+                f.synced = len(f.data)
+            self._generation += 1
+            self._locked = False
+            self._last_written = None
+
+    def unsynced_bytes(self, name: str) -> int:
+        """How many bytes of ``name`` a crash would drop now."""
+        with self._mutex:
+            f = self._files[name]
+            return len(f.data) - f.synced
+
+    def files(self) -> dict[str, bytes]:
+        """A snapshot of every file's current content."""
+        with self._mutex:
+            return {n: bytes(f.data) for n, f in self._files.items()}
+
+    # --- the store interface ------------------------------------------------------------
+
+    def _get(self, name: str) -> _File:
+        try:
+            return self._files[name]
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "no such memory file", name) from None
+
+    def lock(self) -> None:
+        with self._mutex:
+            if self._locked:
+                raise StoreLockedError("memory store is locked by another writer")
+            self._locked = True
+
+    def unlock(self) -> None:
+        with self._mutex:
+            self._locked = False
+
+    def list_names(self) -> list[str]:
+        with self._mutex:
+            return list(self._files)
+
+    def create(self, name: str, data: bytes) -> SegmentFile:
+        with self._mutex:
+            if name in self._files:
+                raise FileExistsError(errno.EEXIST, "memory file exists", name)
+            self._files[name] = _File(bytearray(data), len(data))
+            return MemorySegmentFile(self, name)
+
+    def open_append(self, name: str) -> SegmentFile:
+        with self._mutex:
+            self._get(name)
+            return MemorySegmentFile(self, name)
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        with self._mutex:
+            data = self._get(name).data
+            end = len(data) if length is None else offset + length
+            return bytes(data[offset:end])
+
+    def size(self, name: str) -> int:
+        with self._mutex:
+            return len(self._get(name).data)
+
+    def truncate(self, name: str, size: int) -> None:
+        with self._mutex:
+            f = self._get(name)
+            del f.data[size:]
+            f.synced = len(f.data)  # truncate fsyncs the file: everything left is durable
+
+    def remove(self, name: str) -> None:
+        with self._mutex:
+            self._get(name)
+            del self._files[name]
+
+    def rename(self, src: str, dst: str) -> None:
+        with self._mutex:
+            self._files[dst] = self._get(src)
+            del self._files[src]
+
+    def write_atomic(self, name: str, data: bytes) -> None:
+        with self._mutex:
+            self._files[name] = _File(bytearray(data), len(data))
+
+    def close(self) -> None:
+        self.unlock()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._files)} files)"

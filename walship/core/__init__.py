@@ -1,0 +1,1 @@
+"""The engine: frame codec, segment header and manager, rotation, recovery."""

@@ -1,0 +1,490 @@
+"""Recovery on open, and the read-only verification it is built on.
+
+:func:`scan_store` reads every segment and lists every problem without changing anything (that is
+``walship verify``). :func:`recover` acts on a scan:
+
+* A torn tail of the **last** segment (cut mid-frame, zero-filled, or garbage after the last valid
+  frame; or a header cut short while the segment was being created) is what a crash leaves
+  behind: it is truncated to the last valid frame, the cut bytes are kept in a side file
+  ``<segment>.torn-<offset>``, and the repair is reported.
+* Damage anywhere else (a sealed segment, a broken chain, a missing segment in the middle, a bad
+  header) raises :class:`walship.errors.LogCorruptError` naming the file and the offset. With
+  ``salvage=True`` the log opens on the valid prefix instead: the damaged segment is cut at its
+  last valid frame (cut bytes kept) and every later segment is renamed ``<segment>.damaged``.
+
+Segments whose header is intact are chained: each header's ``prev_segment_hash`` must be the
+BLAKE3 of the whole previous file. The first local segment's prev hash is checked against the
+``anchor`` when one is known (e.g. the archive's record of a segment removed by retention).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from blake3 import blake3 as Blake3
+from crc32c import crc32c
+
+from walship.backends.base import SegmentStore
+from walship.core.frame import CRC_SIZE, LENGTH_SIZE, MAX_FRAME_LENGTH, MIN_FRAME_LENGTH
+from walship.core.header import (
+    HEADER_SIZE,
+    ZERO_HASH,
+    SegmentHeader,
+    parse_segment_name,
+    segment_name,
+)
+from walship.core.rotation import Clock, SystemClock
+from walship.core.segment import ActiveSegment
+from walship.errors import LogCorruptError, SegmentHeaderError
+
+_U32 = struct.Struct(">I")
+_SEQ_TS = struct.Struct(">QQ")
+
+
+class ProblemKind(str, Enum):
+    """What kind of damage a :class:`Problem` is."""
+
+    TRUNCATED_TAIL = "truncated_tail"
+    CORRUPT_FRAME = "corrupt_frame"
+    BAD_HEADER = "bad_header"
+    CHAIN_MISMATCH = "chain_mismatch"
+    MISSING_SEGMENT = "missing_segment"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One piece of damage: where it is, what it is, and whether recovery repairs it alone."""
+
+    kind: ProblemKind
+    segment: str
+    offset: int
+    detail: str
+    repairable: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.segment} at offset {self.offset}: {self.kind.value}: {self.detail}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value,
+            "segment": self.segment,
+            "offset": self.offset,
+            "detail": self.detail,
+            "repairable": self.repairable,
+        }
+
+
+@dataclass
+class SegmentScan:
+    """What a scan learnt of one segment file."""
+
+    name: str
+    segment_seq: int
+    size: int
+    header: SegmentHeader | None = None
+    valid_end: int = 0
+    """Offset just after the last valid frame (the header's end when there is none)."""
+    frame_count: int = 0
+    first_commit_seq: int | None = None
+    last_commit_seq: int | None = None
+    first_timestamp_micros: int | None = None
+    last_timestamp_micros: int | None = None
+    blake3: bytes = b""
+    """BLAKE3 of the whole file."""
+    chain_ok: bool | None = None
+    """The prev hash matches the previous segment (``None``: nothing to check against)."""
+    prefix_hasher: Blake3 | None = None
+    """For the last segment: a hasher that has seen bytes ``[0, valid_end)``."""
+
+
+@dataclass
+class LogScan:
+    """The result of :func:`scan_store`."""
+
+    segments: list[SegmentScan] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    anchored: bool = True
+    """False when the first segment's prev hash is non-zero and no anchor was given to check it."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def frame_count(self) -> int:
+        return sum(s.frame_count for s in self.segments)
+
+    @property
+    def last_commit_seq(self) -> int | None:
+        for s in reversed(self.segments):
+            if s.last_commit_seq is not None:
+                return s.last_commit_seq
+        return None
+
+
+def _is_zero(data: memoryview) -> bool:
+    return not bytes(data).strip(b"\0")
+
+
+def _scan_frames(seg: SegmentScan, data: memoryview, last_seq: int | None) -> Problem | None:
+    """Walk the frames of one segment; fill ``seg``; return the first problem, if any."""
+    end = len(data)
+    off = HEADER_SIZE
+    unpack_u32 = _U32.unpack_from
+    unpack_seq_ts = _SEQ_TS.unpack_from
+    count = 0
+    first = seg.first_commit_seq
+    first_ts = None
+    seq = ts = 0
+    problem: str | None = None
+    truncated = False
+    while off < end:
+        if end - off < LENGTH_SIZE:
+            problem, truncated = f"{end - off} bytes are too few for a frame length", True
+            break
+        (flen,) = unpack_u32(data, off)
+        if flen < MIN_FRAME_LENGTH or flen > MAX_FRAME_LENGTH:
+            problem = f"frame length {flen} is outside {MIN_FRAME_LENGTH}..{MAX_FRAME_LENGTH}"
+            break
+        stop = off + LENGTH_SIZE + flen
+        if stop > end:
+            problem = f"frame needs {flen + LENGTH_SIZE} bytes, {end - off} remain"
+            truncated = True
+            break
+        (stored,) = unpack_u32(data, stop - CRC_SIZE)
+        if crc32c(data[off : stop - CRC_SIZE]) != stored:
+            problem = "CRC-32C mismatch"
+            break
+        seq, ts = unpack_seq_ts(data, off + LENGTH_SIZE)
+        if last_seq is not None and seq <= last_seq:
+            # A valid CRC with a sequence that goes back is not a torn write: never repairable.
+            seg.valid_end = off
+            return Problem(
+                ProblemKind.CORRUPT_FRAME,
+                seg.name,
+                off,
+                f"commit_seq {seq} does not follow {last_seq}",
+                repairable=False,
+            )
+        if first is None:
+            first, first_ts = seq, ts
+        last_seq = seq
+        count += 1
+        off = stop
+    seg.valid_end = off
+    seg.frame_count = count
+    if count:
+        seg.first_commit_seq = first
+        seg.first_timestamp_micros = first_ts
+        seg.last_commit_seq = seq
+        seg.last_timestamp_micros = ts
+    if problem is None:
+        return None
+    cut = end - off
+    if truncated:
+        what = f"segment ends inside a frame ({problem})"
+    elif _is_zero(data[off:]):
+        what = f"{cut} zero bytes after the last valid frame"
+    else:
+        what = f"{problem}; {cut} bytes after the last valid frame"
+    # What a crash can leave at the end of the log; repairable if this is the last segment.
+    return Problem(ProblemKind.TRUNCATED_TAIL, seg.name, off, what, repairable=True)
+
+
+def scan_store(
+    store: SegmentStore, anchor: bytes | None = None, instance_id: int | None = None
+) -> LogScan:
+    """Read every segment of ``store`` and report every problem; change nothing.
+
+    Args:
+        anchor: the expected prev hash of the first local segment, when older segments were
+            removed (retention) and their hash is known from elsewhere.
+        instance_id: when given, every header must carry it.
+    Raises:
+        OSError: a segment could not be read.
+    """
+    scan = LogScan()
+    seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
+    prev: SegmentScan | None = None
+    expected_instance = instance_id
+    last_seq: int | None = None
+    for i, seq in enumerate(seqs):
+        name = segment_name(seq)
+        is_last = i == len(seqs) - 1
+        if prev is not None and seq != prev.segment_seq + 1:
+            missing = (
+                segment_name(prev.segment_seq + 1)
+                if seq == prev.segment_seq + 2
+                else f"{segment_name(prev.segment_seq + 1)}..{segment_name(seq - 1)}"
+            )
+            scan.problems.append(
+                Problem(
+                    ProblemKind.MISSING_SEGMENT,
+                    missing,
+                    0,
+                    f"segment(s) missing between {prev.name} and {name}",
+                )
+            )
+        raw = store.read(name)
+        data = memoryview(raw)
+        seg = SegmentScan(name, seq, len(raw), blake3=Blake3(raw).digest())
+        scan.segments.append(seg)
+        try:
+            seg.header = SegmentHeader.decode(data, name, seq)
+        except SegmentHeaderError as e:
+            torn_create = is_last and len(raw) < HEADER_SIZE
+            scan.problems.append(
+                Problem(
+                    ProblemKind.TRUNCATED_TAIL if torn_create else ProblemKind.BAD_HEADER,
+                    name,
+                    0,
+                    str(e).removeprefix(f"{name}: "),
+                    repairable=torn_create,
+                )
+            )
+            prev = seg
+            continue
+        header = seg.header
+        if expected_instance is None:
+            expected_instance = header.instance_id
+        elif header.instance_id != expected_instance:
+            scan.problems.append(
+                Problem(
+                    ProblemKind.BAD_HEADER,
+                    name,
+                    8,
+                    f"instance_id {header.instance_id} differs from {expected_instance}",
+                )
+            )
+        if prev is not None and prev.segment_seq + 1 == seq and prev.header is not None:
+            seg.chain_ok = header.prev_segment_hash == prev.blake3
+            if not seg.chain_ok:
+                scan.problems.append(
+                    Problem(
+                        ProblemKind.CHAIN_MISMATCH,
+                        name,
+                        32,
+                        f"prev_segment_hash {header.prev_segment_hash.hex()[:16]}... is not the "
+                        f"BLAKE3 of {prev.name} ({prev.blake3.hex()[:16]}...)",
+                    )
+                )
+        elif i == 0:
+            if anchor is not None:
+                seg.chain_ok = header.prev_segment_hash == anchor
+                if not seg.chain_ok:
+                    scan.problems.append(
+                        Problem(
+                            ProblemKind.CHAIN_MISMATCH,
+                            name,
+                            32,
+                            f"prev_segment_hash {header.prev_segment_hash.hex()[:16]}... is not "
+                            f"the recorded hash of segment {seq - 1} ({anchor.hex()[:16]}...)",
+                        )
+                    )
+            elif header.prev_segment_hash != ZERO_HASH:
+                scan.anchored = False
+        problem = _scan_frames(seg, data, last_seq)
+        if seg.last_commit_seq is not None:
+            last_seq = seg.last_commit_seq
+        if problem is not None:
+            if problem.repairable and not is_last:  # a sealed segment is never torn
+                problem = Problem(ProblemKind.CORRUPT_FRAME, name, problem.offset, problem.detail)
+            scan.problems.append(problem)
+        if is_last:
+            seg.prefix_hasher = (
+                Blake3(data[: seg.valid_end]) if seg.valid_end != len(raw) else Blake3(raw)
+            )
+        prev = seg
+    return scan
+
+
+@dataclass(frozen=True)
+class Repair:
+    """Bytes recovery cut from the end of a segment, and where it kept them."""
+
+    segment: str
+    offset: int
+    cut_bytes: int
+    side_file: str
+    detail: str
+
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover` found and did."""
+
+    segments: int = 0
+    frames: int = 0
+    first_commit_seq: int | None = None
+    last_commit_seq: int | None = None
+    repairs: list[Repair] = field(default_factory=list)
+    salvaged: list[str] = field(default_factory=list)
+    """Segments renamed ``.damaged`` by a salvage open."""
+    problems: list[Problem] = field(default_factory=list)
+    anchored: bool = True
+    elapsed_seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for logs."""
+        parts = [f"{self.segments} segments, {self.frames} frames"]
+        if self.last_commit_seq is not None:
+            parts.append(f"last commit_seq {self.last_commit_seq}")
+        for r in self.repairs:
+            parts.append(f"cut {r.cut_bytes} bytes from {r.segment} at {r.offset} ({r.detail})")
+        if self.salvaged:
+            parts.append(f"salvaged: moved aside {', '.join(self.salvaged)}")
+        return "; ".join(parts)
+
+
+@dataclass
+class RecoveredLog:
+    """The state to continue a log from."""
+
+    report: RecoveryReport
+    instance_id: int | None
+    active: ActiveSegment | None
+    """The last segment, open for appending (``None`` when the store holds no segment)."""
+    next_commit_seq: int
+    segment_ranges: list[tuple[int, int | None, int | None]] = field(default_factory=list)
+    """(segment_seq, first_commit_seq, last_commit_seq) of every local segment, in order."""
+
+
+def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
+    cut = store.read(name, offset)
+    side = f"{name}.torn-{offset}"
+    store.write_atomic(side, cut)
+    if offset:
+        store.truncate(name, offset)
+    else:
+        store.remove(name)
+    return Repair(name, offset, len(cut), side, detail)
+
+
+def _damaged_name(store: SegmentStore, name: str) -> str:
+    existing = set(store.list_names())
+    candidate, n = f"{name}.damaged", 1
+    while candidate in existing:
+        n += 1
+        candidate = f"{name}.damaged{n}"
+    return candidate
+
+
+def recover(
+    store: SegmentStore,
+    *,
+    instance_id: int | None = None,
+    anchor: bytes | None = None,
+    salvage: bool = False,
+    clock: Clock | None = None,
+) -> RecoveredLog:
+    """Validate the whole log, repair a torn tail, and return the state to continue from.
+
+    Raises:
+        LogCorruptError: damage that is not a torn tail (unless ``salvage``).
+        SegmentHeaderError: the log belongs to another ``instance_id``.
+        OSError: the store failed.
+    """
+    started = time.perf_counter()
+    clock = clock or SystemClock()
+    scan = scan_store(store, anchor)
+    report = RecoveryReport(problems=list(scan.problems), anchored=scan.anchored)
+    segments = scan.segments
+    fatal = [p for p in scan.problems if not p.repairable]
+    if fatal and not salvage:
+        more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
+        raise LogCorruptError(
+            f"{store.location}: {fatal[0]}{more}; nothing was changed "
+            "(open with salvage=True to keep the valid prefix)",
+            list(fatal),
+        )
+    if fatal:
+        segments = _salvage(store, segments, fatal, report)
+    else:
+        for p in scan.problems:  # only repairable torn tails of the last segment remain
+            report.repairs.append(_keep_aside(store, p.segment, p.offset, p.detail))
+            if p.offset == 0:
+                segments = segments[:-1]
+                if segments:  # the previous segment is the last again: it needs its hasher
+                    segments[-1].prefix_hasher = Blake3(store.read(segments[-1].name))
+    found_instance = next((s.header.instance_id for s in segments if s.header), None)
+    if instance_id is not None and found_instance is not None and found_instance != instance_id:
+        raise SegmentHeaderError(
+            f"{store.location}: the log's instance_id is {found_instance}, "
+            f"not the configured {instance_id}"
+        )
+    report.segments = len(segments)
+    report.frames = sum(s.frame_count for s in segments)
+    report.first_commit_seq = next(
+        (s.first_commit_seq for s in segments if s.first_commit_seq is not None), None
+    )
+    last_seq = next(
+        (s.last_commit_seq for s in reversed(segments) if s.last_commit_seq is not None), None
+    )
+    report.last_commit_seq = last_seq
+    active = None
+    if segments:
+        last = segments[-1]
+        assert last.header is not None and last.prefix_hasher is not None
+        age = max(0.0, (clock.now_micros() - last.header.created_at_micros) / 1e6)
+        active = ActiveSegment(
+            file=store.open_append(last.name),
+            header=last.header,
+            opened_at=clock.monotonic() - age,
+            size=last.valid_end,
+            hasher=last.prefix_hasher,
+            frame_count=last.frame_count,
+            first_commit_seq=last.first_commit_seq,
+            last_commit_seq=last.last_commit_seq,
+            first_timestamp_micros=last.first_timestamp_micros,
+            last_timestamp_micros=last.last_timestamp_micros,
+        )
+    report.elapsed_seconds = time.perf_counter() - started
+    return RecoveredLog(
+        report=report,
+        instance_id=found_instance,
+        active=active,
+        next_commit_seq=(last_seq + 1) if last_seq is not None else 1,
+        segment_ranges=[(s.segment_seq, s.first_commit_seq, s.last_commit_seq) for s in segments],
+    )
+
+
+def _damage_index(segments: list[SegmentScan], p: Problem) -> int:
+    """Index of the first segment a fatal problem makes unusable (or cuts)."""
+    for i, s in enumerate(segments):
+        if s.name == p.segment:
+            return i
+    missing = parse_segment_name(p.segment[: len(segment_name(0))])  # "a..b" names a range
+    assert missing is not None
+    return next((i for i, s in enumerate(segments) if s.segment_seq > missing), len(segments))
+
+
+def _salvage(
+    store: SegmentStore,
+    segments: list[SegmentScan],
+    fatal: list[Problem],
+    report: RecoveryReport,
+) -> list[SegmentScan]:
+    """Keep the valid prefix: cut the first damaged segment, move every later one aside."""
+    first = min(fatal, key=lambda p: (_damage_index(segments, p), p.offset))
+    k = _damage_index(segments, first)
+    keep_part = (
+        first.kind is ProblemKind.CORRUPT_FRAME
+        and first.offset > HEADER_SIZE
+        and first.segment == segments[k].name
+    )
+    for s in segments[k + 1 :] if keep_part else segments[k:]:
+        store.rename(s.name, _damaged_name(store, s.name))
+        report.salvaged.append(s.name)
+    if keep_part:
+        seg = segments[k]
+        report.repairs.append(_keep_aside(store, seg.name, first.offset, first.detail))
+        seg.prefix_hasher = Blake3(store.read(seg.name))
+        seg.valid_end = first.offset
+        return segments[: k + 1]
+    kept = segments[:k]
+    if kept:
+        kept[-1].prefix_hasher = Blake3(store.read(kept[-1].name))
+    return kept

@@ -1,0 +1,66 @@
+"""The exceptions walship raises. Every one derives from :class:`WalshipError`.
+
+Each message is one line that names what was wrong and where (file, offset, key).
+"""
+
+from __future__ import annotations
+
+
+class WalshipError(Exception):
+    """Base class of every error walship raises on purpose."""
+
+
+class FrameError(WalshipError):
+    """A frame could not be decoded. ``offset`` is where the frame starts in its data."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class TruncatedFrameError(FrameError):
+    """The data ends inside a frame: fewer bytes remain than the frame's length promises."""
+
+
+class CorruptFrameError(FrameError):
+    """A frame is damaged: its length is out of range or its CRC-32C does not match."""
+
+
+class FrameTooLargeError(WalshipError, ValueError):
+    """A payload is too large for one frame (frame_length would exceed 64 MiB). Nothing written."""
+
+
+class SegmentHeaderError(WalshipError):
+    """A segment header is invalid (magic, version, reserved bytes, sequence or instance)."""
+
+
+class LogCorruptError(WalshipError):
+    """The log is damaged somewhere recovery must not repair on its own.
+
+    ``problems`` lists every :class:`walship.core.recovery.Problem` found; the message names the
+    first one's file and offset.
+    """
+
+    def __init__(self, message: str, problems: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class LogFailedError(WalshipError):
+    """A write or sync failed earlier; the log refuses further work until it is reopened.
+
+    After a failed fsync the kernel may have dropped the dirty pages, so retrying proves nothing:
+    the only safe continuation is to reopen, which recovers from what is really on disk.
+    """
+
+
+class LogClosedError(WalshipError):
+    """The log was closed."""
+
+
+class StoreLockedError(WalshipError):
+    """Another writer holds the store's single-writer lock."""
+
+
+class ConfigError(WalshipError, ValueError):
+    """A configuration value is invalid; the message names the key path."""

@@ -1,0 +1,1 @@
+"""Plugins: the hook specifications, their delivery, and the built-in plugins."""

@@ -1,0 +1,77 @@
+"""Delivering events to plugins: one thread, in order, each plugin isolated from the others.
+
+pluggy stops a hook call at the first implementation that raises; walship calls each
+implementation on its own, so one failing plugin never hides an event from the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from typing import Any
+
+import pluggy
+
+log = logging.getLogger("walship.plugins")
+
+_STOP = object()
+
+
+class EventDispatcher:
+    """Runs hooks of ``pm`` on a daemon thread, in the order :meth:`emit` was called."""
+
+    def __init__(self, pm: pluggy.PluginManager, context: Any) -> None:
+        self._pm = pm
+        self._context = context
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.errors: Counter[str] = Counter()
+        """Failures per plugin name."""
+        self.delivered = 0
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="walship-events", daemon=True)
+        self._thread.start()
+
+    def emit(self, hook: str, **kwargs: Any) -> None:
+        """Queue an event; returns at once."""
+        with self._idle:
+            self._pending += 1
+        self._queue.put((hook, kwargs))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            hook_name, kwargs = item
+            try:
+                self._deliver(hook_name, kwargs)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self.delivered += 1
+                    self._idle.notify_all()
+
+    def _deliver(self, hook_name: str, kwargs: dict[str, Any]) -> None:
+        hook = getattr(self._pm.hook, hook_name)
+        args = {"log": self._context, **kwargs}
+        # pluggy calls implementations last-registered first (honouring tryfirst/trylast)
+        for impl in reversed(hook.get_hookimpls()):
+            try:
+                impl.function(*[args[a] for a in impl.argnames])
+            except Exception:
+                self.errors[impl.plugin_name] += 1
+                log.exception("plugin %s failed in hook %s", impl.plugin_name, hook_name)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every emitted event was delivered; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self, timeout: float | None = 30.0) -> bool:
+        """Deliver what is queued, then end the thread. False if it did not end in time."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
