@@ -1,4 +1,4 @@
-"""The ``walship`` command line (click). Imported only by the ``walship`` script."""
+"""``walship demo``: the main job on embedded defaults."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ import click
 import walship
 from walship.backends.base import SegmentStore
 from walship.core.recovery import scan_store
-from walship.errors import WalshipError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(walship.__version__, prog_name="walship")
-def cli() -> None:
-    """walship: a durable, segmented, tamper-evident write-ahead log."""
-
-
-@cli.command()
+@click.command()
 @click.option(
     "--dir",
     "directory",
@@ -69,16 +62,3 @@ def walship_store(directory: Path) -> SegmentStore:
     from walship.backends.posix import PosixStore
 
     return PosixStore(directory)
-
-
-def main() -> None:
-    """Entry point of the ``walship`` script: one-line errors, never a traceback."""
-    try:
-        cli(standalone_mode=True)
-    except WalshipError as e:
-        click.echo(f"walship: error: {e}", err=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
