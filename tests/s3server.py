@@ -1,0 +1,178 @@
+"""A real S3 endpoint for tests: moto's ``ThreadedMotoServer`` on 127.0.0.1, reached through
+s3fs over HTTP (moto's in-process ``mock_aws`` does not work with s3fs's aiobotocore).
+
+One server per test session (:func:`moto_endpoint` starts it lazily); a test that must stop the
+server starts its own with :class:`MotoServer`. Credentials are fake and
+``AWS_EC2_METADATA_DISABLED`` is set, so nothing ever tries an address off this machine.
+
+Use from a test module::
+
+    from s3server import S3Bucket, s3_bucket  # noqa: F401  (the fixture)
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def _fake_credentials() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    for k, v in FAKE_ENV.items():
+        os.environ[k] = v
+    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        os.environ.pop(k, None)
+
+
+class MotoServer:
+    """A moto S3 server on 127.0.0.1 that can be stopped and started again on the same port
+    (moto keeps its buckets in the process, so they survive a restart)."""
+
+    def __init__(self, port: int = 0) -> None:
+        _fake_credentials()
+        self.port = port
+        self._server: Any = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+                server.start()
+                break
+            except OSError:  # the port is still in TIME_WAIT after a stop
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self._server = server
+        self.port = server.get_host_and_port()[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def storage_options(self) -> dict[str, Any]:
+        """s3fs options for this endpoint: fake keys, no instance cache, quick failures."""
+        return {
+            "endpoint_url": self.endpoint,
+            "key": "testing",
+            "secret": "testing",
+            "skip_instance_cache": True,
+            "use_listings_cache": False,
+            "config_kwargs": {
+                "retries": {"max_attempts": 1, "mode": "standard"},
+                "connect_timeout": 1,
+                "read_timeout": 5,
+            },
+        }
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1").create_bucket(
+            Bucket=name
+        )
+
+    def client(self) -> Any:
+        """A boto3 client on this endpoint (to plant, truncate and delete objects)."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+
+
+_session_server: MotoServer | None = None
+_session_lock = threading.Lock()
+
+
+def moto_endpoint() -> MotoServer:
+    """The session's moto server, started on first use and stopped at exit."""
+    global _session_server
+    with _session_lock:
+        if _session_server is None:
+            server = MotoServer()
+            server.start()
+            atexit.register(server.stop)
+            _session_server = server
+        return _session_server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class S3Bucket:
+    """A fresh bucket on a moto server, and an archive URL inside it."""
+
+    server: MotoServer
+    bucket: str
+    prefix: str = "wal"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return self.server.storage_options()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def put(self, name: str, data: bytes) -> None:
+        self.server.client().put_object(Bucket=self.bucket, Key=self.key(name), Body=data)
+
+    def get(self, name: str) -> bytes:
+        body = self.server.client().get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
+        return bytes(body.read())
+
+    def delete(self, name: str) -> None:
+        self.server.client().delete_object(Bucket=self.bucket, Key=self.key(name))
+
+    def names(self) -> list[str]:
+        out = self.server.client().list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "/")
+        return sorted(o["Key"][len(self.prefix) + 1 :] for o in out.get("Contents", []))
+
+
+def new_bucket(server: MotoServer) -> S3Bucket:
+    name = f"walship-{secrets.token_hex(6)}"
+    server.create_bucket(name)
+    return S3Bucket(server, name)
+
+
+@pytest.fixture
+def s3_bucket() -> Iterator[S3Bucket]:
+    """A fresh bucket on the session's moto server."""
+    yield new_bucket(moto_endpoint())
