@@ -22,13 +22,14 @@ import logging
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from walship.backends.archive_errors import CheckpointError
 from walship.backends.base import SegmentStore
 from walship.core import frame as framing
 from walship.core.frame import Frame, check_payload, encode_batch
@@ -37,8 +38,12 @@ from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import ClosedSegment, SegmentManager
 from walship.errors import LogClosedError, LogFailedError, WalshipError
+from walship.plugins.archive_record import ArchiveRecord, first_local_seq
 from walship.plugins.events import EventDispatcher
 from walship.plugins.manager import new_plugin_manager
+
+if TYPE_CHECKING:
+    from walship.plugins.archiver import Archiver
 
 logger = logging.getLogger("walship")
 
@@ -93,7 +98,14 @@ class Log:
         plugins: Iterable[object] = (),
         entry_point_plugins: bool = True,
         anchor: bytes | None = None,
+        archive: Mapping[str, Any] | None = None,
+        retention: Mapping[str, Any] | None = None,
     ) -> None:
+        archive_settings = None
+        if archive is not None or retention is not None:
+            from walship.plugins.archiver import build_archiving  # fsspec loads only when used
+
+            archive_settings, retention_policy = build_archiving(archive, retention)
         self.store = store
         self.durability = Durability(durability)
         if sync_interval <= 0:
@@ -118,6 +130,10 @@ class Log:
         store.lock()
         self._lock_held = True
         try:
+            # the record of what is archived; its last removed segment anchors the chain
+            self._record = ArchiveRecord.load(store)
+            if anchor is None:
+                anchor = self._record.anchor_for(first_local_seq(store))
             recovered = recover(
                 store, instance_id=instance_id, anchor=anchor, salvage=salvage, clock=self.clock
             )
@@ -151,6 +167,86 @@ class Log:
             target=self._maintain, name="walship-maintenance", daemon=True
         )
         self._maintenance.start()
+        self._archiver: Archiver | None = None
+        if archive_settings is not None:
+            try:
+                self._start_archiver(archive_settings, retention_policy)
+            except BaseException:
+                self.close()
+                raise
+
+    def _start_archiver(self, settings: Any, policy: Any) -> None:
+        from walship.plugins.archiver import Archiver
+        from walship.plugins.retention import Retention
+
+        archiver = Archiver(
+            self.store, settings, self._record, self._events.emit, self._closed_segments
+        )
+        if policy.mode != "all":
+            archiver.retention = Retention(
+                policy,
+                self.store,
+                self._record,
+                archiver.url,
+                self._closed_segments,
+                self._forget_segment,
+                self._events.emit,
+            )
+        self.plugins.register(archiver, name="walship.archiver")
+        self._archiver = archiver
+        archiver.start()
+
+    def _closed_segments(self) -> list[tuple[int, int | None, int | None]]:
+        """(segment_seq, first, last commit_seq) of every local segment but the active one."""
+        with self._cond:
+            active = self._manager.active
+            return [
+                (r.segment_seq, r.first_commit_seq, r.last_commit_seq)
+                for r in self._ranges
+                if active is None or r.segment_seq != active.segment_seq
+            ]
+
+    def _forget_segment(self, segment_seq: int) -> None:
+        """Retention removed a local segment: drop it from the index ``read`` uses."""
+        with self._cond:
+            self._ranges = [r for r in self._ranges if r.segment_seq != segment_seq]
+
+    # --- archive and retention ----------------------------------------------------------
+
+    @property
+    def archiver(self) -> Archiver | None:
+        """The archiver (``None`` without an ``archive`` section): ``flush()``, ``pending()``,
+        ``stalled()``, ``stats()``."""
+        return self._archiver
+
+    @property
+    def checkpoint_seq(self) -> int | None:
+        """The checkpoint set with :meth:`checkpoint` (``None`` when never set)."""
+        return self._record.checkpoint
+
+    def checkpoint(self, commit_seq: int) -> None:
+        """Declare every frame up to ``commit_seq`` no longer needed locally.
+
+        Retention then removes only closed segments whose frames are all at or below it (and
+        that are archived and verified). Durable on return (kept in the archive record); it may
+        move backwards, but removed segments stay removed.
+
+        Raises:
+            CheckpointError: ``commit_seq`` is negative, not an integer, or above ``last_seq``.
+            LogClosedError: the log is closed.
+            OSError: the record could not be written.
+        """
+        if self._closed:
+            raise LogClosedError(f"the log at {self.store.location} is closed")
+        if type(commit_seq) is not int or commit_seq < 0:
+            raise CheckpointError(f"checkpoint must be a commit_seq >= 0, got {commit_seq!r}")
+        if commit_seq > self._written_seq:
+            raise CheckpointError(
+                f"checkpoint {commit_seq} is above the last commit_seq {self._written_seq}"
+            )
+        self._record.set_checkpoint(commit_seq)
+        if self._archiver is not None and self._archiver.retention is not None:
+            self._archiver.retention.apply()
 
     # --- properties ---------------------------------------------------------------------
 
@@ -459,6 +555,8 @@ class Log:
             plugin_errors=dict(self._events.errors),
             failed=str(self._failed) if self._failed else None,
         )
+        if self._archiver is not None:
+            out["archive"] = self._archiver.stats()
         return out
 
     def close(self) -> None:
@@ -493,6 +591,8 @@ class Log:
                 self._closed = True
                 self._busy = False
                 self._cond.notify_all()
+            if self._archiver is not None:
+                self._archiver.close()
             self._events.stop()
             if self._lock_held:
                 self.store.close()

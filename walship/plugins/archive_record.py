@@ -1,0 +1,208 @@
+"""The durable local record of what is archived: ``walship.archive.json`` in the log's store.
+
+It lives next to the segments and is replaced atomically (the store's ``write_atomic``: temporary
+file, fsync, rename, directory fsync), so a crash leaves the old or the new record, never a mix.
+It holds:
+
+* for each local segment that was archived and verified: its seq, size, BLAKE3 and the archive
+  URL it went to (a segment counts as archived only for that URL);
+* the entry of the last segment retention removed, kept as the **anchor**: the expected
+  ``prev_segment_hash`` of the first local segment, so that open and verify still check the chain
+  after the oldest segments are gone;
+* the checkpoint set with ``Log.checkpoint`` (retention never removes a segment holding a frame
+  above it), so that it survives a restart.
+
+This module is light (no fsspec): the Log reads the record on every open to find its anchor.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from walship.backends.archive_errors import ArchiveRecordError
+from walship.backends.base import SegmentStore
+from walship.core.header import parse_segment_name
+
+RECORD_NAME = "walship.archive.json"
+RECORD_FORMAT = "walship-archive-record"
+RECORD_VERSION = 1
+_MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchivedSegment:
+    """One segment known to be archived (and verified) at ``url``."""
+
+    segment_seq: int
+    size: int
+    blake3: bytes
+    url: str
+
+
+def first_local_seq(store: SegmentStore) -> int | None:
+    """The lowest segment_seq among the store's segment files (``None`` when there is none)."""
+    seqs = [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
+    return min(seqs) if seqs else None
+
+
+class ArchiveRecord:
+    """The record of one store. Thread-safe; every change is durable when its method returns.
+
+    Raises (every method that writes): ``OSError`` when the store fails.
+    """
+
+    def __init__(
+        self,
+        store: SegmentStore,
+        segments: dict[int, ArchivedSegment] | None = None,
+        checkpoint: int | None = None,
+    ) -> None:
+        self.store = store
+        self._segments: dict[int, ArchivedSegment] = dict(segments or {})
+        self._checkpoint = checkpoint
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, store: SegmentStore) -> ArchiveRecord:
+        """Read the store's record (an empty one when the file does not exist).
+
+        Raises:
+            ArchiveRecordError: the file exists but is not a valid record (named, with what is
+                wrong); move it aside to start a new one (archived segments are then verified and
+                recorded again, idempotently).
+        """
+        try:
+            data = store.read(RECORD_NAME, 0, _MAX_RECORD_BYTES + 1)
+        except FileNotFoundError:
+            return cls(store)
+        where = f"{store.location}/{RECORD_NAME}"
+
+        def bad(what: str) -> ArchiveRecordError:
+            return ArchiveRecordError(
+                f"{where} is not a valid archive record: {what}; move it aside to rebuild it"
+            )
+
+        if len(data) > _MAX_RECORD_BYTES:
+            raise bad(f"larger than {_MAX_RECORD_BYTES} bytes")
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise bad(f"not JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
+            raise bad(f"not a {RECORD_FORMAT} document")
+        if doc.get("version") != RECORD_VERSION:
+            raise bad(f"unsupported version {doc.get('version')!r}")
+        checkpoint = doc.get("checkpoint")
+        if checkpoint is not None and (type(checkpoint) is not int or checkpoint < 0):
+            raise bad(f"checkpoint is {checkpoint!r}")
+        entries = doc.get("segments")
+        if not isinstance(entries, list):
+            raise bad("segments is not a list")
+        segments: dict[int, ArchivedSegment] = {}
+        for i, item in enumerate(entries):
+            try:
+                seq, size, digest, url = (
+                    item["segment_seq"],
+                    item["size"],
+                    item["blake3"],
+                    item["url"],
+                )
+                raw = bytes.fromhex(digest)
+                ok = (
+                    type(seq) is int
+                    and seq >= 0
+                    and type(size) is int
+                    and size >= 0
+                    and len(raw) == 32
+                    and isinstance(url, str)
+                )
+            except (KeyError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise bad(f"segments[{i}] is not a valid entry")
+            segments[seq] = ArchivedSegment(seq, size, raw, url)
+        return cls(store, segments, checkpoint)
+
+    # --- queries ------------------------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> int | None:
+        return self._checkpoint
+
+    def archived(self, segment_seq: int, url: str) -> bool:
+        """Whether segment ``segment_seq`` is recorded as archived and verified at ``url``."""
+        e = self._segments.get(segment_seq)
+        return e is not None and e.url == url
+
+    def entry(self, segment_seq: int) -> ArchivedSegment | None:
+        return self._segments.get(segment_seq)
+
+    def entries(self) -> list[ArchivedSegment]:
+        with self._lock:
+            return [self._segments[s] for s in sorted(self._segments)]
+
+    def anchor_for(self, first_seq: int | None) -> bytes | None:
+        """The expected prev hash of local segment ``first_seq``: the recorded BLAKE3 of the
+        segment before it (removed by retention), or ``None`` when nothing is recorded."""
+        if first_seq is None or first_seq <= 1:
+            return None
+        e = self._segments.get(first_seq - 1)
+        return e.blake3 if e is not None else None
+
+    # --- changes (each one durable on return) -------------------------------------------
+
+    def mark_archived(self, entry: ArchivedSegment) -> None:
+        with self._lock:
+            self._segments[entry.segment_seq] = entry
+            self._save()
+
+    def mark_many(self, entries: list[ArchivedSegment]) -> None:
+        with self._lock:
+            for e in entries:
+                self._segments[e.segment_seq] = e
+            self._save()
+
+    def forget_below(self, segment_seq: int) -> None:
+        """Drop the entries of segments below ``segment_seq`` (keep it: it is the anchor)."""
+        with self._lock:
+            stale = [s for s in self._segments if s < segment_seq]
+            if not stale:
+                return
+            for s in stale:
+                del self._segments[s]
+            self._save()
+
+    def set_checkpoint(self, commit_seq: int) -> None:
+        with self._lock:
+            self._checkpoint = commit_seq
+            self._save()
+
+    def _save(self) -> None:
+        doc: dict[str, Any] = {
+            "format": RECORD_FORMAT,
+            "version": RECORD_VERSION,
+            "checkpoint": self._checkpoint,
+            "segments": [
+                {
+                    "segment_seq": e.segment_seq,
+                    "size": e.size,
+                    "blake3": e.blake3.hex(),
+                    "url": e.url,
+                }
+                for e in (self._segments[s] for s in sorted(self._segments))
+            ],
+        }
+        self.store.write_atomic(RECORD_NAME, json.dumps(doc, indent=1).encode() + b"\n")
+
+
+def load_anchor(store: SegmentStore) -> bytes | None:
+    """The anchor for ``scan_store(store, anchor=...)``: the recorded hash of the segment before
+    the store's first local segment (``None`` when there is no record or no such entry).
+
+    Raises:
+        ArchiveRecordError: the record is invalid.
+    """
+    return ArchiveRecord.load(store).anchor_for(first_local_seq(store))

@@ -1,0 +1,417 @@
+"""The archiver plugin: every closed segment goes to the archive, verified, off the append path.
+
+It hears ``segment_closed`` and queues the segment for a bounded pool of background workers
+(``workers`` threads). A worker reads the closed segment from the local store, checks it (every
+frame, and the BLAKE3 it had when it was closed), puts it into the archive
+(:class:`walship.backends.archive.ArchiveStore`: whole or not at all, never over different
+content, read back and verified), and only then records it as archived in the durable local
+record (:mod:`walship.plugins.archive_record`) and fires ``segment_archived``. Retention runs
+after each success.
+
+A failed attempt fires ``archive_failed`` (with the attempt number, from 1) and is retried after
+an exponential backoff with jitter, capped at ``max_backoff``, up to ``attempts`` times; a segment
+that still fails stays pending ("stalled"), never lost: it is tried again by :meth:`flush`, by
+``walship archive`` and at the next open, which queues every local closed segment the record
+does not list. When more than ``lag_warning`` segments are pending, ``archive_lagging`` fires
+(once per crossing) and the stats say so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from walship.backends.archive import ArchiveStore
+from walship.backends.archive_errors import ArchiveError
+from walship.backends.base import SegmentStore
+from walship.core.header import segment_name
+from walship.core.segment import ClosedSegment
+from walship.errors import ConfigError
+from walship.plugins.archive_record import ArchivedSegment, ArchiveRecord
+from walship.plugins.hookspecs import hookimpl
+from walship.plugins.retention import Retention, RetentionPolicy, SegmentRanges
+
+logger = logging.getLogger("walship.archiver")
+
+
+class RetrySettings(BaseModel):
+    """``archive.retries``: attempts per segment, first backoff and its cap (seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    attempts: int = Field(default=10, ge=1, le=1000)
+    backoff: float = Field(default=0.5, gt=0, le=3600)
+    max_backoff: float = Field(default=60.0, gt=0, le=86400)
+
+
+class ArchiveSettings(BaseModel):
+    """The ``archive:`` section, as the Log receives it (durations in seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str = Field(min_length=1)
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    workers: int = Field(default=4, ge=1, le=64)
+    compression: Literal["none", "zstd"] = "none"
+    retries: RetrySettings = RetrySettings()
+    lag_warning: int = Field(default=64, ge=1)
+
+    @classmethod
+    def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:
+        """Validate an ``archive:`` mapping; missing keys take their defaults.
+
+        Raises:
+            ConfigError: one line naming the key path and what was expected (storage option
+                values are never shown: they may be secrets).
+        """
+        if not isinstance(archive, Mapping):
+            raise ConfigError(f"archive: expected a mapping, got {type(archive).__name__}")
+        try:
+            return cls.model_validate(dict(archive))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            path = f"archive.{loc}" if loc else "archive"
+            if err["type"] == "extra_forbidden":
+                parent: type[BaseModel] = cls if len(err["loc"]) == 1 else RetrySettings
+                known = list(parent.model_fields)
+                close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+                raise ConfigError(f"{path}: unknown key{hint}") from None
+            shown = "" if loc.startswith("storage_options") else f" (got {err.get('input')!r})"
+            raise ConfigError(f"{path}: {err['msg']}{shown}") from None
+
+
+def backoff_delay(attempt: int, backoff: float, max_backoff: float, rng: random.Random) -> float:
+    """The wait after failed attempt ``attempt`` (from 1): exponential, capped, with jitter
+    ("equal jitter": between half and all of the capped exponential)."""
+    capped = min(max_backoff, backoff * (2.0 ** min(attempt - 1, 60)))
+    return capped / 2 + rng.uniform(0, capped / 2)
+
+
+@dataclass
+class _Pending:
+    blake3: bytes | None
+    state: str = "queued"  # queued | running | stalled
+    attempts: int = 0
+    last_error: str = ""
+
+
+class Archiver:
+    """Ships closed segments to the archive; see the module docstring. Thread-safe.
+
+    Args:
+        store: the log's segment store (closed segments are read from it).
+        settings: the validated ``archive:`` section.
+        record: the log's durable archive record.
+        emit: fires a hook on the log's event thread (``emit(hook, **kwargs)``).
+        closed_segments: the log's local closed segments (seq, first, last), oldest first.
+        retention: applied after every archived segment (``None``: keep everything).
+        archive: the archive store (default: one built from ``settings``).
+    """
+
+    def __init__(
+        self,
+        store: SegmentStore,
+        settings: ArchiveSettings,
+        record: ArchiveRecord,
+        emit: Callable[..., None],
+        closed_segments: SegmentRanges,
+        retention: Retention | None = None,
+        archive: ArchiveStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.record = record
+        self.archive = archive or ArchiveStore(
+            settings.url, settings.storage_options, compression=settings.compression
+        )
+        self.url = self.archive.url
+        self.retention = retention
+        self._emit = emit
+        self._closed_segments = closed_segments
+        self._cond = threading.Condition()
+        self._pending: dict[int, _Pending] = {}
+        self._queue: deque[int] = deque()
+        self._stop = threading.Event()
+        self._closed = False
+        self._lagging = False
+        self._rng = random.Random()
+        self.counters: Counter[str] = Counter()
+        self._seconds_total = 0.0
+        self._seconds_max = 0.0
+        self._workers = [
+            threading.Thread(target=self._work, name=f"walship-archiver-{i}", daemon=True)
+            for i in range(settings.workers)
+        ]
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers, queue every local closed segment not yet archived, and apply
+        retention once (a checkpoint or archive may have been recorded before a restart)."""
+        for w in self._workers:
+            w.start()
+        self.requeue()
+        if self.retention is not None:
+            self.retention.apply()
+
+    def requeue(self) -> int:
+        """Queue every local closed segment the record does not list as archived here (and
+        every stalled one). Returns how many are pending now."""
+        for seq, _first, _last in self._closed_segments():
+            if not self.record.archived(seq, self.url):
+                self.submit(seq, None)
+        with self._cond:
+            for seq, p in self._pending.items():
+                if p.state == "stalled":
+                    p.state = "queued"
+                    self._queue.append(seq)
+            self._cond.notify_all()
+            return len(self._pending)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop: no new attempt starts, backoff waits end, in-flight uploads get ``timeout``
+        seconds to finish. What is still pending stays pending (queued again at the next open).
+        Nothing is recorded after this returns. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._stop.set()
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for w in self._workers:
+            if w.is_alive() and w is not threading.current_thread():
+                w.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._closed = True
+
+    # --- the hook -----------------------------------------------------------------------
+
+    @hookimpl
+    def segment_closed(self, segment: ClosedSegment) -> None:
+        """Queue the closed segment for upload (never blocks)."""
+        self.submit(segment.segment_seq, segment.blake3)
+
+    def submit(self, segment_seq: int, blake3: bytes | None = None) -> None:
+        """Queue segment ``segment_seq`` unless it is pending already or archived here."""
+        with self._cond:
+            if self._stop.is_set() or segment_seq in self._pending:
+                return
+            if self.record.archived(segment_seq, self.url):
+                return
+            self._pending[segment_seq] = _Pending(blake3)
+            self._queue.append(segment_seq)
+            self.counters["queued"] += 1
+            self._cond.notify()
+            self._check_lag_locked()
+
+    def _check_lag_locked(self) -> None:
+        n = len(self._pending)
+        self.counters["max_pending"] = max(self.counters["max_pending"], n)
+        if n > self.settings.lag_warning and not self._lagging:
+            self._lagging = True
+            self.counters["lag_warnings"] += 1
+            oldest = segment_name(min(self._pending))
+            logger.warning(
+                "walship archive is lagging: %d segments pending (oldest %s) for %s",
+                n,
+                oldest,
+                self.url,
+            )
+            self._emit("archive_lagging", pending=n, oldest_pending=oldest)
+        elif n <= self.settings.lag_warning and self._lagging:
+            self._lagging = False
+            logger.info("walship archive caught up: %d segments pending", n)
+
+    # --- the workers --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop.is_set():
+                    self._cond.wait()
+                if self._stop.is_set():
+                    return
+                seq = self._queue.popleft()
+                p = self._pending[seq]
+                p.state = "running"
+            try:
+                done = self._archive(seq, p)
+            except BaseException:  # never lose a segment to a bug: leave it stalled
+                logger.exception("walship archiver failed on %s", segment_name(seq))
+                done = False
+                p.state = "stalled"
+            if done and self.retention is not None and not self._stop.is_set():
+                try:
+                    self.retention.apply()  # before flush() can see the segment done
+                except Exception:
+                    logger.exception("walship retention failed")
+            with self._cond:
+                if done:
+                    del self._pending[seq]
+                elif p.state == "running":
+                    p.state = "queued" if not self._stop.is_set() else "stalled"
+                    if p.state == "queued":
+                        self._queue.append(seq)
+                self._check_lag_locked()
+                self._cond.notify_all()
+
+    def _archive(self, seq: int, p: _Pending) -> bool:
+        """Try to archive one segment, with retries. True when archived and recorded."""
+        name = segment_name(seq)
+        retries = self.settings.retries
+        for attempt in range(1, retries.attempts + 1):
+            if self._stop.is_set():
+                return False
+            started = time.monotonic()
+            try:
+                raw = self.store.read(name)
+                result = self.archive.put(name, raw, expected_blake3=p.blake3)
+                with self._cond:
+                    if self._closed:  # the log may already be open elsewhere: record nothing
+                        return False
+                self.record.mark_archived(
+                    ArchivedSegment(seq, result.manifest.size, result.manifest.blake3, self.url)
+                )
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}" if not isinstance(e, ArchiveError) else str(e)
+                p.attempts += 1
+                p.last_error = error
+                self.counters["failed_attempts"] += 1
+                logger.warning(
+                    "walship archive of %s failed (attempt %d of %d): %s",
+                    name,
+                    attempt,
+                    retries.attempts,
+                    error,
+                )
+                self._emit(
+                    "archive_failed", name=name, segment_seq=seq, attempt=attempt, error=error
+                )
+                if attempt == retries.attempts:
+                    p.state = "stalled"
+                    self.counters["stalled"] += 1
+                    logger.error(
+                        "walship archive of %s gave up after %d attempts; it stays pending: %s",
+                        name,
+                        attempt,
+                        error,
+                    )
+                    return False
+                delay = backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng)
+                if self._stop.wait(delay):
+                    return False
+                continue
+            seconds = time.monotonic() - started
+            self.counters["archived"] += 1
+            self.counters["bytes"] += result.manifest.size
+            self.counters["uploaded" if result.uploaded else "already_archived"] += 1
+            self._seconds_total += seconds
+            self._seconds_max = max(self._seconds_max, seconds)
+            self._emit(
+                "segment_archived",
+                name=name,
+                segment_seq=seq,
+                url=result.url,
+                size=result.manifest.size,
+                blake3=result.manifest.blake3.hex(),
+                seconds=seconds,
+            )
+            return True
+        return False
+
+    # --- waiting and introspection ------------------------------------------------------
+
+    def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool:
+        """Wait until nothing is queued or running (stalled segments are retried first when
+        ``retry_stalled``). True when nothing at all is pending; False when some segment
+        stalled again or the timeout passed."""
+        if retry_stalled:
+            self.requeue()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while any(p.state != "stalled" for p in self._pending.values()):
+                if self._stop.is_set():
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining if remaining is not None else 0.5)
+            return not self._pending
+
+    def pending(self) -> list[str]:
+        """Names of the segments waiting for upload (queued, running or stalled), oldest first."""
+        with self._cond:
+            return [segment_name(s) for s in sorted(self._pending)]
+
+    def stalled(self) -> dict[str, str]:
+        """Segments that used up their attempts, with their last error."""
+        with self._cond:
+            return {
+                segment_name(s): p.last_error
+                for s, p in sorted(self._pending.items())
+                if p.state == "stalled"
+            }
+
+    def wait_for_progress(self, timeout: float) -> None:
+        """Block until a segment finishes (archived or stalled) or ``timeout`` passes."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: archived, uploaded, already_archived, bytes, failed_attempts, stalled,
+        lag_warnings, max_pending; and pending, lagging, seconds (mean, max), removed."""
+        with self._cond:
+            out: dict[str, Any] = {
+                k: self.counters[k]
+                for k in (
+                    "queued",
+                    "archived",
+                    "uploaded",
+                    "already_archived",
+                    "bytes",
+                    "failed_attempts",
+                    "stalled",
+                    "lag_warnings",
+                    "max_pending",
+                )
+            }
+            out.update(
+                url=self.url,
+                pending=len(self._pending),
+                stalled_now=sum(p.state == "stalled" for p in self._pending.values()),
+                lagging=self._lagging,
+                seconds_mean=self._seconds_total / self.counters["archived"]
+                if self.counters["archived"]
+                else 0.0,
+                seconds_max=self._seconds_max,
+                removed=self.retention.removed if self.retention is not None else 0,
+            )
+            return out
+
+
+def build_archiving(
+    archive: Mapping[str, Any] | None, retention: Mapping[str, Any] | None
+) -> tuple[ArchiveSettings | None, RetentionPolicy]:
+    """Validate the ``archive:`` and ``retention:`` sections together.
+
+    Raises:
+        ConfigError: a bad key or value, or a retention policy that removes segments without an
+            archive to hold them.
+    """
+    settings = ArchiveSettings.from_mapping(archive) if archive is not None else None
+    policy = RetentionPolicy.from_mapping(retention)
+    if settings is None and policy.mode != "all":
+        raise ConfigError(
+            f"retention.keep_local: {policy.text!r} removes local segments once archived, "
+            "but there is no archive: section"
+        )
+    return settings, policy

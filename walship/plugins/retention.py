@@ -1,0 +1,163 @@
+"""Retention: which local closed segments may go once they are safe in the archive.
+
+``keep_local`` (the ``retention:`` section):
+
+* ``all`` (default): keep every local segment.
+* ``until_archived``: remove a closed segment once it is archived and verified.
+* ``last:N``: keep the N newest closed segments (besides the active one); remove older ones once
+  archived and verified.
+
+Whatever the policy, a segment is removed only when (1) the durable archive record says it is
+archived and verified at the configured URL, (2) when a checkpoint was set
+(``Log.checkpoint(commit_seq)``), every frame in it is at or below the checkpoint, and (3) it is
+not the active segment. Segments go oldest first and never out of order, so the local log stays
+one contiguous, chained run; the BLAKE3 of the last removed segment stays in the record as the
+anchor of the first local one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from walship.backends.base import SegmentStore
+from walship.core.header import segment_name
+from walship.errors import ConfigError
+from walship.plugins.archive_record import ArchiveRecord
+
+logger = logging.getLogger("walship.retention")
+
+_LAST = re.compile(r"^last:(\d{1,9})$")
+
+SegmentRanges = Callable[[], "list[tuple[int, int | None, int | None]]"]
+"""Returns (segment_seq, first_commit_seq, last_commit_seq) of every local closed segment."""
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """A parsed ``keep_local`` value."""
+
+    mode: str
+    """``all``, ``until_archived`` or ``last``."""
+    keep_last: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"last:{self.keep_last}" if self.mode == "last" else self.mode
+
+    @classmethod
+    def parse(cls, value: Any) -> RetentionPolicy:
+        """Parse ``all`` | ``until_archived`` | ``last:N``.
+
+        Raises:
+            ConfigError: anything else (the message names ``retention.keep_local``).
+        """
+        if value in ("all", "until_archived"):
+            return cls(str(value))
+        m = _LAST.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise ConfigError(
+                f"retention.keep_local: {value!r} is not one of 'all', 'until_archived', "
+                "'last:N' (N a whole number)"
+            )
+        return cls("last", int(m.group(1)))
+
+    @classmethod
+    def from_mapping(cls, retention: Mapping[str, Any] | None) -> RetentionPolicy:
+        """The policy of a ``retention:`` section (``None``: keep everything).
+
+        Raises:
+            ConfigError: an unknown key or a bad value, named.
+        """
+        if retention is None:
+            return cls("all")
+        if not isinstance(retention, Mapping):
+            raise ConfigError(f"retention: expected a mapping, got {type(retention).__name__}")
+        unknown = sorted(set(retention) - {"keep_local"})
+        if unknown:
+            raise ConfigError(f"retention.{unknown[0]}: unknown key (known: keep_local)")
+        return cls.parse(retention.get("keep_local", "all"))
+
+
+class Retention:
+    """Applies a :class:`RetentionPolicy` to one log's store. Thread-safe.
+
+    Args:
+        policy: what to keep.
+        store: the log's segment store (segments are removed from it, durably).
+        record: the durable archive record (what is archived; the checkpoint; the anchor).
+        url: the archive URL a segment must be archived at.
+        closed_segments: returns the local closed segments, oldest first (never the active one).
+        forget_segment: called after a segment was removed, to drop it from the log's index.
+        emit: fires a hook (``segment_removed``).
+    """
+
+    def __init__(
+        self,
+        policy: RetentionPolicy,
+        store: SegmentStore,
+        record: ArchiveRecord,
+        url: str,
+        closed_segments: SegmentRanges,
+        forget_segment: Callable[[int], None],
+        emit: Callable[..., None],
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.record = record
+        self.url = url
+        self._closed_segments = closed_segments
+        self._forget_segment = forget_segment
+        self._emit = emit
+        self._lock = threading.Lock()
+        self.removed = 0
+
+    def removable(self) -> list[int]:
+        """The segments :meth:`apply` would remove now, oldest first."""
+        if self.policy.mode == "all":
+            return []
+        closed = self._closed_segments()
+        if self.policy.mode == "last":
+            closed = closed[: max(0, len(closed) - self.policy.keep_last)]
+        checkpoint = self.record.checkpoint
+        out: list[int] = []
+        for seq, _first, last in closed:
+            if not self.record.archived(seq, self.url):
+                break
+            if checkpoint is not None and last is not None and last > checkpoint:
+                break
+            out.append(seq)
+        return out
+
+    def apply(self) -> list[int]:
+        """Remove every removable segment, oldest first; fire ``segment_removed`` for each.
+
+        Returns the segment_seqs removed. A failed removal stops the pass (logged); the segment
+        stays, and the next pass tries again.
+        """
+        with self._lock:
+            removed: list[int] = []
+            for seq in self.removable():
+                name = segment_name(seq)
+                try:
+                    self.store.remove(name)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    logger.error("retention could not remove %s: %s", name, e)
+                    break
+                self._forget_segment(seq)
+                removed.append(seq)
+                self.removed += 1
+                self._emit("segment_removed", name=name, segment_seq=seq, reason=self.policy.text)
+            if removed:
+                try:
+                    # the entry of the last removed segment stays: it anchors the first local one
+                    self.record.forget_below(removed[-1])
+                except OSError as e:
+                    logger.error("retention could not prune the archive record: %s", e)
+            return removed
