@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from walship.backends.base import SegmentStore
 from walship.core.frame import Frame
@@ -34,6 +35,9 @@ from walship.errors import (
 )
 from walship.log import Durability, Log
 from walship.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from walship.restore import ArchiveReader
 
 __version__ = "0.1.0"
 
@@ -66,6 +70,16 @@ def open(
     return Log(store, **options)
 
 
+def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> ArchiveReader:
+    """Read a log straight from its archive: ``open_archive(url).read(from_seq=N)`` streams
+    frames, each segment checked against its manifest and the chain (see
+    :class:`walship.restore.ArchiveReader`). fsspec (and s3fs) load only when this is called.
+    """
+    from walship.restore import open_archive as _open_archive
+
+    return _open_archive(url, storage_options)
+
+
 __all__ = [
     "ClosedSegment",
     "ConfigError",
@@ -90,4 +104,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "open",
+    "open_archive",
 ]
