@@ -456,15 +456,13 @@ class ArchiveStore:
             raise ArchiveError(f"cannot open archive {self.url}: {e}") from None
         self.fs: Any = fs
         self.root: str = root.rstrip("/")
-        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-        from fsspec.implementations.local import LocalFileSystem
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        if isinstance(fs, LocalFileSystem):
+        protocols = set(fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
+        # by protocol, not class: a subclass may not keep its parent's write semantics
+        if protocols & {"file", "local"}:
             self._kind = "local"
-        elif isinstance(fs, MemoryFileSystem):
+        elif "memory" in protocols:
             self._kind = "memory"
-        elif "s3" in protocols or "s3a" in protocols:
+        elif protocols & {"s3", "s3a"}:
             self._kind = "s3"
         else:
             self._kind = "generic"
