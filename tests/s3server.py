@@ -1,13 +1,15 @@
-"""A real S3 endpoint for tests: moto's ``ThreadedMotoServer`` on 127.0.0.1, reached through
-s3fs over HTTP (moto's in-process ``mock_aws`` does not work with s3fs's aiobotocore).
+"""Test support for the archive.
 
-One server per test session (:func:`moto_endpoint` starts it lazily); a test that must stop the
-server starts its own with :class:`MotoServer`. Credentials are fake and
-``AWS_EC2_METADATA_DISABLED`` is set, so nothing ever tries an address off this machine.
+* A real S3 endpoint: moto's ``ThreadedMotoServer`` on 127.0.0.1, reached through s3fs over
+  HTTP (moto's in-process ``mock_aws`` does not work with s3fs's aiobotocore). One server per
+  test session (:func:`moto_endpoint` starts it lazily, the :func:`s3_bucket` fixture gives a
+  fresh bucket on it); a test that must stop the server starts its own :class:`MotoServer`.
+  Credentials are fake and ``AWS_EC2_METADATA_DISABLED`` is set, so nothing ever tries an
+  address off this machine.
+* :class:`FlakyFileSystem`: an fsspec store that fails its first K puts.
+* :func:`closed_segments`, :func:`wait_until`, :class:`Recorder` (a plugin that records hooks).
 
-Use from a test module::
-
-    from s3server import S3Bucket, s3_bucket  # noqa: F401  (the fixture)
+Use from a test module: ``from s3server import s3_bucket`` (the fixture) and the helpers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from walship.plugins.hookspecs import hookimpl
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -176,3 +180,117 @@ def new_bucket(server: MotoServer) -> S3Bucket:
 def s3_bucket() -> Iterator[S3Bucket]:
     """A fresh bucket on the session's moto server."""
     yield new_bucket(moto_endpoint())
+
+
+# --- a store that fails ---------------------------------------------------------------------
+
+
+class FlakyFileSystem:
+    """Factory of a fresh fsspec filesystem class, protocol ``flaky<N>``, that keeps its objects
+    in memory and fails the first ``fail_puts`` object writes (optionally leaving the first
+    ``partial`` bytes behind, as a non-atomic store would). It is not a ``memory`` protocol, so
+    walship's archive drives it through its generic path (temporary object, then move)."""
+
+    _count = 0
+
+    @classmethod
+    def make(cls, fail_puts: int = 0, partial: int | None = None) -> Any:
+        import errno
+
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        cls._count += 1
+        protocol = f"flaky{cls._count}"
+
+        class Flaky(MemoryFileSystem):  # type: ignore[misc]
+            store: dict[str, Any] = {}  # its own objects, not memory://'s
+            pseudo_dirs = [""]
+            failures_left = fail_puts
+            puts = 0
+            failures = 0
+
+            def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> Any:
+                type(self).puts += 1
+                if type(self).failures_left > 0:
+                    type(self).failures_left -= 1
+                    type(self).failures += 1
+                    if partial is not None:
+                        super().pipe_file(path, value[:partial], mode=mode, **kw)
+                    raise OSError(errno.EIO, f"injected failure of put {type(self).puts}", path)
+                super().pipe_file(path, value, mode=mode, **kw)
+
+        Flaky.protocol = (protocol,)
+        fsspec.register_implementation(protocol, Flaky, clobber=True)
+        return Flaky
+
+
+# --- segments to archive, events to watch ---------------------------------------------------
+
+
+def closed_segments(count: int, frames: int = 20, payload: int = 40) -> dict[str, bytes]:
+    """``count`` closed segments of a fresh log (on the memory store), name -> bytes."""
+    import walship
+    from walship.backends.memory import MemoryStore
+    from walship.core.header import parse_segment_name
+    from walship.core.rotation import ManualClock
+
+    mem = MemoryStore()
+    clock = ManualClock()
+    with walship.open(store=mem, clock=clock, entry_point_plugins=False) as log:
+        for s in range(count):
+            log.append_batch([bytes([s % 251]) * payload + b"%d" % i for i in range(frames)])
+            clock.advance(1)
+            log.rotate()
+    files = mem.files()
+    names = sorted(n for n in files if parse_segment_name(n) is not None)
+    return {n: files[n] for n in names[:-1]}
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+class Recorder:
+    """A plugin that records the archive hooks, in the order they are delivered."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self._lock = threading.Lock()
+
+    def _add(self, *event: Any) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: str) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return [e for e in self.events if e[0] == kind]
+
+    def seqs(self, kind: str) -> list[int]:
+        return [e[1] for e in self.of(kind)]
+
+    @hookimpl
+    def segment_archived(self, segment_seq: int, url: str, size: int, blake3: str) -> None:
+        self._add("archived", segment_seq, url, size, blake3)
+
+    @hookimpl
+    def archive_failed(self, segment_seq: int, attempt: int, error: str) -> None:
+        self._add("failed", segment_seq, attempt, error)
+
+    @hookimpl
+    def segment_removed(self, segment_seq: int, reason: str) -> None:
+        self._add("removed", segment_seq, reason)
+
+    @hookimpl
+    def archive_lagging(self, pending: int, oldest_pending: str) -> None:
+        self._add("lagging", pending, oldest_pending)
+
+    @hookimpl
+    def segment_closed(self, segment: Any) -> None:
+        self._add("closed", segment.segment_seq)
