@@ -59,10 +59,12 @@ class ArchiveRecord:
         store: SegmentStore,
         segments: dict[int, ArchivedSegment] | None = None,
         checkpoint: int | None = None,
+        removed_through: int = 0,
     ) -> None:
         self.store = store
         self._segments: dict[int, ArchivedSegment] = dict(segments or {})
         self._checkpoint = checkpoint
+        self._removed_through = removed_through
         self._lock = threading.Lock()
 
     @classmethod
@@ -98,6 +100,9 @@ class ArchiveRecord:
         checkpoint = doc.get("checkpoint")
         if checkpoint is not None and (type(checkpoint) is not int or checkpoint < 0):
             raise bad(f"checkpoint is {checkpoint!r}")
+        removed_through = doc.get("removed_through", 0)
+        if type(removed_through) is not int or removed_through < 0:
+            raise bad(f"removed_through is {removed_through!r}")
         entries = doc.get("segments")
         if not isinstance(entries, list):
             raise bad("segments is not a list")
@@ -124,13 +129,18 @@ class ArchiveRecord:
             if not ok:
                 raise bad(f"segments[{i}] is not a valid entry")
             segments[seq] = ArchivedSegment(seq, size, raw, url)
-        return cls(store, segments, checkpoint)
+        return cls(store, segments, checkpoint, removed_through)
 
     # --- queries ------------------------------------------------------------------------
 
     @property
     def checkpoint(self) -> int | None:
         return self._checkpoint
+
+    @property
+    def removed_through(self) -> int:
+        """Every segment up to this seq was archived and then removed locally (0: none)."""
+        return self._removed_through
 
     def archived(self, segment_seq: int, url: str) -> bool:
         """Whether segment ``segment_seq`` is recorded as archived and verified at ``url``."""
@@ -165,13 +175,12 @@ class ArchiveRecord:
                 self._segments[e.segment_seq] = e
             self._save()
 
-    def forget_below(self, segment_seq: int) -> None:
-        """Drop the entries of segments below ``segment_seq`` (keep it: it is the anchor)."""
+    def mark_removed(self, segment_seq: int) -> None:
+        """Retention removed every segment up to ``segment_seq``: raise :attr:`removed_through`
+        and drop the entries below it (its own entry stays: it is the anchor)."""
         with self._lock:
-            stale = [s for s in self._segments if s < segment_seq]
-            if not stale:
-                return
-            for s in stale:
+            self._removed_through = max(self._removed_through, segment_seq)
+            for s in [s for s in self._segments if s < segment_seq]:
                 del self._segments[s]
             self._save()
 
@@ -185,6 +194,7 @@ class ArchiveRecord:
             "format": RECORD_FORMAT,
             "version": RECORD_VERSION,
             "checkpoint": self._checkpoint,
+            "removed_through": self._removed_through,
             "segments": [
                 {
                     "segment_seq": e.segment_seq,

@@ -163,17 +163,17 @@ class Archiver:
         if self.retention is not None:
             self.retention.apply()
 
-    def requeue(self) -> int:
-        """Queue every local closed segment the record does not list as archived here (and
-        every stalled one). Returns how many are pending now."""
+    def requeue(self, retry_stalled: bool = True) -> int:
+        """Queue every local closed segment the record does not list as archived here (and,
+        when ``retry_stalled``, every stalled one). Returns how many are pending now."""
         for seq, _first, _last in self._closed_segments():
-            if not self.record.archived(seq, self.url):
-                self.submit(seq, None)
+            self.submit(seq, None)
         with self._cond:
-            for seq, p in self._pending.items():
-                if p.state == "stalled":
-                    p.state = "queued"
-                    self._queue.append(seq)
+            if retry_stalled:
+                for seq, p in self._pending.items():
+                    if p.state == "stalled":
+                        p.state = "queued"
+                        self._queue.append(seq)
             self._cond.notify_all()
             return len(self._pending)
 
@@ -205,6 +205,8 @@ class Archiver:
         with self._cond:
             if self._stop.is_set() or segment_seq in self._pending:
                 return
+            if segment_seq <= self.record.removed_through:
+                return  # archived and removed by retention (maybe before a new URL was set)
             if self.record.archived(segment_seq, self.url):
                 return
             self._pending[segment_seq] = _Pending(blake3)
@@ -331,11 +333,10 @@ class Archiver:
     # --- waiting and introspection ------------------------------------------------------
 
     def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool:
-        """Wait until nothing is queued or running (stalled segments are retried first when
-        ``retry_stalled``). True when nothing at all is pending; False when some segment
-        stalled again or the timeout passed."""
-        if retry_stalled:
-            self.requeue()
+        """Wait until every segment closed so far is archived or stalled (stalled ones are
+        retried first when ``retry_stalled``). True when nothing at all is pending; False when
+        some segment stalled (again) or the timeout passed."""
+        self.requeue(retry_stalled)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while any(p.state != "stalled" for p in self._pending.values()):

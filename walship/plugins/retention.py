@@ -157,7 +157,7 @@ class Retention:
             if removed:
                 try:
                     # the entry of the last removed segment stays: it anchors the first local one
-                    self.record.forget_below(removed[-1])
+                    self.record.mark_removed(removed[-1])
                 except OSError as e:
                     logger.error("retention could not prune the archive record: %s", e)
             return removed

@@ -1,0 +1,383 @@
+"""The archiver plugin, retention and the durable archive record, on a real Log.
+
+Faults: a store that fails its first K puts, one that never works (the segment stays pending),
+a restart with uploads pending. In each case no local segment goes before its verified upload
+and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from s3server import FlakyFileSystem, Recorder, wait_until
+
+import walship
+from walship.backends.archive import ArchiveReadStore, ArchiveStore
+from walship.backends.archive_errors import ArchiveRecordError, CheckpointError
+from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
+from walship.core.header import parse_segment_name, segment_name
+from walship.core.recovery import scan_store
+from walship.errors import ConfigError, LogClosedError, LogCorruptError
+from walship.plugins.archive_record import RECORD_NAME, ArchiveRecord, load_anchor
+from walship.plugins.archiver import ArchiveSettings, backoff_delay
+
+QUICK = {"attempts": 50, "backoff": 0.005, "max_backoff": 0.02}
+
+
+def mem_url() -> str:
+    return f"memory://plugin-{secrets.token_hex(6)}/wal"
+
+
+def local_segments(store: Any) -> list[int]:
+    return sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
+
+
+def write_segments(log: walship.Log, count: int, frames: int = 10) -> list[bytes]:
+    """Append ``count`` batches, rotating after each; return every payload written."""
+    payloads = []
+    for s in range(count):
+        batch = [f"segment {s} frame {i} ".encode() * 3 for i in range(frames)]
+        log.append_batch(batch)
+        payloads += batch
+        log.rotate()
+    return payloads
+
+
+def open_log(store: Any, url: str, recorder: Recorder | None = None, **archive: Any) -> Any:
+    retention = archive.pop("retention", None)
+    return walship.open(
+        store=store,
+        archive={"url": url, "retries": QUICK, **archive},
+        retention=retention,
+        plugins=[recorder] if recorder else [],
+    )
+
+
+def assert_removed_only_after_archived(rec: Recorder) -> None:
+    archived_at: dict[int, int] = {}
+    for i, e in enumerate(rec.events):
+        if e[0] == "archived":
+            archived_at.setdefault(e[1], i)
+        if e[0] == "removed":
+            assert e[1] in archived_at, f"segment {e[1]} removed before it was archived"
+
+
+# --- archiving ------------------------------------------------------------------------------
+
+
+def test_every_closed_segment_is_archived_verified_and_recorded(tmp_path: Path) -> None:
+    store = PosixStore(tmp_path / "wal")
+    url = mem_url()
+    rec = Recorder()
+    with open_log(store, url, rec, workers=2) as log:
+        write_segments(log, 6)
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        assert wait_until(lambda: len(rec.of("archived")) == 6)
+        stats = log.stats()["archive"]
+        assert stats["archived"] == 6 and stats["uploaded"] == 6 and stats["pending"] == 0
+        assert stats["failed_attempts"] == 0 and stats["bytes"] > 0
+    assert sorted(rec.seqs("archived")) == [1, 2, 3, 4, 5, 6]
+    assert all(e[2].startswith(url) for e in rec.of("archived"))
+    record = json.loads((tmp_path / "wal" / RECORD_NAME).read_text())
+    assert [e["segment_seq"] for e in record["segments"]] == [1, 2, 3, 4, 5, 6]
+    assert all(e["url"] == url for e in record["segments"])
+    # the active segment (7) is not closed: not archived; the archive verifies
+    view = ArchiveReadStore(url)
+    assert view.list_names() == [segment_name(s) for s in range(1, 7)]
+    assert scan_store(view).ok
+
+
+def test_a_store_that_fails_the_first_puts_is_retried_with_every_attempt_reported() -> None:
+    flaky = FlakyFileSystem.make(fail_puts=3)
+    url = f"{flaky.protocol[0]}://b/wal"
+    mem = MemoryStore()
+    rec = Recorder()
+    with open_log(mem, url, rec, workers=1, retention={"keep_local": "until_archived"}) as log:
+        write_segments(log, 4)
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        assert wait_until(lambda: len(rec.of("removed")) == 4)
+        assert log.stats()["archive"]["failed_attempts"] == 3
+    failed = rec.of("failed")
+    assert [(e[1], e[2]) for e in failed] == [(1, 1), (1, 2), (1, 3)]
+    assert all("injected failure" in e[3] for e in failed)
+    assert_removed_only_after_archived(rec)
+    assert flaky.failures == 3
+    assert local_segments(mem) == [5]  # only the active segment is left
+    assert scan_store(ArchiveReadStore(url)).ok
+
+
+def test_a_segment_that_keeps_failing_stays_pending_and_local() -> None:
+    flaky = FlakyFileSystem.make(fail_puts=10**6)
+    url = f"{flaky.protocol[0]}://b/wal"
+    mem = MemoryStore()
+    rec = Recorder()
+    retries = {"attempts": 3, "backoff": 0.001, "max_backoff": 0.002}
+    with walship.open(
+        store=mem,
+        archive={"url": url, "retries": retries, "workers": 1},
+        retention={"keep_local": "until_archived"},
+        plugins=[rec],
+    ) as log:
+        write_segments(log, 1)
+        archiver = log.archiver
+        assert archiver is not None
+        assert not archiver.flush(timeout=20, retry_stalled=False)
+        assert archiver.pending() == [segment_name(1)]
+        assert "injected failure" in archiver.stalled()[segment_name(1)]
+        assert wait_until(lambda: len(rec.of("failed")) == 3)
+        assert [e[2] for e in rec.of("failed")] == [1, 2, 3]
+        assert local_segments(mem) == [1, 2]  # never removed
+        assert not archiver.flush(timeout=20)  # flush retries it: 3 more attempts
+        assert wait_until(lambda: len(rec.of("failed")) == 6)
+        flaky.failures_left = 0  # the store comes back
+        assert archiver.flush(timeout=20)
+        assert wait_until(lambda: rec.seqs("removed") == [1])
+        assert archiver.stats()["stalled"] == 2
+    assert_removed_only_after_archived(rec)
+
+
+def test_a_restart_with_uploads_pending_archives_them() -> None:
+    flaky = FlakyFileSystem.make(fail_puts=10**6)
+    url = f"{flaky.protocol[0]}://b/wal"
+    mem = MemoryStore()
+    retries = {"attempts": 1, "backoff": 0.001, "max_backoff": 0.001}
+    with walship.open(store=mem, archive={"url": url, "retries": retries}) as log:
+        payloads = write_segments(log, 3)
+        assert log.archiver is not None
+        assert not log.archiver.flush(timeout=20, retry_stalled=False)
+        assert len(log.archiver.pending()) == 3
+    assert ArchiveRecord.load(mem).entries() == []  # nothing recorded: nothing archived
+    flaky.failures_left = 0
+    rec = Recorder()
+    with walship.open(
+        store=mem, archive={"url": url}, retention={"keep_local": "until_archived"}, plugins=[rec]
+    ) as log:
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        assert wait_until(lambda: sorted(rec.seqs("removed")) == [1, 2, 3])
+    assert_removed_only_after_archived(rec)
+    from walship.restore import open_archive
+
+    assert [f.payload for f in open_archive(url).read()] == payloads
+
+
+def test_close_does_not_wait_for_backoff() -> None:
+    flaky = FlakyFileSystem.make(fail_puts=10**6)
+    mem = MemoryStore()
+    retries = {"attempts": 100, "backoff": 30, "max_backoff": 60}
+    log = walship.open(store=mem, archive={"url": f"{flaky.protocol[0]}://b/w", "retries": retries})
+    write_segments(log, 1)
+    assert wait_until(lambda: flaky.failures >= 1)
+    started = time.monotonic()
+    log.close()
+    assert time.monotonic() - started < 10  # the 15-30 s backoff wait was cut short
+    assert local_segments(mem) == [1, 2]
+
+
+def test_falling_behind_fires_archive_lagging_once_per_crossing() -> None:
+    flaky = FlakyFileSystem.make(fail_puts=10**6)
+    mem = MemoryStore()
+    rec = Recorder()
+    retries = {"attempts": 1000, "backoff": 0.05, "max_backoff": 0.05}
+    with walship.open(
+        store=mem,
+        archive={"url": f"{flaky.protocol[0]}://b/w", "retries": retries, "lag_warning": 2},
+        plugins=[rec],
+    ) as log:
+        write_segments(log, 5)
+        assert wait_until(lambda: len(rec.of("lagging")) == 1)
+        assert rec.of("lagging")[0][1:] == (3, segment_name(1))
+        assert log.archiver is not None
+        stats = log.archiver.stats()
+        assert stats["lagging"] and stats["lag_warnings"] == 1 and stats["max_pending"] == 5
+        flaky.failures_left = 0
+        assert log.archiver.flush(timeout=20)
+        assert not log.archiver.stats()["lagging"]
+    assert len(rec.of("lagging")) == 1
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_delay(a, 0.5, 8.0, rng) for a in range(1, 10)]
+    for attempt, d in enumerate(delays, start=1):
+        capped = min(8.0, 0.5 * 2 ** (attempt - 1))
+        assert capped / 2 <= d <= capped
+    assert len({round(d, 6) for d in delays}) == len(delays)  # jittered
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("keep", "left"), [("all", 7), ("until_archived", 1), ("last:2", 3)])
+def test_retention_policies(keep: str, left: int) -> None:
+    mem = MemoryStore()
+    rec = Recorder()
+    with open_log(mem, mem_url(), rec, retention={"keep_local": keep}) as log:
+        payloads = write_segments(log, 6)
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        assert wait_until(lambda: len(local_segments(mem)) == left)
+        kept = local_segments(mem)
+        assert kept[-1] == 7  # never the active segment
+        assert log.stats()["segments"] == left
+        first_kept = (kept[0] - 1) * 10 + 1
+        assert [f.payload for f in log.read()] == payloads[first_kept - 1 :]
+    assert_removed_only_after_archived(rec)
+    assert all(e[2] == keep for e in rec.of("removed"))
+
+
+def test_checkpoint_holds_back_retention_and_survives_a_restart() -> None:
+    mem = MemoryStore()
+    url = mem_url()
+    with open_log(mem, url, retention={"keep_local": "until_archived"}) as log:
+        log.append_batch([b"early"] * 25)
+        log.checkpoint(20)  # segment 1 will hold 1..25: above the checkpoint, it stays
+        log.rotate()
+        write_segments(log, 5)  # segments 2..6 hold 26..35, ..., 66..75
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        time.sleep(0.05)
+        assert local_segments(mem) == [1, 2, 3, 4, 5, 6, 7]
+        log.checkpoint(25)
+        assert local_segments(mem) == [2, 3, 4, 5, 6, 7]
+    with open_log(mem, url, retention={"keep_local": "until_archived"}) as log:
+        assert log.checkpoint_seq == 25
+        assert local_segments(mem) == [2, 3, 4, 5, 6, 7]
+        log.checkpoint(55)
+        assert local_segments(mem) == [5, 6, 7]
+        log.checkpoint(10)  # backwards: allowed, removes nothing more
+        assert local_segments(mem) == [5, 6, 7]
+        assert next(f.commit_seq for f in log.read()) == 56
+
+
+@pytest.mark.parametrize("bad", [-1, 10**9, 2.5, "7", None])
+def test_checkpoint_refuses_bad_values(bad: Any) -> None:
+    with walship.open(store=MemoryStore()) as log:
+        log.append(b"x")
+        with pytest.raises(CheckpointError, match="checkpoint"):
+            log.checkpoint(bad)
+        log.checkpoint(1)  # without an archive it is kept too
+        assert log.checkpoint_seq == 1
+    with pytest.raises(LogClosedError):
+        log.checkpoint(1)
+
+
+def test_after_retention_open_and_verify_are_anchored(tmp_path: Path) -> None:
+    store = PosixStore(tmp_path / "wal")
+    url = mem_url()
+    with open_log(store, url, retention={"keep_local": "last:1"}) as log:
+        write_segments(log, 5)
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        assert wait_until(lambda: local_segments(store) == [5, 6])
+    with walship.open(tmp_path / "wal") as log:  # no archive configured: still anchored
+        assert log.recovery.anchored and log.recovery.segments == 2
+        assert next(f.commit_seq for f in log.read()) == 41
+    anchor = load_anchor(PosixStore(tmp_path / "wal"))
+    assert anchor is not None
+    scan = scan_store(PosixStore(tmp_path / "wal"), anchor=anchor)
+    assert scan.ok and scan.anchored and scan.segments[0].chain_ok
+    # the anchor is the archived segment 4's hash
+    m4 = ArchiveStore(url).stat(segment_name(4))
+    assert m4 is not None and m4.blake3 == anchor
+    # a record whose anchor does not match the first local segment is caught
+    path = tmp_path / "wal" / RECORD_NAME
+    doc = json.loads(path.read_text())
+    doc["segments"][0]["blake3"] = "00" * 32
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LogCorruptError, match=segment_name(5)):
+        walship.open(tmp_path / "wal")
+
+
+def test_a_crash_during_retention_keeps_the_log_openable() -> None:
+    mem = MemoryStore()
+    url = mem_url()
+    with open_log(mem, url, retention={"keep_local": "until_archived"}) as log:
+        write_segments(log, 4)
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        assert wait_until(lambda: local_segments(mem) == [5])
+    # the segment went, the record still lists older entries (as if the prune never ran)
+    record = ArchiveRecord.load(mem)
+    assert [e.segment_seq for e in record.entries()] == [4]
+    mem.crash()
+    with walship.open(store=mem) as log:
+        assert log.recovery.anchored
+
+
+def test_an_invalid_record_stops_open_with_its_name() -> None:
+    mem = MemoryStore()
+    with walship.open(store=mem) as log:
+        log.append(b"x")
+    mem.write_atomic(RECORD_NAME, b"{not json")
+    with pytest.raises(ArchiveRecordError, match=RECORD_NAME):
+        walship.open(store=mem)
+
+
+def test_a_new_archive_url_archives_the_local_segments_again() -> None:
+    mem = MemoryStore()
+    first, second = mem_url(), mem_url()
+    with open_log(mem, first) as log:
+        write_segments(log, 2)
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+    with open_log(mem, second) as log:
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+    assert ArchiveReadStore(second).list_names() == [segment_name(1), segment_name(2)]
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_missing_keys_take_their_defaults() -> None:
+    s = ArchiveSettings.from_mapping({"url": "memory://x"})
+    assert (s.workers, s.compression, s.lag_warning, s.storage_options) == (4, "none", 64, {})
+    assert (s.retries.attempts, s.retries.backoff, s.retries.max_backoff) == (10, 0.5, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("archive", "retention", "message"),
+    [
+        ({}, None, r"archive\.url: Field required"),
+        ({"url": ""}, None, r"archive\.url: String should have at least 1 character"),
+        ({"url": "memory://x", "wrokers": 2}, None, r"archive\.wrokers: .*did you mean 'workers'"),
+        ({"url": "memory://x", "workers": 0}, None, r"archive\.workers: .*greater than or equal"),
+        ({"url": "memory://x", "compression": "lz4"}, None, r"archive\.compression: .*'none'"),
+        ({"url": "memory://x", "retries": {"attempts": 0}}, None, r"archive\.retries\.attempts"),
+        ({"url": "memory://x", "retries": {"bakoff": 1}}, None, r"did you mean 'backoff'"),
+        ({"url": "memory://x", "lag_warning": "many"}, None, r"archive\.lag_warning"),
+        (
+            {"url": "memory://x", "storage_options": "secret=hunter2"},
+            None,
+            r"archive\.storage_options: Input should be a valid dictionary$",
+        ),
+        (None, {"keep_local": "until_archived"}, r"retention\.keep_local: .*no archive"),
+        ({"url": "memory://x"}, {"keep_local": "last:x"}, r"retention\.keep_local: 'last:x'"),
+        ({"url": "memory://x"}, {"keep_locale": "all"}, r"retention\.keep_locale: unknown key"),
+        ({"url": "nosuch://x"}, None, r"cannot open archive nosuch://x"),
+    ],
+)
+def test_bad_archive_and_retention_settings_are_named(
+    archive: Any, retention: Any, message: str
+) -> None:
+    mem = MemoryStore()
+    with pytest.raises(walship.WalshipError, match=message) as e:
+        walship.open(store=mem, archive=archive, retention=retention)
+    assert "hunter2" not in str(e.value)
+    if isinstance(e.value, ConfigError):
+        assert mem.list_names() == []  # refused before anything was written
+    walship.open(store=mem).close()  # and the store was left unlocked
+
+
+def test_import_walship_does_not_load_fsspec() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, walship; "
+        "bad = [m for m in ('fsspec', 's3fs', 'pydantic', 'zstandard', 'walship.restore') "
+        "if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
