@@ -1,0 +1,293 @@
+"""Restore from an archive (memory://, file://): whole and to a point in time, checked segment by
+segment and link by link, refusing foreign objects, naming what is missing or altered; and
+reading an archive in place with ``walship.open_archive``."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import walship
+from walship.backends.archive import ArchiveStore, manifest_name
+from walship.backends.archive_errors import (
+    ArchiveIntegrityError,
+    ArchiveMissingError,
+    ArchiveNameError,
+    RestoreError,
+)
+from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
+from walship.core.header import segment_name
+from walship.core.recovery import scan_store
+from walship.core.rotation import ManualClock
+from walship.plugins.archive_record import ArchiveRecord
+from walship.restore import RestoreProgress, parse_time, restore
+
+T0 = 1_700_000_000_000_000
+
+
+@pytest.fixture(params=["memory", "file"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return f"memory://restore-{secrets.token_hex(6)}/wal"
+    return (tmp_path / "archive").as_uri()
+
+
+def archived_log(url: str, segments: int = 6, frames: int = 10, **archive: Any) -> list[Any]:
+    """Write a log whose every frame has its own timestamp (T0 + commit_seq seconds), archive
+    its closed segments to ``url``, and return every frame written."""
+    clock = ManualClock(micros=T0)
+    with walship.open(store=MemoryStore(), clock=clock, archive={"url": url, **archive}) as log:
+        for _ in range(segments):
+            for _ in range(frames):
+                clock.advance(1)
+                log.append(f"frame at {clock.micros} ".encode() * 2, payload_type=3)
+            log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=30)
+        return list(log.read())
+
+
+def frames_in(directory: Path) -> list[Any]:
+    with walship.open(directory) as log:
+        assert log.recovery.problems == []
+        return list(log.read())
+
+
+def store_of(url: str) -> ArchiveStore:
+    return ArchiveStore(url)
+
+
+def replace_object(url: str, name: str, data: bytes | None) -> None:
+    store = store_of(url)
+    store.fs.rm_file(f"{store.root}/{name}")
+    if data is not None:
+        store.fs.pipe_file(f"{store.root}/{name}", data)
+    store.fs.invalidate_cache()
+
+
+def read_object(url: str, name: str) -> bytes:
+    store = store_of(url)
+    return bytes(store.fs.cat_file(f"{store.root}/{name}"))
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_a_full_restore_gives_back_every_frame(url: str, tmp_path: Path, compression: str) -> None:
+    written = archived_log(url, compression=compression)
+    seen: list[RestoreProgress] = []
+    result = restore(url, tmp_path / "restored", jobs=3, progress=seen.append)
+    assert result.segments == 6 and result.frames == 60 and result.cut_segment is None
+    assert (result.first_commit_seq, result.last_commit_seq) == (1, 60)
+    assert result.anchored and result.active_segment == segment_name(7)
+    assert frames_in(tmp_path / "restored") == written
+    assert seen[0].done_segments == 0 and seen[-1].done_segments == 6
+    assert seen[-1].done_bytes == seen[-1].total_bytes == result.bytes
+    assert scan_store(PosixStore(tmp_path / "restored")).ok
+
+
+def test_the_restored_log_continues_into_the_same_archive(url: str, tmp_path: Path) -> None:
+    written = archived_log(url)
+    restore(url, tmp_path / "r")
+    record = ArchiveRecord.load(PosixStore(tmp_path / "r"))
+    assert [e.segment_seq for e in record.entries()] == [1, 2, 3, 4, 5, 6]
+    with walship.open(tmp_path / "r", archive={"url": url}) as log:
+        assert log.append(b"after the restore") == 61
+        log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=20)
+        stats = log.archiver.stats()
+        assert stats["uploaded"] == 1 and stats["already_archived"] == 0  # only segment 7
+    assert [f.commit_seq for f in walship.open_archive(url).read(from_seq=59)] == [59, 60, 61]
+    assert len(list(walship.open_archive(url).read())) == len(written) + 1
+
+
+@pytest.mark.parametrize("to_seq", [1, 9, 10, 11, 35, 59, 60, 500])
+def test_restore_to_a_commit_seq(url: str, tmp_path: Path, to_seq: int) -> None:
+    written = archived_log(url)
+    result = restore(url, tmp_path / "r", to_seq=to_seq)
+    got = frames_in(tmp_path / "r")
+    expected = [f for f in written if f.commit_seq <= to_seq]
+    assert got == expected
+    assert result.last_commit_seq == expected[-1].commit_seq
+    assert result.archive_last_commit_seq == 60
+    cut = to_seq % 10 != 0 and to_seq < 60
+    assert (result.cut_segment is not None) == cut
+    if cut:
+        assert result.cut_segment == segment_name((to_seq - 1) // 10 + 1)
+
+
+def test_restore_to_a_time(url: str, tmp_path: Path) -> None:
+    written = archived_log(url)
+    target = written[24].timestamp_micros + 500_000  # between frame 25 and frame 26
+    iso = parse_time(target)
+    assert iso == target
+    when = "2023-11-14T22:13:45.500000Z"  # T0 + 25.5 s
+    assert parse_time(when) == target
+    result = restore(url, tmp_path / "r", to_time=when)
+    assert frames_in(tmp_path / "r") == written[:25]
+    assert result.last_timestamp_micros is not None and result.last_timestamp_micros <= target
+    assert result.cut_segment == segment_name(3)
+    # a naive time is UTC, an offset is honoured
+    assert parse_time("2023-11-14T22:13:45.5") == parse_time("2023-11-14T23:13:45.5+01:00")
+
+
+def test_a_time_before_the_archive_starts_is_refused(url: str, tmp_path: Path) -> None:
+    archived_log(url)
+    with pytest.raises(RestoreError, match="no frame at or before"):
+        restore(url, tmp_path / "r", to_time=T0 - 1)
+    with pytest.raises(RestoreError, match="no frame at or before commit_seq 0"):
+        restore(url, tmp_path / "r", to_seq=0)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_arguments_are_refused(url: str, tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_bytes(b"")
+    with pytest.raises(RestoreError, match="not an empty directory"):
+        restore(url, tmp_path / "full")
+    with pytest.raises(RestoreError, match="at most one"):
+        restore(url, tmp_path / "r", to_seq=1, to_time=T0)
+    with pytest.raises(RestoreError, match="ISO 8601"):
+        restore(url, tmp_path / "r", to_time="yesterday")
+    with pytest.raises(RestoreError, match="jobs"):
+        restore(url, tmp_path / "r", jobs=0)
+    with pytest.raises(RestoreError, match="holds no archived segments"):
+        restore(url, tmp_path / "r")
+
+
+# --- a damaged archive: named, nothing left behind ------------------------------------------
+
+
+def nothing_left(tmp_path: Path) -> None:
+    assert not (tmp_path / "r").exists()
+    assert [p.name for p in tmp_path.iterdir() if "walship-restore" in p.name] == []
+
+
+def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -> None:
+    archived_log(url)
+    replace_object(url, segment_name(3), None)
+    with pytest.raises(ArchiveMissingError, match=segment_name(3)) as e:
+        restore(url, tmp_path / "r")
+    assert e.value.segment == segment_name(3) and "its object" in str(e.value)
+    nothing_left(tmp_path)
+    replace_object(url, manifest_name(3), None)  # now segment 3 is gone entirely
+    with pytest.raises(ArchiveMissingError, match=f"{segment_name(3)} is missing"):
+        restore(url, tmp_path / "r")
+    # what lies before the gap can still be restored
+    assert restore(url, tmp_path / "r", to_seq=20).last_commit_seq == 20
+
+
+def test_an_object_without_manifest_is_named_as_incomplete(url: str, tmp_path: Path) -> None:
+    archived_log(url)
+    replace_object(url, manifest_name(2), None)
+    with pytest.raises(ArchiveMissingError, match="never finished") as e:
+        restore(url, tmp_path / "r")
+    assert e.value.segment == segment_name(2)
+    nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "empty"])
+def test_an_altered_segment_is_named(url: str, tmp_path: Path, damage: str) -> None:
+    archived_log(url)
+    raw = read_object(url, segment_name(4))
+    bad = {
+        "truncated": raw[: len(raw) - 30],
+        "flipped": raw[:100] + bytes([raw[100] ^ 4]) + raw[101:],
+        "empty": b"",
+    }[damage]
+    replace_object(url, segment_name(4), bad)
+    with pytest.raises(ArchiveIntegrityError) as e:
+        restore(url, tmp_path / "r", jobs=2)
+    assert e.value.segment == segment_name(4) and segment_name(4) in str(e.value)
+    nothing_left(tmp_path)
+    assert restore(url, tmp_path / "r", to_seq=30).last_commit_seq == 30
+
+
+def test_a_broken_chain_is_named(url: str, tmp_path: Path) -> None:
+    archived_log(url)
+    doc = json.loads(read_object(url, manifest_name(5)))
+    doc["prev_segment_hash"] = "11" * 32
+    replace_object(url, manifest_name(5), json.dumps(doc).encode())
+    with pytest.raises(ArchiveIntegrityError, match="chain broken between") as e:
+        restore(url, tmp_path / "r")
+    assert e.value.segment == segment_name(5)
+    nothing_left(tmp_path)
+
+
+def test_a_forged_segment_with_a_matching_manifest_breaks_the_chain(
+    url: str, tmp_path: Path
+) -> None:
+    archived_log(url)
+    store = store_of(url)
+    m = store.stat(segment_name(2))
+    assert m is not None
+    # a segment 2 of the same instance, with other frames, and a manifest that matches it:
+    # only the chain can tell
+    mem = MemoryStore()
+    with walship.open(store=mem, instance_id=m.instance_id, clock=ManualClock(T0)) as log:
+        for i in range(2):
+            log.append_batch([b"forged %d" % i] * 10)
+            log.rotate()
+    replace_object(url, manifest_name(2), None)
+    replace_object(url, segment_name(2), None)
+    store.put(segment_name(2), mem.read(segment_name(2)))
+    with pytest.raises(ArchiveIntegrityError, match="chain broken") as e:
+        restore(url, tmp_path / "r")
+    assert e.value.segment in (segment_name(2), segment_name(3))
+    nothing_left(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name", ["notes.txt", "segment_0000000000000003.aedbwal.orig", "segment_3.aedbwal"]
+)
+def test_foreign_objects_are_refused_and_nothing_is_written(
+    url: str, tmp_path: Path, name: str
+) -> None:
+    archived_log(url, segments=2)
+    store = store_of(url)
+    store.fs.pipe_file(f"{store.root}/{name}", b"#!/bin/sh\nrm -rf /\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ArchiveNameError, match="refused"):
+        restore(url, tmp_path / "r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_traversal_names_in_a_file_archive_are_refused(tmp_path: Path) -> None:
+    url = (tmp_path / "archive").as_uri()
+    archived_log(url, segments=2)
+    (tmp_path / "archive" / "..evil").write_bytes(b"x")
+    (tmp_path / "archive" / "sub").mkdir()
+    (tmp_path / "archive" / "sub" / segment_name(9)).write_bytes(b"x")
+    (tmp_path / "archive" / segment_name(8)).symlink_to("/etc/passwd")
+    with pytest.raises(ArchiveNameError) as e:
+        restore(url, tmp_path / "r")
+    assert "refused" in str(e.value) and "2 more" in str(e.value)
+    nothing_left(tmp_path)
+
+
+# --- reading an archive in place ------------------------------------------------------------
+
+
+def test_open_archive_streams_frames_without_a_restore(url: str) -> None:
+    written = archived_log(url, compression="zstd")
+    reader = walship.open_archive(url)
+    assert [m.segment_seq for m in reader.manifests()] == [1, 2, 3, 4, 5, 6]
+    assert list(reader.read()) == written
+    assert list(reader.read(from_seq=27, to_seq=33)) == written[26:33]
+    assert list(reader.read(from_seq=61)) == []
+
+
+def test_open_archive_names_what_it_cannot_read(url: str) -> None:
+    written = archived_log(url)
+    replace_object(url, segment_name(2), None)
+    replace_object(url, manifest_name(2), None)
+    reader = walship.open_archive(url)
+    assert list(reader.read(from_seq=21)) == written[20:]  # beyond the gap: fine
+    with pytest.raises(ArchiveMissingError, match=segment_name(2)):
+        list(walship.open_archive(url).read(from_seq=5))
+    raw = read_object(url, segment_name(5))
+    replace_object(url, segment_name(5), raw[:-1] + bytes([raw[-1] ^ 1]))
+    with pytest.raises(ArchiveIntegrityError, match=segment_name(5)):
+        list(walship.open_archive(url).read(from_seq=30))
