@@ -9,7 +9,8 @@
 * :class:`FlakyFileSystem`: an fsspec store that fails its first K puts.
 * :func:`closed_segments`, :func:`wait_until`, :class:`Recorder` (a plugin that records hooks).
 
-Use from a test module: ``from s3server import s3_bucket`` (the fixture) and the helpers.
+Use from a test module: ``new_bucket(moto_endpoint())`` in a fixture of its own (or register
+this module with ``pytest_plugins`` for its ``s3_bucket`` fixture), and the helpers.
 """
 
 from __future__ import annotations
