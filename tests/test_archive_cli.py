@@ -1,0 +1,165 @@
+"""``walship archive -c CONFIG``, ``walship restore`` and the archiving ``walship demo``, run as
+the installed ``walship`` script (a real entry point, a real process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import walship
+from walship.core.header import parse_segment_name, segment_name
+
+WALSHIP = str(Path(sys.executable).with_name("walship"))
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [WALSHIP, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def local_segments(path: Path) -> list[int]:
+    return sorted(s for p in path.iterdir() if (s := parse_segment_name(p.name)) is not None)
+
+
+def make_log(path: Path, segments: int = 4) -> list[bytes]:
+    payloads = []
+    with walship.open(path) as log:
+        for s in range(segments):
+            batch = [b"cli %d/%d" % (s, i) for i in range(10)]
+            log.append_batch(batch)
+            payloads += batch
+            log.rotate()
+    return payloads
+
+
+def write_config(path: Path, wal: Path, url: str, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+store:
+  backend: posix
+  path: {wal}
+archive:
+  url: {url}
+  workers: 2
+  compression: zstd
+  retries: {{attempts: 2, backoff: 10ms, max_backoff: 20ms}}
+{extra}
+"""
+    )
+    return path
+
+
+def test_archive_uploads_what_is_pending_and_applies_retention(tmp_path: Path) -> None:
+    wal = tmp_path / "wal"
+    make_log(wal)
+    url = (tmp_path / "archive").as_uri()
+    config = write_config(
+        tmp_path / "walship.yaml", wal, url, "retention:\n  keep_local: until_archived\n"
+    )
+    out = run("archive", "-c", str(config))
+    assert out.returncode == 0, out.stderr
+    assert "archived 4 segments" in out.stdout and url in out.stdout
+    assert "removed 4 local segments" in out.stdout
+    assert local_segments(wal) == [5]
+    again = run("archive", "-c", str(config))
+    assert again.returncode == 0 and "archived 0 segments" in again.stdout
+
+
+def test_archive_exits_1_and_names_what_could_not_be_archived(tmp_path: Path) -> None:
+    wal = tmp_path / "wal"
+    make_log(wal, segments=2)
+    (tmp_path / "blocker").write_bytes(b"a file where the archive directory should be")
+    url = (tmp_path / "blocker" / "archive").as_uri()
+    config = write_config(tmp_path / "walship.yaml", wal, url)
+    out = run("archive", "-c", str(config))
+    assert out.returncode == 1
+    assert "2 segments are not archived" in out.stderr
+    assert segment_name(1) in out.stderr and segment_name(2) in out.stderr
+    assert "Traceback" not in out.stderr
+    assert local_segments(wal) == [1, 2, 3]
+
+
+def test_archive_without_an_archive_section_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "walship.yaml"
+    config.write_text(f"store:\n  path: {tmp_path / 'wal'}\n")
+    out = run("archive", "-c", str(config))
+    assert out.returncode == 2 and "has no archive: section" in out.stderr
+
+
+def test_restore_on_the_command_line(tmp_path: Path) -> None:
+    wal = tmp_path / "wal"
+    payloads = make_log(wal)
+    url = (tmp_path / "archive").as_uri()
+    assert run("archive", "-c", str(write_config(tmp_path / "c.yaml", wal, url))).returncode == 0
+    out = run("restore", url, str(tmp_path / "full"), "--jobs", "3")
+    assert out.returncode == 0, out.stderr
+    assert "restored 4 segments, 40 frames" in out.stdout
+    assert f"continues in {segment_name(5)}" in out.stdout
+    with walship.open(tmp_path / "full") as log:
+        assert [f.payload for f in log.read()] == payloads
+    out = run("restore", url, str(tmp_path / "pit"), "--to-seq", "15")
+    assert out.returncode == 0, out.stderr
+    assert "ends at commit_seq 15" in out.stdout and "cut" in out.stdout
+    with walship.open(tmp_path / "pit") as log:
+        assert [f.payload for f in log.read()] == payloads[:15]
+    out = run("restore", url, str(tmp_path / "late"), "--to-time", "2999-01-01T00:00:00Z")
+    assert out.returncode == 0 and "restored everything" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--to-seq", "1", "--to-time", "2024-01-01"], 2, "at most one of --to-seq and --to-time"),
+        (["--to-time", "soon"], 2, "is not an ISO 8601 time"),
+        (["--jobs", "0"], 2, "0 is not in the range"),
+        (["-o", "novalue"], 2, "is not KEY=VALUE"),
+    ],
+)
+def test_restore_usage_errors(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    url = (tmp_path / "archive").as_uri()
+    out = run("restore", url, str(tmp_path / "r"), *args)
+    assert out.returncode == code and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_restore_names_a_missing_segment_and_exits_1(tmp_path: Path) -> None:
+    wal = tmp_path / "wal"
+    make_log(wal)
+    url = (tmp_path / "archive").as_uri()
+    assert run("archive", "-c", str(write_config(tmp_path / "c.yaml", wal, url))).returncode == 0
+    (tmp_path / "archive" / (segment_name(2) + ".zst")).unlink()
+    out = run("restore", url, str(tmp_path / "r"))
+    assert out.returncode == 1
+    assert f"{segment_name(2)} is missing from the archive" in out.stderr
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "nonempty").mkdir()
+    (tmp_path / "nonempty" / "x").write_text("")
+    out = run("restore", url, str(tmp_path / "nonempty"))
+    assert out.returncode == 2 and "not an empty directory" in out.stderr
+
+
+def test_demo_archives_to_a_file_archive_and_restores_from_it(tmp_path: Path) -> None:
+    out = run(
+        "demo", "--dir", str(tmp_path / "demo"), "--frames", "3000", "--segment-bytes", "20000"
+    )
+    assert out.returncode == 0, out.stderr
+    for line in ("log directory", "frames written", "segments", "reopened", "read back", "verify"):
+        assert line in out.stdout
+    assert "archive          " in out.stdout and (tmp_path / "demo.archive").as_uri() in out.stdout
+    assert "verified: sizes, BLAKE3 and chain" in out.stdout
+    assert "frames match byte for byte" in out.stdout
+    with walship.open(tmp_path / "demo.restored") as log:
+        assert sum(1 for _ in log.read()) == 3000
+    out = run("demo", "--dir", str(tmp_path / "plain"), "--frames", "100", "--no-archive")
+    assert out.returncode == 0 and "archive " not in out.stdout
+    assert not (tmp_path / "plain.archive").exists()
