@@ -138,6 +138,7 @@ class Archiver:
         self._emit = emit
         self._closed_segments = closed_segments
         self._cond = threading.Condition()
+        self._announce = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._queue: deque[int] = deque()
         self._stop = threading.Event()
@@ -277,12 +278,25 @@ class Archiver:
             try:
                 raw = self.store.read(name)
                 result = self.archive.put(name, raw, expected_blake3=p.blake3)
-                with self._cond:
-                    if self._closed:  # the log may already be open elsewhere: record nothing
-                        return False
-                self.record.mark_archived(
-                    ArchivedSegment(seq, result.manifest.size, result.manifest.blake3, self.url)
-                )
+                # record and announce as one step for retention: a segment_removed never
+                # reaches the plugins before its segment_archived
+                with self.retention.lock if self.retention is not None else self._announce:
+                    with self._cond:
+                        if self._closed:  # the log may be open elsewhere by now: record nothing
+                            return False
+                    self.record.mark_archived(
+                        ArchivedSegment(seq, result.manifest.size, result.manifest.blake3, self.url)
+                    )
+                    seconds = time.monotonic() - started
+                    self._emit(
+                        "segment_archived",
+                        name=name,
+                        segment_seq=seq,
+                        url=result.url,
+                        size=result.manifest.size,
+                        blake3=result.manifest.blake3.hex(),
+                        seconds=seconds,
+                    )
             except Exception as e:
                 error = f"{type(e).__name__}: {e}" if not isinstance(e, ArchiveError) else str(e)
                 p.attempts += 1
@@ -312,21 +326,11 @@ class Archiver:
                 if self._stop.wait(delay):
                     return False
                 continue
-            seconds = time.monotonic() - started
             self.counters["archived"] += 1
             self.counters["bytes"] += result.manifest.size
             self.counters["uploaded" if result.uploaded else "already_archived"] += 1
             self._seconds_total += seconds
             self._seconds_max = max(self._seconds_max, seconds)
-            self._emit(
-                "segment_archived",
-                name=name,
-                segment_seq=seq,
-                url=result.url,
-                size=result.manifest.size,
-                blake3=result.manifest.blake3.hex(),
-                seconds=seconds,
-            )
             return True
         return False
 

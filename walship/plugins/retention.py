@@ -113,7 +113,8 @@ class Retention:
         self._closed_segments = closed_segments
         self._forget_segment = forget_segment
         self._emit = emit
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Held while a pass runs; the archiver holds it to record and announce a segment."""
         self.removed = 0
 
     def removable(self) -> list[int]:
@@ -139,7 +140,7 @@ class Retention:
         Returns the segment_seqs removed. A failed removal stops the pass (logged); the segment
         stays, and the next pass tries again.
         """
-        with self._lock:
+        with self.lock:
             removed: list[int] = []
             for seq in self.removable():
                 name = segment_name(seq)
