@@ -65,14 +65,17 @@ def test_archive_uploads_what_is_pending_and_applies_retention(tmp_path: Path) -
     make_log(wal)
     url = (tmp_path / "archive").as_uri()
     config = write_config(
-        tmp_path / "walship.yaml", wal, url, "retention:\n  keep_local: until_archived\n"
+        tmp_path / "walship.yaml",
+        wal,
+        "${WALSHIP_TEST_ARCHIVE}",
+        "retention:\n  keep_local: ${WALSHIP_TEST_KEEP:-until_archived}\n",
     )
-    out = run("archive", "-c", str(config))
+    out = run("archive", "-c", str(config), env={"WALSHIP_TEST_ARCHIVE": url})
     assert out.returncode == 0, out.stderr
     assert "archived 4 segments" in out.stdout and url in out.stdout
     assert "removed 4 local segments" in out.stdout
     assert local_segments(wal) == [5]
-    again = run("archive", "-c", str(config))
+    again = run("archive", "-c", str(config), env={"WALSHIP_TEST_ARCHIVE": url})
     assert again.returncode == 0 and "archived 0 segments" in again.stdout
 
 

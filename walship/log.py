@@ -43,7 +43,8 @@ from walship.plugins.events import EventDispatcher
 from walship.plugins.manager import new_plugin_manager
 
 if TYPE_CHECKING:
-    from walship.plugins.archiver import Archiver
+    from walship.plugins.archiver import Archiver, ArchiveSettings
+    from walship.plugins.retention import RetentionPolicy
 
 logger = logging.getLogger("walship")
 
@@ -101,11 +102,13 @@ class Log:
         archive: Mapping[str, Any] | None = None,
         retention: Mapping[str, Any] | None = None,
     ) -> None:
-        archive_settings = None
+        archive_settings: ArchiveSettings | None = None
+        retention_policy: RetentionPolicy | None = None
         if archive is not None or retention is not None:
             from walship.plugins.archiver import build_archiving  # fsspec loads only when used
 
             archive_settings, retention_policy = build_archiving(archive, retention)
+        self._archiver: Archiver | None = None
         self.store = store
         self.durability = Durability(durability)
         if sync_interval <= 0:
@@ -167,15 +170,14 @@ class Log:
             target=self._maintain, name="walship-maintenance", daemon=True
         )
         self._maintenance.start()
-        self._archiver: Archiver | None = None
-        if archive_settings is not None:
+        if archive_settings is not None and retention_policy is not None:
             try:
                 self._start_archiver(archive_settings, retention_policy)
             except BaseException:
                 self.close()
                 raise
 
-    def _start_archiver(self, settings: Any, policy: Any) -> None:
+    def _start_archiver(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
         from walship.plugins.archiver import Archiver
         from walship.plugins.retention import Retention
 

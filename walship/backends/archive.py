@@ -722,6 +722,8 @@ class ArchiveStore:
             entries = self.fs.ls(self.root, detail=True)
         except FileNotFoundError:
             entries = []
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache(self.root)  # never answer a later lookup from this LIST
         prefix = self.root + "/"
         for e in entries:
             full = str(e.get("name", "")).rstrip("/")
