@@ -195,7 +195,10 @@ class FlakyFileSystem:
     _count = 0
 
     @classmethod
-    def make(cls, fail_puts: int = 0, partial: int | None = None) -> Any:
+    def make(
+        cls, fail_puts: int = 0, partial: int | None = None, gate: threading.Event | None = None
+    ) -> Any:
+        """``gate``: when given, every put waits until it is set (an upload that hangs)."""
         import errno
 
         import fsspec
@@ -213,6 +216,8 @@ class FlakyFileSystem:
 
             def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> Any:
                 type(self).puts += 1
+                if gate is not None:
+                    gate.wait()
                 if type(self).failures_left > 0:
                     type(self).failures_left -= 1
                     type(self).failures += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,23 @@ def test_a_restart_with_uploads_pending_archives_them() -> None:
     from walship.restore import open_archive
 
     assert [f.payload for f in open_archive(url).read()] == payloads
+
+
+def test_appends_and_rotations_go_on_while_an_upload_hangs() -> None:
+    gate = threading.Event()
+    flaky = FlakyFileSystem.make(gate=gate)
+    mem = MemoryStore()
+    with open_log(mem, f"{flaky.protocol[0]}://b/wal", workers=1) as log:
+        write_segments(log, 5)  # returns although the first upload is stuck
+        assert log.last_seq == 50 and log.durable_seq == 50
+        archiver = log.archiver
+        assert archiver is not None
+        assert wait_until(lambda: archiver.pending() == [segment_name(s) for s in range(1, 6)])
+        assert wait_until(lambda: flaky.puts == 1)  # one worker, stuck in its first put
+        time.sleep(0.05)
+        assert flaky.puts == 1 and len(archiver.pending()) == 5
+        gate.set()
+        assert log.archiver.flush(timeout=20)
 
 
 def test_close_does_not_wait_for_backoff() -> None:

@@ -25,7 +25,11 @@ from s3server import (
 
 import walship
 from walship.backends.archive import ArchiveReadStore, ArchiveStore, manifest_name
-from walship.backends.archive_errors import ArchiveConflictError, ArchiveMissingError
+from walship.backends.archive_errors import (
+    ArchiveConflictError,
+    ArchiveIntegrityError,
+    ArchiveMissingError,
+)
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.recovery import scan_store
@@ -183,6 +187,22 @@ def test_s3_server_stopped_during_uploads_and_started_again(tmp_path: Path) -> N
         assert scan_store(view).ok
     finally:
         server.stop()
+
+
+def test_s3_archived_object_truncated_later_is_named(tmp_path: Path, s3: S3Bucket) -> None:
+    with walship.open(tmp_path / "wal", archive=archive_options(s3)) as log:
+        for i in range(3):
+            log.append_batch([b"kept %d" % i] * 10)
+            log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=60)
+    raw = s3.get(segment_name(2))
+    s3.put(segment_name(2), raw[: len(raw) // 2])  # overwritten behind walship's back
+    with pytest.raises(ArchiveIntegrityError, match=segment_name(2)) as e:
+        restore(s3.url, tmp_path / "r", storage_options=s3.storage_options)
+    assert "partial" in str(e.value) and e.value.segment == segment_name(2)
+    with pytest.raises(ArchiveIntegrityError, match=segment_name(2)):
+        scan_store(ArchiveReadStore(s3.url, s3.storage_options))
+    assert not (tmp_path / "r").exists()
 
 
 def test_s3_restart_with_uploads_pending(tmp_path: Path) -> None:
