@@ -175,8 +175,12 @@ def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -
     replace_object(url, manifest_name(3), None)  # now segment 3 is gone entirely
     with pytest.raises(ArchiveMissingError, match=f"{segment_name(3)} is missing"):
         restore(url, tmp_path / "r")
-    # what lies before the gap can still be restored
+    # what lies before the gap can still be restored, but not a point inside or after it
     assert restore(url, tmp_path / "r", to_seq=20).last_commit_seq == 20
+    for target in ({"to_seq": 25}, {"to_seq": 45}, {"to_time": T0 + 25_000_000}):
+        with pytest.raises(ArchiveMissingError, match=segment_name(3)):
+            restore(url, tmp_path / "r2", **target)
+    assert restore(url, tmp_path / "r3", to_time=T0 + 15_000_000).last_commit_seq == 15
 
 
 def test_an_object_without_manifest_is_named_as_incomplete(url: str, tmp_path: Path) -> None:
@@ -285,8 +289,10 @@ def test_open_archive_names_what_it_cannot_read(url: str) -> None:
     replace_object(url, manifest_name(2), None)
     reader = walship.open_archive(url)
     assert list(reader.read(from_seq=21)) == written[20:]  # beyond the gap: fine
-    with pytest.raises(ArchiveMissingError, match=segment_name(2)):
-        list(walship.open_archive(url).read(from_seq=5))
+    assert list(reader.read(to_seq=10)) == written[:10]  # before it: fine
+    for bounds in ({"from_seq": 5}, {"from_seq": 15}, {"from_seq": 1, "to_seq": 12}):
+        with pytest.raises(ArchiveMissingError, match=segment_name(2)):
+            list(walship.open_archive(url).read(**bounds))
     raw = read_object(url, segment_name(5))
     replace_object(url, segment_name(5), raw[:-1] + bytes([raw[-1] ^ 1]))
     with pytest.raises(ArchiveIntegrityError, match=segment_name(5)):

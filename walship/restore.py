@@ -148,9 +148,14 @@ def _check_run(
                     "manifest (the upload never finished)",
                     name,
                 )
+            earlier = [p for p in manifests if p < seq]
+            later = [n for n in manifests if n > seq]
+            around = ([f"after {segment_name(max(earlier))}"] if earlier else []) + (
+                [f"before {segment_name(min(later))}"] if later else []
+            )
             raise ArchiveMissingError(
-                f"{name} is missing from the archive {archive.url} (between "
-                f"{segment_name(first)} and {segment_name(last)})",
+                f"{name} is missing from the archive {archive.url}"
+                + (f" ({' and '.join(around)})" if around else ""),
                 name,
             )
         if run:
@@ -322,10 +327,15 @@ def restore(
     cut: int | None = None
     if to_seq is not None or to_micros is not None:
         last_seq = -1
+        reached: int | None = None  # the last commit_seq of the segments taken so far
         for s in range(seqs[0], seqs[-1] + 1):
             m = manifests.get(s)
             if m is None:
-                break  # a gap: _check_run below names it if it lies inside what is needed
+                # a missing segment is not needed only when the target was reached exactly
+                # before it; otherwise it may hold frames at or before the target: name it
+                if to_seq is None or reached is None or reached < to_seq:
+                    last_seq = s
+                break
             if not m.frame_count:
                 continue
             assert m.first_commit_seq is not None and m.last_commit_seq is not None
@@ -340,6 +350,7 @@ def restore(
             if starts_after:
                 break
             last_seq = s
+            reached = m.last_commit_seq
             if ends_after:
                 cut = s
                 break
@@ -501,13 +512,23 @@ class ArchiveReader:
         ]
         if not wanted:
             return
-        run = _check_run(
-            self.archive,
-            self._listing,
-            self._manifests,
-            wanted[0].segment_seq,
-            wanted[-1].segment_seq,
-        )
+        # a missing segment next to the wanted ones may hold wanted frames: the checked run
+        # reaches back to the last segment wholly before from_seq and on to the first wholly
+        # after to_seq, so that _check_run names any gap in between
+        framed = [m for m in manifests if m.frame_count]
+        head, tail = wanted[0], wanted[-1]
+        if (head.first_commit_seq or 0) <= from_seq:
+            first = head.segment_seq  # every frame before it is below from_seq
+        else:
+            before = [m for m in framed if (m.last_commit_seq or 0) < from_seq]
+            first = before[-1].segment_seq + 1 if before else manifests[0].segment_seq
+        if to_seq is not None and (tail.last_commit_seq or 0) >= to_seq:
+            last = tail.segment_seq  # every frame after it is above to_seq
+        else:
+            after = [m for m in framed if to_seq is not None and (m.first_commit_seq or 0) > to_seq]
+            last = after[0].segment_seq - 1 if after else manifests[-1].segment_seq
+        run = _check_run(self.archive, self._listing, self._manifests, first, last)
+        run = [m for m in run if wanted[0].segment_seq <= m.segment_seq <= wanted[-1].segment_seq]
         _check_objects(self.archive, self._listing, run)
         with ThreadPoolExecutor(max_workers=2) as pool:
             ahead: Future[bytes] = pool.submit(_fetch_verified, self.archive, run[0])
