@@ -59,8 +59,8 @@ def demo(directory: Path | None, frames: int, segment_bytes: int, archive: bool)
         log.append_batch(batch[half:], payload_type=2)  # and in one group
         log.rotate()
         written = log.last_seq
+        wrote = time.perf_counter() - started
         archived_ok = log.archiver.flush(timeout=120) if log.archiver is not None else True
-    wrote = time.perf_counter() - started
     with walship.open(directory) as log:
         report = log.recovery
         read_back = sum(1 for _ in log.read())
