@@ -37,7 +37,10 @@ fn read_back(segments: &Path, expected: &[Frame]) -> Result<(), String> {
             .ok_or(format!("{name}: shorter than a header"))?;
         let header = SegmentHeader::from_bytes(&header).map_err(|e| format!("{name}: {e}"))?;
         if name != &format!("segment_{:016}.aedbwal", header.segment_seq) {
-            return Err(format!("{name}: header says segment {}", header.segment_seq));
+            return Err(format!(
+                "{name}: header says segment {}",
+                header.segment_seq
+            ));
         }
         let mut reader = FrameReader::new(Cursor::new(&data[SEGMENT_HEADER_SIZE..]));
         while let Some(frame) = reader.next_frame().map_err(|e| format!("{name}: {e}"))? {

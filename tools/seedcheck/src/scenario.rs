@@ -94,7 +94,7 @@ impl FrameSpec {
 }
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if hex.len() & 1 == 1 {
         return Err(format!("payload_hex has an odd length: {hex:?}"));
     }
     (0..hex.len())
@@ -277,7 +277,11 @@ impl Runner {
                 self.record(&closed, "restart");
                 let config = self.config.clone().ok_or("open first")?;
                 self.manager = Some(SegmentManager::new(&self.dir, config, self.instance_id));
-                let seq = if *new_segment { closed.segment_seq + 1 } else { closed.segment_seq };
+                let seq = if *new_segment {
+                    closed.segment_seq + 1
+                } else {
+                    closed.segment_seq
+                };
                 self.open_segment(seq)
             }
             Step::Close => {
@@ -290,5 +294,64 @@ impl Runner {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse, Runner};
+    use crate::wal::segment::{SegmentHeader, SEGMENT_HEADER_SIZE};
+    use std::fs;
+
+    #[test]
+    fn parse_names_the_bad_line() {
+        let ok = r#"{"op": "open", "instance_id": 1, "max_segment_bytes": 9, "max_segment_age_micros": 9, "wall_micros": 5}"#;
+        assert_eq!(
+            parse(&format!("{ok}\n\n{{\"op\": \"close\"}}\n"))
+                .expect("parse")
+                .len(),
+            2
+        );
+        let typo = format!("{ok}\n{{\"op\": \"append\", \"frame\": []}}");
+        assert!(parse(&typo).expect_err("typo").starts_with("line 2:"));
+        assert!(parse(r#"{"op": "explode"}"#)
+            .expect_err("op")
+            .starts_with("line 1:"));
+    }
+
+    #[test]
+    fn headers_carry_the_scenario_wall_clock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = [
+            r#"{"op": "open", "instance_id": 4, "max_segment_bytes": 100, "max_segment_age_micros": 1000000, "wall_micros": 1700000000000001}"#,
+            r#"{"op": "advance", "micros": 250}"#,
+            r#"{"op": "append", "frames": [{"seq": 1, "type": 1, "payload_fill": [1, 20]}]}"#,
+            r#"{"op": "append", "frames": [{"seq": 2, "type": 1, "payload_hex": "00ff"}]}"#,
+            r#"{"op": "close"}"#,
+        ]
+        .join("\n");
+        let mut runner = Runner::new(dir.path().to_path_buf());
+        for step in parse(&text).expect("parse") {
+            runner.step(&step).expect("step");
+        }
+        let created: Vec<u64> = [
+            "segment_0000000000000001.aedbwal",
+            "segment_0000000000000002.aedbwal",
+        ]
+        .iter()
+        .map(|name| {
+            let data = fs::read(dir.path().join(name)).expect("segment");
+            let header: [u8; SEGMENT_HEADER_SIZE] =
+                data[..SEGMENT_HEADER_SIZE].try_into().expect("header");
+            SegmentHeader::from_bytes(&header)
+                .expect("parse")
+                .created_at_micros
+        })
+        .collect();
+        // Segment 1 was opened at the start, segment 2 when the first append rotated it on size.
+        assert_eq!(created, vec![1_700_000_000_000_001, 1_700_000_000_000_251]);
+        assert_eq!(runner.closed_records().len(), 2);
+        assert_eq!(runner.appended()[1].timestamp_micros, 1_700_000_000_000_251);
+        assert_eq!(runner.appended()[1].payload, vec![0, 0xff]);
     }
 }

@@ -167,7 +167,10 @@ mod tests {
         data.extend(encode(2, 20, 255, &[0xab; 300]));
         let mut r = FrameReader::new(Cursor::new(data));
         let a = r.next_frame().expect("a").expect("frame a");
-        assert_eq!((a.commit_seq, a.timestamp_micros, a.payload_type), (1, 10, 1));
+        assert_eq!(
+            (a.commit_seq, a.timestamp_micros, a.payload_type),
+            (1, 10, 1)
+        );
         assert!(a.payload.is_empty());
         let b = r.next_frame().expect("b").expect("frame b");
         assert_eq!(b.payload, vec![0xab; 300]);
@@ -179,7 +182,10 @@ mod tests {
         let data = encode(5, 6, 7, b"payload");
         for cut in 1..data.len() {
             let err = FrameReader::new(Cursor::new(&data[..cut])).next_frame();
-            assert!(matches!(err, Err(FrameError::Truncated(_))), "cut {cut}: {err:?}");
+            assert!(
+                matches!(err, Err(FrameError::Truncated(_))),
+                "cut {cut}: {err:?}"
+            );
         }
     }
 
@@ -188,14 +194,20 @@ mod tests {
         let mut data = encode(5, 6, 7, b"payload");
         data[10] ^= 0x40;
         let err = FrameReader::new(Cursor::new(data)).next_frame();
-        assert!(matches!(err, Err(FrameError::CrcMismatch { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(FrameError::CrcMismatch { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn lengths_out_of_range_are_rejected_before_reading() {
         for bad in [0u32, 20, MAX_FRAME_LENGTH + 1, u32::MAX] {
             let err = FrameReader::new(Cursor::new(bad.to_be_bytes())).next_frame();
-            assert!(matches!(err, Err(FrameError::InvalidLength(n)) if n == bad), "{err:?}");
+            assert!(
+                matches!(err, Err(FrameError::InvalidLength(n)) if n == bad),
+                "{err:?}"
+            );
         }
     }
 
