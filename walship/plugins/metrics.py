@@ -72,6 +72,18 @@ class Summary:
         }
 
 
+def _seconds(value: float) -> str:
+    if value < 1e-3:
+        return f"{value * 1e6:.0f}us"
+    if value < 1:
+        return f"{value * 1e3:.1f}ms"
+    return f"{value:.2f}s"
+
+
+def _bytes(value: float) -> str:
+    return f"{value:.0f}B"
+
+
 _COUNTERS = (
     "segments_opened",
     "segments_closed",
@@ -142,10 +154,10 @@ class MetricsPlugin:
             s = snap[name]
             if not s["count"]:
                 continue
-            unit = "" if name == "segment_bytes" else "s"
+            fmt = _bytes if name == "segment_bytes" else _seconds
             lines.append(
-                f"{name:<18} n={s['count']} mean={s['mean']:.4g}{unit} p50={s['p50']:.4g}{unit} "
-                f"p99={s['p99']:.4g}{unit} max={s['max']:.4g}{unit}"
+                f"{name:<18} n={s['count']} mean={fmt(s['mean'])} p50={fmt(s['p50'])} "
+                f"p99={fmt(s['p99'])} max={fmt(s['max'])}"
             )
         return "\n".join(lines)
 
