@@ -43,9 +43,11 @@ def plugins_command(as_json: bool) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(f"installed plugins (entry points, group {PLUGINS}):")
-    for ep in plugins or [{"name": "(none)", "value": "", "distribution": None}]:
+    for ep in plugins:
         dist = f" [{ep['distribution']} {ep['version']}]" if ep["distribution"] else ""
-        click.echo(f"  {ep['name']} = {ep['value']}{dist}".rstrip())
+        click.echo(f"  {ep['name']} = {ep['value']}{dist}")
+    if not plugins:
+        click.echo("  (none)")
     click.echo("built-in plugins (name them in the config's plugins:):")
     for name in builtins:
         click.echo(f"  {name}")
