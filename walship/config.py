@@ -499,6 +499,10 @@ def _show(loc: Loc, value: object, refs: Mapping[Loc, str]) -> str:
     for i in range(len(loc), -1, -1):  # the value, or a string it sits in, came from ${...}
         if loc[:i] in refs:
             return f"{refs[loc[:i]]!r} (from the environment)"
+    if isinstance(value, Mapping):
+        return "{...}"  # its keys or values may be secret; the path says where it is
+    if isinstance(value, (list, tuple)):
+        return "[...]"
     if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
         scheme, rest = value.split("://", 1)
         value = f"{scheme}://<hidden>@{rest.rsplit('@', 1)[1]}"
@@ -646,11 +650,11 @@ def _apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict
             )
         if key in _SHORTCUTS:
             section, sub = _SHORTCUTS[key]
-            nested.setdefault(section, {})[sub] = value
+            nested = _merge(nested, {section: {sub: value}})
         elif key == "plugins":
             nested["plugins"] = [*(data.get("plugins") or []), *value]
         else:
-            nested[key] = value
+            nested = _merge(nested, {key: value})
     return _merge(data, nested)
 
 
