@@ -51,7 +51,6 @@ def parse_sep(sep: str) -> bytes:
     "--config",
     default="walship.yaml",
     show_default=True,
-    type=click.Path(dir_okay=False),
     help="The log's YAML config (`walship init` writes one).",
 )
 @click.option(

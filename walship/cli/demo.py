@@ -78,10 +78,11 @@ _EVENTS_LOGGER = "walship.demo.events"
 
 def _log_events_to_stderr() -> None:
     logger = logging.getLogger(_EVENTS_LOGGER)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    for old in list(logger.handlers):  # from an earlier run in this process, on an old stderr
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
 

@@ -88,7 +88,6 @@ def target_options(f: Any) -> Any:
     return click.option(
         "-c",
         "--config",
-        type=click.Path(dir_okay=False),
         default=None,
         help="Take an archive URL's storage options from this config's archive: section.",
     )(f)
