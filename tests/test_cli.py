@@ -559,3 +559,29 @@ def test_the_installed_script(tmp_path: Path) -> None:
     )
     proc = _script("--version")
     assert proc.returncode == 0 and proc.stdout == f"walship, version {walship.__version__}\n"
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "durability: none\n")
+    lines = "".join(f"record number {i:05d} of many\n" for i in range(3000))
+    assert _script_input(config, lines).returncode == 0
+    proc = subprocess.run(
+        f"{WALSHIP} dump {tmp_path / 'wal'} | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(proc.stdout)["commit_seq"] == 1
+    assert "Traceback" not in proc.stderr
+    assert "BrokenPipe" not in proc.stderr
+
+
+def _script_input(config: Path, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(WALSHIP), "append", "-c", str(config), "--batch", "500"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
