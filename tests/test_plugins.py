@@ -586,6 +586,65 @@ def test_a_third_party_backend_by_name(tmp_path: Path, monkeypatch: pytest.Monke
         load_backend("notastore")
 
 
+def test_entry_point_plugins_load_and_a_config_can_configure_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _fake_distribution(
+        site,
+        "counting_plugin",
+        "[walship.plugins]\ncounter = counting_plugin_mod:Counter\n",
+        "counting_plugin_mod",
+        "from walship import hookimpl\n"
+        "class Counter:\n"
+        "    def __init__(self, start=0):\n"
+        "        self.closed = start\n"
+        "    @hookimpl\n"
+        "    def segment_closed(self):\n"
+        "        self.closed += 1\n",
+    )
+    monkeypatch.syspath_prepend(str(site))
+    with walship.open(tmp_path / "a") as log:  # loaded by its entry point, without options
+        log.rotate()
+        _wait(log)
+        counter: Any = log.plugins.get_plugin("counter")
+        assert type(counter).__name__ == "Counter" and counter.closed == 1
+    config = {
+        "store": {"path": str(tmp_path / "b")},
+        "plugins": [{"name": "counter", "options": {"start": 10}}],
+    }
+    with walship.open(config=config) as log:  # named in the config: created once, with options
+        log.rotate()
+        _wait(log)
+        counters = [p for p in log.plugins.get_plugins() if type(p).__name__ == "Counter"]
+        assert len(counters) == 1 and counters[0].closed == 11
+    with walship.open(tmp_path / "c", entry_point_plugins=False) as log:
+        assert log.plugins.get_plugin("counter") is None
+
+
+def test_a_broken_entry_point_plugin_fails_the_open_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _fake_distribution(
+        site,
+        "broken_plugin",
+        "[walship.plugins]\nbroken = broken_plugin_missing_mod:Plugin\n",
+        "broken_plugin_unused",
+        "",
+    )
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(PluginError) as info:
+        walship.open(tmp_path / "wal")
+    assert str(info.value) == (
+        "plugin 'broken' (entry point broken_plugin_missing_mod:Plugin of broken_plugin) failed "
+        "to load: ModuleNotFoundError: No module named 'broken_plugin_missing_mod'"
+    )
+    walship.open(tmp_path / "wal", entry_point_plugins=False).close()  # nothing was locked
+
+
 def test_an_unknown_backend_suggests_a_name() -> None:
     with pytest.raises(BackendError) as info:
         load_backend("memroy")

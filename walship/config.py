@@ -603,7 +603,10 @@ def _check_store(cfg: WalshipConfig, source: str, refs: Mapping[Loc, str]) -> No
                 f"expected a store backend ({hint}known: {', '.join(known)})"
             ) from None
         raise ConfigError(f"{source}: store.backend: {e}") from None
-    params = inspect.signature(cls).parameters
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no introspectable signature: the class will judge
+        return
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
