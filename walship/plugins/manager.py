@@ -310,7 +310,7 @@ def collect_plugins(items: Iterable[object], *, autoload: bool = True) -> list[o
         if isinstance(item, str):
             resolved = resolve_plugin(item)
         elif isinstance(item, Mapping):
-            resolved = resolve_plugin(item["name"], item.get("options"))
+            resolved = resolve_plugin(item.get("name"), item.get("options"))  # type: ignore[arg-type]
         elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             resolved = resolve_plugin(item[0], item[1])
         else:
