@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 import time
@@ -12,6 +13,8 @@ import click
 import walship
 from walship.backends.base import SegmentStore
 from walship.core.recovery import scan_store
+from walship.plugins.logging import LoggingPlugin
+from walship.plugins.metrics import MetricsPlugin
 
 
 @click.command()
@@ -26,14 +29,23 @@ from walship.core.recovery import scan_store
 @click.option(
     "--segment-bytes", default=64 * 1024, show_default=True, help="Rotate segments at this size."
 )
-def demo(directory: Path | None, frames: int, segment_bytes: int) -> None:
-    """Write frames into small segments, rotate, reopen, verify, and print a summary."""
+@click.option("--quiet", is_flag=True, help="Do not print the logging plugin's event lines.")
+def demo(directory: Path | None, frames: int, segment_bytes: int, quiet: bool) -> None:
+    """Write frames into small segments, rotate, reopen, verify, and print a summary.
+
+    The built-in plugins are on: ``logging`` prints one line per event (to stderr) and
+    ``metrics`` counts them; its summary ends the output.
+    """
+    metrics = MetricsPlugin()
+    plugins = [metrics, LoggingPlugin(logger=_EVENTS_LOGGER)]
+    if not quiet:
+        _log_events_to_stderr()
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="walship-demo-"))
     elif directory.exists() and any(directory.iterdir()):
         raise click.UsageError(f"{directory} is not empty; choose a new directory")
     started = time.perf_counter()
-    with walship.open(directory, max_segment_bytes=segment_bytes) as log:
+    with walship.open(directory, max_segment_bytes=segment_bytes, plugins=plugins) as log:
         batch = [f"demo record {i:06d} ".encode() * 4 for i in range(frames)]
         half = frames // 2
         for payload in batch[:half]:  # durable one by one
@@ -42,7 +54,7 @@ def demo(directory: Path | None, frames: int, segment_bytes: int) -> None:
         log.rotate()
         written = log.last_seq
     wrote = time.perf_counter() - started
-    with walship.open(directory) as log:
+    with walship.open(directory, plugins=plugins) as log:
         report = log.recovery
         read_back = sum(1 for _ in log.read())
     scan = scan_store(walship_store(directory))
@@ -52,10 +64,27 @@ def demo(directory: Path | None, frames: int, segment_bytes: int) -> None:
     click.echo(f"reopened         {report.summary()}")
     click.echo(f"read back        {read_back} frames")
     click.echo(f"verify           {'ok: headers, frames and chain' if scan.ok else 'DAMAGED'}")
+    click.echo("metrics (plugin walship.plugins.metrics, both opens):")
+    for line in metrics.render().splitlines():
+        click.echo(f"  {line}")
     if not scan.ok or read_back != written:
         for p in scan.problems:
             click.echo(f"  {p}", err=True)
         sys.exit(1)
+
+
+_EVENTS_LOGGER = "walship.demo.events"
+
+
+def _log_events_to_stderr() -> None:
+    logger = logging.getLogger(_EVENTS_LOGGER)
+    for old in list(logger.handlers):  # from an earlier run in this process, on an old stderr
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def walship_store(directory: Path) -> SegmentStore:
