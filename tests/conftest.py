@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.core.rotation import ManualClock
 
@@ -16,3 +17,16 @@ def mem() -> MemoryStore:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture(params=["posix", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: object) -> SegmentStore:
+    """Each test that takes ``store`` runs on a real directory and on the memory store."""
+    if request.param == "posix":
+        from pathlib import Path
+
+        from walship.backends.posix import PosixStore
+
+        assert isinstance(tmp_path, Path)
+        return PosixStore(tmp_path / "wal")
+    return MemoryStore()

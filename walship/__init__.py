@@ -35,6 +35,7 @@ from walship.errors import (
 )
 from walship.log import Durability, Log
 from walship.plugins.hookspecs import hookimpl
+from walship.plugins.manager import PluginError
 
 if TYPE_CHECKING:
     from walship.restore import ArchiveReader
@@ -45,28 +46,57 @@ __version__ = "0.1.0"
 def open(
     path: str | os.PathLike[str] | None = None,
     *,
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     store: SegmentStore | None = None,
     **options: Any,
 ) -> Log:
     """Open (or create) a log and recover it.
 
+    ::
+
+        walship.open("./wal")                                  # a directory, the defaults
+        walship.open(config="walship.yaml")                    # everything from a YAML file
+        walship.open(config="walship.yaml", durability="none") # the file, one key overridden
+
     Args:
-        path: a directory for the POSIX store (created when missing).
+        path: a directory for the POSIX store (created when missing); with ``config``, it
+            replaces ``store.path``.
+        config: a YAML file (or an already-parsed mapping) as described in
+            :mod:`walship.config`; ``options`` then override its keys.
         store: any :class:`~walship.backends.base.SegmentStore` instead of ``path``.
-        options: see :class:`walship.log.Log`: ``durability`` (``always`` | ``interval`` |
-            ``none``), ``sync_interval`` (s), ``max_segment_bytes``, ``max_segment_age`` (s),
-            ``instance_id``, ``salvage``, ``clock``, ``plugins``.
+        options: without ``config``, see :class:`walship.log.Log`: ``durability`` (``always`` |
+            ``interval`` | ``none``), ``sync_interval`` (s), ``max_segment_bytes``,
+            ``max_segment_age`` (s), ``instance_id``, ``salvage``, ``clock``, ``plugins``,
+            ``entry_point_plugins``. ``plugins`` may hold plugin objects, and config-style
+            specs (``"module:attr"``, an entry-point name, ``{"name": ..., "options": ...}``).
     Raises:
+        ConfigError: the config file or an override is invalid (one line, with the key path).
+        PluginError: a plugin failed to import, to be created or to validate (named).
         LogCorruptError: damage other than a torn tail (see ``salvage``).
         StoreLockedError: another writer has the log open.
     """
+    if config is not None:
+        from walship.config import open_log
+
+        if path is not None:
+            options["path"] = path
+        if store is not None:
+            options["store"] = store
+        return open_log(config, **options)
     if (path is None) == (store is None):
-        raise ValueError("give exactly one of path or store")
+        raise ValueError("give exactly one of path or store (or a config)")
     if store is None:
         from walship.backends.posix import PosixStore
 
         assert path is not None
         store = PosixStore(path)
+    if "plugins" in options:
+        from walship.plugins.manager import collect_plugins
+
+        options["plugins"] = collect_plugins(
+            options["plugins"], autoload=options.pop("entry_point_plugins", True)
+        )
+        options["entry_point_plugins"] = False
     return Log(store, **options)
 
 
@@ -93,6 +123,7 @@ __all__ = [
     "LogCorruptError",
     "LogFailedError",
     "ManualClock",
+    "PluginError",
     "Problem",
     "ProblemKind",
     "RecoveryReport",

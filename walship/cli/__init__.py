@@ -13,12 +13,22 @@ import sys
 import click
 
 import walship
+from walship.cli.errors import WalshipGroup
 from walship.errors import WalshipError
 
-COMMAND_MODULES = ("walship.cli.demo", "walship.cli.archive")
+COMMAND_MODULES = (
+    "walship.cli.demo",
+    "walship.cli.init",
+    "walship.cli.append",
+    "walship.cli.dump",
+    "walship.cli.inspect",
+    "walship.cli.verify",
+    "walship.cli.plugins",
+    "walship.cli.archive",
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=WalshipGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(walship.__version__, prog_name="walship")
 def cli() -> None:
     """walship: a durable, segmented, tamper-evident write-ahead log."""

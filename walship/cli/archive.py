@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import json
-import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -15,82 +11,8 @@ import click
 
 import walship
 from walship.backends.archive_errors import ArchiveIntegrityError
-from walship.errors import ConfigError
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def _expand(value: Any, where: str) -> Any:
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) in os.environ:
-                return os.environ[m.group(1)]
-            if m.group(2) is not None:
-                return m.group(2)
-            raise ConfigError(f"{where}: environment variable {m.group(1)} is not set")
-
-        return _VAR.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def _seconds(value: Any, where: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(value) if isinstance(value, str) else None
-    if m is None:
-        raise ConfigError(f"{where}: {value!r} is not a duration (e.g. 500ms, 10s, 1m)")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-def _open_with_minimal_config(path: Path) -> walship.Log:
-    """Read the parts of a config file ``walship archive`` needs: ``store`` (posix ``path``),
-    ``instance_id``, ``archive`` and ``retention``, with ``${VAR}`` / ``${VAR:-default}`` and
-    durations like ``500ms``. Used until the full configuration layer (``walship.open(config=)``)
-    is installed."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the config: {e}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: the config must be a mapping")
-    doc = _expand(doc, path.name)
-    store = doc.get("store") or {}
-    if (
-        not isinstance(store, dict)
-        or store.get("backend", "posix") != "posix"
-        or not store.get("path")
-    ):
-        raise ConfigError(f"{path}: store: needs backend posix and a path")
-    archive = doc.get("archive")
-    if isinstance(archive, dict) and isinstance(archive.get("retries"), dict):
-        retries = dict(archive["retries"])
-        for key in ("backoff", "max_backoff"):
-            if key in retries:
-                retries[key] = _seconds(retries[key], f"archive.retries.{key}")
-        archive = {**archive, "retries": retries}
-    return walship.open(
-        Path(store["path"]),
-        instance_id=doc.get("instance_id"),
-        archive=archive,
-        retention=doc.get("retention"),
-    )
-
-
-def open_configured_log(path: Path) -> walship.Log:
-    """Open the log a YAML config describes (through ``walship.open(config=...)`` when the
-    configuration layer provides it)."""
-    if "config" in inspect.signature(walship.open).parameters:
-        return walship.open(config=str(path))  # type: ignore[call-arg,unused-ignore]
-    return _open_with_minimal_config(path)
+from walship.cli.errors import CliError
+from walship.cli.target import storage_options_from, target_options
 
 
 @click.command("archive")
@@ -115,11 +37,11 @@ def archive(config: Path, timeout: float | None) -> None:
     """
     from tqdm import tqdm
 
-    log = open_configured_log(config)
+    log = walship.open(config=config)
     try:
         archiver = log.archiver
         if archiver is None:
-            raise click.UsageError(f"{config} has no archive: section")
+            raise CliError(f"{config}: no archive: section, nothing to archive to")
         archiver.requeue()
         start = archiver.stats()
         total = start["archived"] + start["pending"]
@@ -153,19 +75,6 @@ def archive(config: Path, timeout: float | None) -> None:
         log.close()
 
 
-def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--storage-option")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 @click.command("restore")
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
@@ -179,21 +88,15 @@ def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option(
     "--jobs", type=click.IntRange(1, 256), default=4, show_default=True, help="Parallel downloads."
 )
-@click.option(
-    "-o",
-    "--storage-option",
-    "options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An fsspec storage option (JSON values allowed), e.g. -o endpoint_url=http://...",
-)
+@target_options
 def restore(
     url: str,
     directory: Path,
     to_seq: int | None,
     to_time: str | None,
     jobs: int,
-    options: tuple[str, ...],
+    config: str | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Restore the log archived at URL into DIRECTORY (new or empty), whole or up to a point.
 
@@ -230,7 +133,7 @@ def restore(
             to_time=to_time,
             jobs=jobs,
             progress=progress,
-            storage_options=_storage_options(options),
+            storage_options=storage_options_from(config, storage_option),
         )
     except ArchiveIntegrityError as e:
         click.echo(f"walship: restore failed: {e}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 import time
@@ -13,6 +14,8 @@ import click
 import walship
 from walship.backends.base import SegmentStore
 from walship.core.recovery import scan_store
+from walship.plugins.logging import LoggingPlugin
+from walship.plugins.metrics import MetricsPlugin
 
 
 @click.command()
@@ -27,6 +30,7 @@ from walship.core.recovery import scan_store
 @click.option(
     "--segment-bytes", default=64 * 1024, show_default=True, help="Rotate segments at this size."
 )
+@click.option("--quiet", is_flag=True, help="Do not print the logging plugin's event lines.")
 @click.option(
     "--archive/--no-archive",
     "archive",
@@ -34,9 +38,19 @@ from walship.core.recovery import scan_store
     show_default=True,
     help="Archive closed segments to a file:// archive next to the log, then restore from it.",
 )
-def demo(directory: Path | None, frames: int, segment_bytes: int, archive: bool) -> None:
-    """Write frames into small segments, rotate, reopen, verify, archive, restore, and print a
-    summary."""
+def demo(
+    directory: Path | None, frames: int, segment_bytes: int, quiet: bool, archive: bool
+) -> None:
+    """Write frames into small segments, rotate, reopen, verify, archive to a file:// archive
+    next to the log, restore from it, and print a summary.
+
+    The built-in plugins are on: ``logging`` prints one line per event (to stderr) and
+    ``metrics`` counts them; its summary ends the output.
+    """
+    metrics = MetricsPlugin()
+    plugins = [metrics, LoggingPlugin(logger=_EVENTS_LOGGER)]
+    if not quiet:
+        _log_events_to_stderr()
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="walship-demo-"))
     elif directory.exists() and any(directory.iterdir()):
@@ -51,7 +65,9 @@ def demo(directory: Path | None, frames: int, segment_bytes: int, archive: bool)
     archive_url = archive_dir.as_uri()
     options: dict[str, Any] = {"archive": {"url": archive_url}} if archive else {}
     started = time.perf_counter()
-    with walship.open(directory, max_segment_bytes=segment_bytes, **options) as log:
+    with walship.open(
+        directory, max_segment_bytes=segment_bytes, plugins=plugins, **options
+    ) as log:
         batch = [f"demo record {i:06d} ".encode() * 4 for i in range(frames)]
         half = frames // 2
         for payload in batch[:half]:  # durable one by one
@@ -61,7 +77,7 @@ def demo(directory: Path | None, frames: int, segment_bytes: int, archive: bool)
         written = log.last_seq
         wrote = time.perf_counter() - started
         archived_ok = log.archiver.flush(timeout=120) if log.archiver is not None else True
-    with walship.open(directory) as log:
+    with walship.open(directory, plugins=plugins) as log:
         report = log.recovery
         read_back = sum(1 for _ in log.read())
     scan = scan_store(walship_store(directory))
@@ -71,18 +87,23 @@ def demo(directory: Path | None, frames: int, segment_bytes: int, archive: bool)
     click.echo(f"reopened         {report.summary()}")
     click.echo(f"read back        {read_back} frames")
     click.echo(f"verify           {'ok: headers, frames and chain' if scan.ok else 'DAMAGED'}")
-    if not scan.ok or read_back != written:
+    restored_ok = True
+    if archive and scan.ok:
+        restored_ok = _archive_and_restore(directory, archive_url, restored_dir, archived_ok)
+    click.echo("metrics (plugin walship.plugins.metrics, both opens):")
+    for line in metrics.render().splitlines():
+        click.echo(f"  {line}")
+    if not scan.ok or read_back != written or not restored_ok:
         for p in scan.problems:
             click.echo(f"  {p}", err=True)
         sys.exit(1)
-    if archive:
-        _archive_and_restore(directory, archive_url, restored_dir, archived_ok)
 
 
 def _archive_and_restore(
     directory: Path, archive_url: str, restored_dir: Path, archived_ok: bool
-) -> None:
-    """Restore the demo log from its archive and compare every frame with the original."""
+) -> bool:
+    """Verify the archive, restore the demo log from it into ``restored_dir``, compare every
+    frame with the original, and print two lines. True when all of it holds."""
     from walship.backends.archive import ArchiveReadStore
     from walship.restore import restore
 
@@ -103,10 +124,23 @@ def _archive_and_restore(
         f"restore          {result.summary()} into {restored_dir} in {took:.2f}s; "
         f"{'frames match byte for byte' if same else 'FRAMES DIFFER'}"
     )
-    if not (archived.ok and archived_ok and same):
-        for p in archived.problems:
-            click.echo(f"  {p}", err=True)
-        sys.exit(1)
+    for p in archived.problems:
+        click.echo(f"  {p}", err=True)
+    return archived.ok and archived_ok and same
+
+
+_EVENTS_LOGGER = "walship.demo.events"
+
+
+def _log_events_to_stderr() -> None:
+    logger = logging.getLogger(_EVENTS_LOGGER)
+    for old in list(logger.handlers):  # from an earlier run in this process, on an old stderr
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def walship_store(directory: Path) -> SegmentStore:

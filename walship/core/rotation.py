@@ -52,8 +52,8 @@ class ManualClock:
         return self.mono
 
     def advance(self, seconds: float) -> None:
-        """Move both clocks forward."""
-        self.micros += int(seconds * 1_000_000)
+        """Move both clocks forward (the wall clock by ``seconds`` rounded to a microsecond)."""
+        self.micros += round(seconds * 1_000_000)
         self.mono += seconds
 
 

@@ -58,7 +58,7 @@ class ArchiveSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str = Field(min_length=1)
     storage_options: dict[str, Any] = Field(default_factory=dict)
-    workers: int = Field(default=4, ge=1, le=64)
+    workers: int = Field(default=4, ge=1, le=256)
     compression: Literal["none", "zstd"] = "none"
     retries: RetrySettings = RetrySettings()
     lag_warning: int = Field(default=64, ge=1)

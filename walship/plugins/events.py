@@ -1,7 +1,9 @@
 """Delivering events to plugins: one thread, in order, each plugin isolated from the others.
 
 pluggy stops a hook call at the first implementation that raises; walship calls each
-implementation on its own, so one failing plugin never hides an event from the others.
+implementation on its own, so one failing plugin never hides an event from the others. The
+queue is unbounded: :meth:`EventDispatcher.emit` never blocks, so a slow or stuck plugin delays
+only the events behind it, never an append.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class EventDispatcher:
             hook_name, kwargs = item
             try:
                 self._deliver(hook_name, kwargs)
+            except BaseException:  # never let the event thread die: later events still go out
+                log.exception("walship could not deliver event %s", hook_name)
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -61,7 +65,7 @@ class EventDispatcher:
         for impl in reversed(hook.get_hookimpls()):
             try:
                 impl.function(*[args[a] for a in impl.argnames])
-            except Exception:
+            except BaseException:  # SystemExit from a plugin too: isolate it like any failure
                 self.errors[impl.plugin_name] += 1
                 log.exception("plugin %s failed in hook %s", impl.plugin_name, hook_name)
 

@@ -1,0 +1,185 @@
+"""The store contract, on both stores; the POSIX store's specifics; the memory store's model."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from walship.backends.base import SegmentStore
+from walship.backends.memory import MemoryStore
+from walship.backends.posix import LOCK_NAME, PosixStore
+from walship.errors import StoreLockedError
+
+
+def test_store_contract(store: SegmentStore) -> None:
+    f = store.create("a", b"head")
+    f.write(b"-tail")
+    f.sync()
+    assert f.size == 9
+    assert store.read("a") == b"head-tail"
+    assert store.read("a", 2, 3) == b"ad-"
+    assert store.read("a", 5) == b"tail"
+    assert store.size("a") == 9
+    f.close()
+    f.close()  # idempotent
+    with pytest.raises(FileExistsError):
+        store.create("a", b"")
+    g = store.open_append("a")
+    g.write(b"!")
+    g.close()
+    assert store.read("a") == b"head-tail!"
+    store.truncate("a", 4)
+    assert store.read("a") == b"head"
+    store.rename("a", "b")
+    store.write_atomic("c", b"record")
+    store.write_atomic("c", b"record2")
+    assert sorted(n for n in store.list_names() if n != LOCK_NAME) == ["b", "c"]
+    assert store.read("c") == b"record2"
+    store.remove("b")
+    with pytest.raises(FileNotFoundError):
+        store.read("b")
+    with pytest.raises(FileNotFoundError):
+        store.open_append("b")
+    with pytest.raises(FileNotFoundError):
+        store.remove("b")
+
+
+def test_single_writer_lock(store: SegmentStore, tmp_path: Path) -> None:
+    store.lock()
+    other = PosixStore(tmp_path / "wal") if isinstance(store, PosixStore) else store
+    if other is not store:
+        with pytest.raises(StoreLockedError, match="locked by another writer"):
+            other.lock()
+    else:
+        with pytest.raises(StoreLockedError):
+            store.lock()
+    store.unlock()
+    other.lock()
+    other.unlock()
+
+
+def test_posix_lock_excludes_another_process(tmp_path: Path) -> None:
+    store = PosixStore(tmp_path / "wal")
+    store.lock()
+    code = (
+        "import sys; from walship.backends.posix import PosixStore\n"
+        "from walship.errors import StoreLockedError\n"
+        f"s = PosixStore({str(tmp_path / 'wal')!r})\n"
+        "try:\n    s.lock()\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    assert "locked by another writer" in out.stdout
+    store.close()
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_posix_file_modes_are_not_world_writable(tmp_path: Path) -> None:
+    store = PosixStore(tmp_path / "wal")
+    store.lock()
+    store.create("seg", b"x").close()
+    store.write_atomic("rec", b"y")
+    for name in ("seg", "rec", LOCK_NAME):
+        mode = stat.S_IMODE(os.stat(tmp_path / "wal" / name).st_mode)
+        assert not mode & stat.S_IWOTH, (name, oct(mode))
+        assert not mode & stat.S_IROTH, (name, oct(mode))
+    store.close()
+
+
+def test_posix_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = PosixStore(tmp_path)
+    f = store.create("s", b"")
+    real_write = os.write
+    calls = []
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, bytes(data)[:3])  # at most 3 bytes per call
+
+    monkeypatch.setattr(os, "write", short_write)
+    f.write(b"0123456789")
+    monkeypatch.undo()
+    assert store.read("s") == b"0123456789"
+    assert len(calls) == 4
+    assert f.size == 10
+
+
+def test_posix_write_error_keeps_size_honest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PosixStore(tmp_path)
+    f = store.create("s", b"ab")
+    real_write = os.write
+    state = {"n": 0}
+
+    def failing(fd: int, data: bytes | memoryview) -> int:
+        state["n"] += 1
+        if state["n"] == 1:
+            return real_write(fd, bytes(data)[:2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(OSError, match="No space"):
+        f.write(b"123456")
+    monkeypatch.undo()
+    assert f.size == 4  # the two bytes that did land are counted
+    assert store.read("s") == b"ab12"
+
+
+def test_posix_rejects_names_outside_its_directory(tmp_path: Path) -> None:
+    store = PosixStore(tmp_path / "wal")
+    for bad in ["../x", "a/b", "..", ""]:
+        with pytest.raises(ValueError, match="invalid file name"):
+            store.create(bad, b"")
+
+
+# --- the memory store's durability model ----------------------------------------------------
+
+
+def test_memory_crash_drops_unsynced_bytes() -> None:
+    s = MemoryStore()
+    f = s.create("a", b"H")
+    f.write(b"synced")
+    f.sync()
+    f.write(b"lost")
+    assert s.unsynced_bytes("a") == 4
+    s.crash()
+    assert s.read("a") == b"Hsynced"
+    with pytest.raises(OSError):
+        f.write(b"after crash")  # handles die with the "machine"
+
+
+@pytest.mark.parametrize("keep", range(0, 6))
+def test_memory_crash_tears_the_last_write(keep: int) -> None:
+    s = MemoryStore()
+    other = s.create("other", b"")
+    other.write(b"unsynced elsewhere")
+    f = s.create("a", b"")
+    f.write(b"12345")
+    s.crash(keep_unsynced=keep, garbage=b"\x00\x00")
+    assert s.read("a") == b"12345"[:keep] + b"\x00\x00"
+    assert s.read("other") == b""  # only the last write can be torn
+
+
+def test_memory_crash_releases_the_lock() -> None:
+    s = MemoryStore()
+    s.lock()
+    s.crash()
+    s.lock()
+
+
+def test_memory_durable_operations_survive_a_crash() -> None:
+    s = MemoryStore()
+    f = s.create("a", b"hdr")
+    f.write(b"data")
+    s.truncate("a", 5)  # truncate fsyncs: what is left is durable
+    s.write_atomic("rec", b"r")
+    s.rename("rec", "rec2")
+    s.crash()
+    assert s.files() == {"a": b"hdrda", "rec2": b"r"}

@@ -1,0 +1,133 @@
+"""``walship inspect TARGET``: a table of the segments of a log directory or archive."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from walship.cli.target import scan_target, target_options
+from walship.core.header import ZERO_HASH
+from walship.core.recovery import LogScan, SegmentScan
+
+
+def _iso(micros: int | None) -> str | None:
+    if micros is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _chain(seg: SegmentScan) -> str:
+    """ok, BROKEN, start (the first segment of a log), ? (its predecessor is elsewhere), -."""
+    if seg.chain_ok is True:
+        return "ok"
+    if seg.chain_ok is False:
+        return "BROKEN"
+    if seg.header is None:
+        return "-"
+    return "start" if seg.header.prev_segment_hash == ZERO_HASH else "?"
+
+
+def segment_dict(seg: SegmentScan) -> dict[str, Any]:
+    """One segment of a scan as plain data."""
+    header = seg.header
+    return {
+        "name": seg.name,
+        "segment_seq": seg.segment_seq,
+        "size": seg.size,
+        "frames": seg.frame_count,
+        "first_commit_seq": seg.first_commit_seq,
+        "last_commit_seq": seg.last_commit_seq,
+        "created_at_micros": header.created_at_micros if header else None,
+        "created_at": _iso(header.created_at_micros) if header else None,
+        "instance_id": header.instance_id if header else None,
+        "blake3": seg.blake3.hex(),
+        "prev_segment_hash": header.prev_segment_hash.hex() if header else None,
+        "chain": _chain(seg),
+        "chain_ok": seg.chain_ok,
+        "valid_end": seg.valid_end,
+    }
+
+
+def total_dict(scan: LogScan) -> dict[str, Any]:
+    """The totals of a scan as plain data."""
+    firsts = [s.first_commit_seq for s in scan.segments if s.first_commit_seq is not None]
+    return {
+        "segments": len(scan.segments),
+        "bytes": sum(s.size for s in scan.segments),
+        "frames": scan.frame_count,
+        "first_commit_seq": firsts[0] if firsts else None,
+        "last_commit_seq": scan.last_commit_seq,
+        "chain_ok": not any(s.chain_ok is False for s in scan.segments),
+        "anchored": scan.anchored,
+        "problems": len(scan.problems),
+    }
+
+
+def _range(first: int | None, last: int | None) -> str:
+    return "-" if first is None else f"{first}..{last}"
+
+
+@click.command("inspect")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
+@target_options
+def inspect_command(
+    target: str, as_json: bool, config: str | None, storage_option: tuple[str, ...]
+) -> None:
+    """Show the segments of TARGET (a log directory or an archive URL).
+
+    One row per segment: seq, size, frames, first..last commit_seq, created_at (UTC), the
+    BLAKE3 prefix, and whether its prev hash matches the segment before ("start" for the first
+    segment of a log, "?" when that segment is not here); then a total line. Reads only.
+    """
+    scan = scan_target(target, config, storage_option)
+    total = total_dict(scan)
+    if as_json:
+        doc = {
+            "target": target,
+            "segments": [segment_dict(s) for s in scan.segments],
+            "total": total,
+            "problems": [_problem(p.as_dict()) for p in scan.problems],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    rows = [("SEQ", "SIZE", "FRAMES", "COMMIT_SEQ", "CREATED_AT", "BLAKE3", "CHAIN")]
+    for s in scan.segments:
+        d = segment_dict(s)
+        rows.append(
+            (
+                str(s.segment_seq),
+                str(s.size),
+                str(s.frame_count),
+                _range(s.first_commit_seq, s.last_commit_seq),
+                d["created_at"] or "-",
+                d["blake3"][:12],
+                d["chain"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = {0, 1, 2}
+    for r in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        click.echo("  ".join(cells).rstrip())
+    chain = "chain ok" if total["chain_ok"] else "chain BROKEN"
+    click.echo(
+        f"total: {total['segments']} segments, {total['bytes']} bytes, {total['frames']} frames, "
+        f"commit_seq {_range(total['first_commit_seq'], total['last_commit_seq'])}, {chain}"
+    )
+    if scan.problems:
+        click.echo(f"{len(scan.problems)} problem(s); `walship verify {target}` lists them")
+
+
+def _problem(d: dict[str, object]) -> dict[str, object]:
+    return {"file": d["segment"], **d}
