@@ -306,13 +306,17 @@ def test_scan_of_an_archive_names_an_altered_segment(url: str) -> None:
     raw = SEGMENTS[NAMES[3]]
     store.fs.rm_file(f"{store.root}/{NAMES[3]}")
     plant(store, NAMES[3], raw[: len(raw) - 25])  # the last frame gone: still valid frames
+    scan = scan_store(ArchiveReadStore(url))  # verification reports; it does not raise
+    assert [(p.kind, p.segment) for p in scan.problems] == [(ProblemKind.CHAIN_MISMATCH, NAMES[3])]
     with pytest.raises(ArchiveIntegrityError) as e:
-        scan_store(ArchiveReadStore(url))
+        ArchiveReadStore(url).read(NAMES[3])
     assert e.value.segment == NAMES[3]
     # a manifest's object that is gone is named too
     store.fs.rm_file(f"{store.root}/{NAMES[3]}")
+    scan = scan_store(ArchiveReadStore(url))
+    assert [(p.kind, p.segment) for p in scan.problems] == [(ProblemKind.MISSING_SEGMENT, NAMES[3])]
     with pytest.raises(ArchiveMissingError, match=NAMES[3]):
-        scan_store(ArchiveReadStore(url))
+        ArchiveReadStore(url).read(NAMES[3])
 
 
 def test_the_archive_view_is_read_only(url: str) -> None:

@@ -100,7 +100,7 @@ def test_archive_defaults_and_no_sections() -> None:
         "workers": 4,
         "compression": "none",
         "retries": {"attempts": 10, "backoff": 0.5, "max_backoff": 60.0},
-        "lag_warning": 100,
+        "lag_warning": 64,
     }
     assert cfg.retention_options() == {"keep_local": "all"}
     cfg = parse_config("archive: {url: 'memory://x'}\nretention: {keep_local: until_archived}")

@@ -13,7 +13,7 @@
       workers: 4
       compression: none                    # none | zstd
       retries: {attempts: 10, backoff: 500ms, max_backoff: 60s}
-      lag_warning: 100
+      lag_warning: 64
     retention: {keep_local: until_archived}   # all | until_archived | last:N
     plugins:
       - walship.plugins.logging
@@ -301,7 +301,7 @@ class ArchiveConfig(_Section):
     workers: Annotated[int, _integer(1, 256)] = 4
     compression: Annotated[str, BeforeValidator(_compression)] = "none"
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
-    lag_warning: Annotated[int, _integer(1, 1_000_000_000)] = 100
+    lag_warning: Annotated[int, _integer(1, 1_000_000_000)] = 64
 
 
 class RetentionConfig(_Section):

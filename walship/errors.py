@@ -34,6 +34,17 @@ class SegmentHeaderError(WalshipError):
     """A segment header is invalid (magic, version, reserved bytes, sequence or instance)."""
 
 
+class SegmentReadError(WalshipError):
+    """A store could not return a segment's true bytes: the stored copy was altered (its size
+    or BLAKE3 differs from what was recorded) or is gone (``missing``). ``segment`` names it."""
+
+    missing = False
+
+    def __init__(self, message: str, segment: str = "") -> None:
+        super().__init__(message)
+        self.segment = segment
+
+
 class LogCorruptError(WalshipError):
     """The log is damaged somewhere recovery must not repair on its own.
 

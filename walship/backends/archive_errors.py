@@ -7,7 +7,7 @@ the object, segment or key that was wrong.
 
 from __future__ import annotations
 
-from walship.errors import WalshipError
+from walship.errors import SegmentReadError, WalshipError
 
 
 class ArchiveError(WalshipError):
@@ -29,17 +29,15 @@ class ArchiveConflictError(ArchiveError):
     """
 
 
-class ArchiveIntegrityError(ArchiveError):
+class ArchiveIntegrityError(ArchiveError, SegmentReadError):
     """An archived object or manifest does not match what it should be (size, BLAKE3, chain,
     a manifest that does not parse). ``segment`` names the segment."""
-
-    def __init__(self, message: str, segment: str = "") -> None:
-        super().__init__(message)
-        self.segment = segment
 
 
 class ArchiveMissingError(ArchiveIntegrityError):
     """A segment the archive should hold is not there (``segment`` names it)."""
+
+    missing = True
 
 
 class ArchiveReadOnlyError(ArchiveError):

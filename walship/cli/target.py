@@ -106,4 +106,9 @@ def scan_target(
     options = storage_options_from(config, storage_option) if "://" in target else {}
     store = open_target(target, options)
     segment_names(store, target)
-    return scan_store(store)
+    anchor = None
+    if "://" not in target:  # segments removed by retention: the record anchors the chain
+        from walship.plugins.archive_record import load_anchor
+
+        anchor = load_anchor(store)
+    return scan_store(store, anchor=anchor)

@@ -38,7 +38,7 @@ from walship.core.header import (
 )
 from walship.core.rotation import Clock, SystemClock
 from walship.core.segment import ActiveSegment
-from walship.errors import LogCorruptError, SegmentHeaderError
+from walship.errors import LogCorruptError, SegmentHeaderError, SegmentReadError
 
 _U32 = struct.Struct(">I")
 _SEQ_TS = struct.Struct(">QQ")
@@ -228,7 +228,14 @@ def scan_store(
                     f"segment(s) missing between {prev.name} and {name}",
                 )
             )
-        raw = store.read(name)
+        try:
+            raw = store.read(name)
+        except SegmentReadError as e:  # e.g. an archived copy altered or gone
+            kind = ProblemKind.MISSING_SEGMENT if e.missing else ProblemKind.CHAIN_MISMATCH
+            scan.problems.append(Problem(kind, name, 0, str(e)))
+            prev = SegmentScan(name, seq, 0)
+            scan.segments.append(prev)
+            continue
         data = memoryview(raw)
         seg = SegmentScan(name, seq, len(raw), blake3=Blake3(raw).digest())
         scan.segments.append(seg)
