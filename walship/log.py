@@ -419,7 +419,8 @@ class Log:
                 for r in self._ranges
             ]
         for i, r in enumerate(ranges):
-            if r.last_commit_seq is not None and r.last_commit_seq < from_seq:
+            is_last = i == len(ranges) - 1  # maybe active: its last_commit_seq is not kept current
+            if not is_last and r.last_commit_seq is not None and r.last_commit_seq < from_seq:
                 continue
             if (
                 to_seq is not None
@@ -429,7 +430,7 @@ class Log:
                 return
             name = segment_name(r.segment_seq)
             limit = None
-            if i == len(ranges) - 1:
+            if is_last:
                 with self._cond:
                     active = self._manager.active
                     if active is not None and active.segment_seq == r.segment_seq:

@@ -82,15 +82,16 @@ class MemoryStore(SegmentStore):
         """Model a power loss and restart.
 
         Every file loses its unsynced bytes, except the most recently written file, which keeps
-        the first ``keep_unsynced`` of them (a torn write) followed by ``garbage``. Open handles
-        die (writes raise ``OSError``) and the lock is released.
+        the first ``keep_unsynced`` of them (a torn write) followed by ``garbage``; a file whose
+        bytes were all synced had no write in flight and gets no garbage. Open handles die
+        (writes raise ``OSError``) and the lock is released.
         """
         with self._mutex:
             for name, f in self._files.items():
-                keep = keep_unsynced if name == self._last_written else 0
-                keep = min(keep, len(f.data) - f.synced)
+                torn = name == self._last_written and len(f.data) > f.synced
+                keep = min(keep_unsynced, len(f.data) - f.synced) if torn else 0
                 del f.data[f.synced + keep :]
-                if name == self._last_written and garbage:
+                if torn and garbage:
                     f.data += garbage
                 f.synced = len(f.data)
             self._generation += 1

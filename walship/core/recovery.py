@@ -354,13 +354,23 @@ class RecoveredLog:
 
 def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
     cut = store.read(name, offset)
-    side = f"{name}.torn-{offset}"
+    side = _free_name(store, f"{name}.torn-{offset}")  # never overwrite bytes cut earlier
     store.write_atomic(side, cut)
     if offset:
         store.truncate(name, offset)
     else:
         store.remove(name)
     return Repair(name, offset, len(cut), side, detail)
+
+
+def _free_name(store: SegmentStore, name: str) -> str:
+    """``name``, or ``name.2``, ``name.3``, ... : the first that does not exist yet."""
+    existing = set(store.list_names())
+    candidate, n = name, 1
+    while candidate in existing:
+        n += 1
+        candidate = f"{name}.{n}"
+    return candidate
 
 
 def _damaged_name(store: SegmentStore, name: str) -> str:
