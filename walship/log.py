@@ -138,6 +138,9 @@ class Log:
             self._ranges = [_SegmentRange(*r) for r in recovered.segment_ranges]
             if recovered.active is not None:
                 self._manager.resume(recovered.active)
+                # what recovery read may still be only in the page cache: make it durable
+                # before durable_seq claims it
+                self._manager.sync()
             else:
                 self._open_segment(1, anchor)
         except BaseException:
@@ -387,6 +390,12 @@ class Log:
             self._failed = error
             self._counters["failures"] += 1
             logger.error("walship log failed: %s; reopen it to recover", error)
+            try:  # after a failed fsync, keep only what is durable (see discard_unsynced)
+                cut = self._manager.discard_unsynced()
+                if cut:
+                    logger.error("walship cut %d unsynced bytes after the failed sync", cut)
+            except OSError as e:
+                logger.error("walship could not cut the unsynced bytes: %s", e)
         return self._failed_error()
 
     def _failed_error(self) -> LogFailedError:

@@ -13,6 +13,7 @@ from walship.backends.memory import MemoryStore, _File
 from walship.core import frame as framing
 from walship.core.frame import Frame
 from walship.core.header import HEADER_SIZE, parse_segment_name
+from walship.log import Log
 
 # --- payloads that check themselves ---------------------------------------------------------
 
@@ -125,3 +126,14 @@ def check_frames(frames: list[Frame], ledger: Ledger, *, must_have: int) -> int:
 
 FIGURES: Counter[str] = Counter()
 """Totals the harnesses report (printed at the end of the session; see conftest.py)."""
+
+
+def abandon(log: Log) -> None:
+    """Make ``log`` inert, as if its process had died: stop its threads, touch nothing else.
+
+    Use it before ``MemoryStore.crash()``: a log object left running (or closed) after the
+    "machine" restarted would act on the new disk, which no dead process can do.
+    """
+    log._stop.set()
+    log._maintenance.join()
+    log._events.stop()

@@ -10,6 +10,9 @@ import pytest
 import walship
 from walship.backends.memory import MemoryStore
 from walship.core.recovery import scan_store
+from walship.testing.faults import Fault, FaultyStore
+
+from .support import abandon
 
 
 def _open(store: MemoryStore, **options: object) -> walship.Log:
@@ -53,9 +56,8 @@ def test_a_second_torn_tail_at_the_same_offset_keeps_both_side_files() -> None:
     for garbage in (b"first", b"second"):
         log = _open(store, durability="none")
         log.append(b"x" * 40)  # never synced
+        abandon(log)
         store.crash(keep_unsynced=10, garbage=garbage)
-        with pytest.raises(walship.LogFailedError):  # its handles died in the crash
-            log.close()
         log = _open(store, durability="none")
         [repair] = log.recovery.repairs
         cut.append(store.read(repair.side_file))
@@ -64,3 +66,50 @@ def test_a_second_torn_tail_at_the_same_offset_keeps_both_side_files() -> None:
     assert len(sides) == 2
     assert sorted(store.read(n) for n in sides) == sorted(cut)
     assert cut[0] != cut[1]
+
+
+def test_a_failed_sync_does_not_leave_bytes_a_reopen_would_build_on() -> None:
+    """Fault harness (fsyncgate): after a failed fsync the log failed closed but left the
+    unsynced frame in the file; a reopen read it (from the page cache), appended after it and
+    acknowledged; a power loss then zeroed the never-written bytes and the acknowledged frame
+    behind them was lost (or the log refused to open). Now the log cuts the file back to what
+    the last good sync made durable, and keeps the cut bytes in a side file."""
+    store = FaultyStore(MemoryStore(), Fault("sync", at=2))
+    log = _open(store)
+    assert log.append(b"durable") == 1
+    with pytest.raises(walship.LogFailedError):
+        log.append(b"never durable")  # the second fdatasync fails
+    log.close()
+    assert any(".unsynced-" in n for n in store.list_names())
+    store.disarm()
+    log = _open(store)  # same machine, no crash: the page cache still shows what it shows
+    acked = log.append(b"acknowledged")
+    log.close()
+    store.crash()
+    log = _open(store)
+    assert [(f.commit_seq, f.payload) for f in log.read()] == [
+        (1, b"durable"),
+        (acked, b"acknowledged"),
+    ]
+    log.close()
+
+
+def test_durable_seq_after_reopen_covers_only_synced_bytes() -> None:
+    """Fault harness: a reopen set durable_seq to the last frame it found, although under
+    ``interval`` durability that frame could still be only in the page cache (the previous
+    instance failed before syncing it); a power loss then lost a frame below durable_seq.
+    Now the reopen syncs what it found before claiming it."""
+    store = FaultyStore(MemoryStore(), Fault("write", at=2))
+    log = _open(store, durability="interval", sync_interval=3600)
+    log.append(b"written, not synced")
+    with pytest.raises(walship.LogFailedError):
+        log.append(b"fails")
+    log.close()
+    store.disarm()
+    log = _open(store, durability="interval", sync_interval=3600)
+    assert log.durable_seq == 1
+    abandon(log)
+    store.crash()
+    log = _open(store)
+    assert [f.payload for f in log.read()] == [b"written, not synced"]
+    log.close()
