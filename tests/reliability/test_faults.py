@@ -16,14 +16,19 @@ clean reopens, recovery of a torn tail and of a torn segment creation), and each
 from __future__ import annotations
 
 import contextlib
+import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import walship
+from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
 from walship.core.header import SegmentHeader, segment_name
 from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
@@ -50,6 +55,7 @@ class FaultRun:
     ledger: Ledger = field(default_factory=Ledger)
     log: Any = None
     n: int = 0
+    rounds: int = 18
 
     def open(self) -> None:
         self.log = None
@@ -111,7 +117,7 @@ class FaultRun:
     def steps(self) -> Iterator[Callable[[], None]]:
         """The workload, one step at a time."""
         yield self.open
-        for i in range(18):
+        for i in range(self.rounds):
             yield (lambda: self.append(3)) if i % 4 == 3 else self.append
             if i % 5 == 4:
                 yield self.sync
@@ -204,27 +210,57 @@ def run_workload(run: FaultRun) -> BaseException | None:
     return None
 
 
-def sweep_one(op: str, k: int, error: str, durability: str, *, persistent: bool = False) -> None:
+StoreFactory = Callable[[], SegmentStore]
+
+
+def sweep_one(
+    op: str,
+    k: int,
+    error: str,
+    durability: str,
+    *,
+    persistent: bool = False,
+    make_store: StoreFactory = MemoryStore,
+    rounds: int = 18,
+) -> None:
     """Fail the k-th ``op``; check fail-closed, then power loss now (A) and reopen, more
-    appends and a power loss later (B)."""
+    appends and a power loss later (B). On a real directory (no power-loss model): reopen,
+    more appends, close, reopen."""
     try:
-        _sweep_one(op, k, error, durability, persistent)
+        _sweep_one(op, k, error, durability, persistent, make_store, rounds)
     except BaseException as e:
         e.add_note(f"fault: {op} #{k} {error} persistent={persistent} durability={durability}")
         raise
 
 
-def _sweep_one(op: str, k: int, error: str, durability: str, persistent: bool) -> None:
-    store = FaultyStore(MemoryStore(), Fault(op, k, error, persistent))
-    run = FaultRun(store, durability)
+def _sweep_one(
+    op: str,
+    k: int,
+    error: str,
+    durability: str,
+    persistent: bool,
+    make_store: StoreFactory,
+    rounds: int,
+) -> None:
+    store = FaultyStore(make_store(), Fault(op, k, error, persistent))
+    run = FaultRun(store, durability, rounds=rounds)
     err = run_workload(run)
     if not store.injected:
         assert err is None
         return
     FIGURES["faults.injected"] += len(store.injected)
+    FIGURES["faults.runs"] += 1
     assert err is not None, f"{store.injected[0]} was swallowed"
     check_fail_closed(run, err)
     run.store.disarm()
+    if not isinstance(store.inner, MemoryStore):
+        reopen_and_check(run)
+        run.append(3)
+        run.close()
+        reopen_and_check(run)
+        run.close()
+        assert scan_store(store).ok
+        return
     # B: reopen at once on the same "disk" (the page cache of a live machine), append, crash
     later = FaultRun(
         clone(store), durability, run.clock, Ledger(dict(run.ledger.payloads)), n=run.n
@@ -238,38 +274,186 @@ def _sweep_one(op: str, k: int, error: str, durability: str, persistent: bool) -
     # A: power loss right after the fault
     power_loss(run)
     assert scan_store(run.store).ok
-    FIGURES["faults.runs"] += 1
 
 
-def workload_counts(durability: str) -> dict[str, int]:
-    store = FaultyStore(MemoryStore())
-    assert run_workload(FaultRun(store, durability)) is None
+def workload_counts(durability: str, make_store: StoreFactory, rounds: int) -> dict[str, int]:
+    store = FaultyStore(make_store())
+    assert run_workload(FaultRun(store, durability, rounds=rounds)) is None
     return dict(store.counts)
 
 
-def sweep(durability: str, stride: int = 1, persistent: bool = False) -> int:
-    counts = workload_counts(durability)
+def sweep(
+    durability: str,
+    stride: int = 1,
+    persistent: bool = False,
+    make_store: StoreFactory = MemoryStore,
+    rounds: int = 18,
+) -> int:
+    counts = workload_counts(durability, make_store, rounds)
     runs = 0
     for op in SWEPT_OPS:
         assert counts.get(op, 0) > 0, f"the workload never calls {op}"
         for k in range(1, counts[op] + 1, stride):
             for error in errors_for(op):
-                sweep_one(op, k, error, durability, persistent=persistent)
+                sweep_one(
+                    op,
+                    k,
+                    error,
+                    durability,
+                    persistent=persistent,
+                    make_store=make_store,
+                    rounds=rounds,
+                )
                 runs += 1
     return runs
 
 
-def test_sweep_always() -> None:
-    assert sweep("always") > 150
+def posix_stores(base: Path) -> StoreFactory:
+    n = iter(range(1_000_000))
+    return lambda: PosixStore(base / f"wal{next(n)}")
 
 
-@pytest.mark.parametrize("durability", ["interval", "none"])
-def test_sweep_interval_and_none(durability: str) -> None:
-    sweep(durability, stride=3)
+@pytest.mark.parametrize("durability", ["always", "interval", "none"])
+def test_sweep_memory(durability: str) -> None:
+    assert sweep(durability) > 150
+
+
+def test_sweep_posix(tmp_path: Path) -> None:
+    assert sweep("always", stride=7, make_store=posix_stores(tmp_path)) > 30
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("durability", ["always", "interval", "none"])
 @pytest.mark.parametrize("persistent", [False, True])
-def test_sweep_long(durability: str, persistent: bool) -> None:
-    sweep(durability, persistent=persistent)
+def test_sweep_memory_long(durability: str, persistent: bool) -> None:
+    sweep(durability, persistent=persistent, rounds=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("durability", ["always", "interval", "none"])
+def test_sweep_posix_long(durability: str, tmp_path: Path) -> None:
+    sweep(durability, make_store=posix_stores(tmp_path))
+
+
+# --- many threads: group commit under faults ------------------------------------------------
+
+
+def threaded_run(op: str, k: int, error: str, threads: int = 8, per_thread: int = 25) -> None:
+    """Appenders in many threads share writes and syncs; the k-th ``op`` fails."""
+    store = FaultyStore(MemoryStore(), Fault(op, k, error))
+    log = walship.open(store=store, max_segment_bytes=900, entry_point_plugins=False)
+    ledger = Ledger()
+    refused: list[int] = []
+
+    def worker(t: int) -> None:
+        for i in range(per_thread):
+            ps = [make_payload(f"t{t}.{i}.{j}") for j in range(1 + (i % 3 == 2))]
+            try:
+                seqs = log.append_batch(ps)
+            except LogFailedError:
+                refused.append(t)
+                for call in LIVE_CALLS.values():  # and refused for good
+                    with pytest.raises(LogFailedError):
+                        call(log)
+                return
+            assert log.durable_seq >= seqs[-1], "acknowledged before durable"
+            ledger.ack(seqs, ps)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    if store.injected:
+        FIGURES["faults.injected"] += len(store.injected)
+        FIGURES["faults.runs"] += 1
+        assert log.failed is not None and refused, "the fault was swallowed"
+        assert max(ledger.payloads, default=0) <= log.durable_seq
+    ledger.durable = log.durable_seq
+    with contextlib.suppress(LogFailedError):
+        log.close()
+    store.disarm()
+    store.crash()
+    run = FaultRun(store, "always", ledger=ledger, n=10**6)
+    reopen_and_check(run)
+    run.close()
+
+
+def threaded_counts() -> dict[str, int]:
+    store = FaultyStore(MemoryStore())
+    log = walship.open(store=store, max_segment_bytes=900, entry_point_plugins=False)
+    for i in range(200):
+        log.append(make_payload(f"c{i}"))
+    log.close()
+    return dict(store.counts)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_threads(seed: int) -> None:
+    rng = random.Random(seed)
+    counts = threaded_counts()
+    op = rng.choice(["write", "sync", "create"])
+    threaded_run(op, rng.randint(1, counts[op]), rng.choice(errors_for(op)))
+
+
+@pytest.mark.slow
+def test_threads_long() -> None:
+    rng = random.Random(1)
+    counts = threaded_counts()
+    for _ in range(400):
+        op = rng.choice(["write", "sync", "create"])
+        threaded_run(op, rng.randint(1, counts[op]), rng.choice(errors_for(op)))
+
+
+# --- rename: salvage that fails half-way ----------------------------------------------------
+
+
+def salvage_run(k: int, error: str, make_store: StoreFactory) -> None:
+    """A bit flips in a sealed segment; opening with ``salvage=True`` moves the later segments
+    aside (renames), and the k-th rename fails. A second salvage open finishes the job: the log
+    keeps the valid prefix, and every byte of the moved segments is still in a file."""
+    store = FaultyStore(make_store())
+    run = FaultRun(store, "always")
+    run.open()
+    for i in range(20):
+        run.append()
+        if i % 4 == 3:
+            run.rotate()
+    run.close()
+    names = segment_names(store)
+    victim = names[1]
+    data = bytearray(store.read(victim))
+    flip = len(data) - 30
+    data[flip] ^= 0x40
+    store.inner.write_atomic(victim, bytes(data))
+    before = {n: store.read(n) for n in names}
+    store.reset()
+    store.arm(Fault("rename", k, error))
+    with contextlib.suppress(OSError):
+        walship.open(store=store, salvage=True, entry_point_plugins=False).close()
+    if store.injected:
+        FIGURES["faults.injected"] += 1
+        FIGURES["faults.runs"] += 1
+    store.disarm()
+    log = walship.open(store=store, salvage=True, entry_point_plugins=False)
+    frames = list(log.read())
+    kept = [f for f in frames if f.commit_seq in run.ledger.payloads]
+    assert kept == frames and frames, "salvage returned frames it was not given"
+    assert all(run.ledger.payloads[f.commit_seq] == f.payload for f in frames)
+    first_lost = min(s for s in run.ledger.payloads if s > frames[-1].commit_seq)
+    assert all(s >= first_lost for s in run.ledger.payloads if s > frames[-1].commit_seq)
+    log.close()
+    everything = b"".join(store.read(n) for n in store.list_names())
+    for name in names[2:]:
+        assert before[name] in everything, f"{name} was lost, not moved aside"
+
+
+@pytest.mark.parametrize("error", ["EIO", "ENOSPC"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_salvage_rename_fault(k: int, error: str) -> None:
+    salvage_run(k, error, MemoryStore)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_salvage_rename_fault_posix(k: int, tmp_path: Path) -> None:
+    salvage_run(k, "EIO", posix_stores(tmp_path))
