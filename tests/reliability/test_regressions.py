@@ -9,6 +9,7 @@ import pytest
 
 import walship
 from walship.backends.memory import MemoryStore
+from walship.core.header import segment_name
 from walship.core.recovery import scan_store
 from walship.testing.faults import Fault, FaultyStore
 
@@ -112,4 +113,17 @@ def test_durable_seq_after_reopen_covers_only_synced_bytes() -> None:
     store.crash()
     log = _open(store)
     assert [f.payload for f in log.read()] == [b"written, not synced"]
+    log.close()
+
+
+def test_salvage_names_a_gap_between_segments_with_more_than_16_digits() -> None:
+    """Hostile-input fuzz: salvaging a store whose segments skip numbers above 10**16 (names
+    longer than 16 digits) died on an ``AssertionError`` instead of moving them aside."""
+    store = MemoryStore()
+    store.write_atomic(segment_name(10**16 - 1), b"")
+    store.write_atomic(segment_name(2**64 - 1), b"")
+    with pytest.raises(walship.LogCorruptError):
+        _open(store)
+    log = _open(store, salvage=True)
+    assert list(log.read()) == []
     log.close()

@@ -466,7 +466,7 @@ def _damage_index(segments: list[SegmentScan], p: Problem) -> int:
     for i, s in enumerate(segments):
         if s.name == p.segment:
             return i
-    missing = parse_segment_name(p.segment[: len(segment_name(0))])  # "a..b" names a range
+    missing = parse_segment_name(p.segment.split("..")[0])  # "a..b" names a range
     assert missing is not None
     return next((i for i, s in enumerate(segments) if s.segment_seq > missing), len(segments))
 
