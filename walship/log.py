@@ -117,6 +117,7 @@ class Log:
 
         store.lock()
         self._lock_held = True
+        recovered = None
         try:
             recovered = recover(
                 store, instance_id=instance_id, anchor=anchor, salvage=salvage, clock=self.clock
@@ -144,6 +145,8 @@ class Log:
             else:
                 self._open_segment(1, anchor)
         except BaseException:
+            if recovered is not None and recovered.active is not None:
+                recovered.active.file.close()
             self._events.stop(timeout=1)
             store.unlock()
             self._lock_held = False
@@ -495,6 +498,7 @@ class Log:
                     self._durable_seq = written
                 except OSError as e:
                     self._fail(e)
+                    self._manager.active.file.close()  # still active: its sync failed
                     raise self._failed_error() from e
             elif self._manager.active is not None:
                 self._manager.active.file.close()

@@ -16,6 +16,7 @@ clean reopens, recovery of a torn tail and of a torn segment creation), and each
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -213,6 +214,11 @@ def run_workload(run: FaultRun) -> BaseException | None:
 StoreFactory = Callable[[], SegmentStore]
 
 
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
 def sweep_one(
     op: str,
     k: int,
@@ -226,8 +232,10 @@ def sweep_one(
     """Fail the k-th ``op``; check fail-closed, then power loss now (A) and reopen, more
     appends and a power loss later (B). On a real directory (no power-loss model): reopen,
     more appends, close, reopen."""
+    fds = open_fds()
     try:
         _sweep_one(op, k, error, durability, persistent, make_store, rounds)
+        assert open_fds() == fds, "file descriptors leaked"
     except BaseException as e:
         e.add_note(f"fault: {op} #{k} {error} persistent={persistent} durability={durability}")
         raise

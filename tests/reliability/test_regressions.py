@@ -5,10 +5,14 @@ Each test names the harness that found the defect and what was wrong.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 import walship
 from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
 from walship.core.header import segment_name
 from walship.core.recovery import scan_store
 from walship.testing.faults import Fault, FaultyStore
@@ -126,4 +130,32 @@ def test_salvage_names_a_gap_between_segments_with_more_than_16_digits() -> None
         _open(store)
     log = _open(store, salvage=True)
     assert list(log.read()) == []
+    log.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_failed_close_or_open_releases_the_segment_file(tmp_path: Path) -> None:
+    """Fault harness (POSIX sweep): when the sync in ``close()`` failed, the active segment's
+    descriptor stayed open; when an open failed after recovery had opened the last segment
+    (e.g. its first sync failed), that descriptor stayed open too."""
+    store = FaultyStore(PosixStore(tmp_path / "wal"))
+    log = _open(store)
+    log.append(b"one")
+    fds = _open_fds()
+    store.arm(Fault("sync", at=store.counts["sync"] + 1))  # the sync in close()
+    with pytest.raises(walship.LogFailedError):
+        log.close()
+    assert _open_fds() == fds - 2  # the segment and the lock file
+    fds = _open_fds()
+    store.arm(Fault("sync", at=store.counts["sync"] + 1))  # the sync of what recovery found
+    with pytest.raises(OSError):
+        _open(store)
+    assert _open_fds() == fds
+    store.disarm()
+    log = _open(store)
+    assert [f.payload for f in log.read()] == [b"one"]
     log.close()
