@@ -334,7 +334,7 @@ def test_sweep_posix(tmp_path: Path) -> None:
 @pytest.mark.parametrize("durability", ["always", "interval", "none"])
 @pytest.mark.parametrize("persistent", [False, True])
 def test_sweep_memory_long(durability: str, persistent: bool) -> None:
-    sweep(durability, persistent=persistent, rounds=60)
+    sweep(durability, persistent=persistent, rounds=120)
 
 
 @pytest.mark.slow

@@ -182,13 +182,13 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(st.data())
 def test_crash_at_every_point(data: st.DataObject) -> None:
     crash_at_every_point(data)
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=150, **SETTINGS)
 @given(st.sampled_from(DURABILITIES), st.sampled_from([150, 600, 1 << 20]), history_strategy)
 def test_crash_histories(durability: str, max_bytes: int, history: list[tuple[Any, ...]]) -> None:
     crash_history(durability, max_bytes, history)
