@@ -477,7 +477,13 @@ class Log:
     def close(self) -> None:
         """Sync and close the active segment, stop the background threads, release the lock.
 
-        Idempotent. Under a failed log nothing is synced (the log's state is unknown).
+        Idempotent. Under a failed log nothing is synced (the log's state is unknown), every
+        resource is released all the same, and the failure is raised: a failure in the
+        background (a rotation after an append returned, the interval flusher) never goes
+        unnoticed, and a ``close()`` that returns means everything appended is durable.
+
+        Raises:
+            LogFailedError: the log failed, now or earlier.
         """
         if self._closed:
             return
@@ -511,12 +517,18 @@ class Log:
             if self._lock_held:
                 self.store.close()
                 self._lock_held = False
+        if self._failed is not None:
+            raise self._failed_error()
 
     def __enter__(self) -> Log:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # an error is on its way out already: release everything, add nothing
+            with contextlib.suppress(LogFailedError):
+                self.close()
 
     def __repr__(self) -> str:
         return f"Log({self.store!r}, last_seq={self._written_seq}, durable={self._durable_seq})"

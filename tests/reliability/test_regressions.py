@@ -84,7 +84,8 @@ def test_a_failed_sync_does_not_leave_bytes_a_reopen_would_build_on() -> None:
     assert log.append(b"durable") == 1
     with pytest.raises(walship.LogFailedError):
         log.append(b"never durable")  # the second fdatasync fails
-    log.close()
+    with pytest.raises(walship.LogFailedError):
+        log.close()
     assert any(".unsynced-" in n for n in store.list_names())
     store.disarm()
     log = _open(store)  # same machine, no crash: the page cache still shows what it shows
@@ -109,7 +110,8 @@ def test_durable_seq_after_reopen_covers_only_synced_bytes() -> None:
     log.append(b"written, not synced")
     with pytest.raises(walship.LogFailedError):
         log.append(b"fails")
-    log.close()
+    with pytest.raises(walship.LogFailedError):
+        log.close()
     store.disarm()
     log = _open(store, durability="interval", sync_interval=3600)
     assert log.durable_seq == 1
@@ -159,3 +161,23 @@ def test_a_failed_close_or_open_releases_the_segment_file(tmp_path: Path) -> Non
     log = _open(store)
     assert [f.payload for f in log.read()] == [b"one"]
     log.close()
+
+
+def test_close_reports_a_failure_no_call_has_reported() -> None:
+    """Fault harness (long sweep): the rotation after an acknowledged append failed, the log
+    was failed, yet the following ``close()`` returned normally; under ``interval`` the frame
+    was acknowledged, never synced, and the caller was never told. ``close()`` now raises."""
+    store = FaultyStore(MemoryStore(), Fault("sync", at=1))  # the sync of the rotation
+    log = _open(store, durability="interval", sync_interval=3600, max_segment_bytes=64)
+    assert log.append(b"acknowledged, then rotated") == 1  # the append itself succeeded
+    assert log.failed is not None
+    with pytest.raises(walship.LogFailedError):
+        log.close()
+    assert log.closed and log.durable_seq == 0
+    store.arm(Fault("sync", at=store.counts["sync"] + 2))  # the first append's sync
+    with pytest.raises(walship.LogFailedError) as info, _open(store) as again:
+        assert [f.payload for f in again.read()] == []
+        again.append(b"fails")
+    assert again.closed
+    # leaving the with block added no second error on top of the append's
+    assert not isinstance(info.value.__context__, walship.LogFailedError)
