@@ -298,7 +298,9 @@ def test_failed_io_fails_the_log_closed(op: str) -> None:
         log.sync()
     assert log.durable_seq == 2
     assert log.failed is not None
-    log.close()
+    with pytest.raises(LogFailedError):
+        log.close()  # a failed log says so at close too, then lets go of everything
+    log.close()  # and only once
     store.crash()
     with walship.open(store=store) as log2:
         assert [f.payload for f in log2.read()] == [b"a", b"b"]

@@ -132,6 +132,7 @@ class Log:
 
         store.lock()
         self._lock_held = True
+        recovered = None
         try:
             # the record of what is archived; its last removed segment anchors the chain
             self._record = ArchiveRecord.load(store)
@@ -157,9 +158,14 @@ class Log:
             self._ranges = [_SegmentRange(*r) for r in recovered.segment_ranges]
             if recovered.active is not None:
                 self._manager.resume(recovered.active)
+                # what recovery read may still be only in the page cache: make it durable
+                # before durable_seq claims it
+                self._manager.sync()
             else:
                 self._open_segment(1, anchor)
         except BaseException:
+            if recovered is not None and recovered.active is not None:
+                recovered.active.file.close()
             self._events.stop(timeout=1)
             store.unlock()
             self._lock_held = False
@@ -485,6 +491,12 @@ class Log:
             self._failed = error
             self._counters["failures"] += 1
             logger.error("walship log failed: %s; reopen it to recover", error)
+            try:  # after a failed fsync, keep only what is durable (see discard_unsynced)
+                cut = self._manager.discard_unsynced()
+                if cut:
+                    logger.error("walship cut %d unsynced bytes after the failed sync", cut)
+            except OSError as e:
+                logger.error("walship could not cut the unsynced bytes: %s", e)
         return self._failed_error()
 
     def _failed_error(self) -> LogFailedError:
@@ -517,7 +529,8 @@ class Log:
                 for r in self._ranges
             ]
         for i, r in enumerate(ranges):
-            if r.last_commit_seq is not None and r.last_commit_seq < from_seq:
+            is_last = i == len(ranges) - 1  # maybe active: its last_commit_seq is not kept current
+            if not is_last and r.last_commit_seq is not None and r.last_commit_seq < from_seq:
                 continue
             if (
                 to_seq is not None
@@ -527,7 +540,7 @@ class Log:
                 return
             name = segment_name(r.segment_seq)
             limit = None
-            if i == len(ranges) - 1:
+            if is_last:
                 with self._cond:
                     active = self._manager.active
                     if active is not None and active.segment_seq == r.segment_seq:
@@ -564,7 +577,13 @@ class Log:
     def close(self) -> None:
         """Sync and close the active segment, stop the background threads, release the lock.
 
-        Idempotent. Under a failed log nothing is synced (the log's state is unknown).
+        Idempotent. Under a failed log nothing is synced (the log's state is unknown), every
+        resource is released all the same, and the failure is raised: a failure in the
+        background (a rotation after an append returned, the interval flusher) never goes
+        unnoticed, and a ``close()`` that returns means everything appended is durable.
+
+        Raises:
+            LogFailedError: the log failed, now or earlier.
         """
         if self._closed:
             return
@@ -585,6 +604,7 @@ class Log:
                     self._durable_seq = written
                 except OSError as e:
                     self._fail(e)
+                    self._manager.active.file.close()  # still active: its sync failed
                     raise self._failed_error() from e
             elif self._manager.active is not None:
                 self._manager.active.file.close()
@@ -599,12 +619,18 @@ class Log:
             if self._lock_held:
                 self.store.close()
                 self._lock_held = False
+        if self._failed is not None:
+            raise self._failed_error()
 
     def __enter__(self) -> Log:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # an error is on its way out already: release everything, add nothing
+            with contextlib.suppress(LogFailedError):
+                self.close()
 
     def __repr__(self) -> str:
         return f"Log({self.store!r}, last_seq={self._written_seq}, durable={self._durable_seq})"

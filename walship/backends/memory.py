@@ -81,18 +81,17 @@ class MemoryStore(SegmentStore):
     def crash(self, keep_unsynced: int = 0, garbage: bytes = b"") -> None:
         """Model a power loss and restart.
 
-        Every file loses its unsynced bytes, except the most recently written file, if it has
-        unsynced bytes: it keeps the first ``keep_unsynced`` of them followed by ``garbage`` (a
-        torn write). Open handles
-        die (writes raise ``OSError``) and the lock is released.
+        Every file loses its unsynced bytes, except the most recently written file, which keeps
+        the first ``keep_unsynced`` of them (a torn write) followed by ``garbage``; a file whose
+        bytes were all synced had no write in flight and gets no garbage. Open handles die
+        (writes raise ``OSError``) and the lock is released.
         """
         with self._mutex:
             for name, f in self._files.items():
-                # only a write in flight can be torn: a fully synced file keeps exactly its bytes
                 torn = name == self._last_written and len(f.data) > f.synced
                 keep = min(keep_unsynced, len(f.data) - f.synced) if torn else 0
                 del f.data[f.synced + keep :]
-                if torn:
+                if torn and garbage:
                     f.data += garbage
                 f.synced = len(f.data)
             self._generation += 1

@@ -361,13 +361,23 @@ class RecoveredLog:
 
 def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
     cut = store.read(name, offset)
-    side = f"{name}.torn-{offset}"
+    side = _free_name(store, f"{name}.torn-{offset}")  # never overwrite bytes cut earlier
     store.write_atomic(side, cut)
     if offset:
         store.truncate(name, offset)
     else:
         store.remove(name)
     return Repair(name, offset, len(cut), side, detail)
+
+
+def _free_name(store: SegmentStore, name: str) -> str:
+    """``name``, or ``name.2``, ``name.3``, ... : the first that does not exist yet."""
+    existing = set(store.list_names())
+    candidate, n = name, 1
+    while candidate in existing:
+        n += 1
+        candidate = f"{name}.{n}"
+    return candidate
 
 
 def _damaged_name(store: SegmentStore, name: str) -> str:
@@ -463,7 +473,7 @@ def _damage_index(segments: list[SegmentScan], p: Problem) -> int:
     for i, s in enumerate(segments):
         if s.name == p.segment:
             return i
-    missing = parse_segment_name(p.segment[: len(segment_name(0))])  # "a..b" names a range
+    missing = parse_segment_name(p.segment.split("..")[0])  # "a..b" names a range
     assert missing is not None
     return next((i for i, s in enumerate(segments) if s.segment_seq > missing), len(segments))
 

@@ -58,6 +58,10 @@ class ActiveSegment:
     last_commit_seq: int | None = None
     first_timestamp_micros: int | None = None
     last_timestamp_micros: int | None = None
+    synced_size: int = 0
+    """The size the last successful sync made durable."""
+    sync_failed: bool = False
+    """A sync of this segment failed: bytes after ``synced_size`` may never reach the disk."""
 
     @property
     def name(self) -> str:
@@ -117,13 +121,16 @@ class SegmentManager:
         )
         raw = header.encode()
         file = self.store.create(segment_name(segment_seq), raw)
-        self.active = ActiveSegment(file, header, self.clock.monotonic(), len(raw), blake3(raw))
+        self.active = ActiveSegment(
+            file, header, self.clock.monotonic(), len(raw), blake3(raw), synced_size=len(raw)
+        )
         return self.active
 
     def resume(self, active: ActiveSegment) -> None:
         """Continue an existing segment (after recovery), e.g. with its hasher and counters."""
         if self.active is not None:
             raise RuntimeError(f"segment {self.active.name} is still active")
+        active.synced_size = active.size  # what recovery found on disk; the caller syncs it
         self.active = active
         self.prev_hash = active.header.prev_segment_hash
 
@@ -158,11 +165,51 @@ class SegmentManager:
         active.last_timestamp_micros = timestamp_micros
         active.frame_count += frame_count
         if sync:
-            active.file.sync()
+            self._sync(active)
 
     def sync(self) -> None:
         """fdatasync the active segment. Raises ``OSError``."""
-        self._require_active().file.sync()
+        self._sync(self._require_active())
+
+    @staticmethod
+    def _sync(active: ActiveSegment) -> None:
+        try:
+            active.file.sync()
+        except OSError:
+            active.sync_failed = True
+            raise
+        active.synced_size = active.size
+
+    def discard_unsynced(self) -> int:
+        """After a failed sync, cut the active segment back to the size the last good sync made
+        durable, keeping the cut bytes in a side file ``<segment>.unsynced-<offset>``.
+
+        After a failed fsync the kernel may have dropped the dirty pages while still showing
+        their bytes ("fsyncgate"): a reopen would read them, build on them, and lose everything
+        after them in the next power loss. Cutting them makes the file what the disk holds.
+        Does nothing unless a sync of the active segment failed.
+
+        Returns:
+            The number of bytes cut.
+        Raises:
+            OSError: the store failed (the caller's log is failed already).
+        """
+        active = self.active
+        if active is None or not active.sync_failed:
+            return 0
+        name = active.name
+        offset = active.synced_size
+        cut = self.store.read(name, offset)
+        if cut:
+            existing = set(self.store.list_names())
+            side, n = f"{name}.unsynced-{offset}", 1
+            while side in existing:
+                n += 1
+                side = f"{name}.unsynced-{offset}.{n}"
+            self.store.write_atomic(side, cut)
+            self.store.truncate(name, offset)
+        active.size = offset
+        return len(cut)
 
     def should_rotate(self, now: float | None = None) -> RotationReason | None:
         """Whether to rotate now (forced > size > age), or ``None``; ``None`` if nothing is
@@ -195,7 +242,7 @@ class SegmentManager:
             OSError: the sync failed (the segment stays active: nothing may be built on it).
         """
         active = self._require_active()
-        active.file.sync()
+        self._sync(active)
         active.file.close()
         self.active = None
         digest = active.hasher.digest()
