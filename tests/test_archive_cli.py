@@ -166,3 +166,31 @@ def test_demo_archives_to_a_file_archive_and_restores_from_it(tmp_path: Path) ->
     out = run("demo", "--dir", str(tmp_path / "plain"), "--frames", "100", "--no-archive")
     assert out.returncode == 0 and "archive " not in out.stdout
     assert not (tmp_path / "plain.archive").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ([], "NoCredentialsError: Unable to locate credentials"),
+        (["-o", "endpoint_url=notaurl"], "Invalid endpoint: notaurl"),
+    ],
+)
+def test_object_store_client_errors_are_one_line(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    env = {
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
+    for command in (["verify"], ["inspect"], ["restore"]):
+        args = [*command, "s3://walship-no-bucket/p", *options]
+        if command == ["restore"]:
+            args.insert(2, str(tmp_path / "out"))
+        out = run(*args, env=env)
+        assert out.returncode == 2, (command, out.stderr)
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert message in out.stderr
+    assert not (tmp_path / "out").exists()

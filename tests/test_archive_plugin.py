@@ -399,3 +399,24 @@ def test_import_walship_does_not_load_fsspec() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_python_and_yaml_archive_settings_share_their_limits(tmp_path: Path) -> None:
+    from walship.config import load_config
+    from walship.errors import ConfigError
+    from walship.plugins.archiver import ArchiveSettings
+    from walship.plugins.retention import RetentionPolicy
+
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text("archive:\n  url: memory://limits\n  retries: {attempts: 5000}\n")
+    with pytest.raises(ConfigError, match=r"attempts.*from 1 to 1000"):
+        load_config(cfg)
+    cfg.write_text("archive:\n  url: memory://limits\n  retries: {backoff: 2h}\n")
+    with pytest.raises(ConfigError, match=r"backoff.*at most 3600s"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match="max_backoff must be at least backoff"):
+        ArchiveSettings.from_mapping(
+            {"url": "memory://x", "retries": {"backoff": 10, "max_backoff": 1}}
+        )
+    with pytest.raises(ConfigError, match="N >= 1"):
+        RetentionPolicy.parse("last:0")

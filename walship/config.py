@@ -59,6 +59,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from walship.errors import ConfigError
+from walship.plugins import archive_limits as limits
 
 if TYPE_CHECKING:
     from walship.backends.base import SegmentStore
@@ -146,15 +147,16 @@ def _size(minimum: int) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _duration() -> BeforeValidator:
-    what = "a positive duration, like 10ms, 60s, 5m or 1.5 (seconds)"
+def _duration(maximum: float | None = None) -> BeforeValidator:
+    most = f" of at most {maximum:g}s" if maximum is not None else ""
+    what = f"a positive duration{most}, like 10ms, 60s, 5m or 1.5 (seconds)"
 
     def check(value: object) -> float:
         try:
             seconds = parse_duration(value)
         except ValueError:
             raise _expected(what) from None
-        if not seconds > 0:
+        if not seconds > 0 or (maximum is not None and seconds > maximum):
             raise _expected(what)
         return seconds
 
@@ -280,9 +282,9 @@ class RotationConfig(_Section):
 class RetriesConfig(_Section):
     """``archive.retries:``: exponential backoff of failed uploads."""
 
-    attempts: Annotated[int, _integer(1, 1_000_000)] = 10
-    backoff: Duration = 0.5
-    max_backoff: Duration = 60.0
+    attempts: Annotated[int, _integer(1, limits.MAX_ATTEMPTS)] = 10
+    backoff: Annotated[float, _duration(limits.MAX_BACKOFF)] = 0.5
+    max_backoff: Annotated[float, _duration(limits.MAX_BACKOFF_CAP)] = 60.0
 
     @model_validator(mode="after")
     def _ordered(self) -> RetriesConfig:
@@ -298,10 +300,10 @@ class ArchiveConfig(_Section):
         description="an fsspec URL like s3://bucket/prefix"
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
-    workers: Annotated[int, _integer(1, 256)] = 4
+    workers: Annotated[int, _integer(1, limits.MAX_WORKERS)] = 4
     compression: Annotated[str, BeforeValidator(_compression)] = "none"
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
-    lag_warning: Annotated[int, _integer(1, 1_000_000_000)] = 64
+    lag_warning: Annotated[int, _integer(1, limits.MAX_LAG_WARNING)] = 64
 
 
 class RetentionConfig(_Section):

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 
 import fsspec
 from blake3 import blake3 as Blake3
@@ -58,6 +59,7 @@ from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
 from walship.backends.memory import MemoryStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.recovery import scan_store
+from walship.errors import WalshipError
 
 COMPRESSIONS = ("none", "zstd")
 ZSTD_SUFFIX = ".zst"
@@ -420,6 +422,26 @@ def _is_precondition_failure(e: BaseException) -> bool:
     return "PreconditionFailed" in text or "pre-conditions you specified" in text
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _named_errors(method: _Method) -> _Method:
+    """Turn a foreign exception of the object store's client (botocore's NoCredentialsError or
+    EndpointConnectionError, an invalid endpoint, ...) into a one-line :class:`ArchiveError`
+    naming the archive. walship's own errors and ``OSError`` pass through unchanged."""
+
+    @functools.wraps(method)
+    def wrapper(self: ArchiveStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (WalshipError, OSError):
+            raise
+        except Exception as e:
+            raise ArchiveError(f"{self.url}: {type(e).__name__}: {e}") from e
+
+    return cast(_Method, wrapper)
+
+
 class ArchiveStore:
     """Closed segments in object storage at ``url`` (any fsspec URL). Thread-safe.
 
@@ -612,6 +634,7 @@ class ArchiveStore:
 
     # --- the archive interface ----------------------------------------------------------
 
+    @_named_errors
     def stat(self, name: str) -> SegmentManifest | None:
         """The manifest of segment ``name``, or ``None`` when it is not archived.
 
@@ -628,6 +651,7 @@ class ArchiveStore:
             return None
         return SegmentManifest.from_json(data, seq, self.object_url(manifest_name(seq)))
 
+    @_named_errors
     def put(self, name: str, raw: bytes, *, expected_blake3: bytes | None = None) -> PutResult:
         """Archive closed segment ``name`` holding ``raw``, verified; idempotent.
 
@@ -709,6 +733,7 @@ class ArchiveStore:
                 manifest = other
         return PutResult(manifest, uploaded, self.object_url(manifest.object))
 
+    @_named_errors
     def list(self) -> ArchiveListing:
         """One LIST of the archive prefix, every name validated (see :class:`ArchiveListing`).
 
@@ -759,6 +784,7 @@ class ArchiveStore:
                 listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size
         return listing
 
+    @_named_errors
     def get(self, manifest: SegmentManifest) -> bytes:
         """The raw bytes of the segment ``manifest`` describes, verified against it.
 
@@ -770,6 +796,7 @@ class ArchiveStore:
         assert data is not None
         return data
 
+    @_named_errors
     def get_unverified(self, segment_seq: int, compression: str = "none") -> bytes:
         """The raw bytes of a segment object that has no manifest (nothing to verify against).
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from walship.backends.archive import ArchiveStore
 from walship.backends.archive_errors import ArchiveError
@@ -36,6 +36,7 @@ from walship.backends.base import SegmentStore
 from walship.core.header import segment_name
 from walship.core.segment import ClosedSegment
 from walship.errors import ConfigError
+from walship.plugins import archive_limits as limits
 from walship.plugins.archive_record import ArchivedSegment, ArchiveRecord
 from walship.plugins.hookspecs import hookimpl
 from walship.plugins.retention import Retention, RetentionPolicy, SegmentRanges
@@ -47,9 +48,15 @@ class RetrySettings(BaseModel):
     """``archive.retries``: attempts per segment, first backoff and its cap (seconds)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    attempts: int = Field(default=10, ge=1, le=1000)
-    backoff: float = Field(default=0.5, gt=0, le=3600)
-    max_backoff: float = Field(default=60.0, gt=0, le=86400)
+    attempts: int = Field(default=10, ge=1, le=limits.MAX_ATTEMPTS)
+    backoff: float = Field(default=0.5, gt=0, le=limits.MAX_BACKOFF)
+    max_backoff: float = Field(default=60.0, gt=0, le=limits.MAX_BACKOFF_CAP)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetrySettings:
+        if self.max_backoff < self.backoff:
+            raise ValueError(f"max_backoff must be at least backoff ({self.backoff}s)")
+        return self
 
 
 class ArchiveSettings(BaseModel):
@@ -58,10 +65,10 @@ class ArchiveSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str = Field(min_length=1)
     storage_options: dict[str, Any] = Field(default_factory=dict)
-    workers: int = Field(default=4, ge=1, le=256)
+    workers: int = Field(default=4, ge=1, le=limits.MAX_WORKERS)
     compression: Literal["none", "zstd"] = "none"
     retries: RetrySettings = RetrySettings()
-    lag_warning: int = Field(default=64, ge=1)
+    lag_warning: int = Field(default=64, ge=1, le=limits.MAX_LAG_WARNING)
 
     @classmethod
     def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:

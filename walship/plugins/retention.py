@@ -59,10 +59,10 @@ class RetentionPolicy:
         if value in ("all", "until_archived"):
             return cls(str(value))
         m = _LAST.match(value) if isinstance(value, str) else None
-        if m is None:
+        if m is None or int(m.group(1)) < 1:
             raise ConfigError(
                 f"retention.keep_local: {value!r} is not one of 'all', 'until_archived', "
-                "'last:N' (N a whole number)"
+                "'last:N' (N >= 1 closed segments)"
             )
         return cls("last", int(m.group(1)))
 
