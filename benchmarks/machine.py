@@ -42,9 +42,9 @@ def _filesystem(path: Path) -> str:
     target = str(path.resolve())
     best: list[str] | None = None
     for m in mounts:
-        if len(m) >= 4 and (target == m[1] or target.startswith(m[1].rstrip("/") + "/")):
-            if best is None or len(m[1]) > len(best[1]):
-                best = m
+        inside = len(m) >= 4 and (target == m[1] or target.startswith(m[1].rstrip("/") + "/"))
+        if inside and (best is None or len(m[1]) > len(best[1])):
+            best = m
     if best is None:
         return "unknown"
     return f"{best[2]} on {best[0]} mounted at {best[1]} ({best[3]})"

@@ -45,7 +45,9 @@ def text_table(results: list[Result]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -137,7 +139,7 @@ def chart(results: list[Result], path: Path, title: str) -> str | None:
     ax.set_yticks(y, names)
     ax.set_xlabel("ratio / target (>= 1: target met; latency and memory inverted)")
     ax.set_title(title)
-    for yi, m, label in zip(y, margins, labels):
+    for yi, m, label in zip(y, margins, labels, strict=False):
         ax.text(max(m, 0.05) * 1.05, yi, label, va="center", fontsize=8)
     right = max([m for m in margins if m > 0] + [2.0])
     ax.set_xlim(0.05, right * 6)

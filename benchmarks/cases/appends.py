@@ -29,7 +29,7 @@ def payloads(size: int, count: int) -> list[bytes]:
 
 
 def encode_frames(items: list[bytes], first_seq: int = 1, ts: int = 1_700_000_000_000_000) -> bytes:
-    """The frames of ``items`` as the seed encodes them (the plain ``os.write`` baseline's bytes)."""
+    """The frames of ``items`` as the seed encodes them (the ``os.write`` baseline's bytes)."""
     buf = bytearray()
     seq = first_seq
     for p in items:

@@ -107,7 +107,8 @@ def recover_100b(ctx: Context) -> Result:
         median(b),
         a,
         b,
-        note=f"open + full recovery scan of a {ctx.profile.recover_bytes >> 20} MiB log, 100 B frames",
+        note=f"open + full recovery scan of a {ctx.profile.recover_bytes >> 20} MiB log, "
+        "100 B frames",
     )
 
 
@@ -128,7 +129,8 @@ def recover_64kib(ctx: Context) -> Result:
         median(b),
         a,
         b,
-        note=f"open + full recovery scan of a {ctx.profile.recover_bytes >> 20} MiB log, 64 KiB frames",
+        note=f"open + full recovery scan of a {ctx.profile.recover_bytes >> 20} MiB log, "
+        "64 KiB frames",
     )
 
 
