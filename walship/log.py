@@ -21,6 +21,7 @@ import contextlib
 import logging
 import secrets
 import threading
+from _thread import LockType
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,14 @@ import pluggy
 
 from walship.backends.base import SegmentStore
 from walship.core import frame as framing
-from walship.core.frame import Frame, check_payload, encode_batch
+from walship.core.frame import (
+    MAX_PAYLOAD,
+    Frame,
+    check_payload,
+    encode_batch,
+    encode_batch_at,
+    encode_pieces,
+)
 from walship.core.header import HEADER_SIZE, segment_name
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
@@ -43,6 +51,15 @@ from walship.plugins.manager import new_plugin_manager
 logger = logging.getLogger("walship")
 
 _BUFFER_KEEP = 8 * 1024 * 1024  # a reused encode buffer larger than this is let go after use
+_GATHER_MIN_PAYLOAD = 16 * 1024
+"""Batches whose payloads average at least this many bytes are written from the payloads
+themselves with one gathering write, not copied into the encode buffer first."""
+_FIXED_BUFFER_MIN = 256 * 1024
+"""Batches of at least this many bytes are encoded in place into a kept buffer (appending to a
+cleared bytearray would give its memory back and fault it in again every batch)."""
+_LEADER_BATCHES = 4
+"""How many batches a leader writes in a row before it hands the lead on."""
+_allocate_lock = threading.Lock
 
 
 class Durability(str, Enum):
@@ -63,14 +80,58 @@ class _SegmentRange:
 
 
 class _Request:
-    __slots__ = ("done", "error", "first_seq", "payload_type", "payloads")
+    """One append or batch waiting for the group commit."""
 
-    def __init__(self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int):
+    __slots__ = (
+        "done",
+        "error",
+        "first_seq",
+        "lead",
+        "nbytes",
+        "payload_type",
+        "payloads",
+        "then",
+        "wake",
+    )
+
+    def __init__(
+        self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int, nbytes: int
+    ) -> None:
         self.payloads = payloads
         self.payload_type = payload_type
+        self.nbytes = nbytes
         self.first_seq = 0
         self.done = False
         self.error: BaseException | None = None
+        self.wake: LockType | None = None
+        """A lock its thread holds and blocks on until a leader releases it (``None``: the
+        thread leads itself)."""
+        self.lead = False
+        """Set with the release: the thread is the leader now."""
+        self.then: _Request | None = None
+        """The next request of the same batch, whose thread this one wakes once woken."""
+
+
+def _wake(requests: list[_Request]) -> None:
+    """Mark ``requests`` done and let their threads return.
+
+    Only the first waiting thread is woken here; each woken thread wakes the next (see
+    :meth:`Log._submit`), so the leader pays for one wake-up, not one per follower (each costs
+    a system call and often a context switch while the leader holds the interpreter lock).
+    """
+    first: _Request | None = None
+    last: _Request | None = None
+    for r in requests:
+        r.done = True
+        if r.wake is not None:
+            if last is None:
+                first = r
+            else:
+                last.then = r
+            last = r
+    if first is not None:
+        assert first.wake is not None
+        first.wake.release()
 
 
 class Log:
@@ -101,10 +162,15 @@ class Log:
         self.sync_interval = sync_interval
         self.clock: Clock = clock or SystemClock()
         policy = RotationPolicy(max_segment_bytes, max_segment_age)
-        self._cond = threading.Condition()
+        # A plain lock (taken with C-speed ``with``) under the condition that exclusive callers
+        # wait on; appenders never wait on the condition, each has its own wake lock.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._busy = False  # a thread is doing I/O on the manager (leader, sync, rotate, close)
         self._queue: list[_Request] = []
-        self._buf = bytearray()
+        self._exclusive_waiters = 0  # threads in _exclusive/close waiting for _busy
+        self._buf = bytearray()  # small batches: encoded by appending
+        self._big = bytearray()  # large batches: encoded in place, its memory kept (<= 8 MiB)
         self._failed: BaseException | None = None
         self._closed = False
         self._counters: Counter[str] = Counter()
@@ -131,7 +197,13 @@ class Log:
                 if instance_id is not None
                 else secrets.randbits(63)
             )
-            self._manager = SegmentManager(store, self.instance_id, policy, self.clock)
+            self._manager = SegmentManager(
+                store,
+                self.instance_id,
+                policy,
+                self.clock,
+                preallocate=self.durability is not Durability.NONE,
+            )
             self._next_seq = recovered.next_commit_seq
             self._written_seq = self._next_seq - 1
             self._durable_seq = self._written_seq  # what recovery found is on disk
@@ -203,90 +275,196 @@ class Log:
         return list(range(first, first + len(items)))
 
     def _submit(self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int) -> int:
-        for p in payloads:
-            check_payload(len(p), payload_type)
-        req = _Request(payloads, payload_type)
-        with self._cond:
+        """Queue one request and wait until it is written (and synced under ``always``).
+
+        Group commit: a thread that finds nobody writing becomes the leader and writes every
+        queued request; the others block on their own lock, which the leader releases when their
+        request is done, or when it hands them the lead (see :meth:`_lead`).
+        """
+        if len(payloads) == 1:
+            nbytes = len(payloads[0])
+            check_payload(nbytes, payload_type)
+        else:
+            nbytes = sum(map(len, payloads))
+            check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
+        req = _Request(payloads, payload_type, nbytes)
+        with self._mutex:
             self._check_usable()
-            self._queue.append(req)
-            while not req.done and self._busy:
-                self._cond.wait()
-            if not req.done:
+            lead = not (self._busy or self._exclusive_waiters)
+            if lead:
                 self._busy = True
-                batch, self._queue = self._queue, []
             else:
-                batch = []
-        if batch:
-            try:
-                self._write_batch(batch)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._queue.append(req)
+                wake = req.wake = _allocate_lock()
+                wake.acquire()
+        if lead:
+            self._lead([req])
+        else:
+            wake.acquire()  # released by a leader: done, or ours is the lead now
+            then = req.then
+            if then is not None:
+                assert then.wake is not None
+                then.wake.release()  # pass the wake-up on along the batch
+            if req.lead:
+                req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
+                self._lead([])  # takes the queue, ours first
         if req.error is not None:
             raise req.error
         return req.first_seq
 
-    def _write_batch(self, batch: list[_Request]) -> None:
-        """Leader: encode every request, one write, one sync; then rotate if due."""
+    def _lead(self, batch: list[_Request]) -> None:
+        """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by
+        batch until the queue is empty, at most :data:`_LEADER_BATCHES` batches; then hand
+        ``_busy`` on (:meth:`_release_busy_locked`).
+
+        Staying on for the requests that queued up during our sync saves a thread hand-off per
+        batch (with the interpreter lock, waking another thread costs more than the work)."""
+        rounds = 0
+        pending: list[_Request] = []
+        try:
+            if not batch:
+                with self._mutex:
+                    batch, self._queue = self._queue, []
+            while True:
+                if batch:
+                    pending = self._write_batch(batch, pending)
+                rounds += 1
+                with self._mutex:
+                    if not self._queue or rounds >= _LEADER_BATCHES or self._exclusive_waiters:
+                        self._release_busy_locked()
+                        rounds = -1  # released
+                        break
+                    batch, self._queue = self._queue, []
+        finally:
+            if rounds != -1:  # an exception escaped (never from _write_batch, which catches all)
+                with self._mutex:
+                    self._release_busy_locked()
+            _wake(pending)
+
+    def _release_busy_locked(self) -> None:
+        """Give up ``_busy`` (the caller holds it, and the condition's lock): to a thread waiting
+        in :meth:`_exclusive` or :meth:`close` first (they must not starve under load), else to
+        the oldest queued appender, which then leads."""
+        if self._exclusive_waiters:
+            self._busy = False
+            self._cond.notify_all()
+        elif self._queue:
+            head = self._queue[0]
+            assert head.wake is not None  # a request without a lock is its leader's own
+            head.lead = True
+            head.wake.release()
+        else:
+            self._busy = False
+
+    def _write_batch(self, batch: list[_Request], pending: list[_Request]) -> list[_Request]:
+        """Leader: encode every request in one pass, one write, one sync; then rotate if due.
+
+        ``pending`` (the previous batch: durable, not yet woken) is woken between this batch's
+        write and its sync, so that those threads run while the leader waits in fdatasync
+        instead of competing with it for the interpreter lock. Returns the requests still to
+        wake: this batch when it was synced and no rotation followed, else none.
+
+        Small frames are encoded into one reused buffer (or, in a large batch, in place into a
+        kept buffer); large ones are written straight from the caller's payloads with one
+        gathering write (no copy)."""
         try:
             if self._failed is not None:
                 raise self._failed_error()
             if self._closed:
                 raise LogClosedError("the log is closed")
             ts = self.clock.now_micros()
-            buf = self._buf
-            buf.clear()
-            seq = self._next_seq
+            first = seq = self._next_seq
+            frames = 0
+            nbytes = 0
             for r in batch:
-                r.first_seq = seq
-                seq += encode_batch(buf, seq, ts, r.payload_type, r.payloads)
+                frames += len(r.payloads)
+                nbytes += r.nbytes
+            written = nbytes + frames * framing.FRAME_OVERHEAD
+            data: bytearray | memoryview | list[bytes | bytearray | memoryview]
+            if nbytes >= _GATHER_MIN_PAYLOAD * frames:
+                data = []
+                for r in batch:
+                    r.first_seq = seq
+                    seq += encode_pieces(data, seq, ts, r.payload_type, r.payloads)
+            elif written >= _FIXED_BUFFER_MIN:
+                big = self._big
+                if len(big) < written:
+                    big = self._big = bytearray(max(written, 2 * len(big)))
+                off = 0
+                for r in batch:
+                    r.first_seq = seq
+                    off = encode_batch_at(big, off, seq, ts, r.payload_type, r.payloads)
+                    seq += len(r.payloads)
+                data = memoryview(big)[:off]
+            else:
+                data = buf = self._buf
+                buf.clear()
+                for r in batch:
+                    r.first_seq = seq
+                    seq += encode_batch(buf, seq, ts, r.payload_type, r.payloads)
             sync = self.durability is Durability.ALWAYS
             try:
-                self._manager.append(buf, seq - self._next_seq, self._next_seq, seq - 1, ts, sync)
+                self._manager.append(data, frames, first, seq - 1, ts)
+                if pending:
+                    _wake(pending)
+                    pending = []
+                if sync:
+                    self._manager.sync()
             except OSError as e:
                 raise self._fail(e) from e
             finally:
-                if len(buf) > _BUFFER_KEEP:
-                    self._buf = bytearray()
-            self._counters["batches"] += 1
-            self._counters["frames"] += seq - self._next_seq
-            self._counters["bytes"] += len(buf)
-            if sync:
-                self._counters["syncs"] += 1
+                if isinstance(data, memoryview):
+                    data.release()
+                    if len(self._big) > _BUFFER_KEEP:
+                        self._big = bytearray()
+            counters = self._counters
+            counters["batches"] += 1
+            counters["frames"] += frames
+            counters["bytes"] += written
             self._next_seq = seq
             self._written_seq = seq - 1
             if sync:
+                counters["syncs"] += 1
                 self._durable_seq = seq - 1
         except BaseException as e:
+            _wake(pending)
             for r in batch:
                 r.error = e
-                r.done = True
-            return
-        with self._cond:
-            for r in batch:
-                r.done = True
-            self._cond.notify_all()  # followers return now, not after a rotation
+            _wake(batch)
+            return []
+        for r in batch:
+            r.done = True
         reason = self._manager.should_rotate()
+        if reason is None and sync:
+            return batch
+        _wake(batch)  # followers return now, not after a rotation
         if reason is not None:
             with contextlib.suppress(LogFailedError):  # the batch is durable; the log is failed
                 self._rotate_locked(reason)
+        return []
 
     # --- sync, rotation -----------------------------------------------------------------
+
+    def _wait_busy_locked(self) -> None:
+        """Wait (holding the condition) until nobody holds ``_busy``; appenders queue behind."""
+        self._exclusive_waiters += 1
+        try:
+            while self._busy:
+                self._cond.wait()
+        finally:
+            self._exclusive_waiters -= 1
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         with self._cond:
-            while self._busy:
-                self._cond.wait()
-            self._check_usable()
+            self._wait_busy_locked()
             self._busy = True
         try:
+            self._check_usable()
             yield
         finally:
             with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+                self._release_busy_locked()
 
     def sync(self) -> int:
         """Make everything appended so far durable; return ``durable_seq``.
@@ -472,8 +650,7 @@ class Log:
         if self._maintenance is not threading.current_thread():
             self._maintenance.join()
         with self._cond:
-            while self._busy:
-                self._cond.wait()
+            self._wait_busy_locked()
             if self._closed:
                 return
             self._busy = True
@@ -491,8 +668,7 @@ class Log:
         finally:
             with self._cond:
                 self._closed = True
-                self._busy = False
-                self._cond.notify_all()
+                self._release_busy_locked()  # queued appenders get LogClosedError
             self._events.stop()
             if self._lock_held:
                 self.store.close()
