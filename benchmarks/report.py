@@ -83,7 +83,7 @@ def markdown(
         )
     out += ["", "What each row measures (walship / baseline; samples in round order):", ""]
     for r in results:
-        detail = r.error or r.note
+        detail = r.error or r.note or "no note"
         samples = ", ".join(fmt(x) for x in r.samples) or "—"
         base = ", ".join(fmt(x) for x in r.baseline_samples) or "—"
         out.append(

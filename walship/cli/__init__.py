@@ -15,7 +15,7 @@ import click
 import walship
 from walship.errors import WalshipError
 
-COMMAND_MODULES = ("walship.cli.demo",)
+COMMAND_MODULES = ("walship.cli.demo", "walship.cli.bench")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import struct
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from blake3 import blake3 as Blake3
 from crc32c import crc32c
@@ -40,6 +40,9 @@ from walship.core.header import (
 from walship.core.rotation import Clock, SystemClock
 from walship.core.segment import PARALLEL_HASH_MIN, ActiveSegment, _hash_worker
 from walship.errors import LogCorruptError, SegmentHeaderError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _U32 = struct.Struct(">I")
 _SEQ_TS = struct.Struct(">QQ")

@@ -10,15 +10,18 @@ Not thread-safe: the :class:`walship.log.Log` serialises every call.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from threading import Lock
+from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
 from walship.backends.base import SegmentFile, SegmentStore
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 PREALLOCATE_STEP = 64 * 1024 * 1024
 """Space reserved ahead of the active segment's end at a time (never beyond
@@ -37,6 +40,8 @@ def _hash_worker() -> ThreadPoolExecutor | None:
     """The process's one hashing thread, or ``None`` on a single-core machine."""
     global _hash_pool
     if _hash_pool is None and (os.cpu_count() or 1) > 1:
+        from concurrent.futures import ThreadPoolExecutor  # only once a batch is large
+
         with _hash_pool_lock:
             if _hash_pool is None:
                 _hash_pool = ThreadPoolExecutor(1, thread_name_prefix="walship-hash")
