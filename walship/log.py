@@ -341,20 +341,22 @@ class Log:
                     self._release_busy_locked()
             _wake(pending)
 
-    def _release_busy_locked(self) -> None:
-        """Give up ``_busy`` (the caller holds it, and the condition's lock): to a thread waiting
-        in :meth:`_exclusive` or :meth:`close` first (they must not starve under load), else to
-        the oldest queued appender, which then leads."""
-        if self._exclusive_waiters:
-            self._busy = False
-            self._cond.notify_all()
-        elif self._queue:
+    def _release_busy_locked(self, after_exclusive: bool = False) -> None:
+        """Give up ``_busy`` (the caller holds it, and the condition's lock).
+
+        Turns alternate so that neither side starves: after a leader's batch a thread waiting in
+        :meth:`_exclusive` or :meth:`close` goes first; after such an exclusive section the
+        oldest queued appender does (it is woken to lead); otherwise whoever waits.
+        """
+        if self._queue and (after_exclusive or not self._exclusive_waiters):
             head = self._queue[0]
             assert head.wake is not None  # a request without a lock is its leader's own
             head.lead = True
             head.wake.release()
         else:
             self._busy = False
+            if self._exclusive_waiters:
+                self._cond.notify_all()
 
     def _write_batch(self, batch: list[_Request], pending: list[_Request]) -> list[_Request]:
         """Leader: encode every request in one pass, one write, one sync; then rotate if due.
@@ -464,7 +466,7 @@ class Log:
             yield
         finally:
             with self._cond:
-                self._release_busy_locked()
+                self._release_busy_locked(after_exclusive=True)
 
     def sync(self) -> int:
         """Make everything appended so far durable; return ``durable_seq``.
@@ -652,6 +654,9 @@ class Log:
         with self._cond:
             self._wait_busy_locked()
             if self._closed:
+                if self._queue:  # appenders queued behind us: they must hear it is closed
+                    self._busy = True
+                    self._release_busy_locked(after_exclusive=True)
                 return
             self._busy = True
         try:
@@ -668,7 +673,7 @@ class Log:
         finally:
             with self._cond:
                 self._closed = True
-                self._release_busy_locked()  # queued appenders get LogClosedError
+                self._release_busy_locked(after_exclusive=True)  # queued: LogClosedError
             self._events.stop()
             if self._lock_held:
                 self.store.close()
