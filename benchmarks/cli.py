@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
         help='print only {"cases": [...]} on stdout (progress goes to stderr)',
     )
     p.add_argument("--only", nargs="+", metavar="CASE", help=f"run these cases: {', '.join(CASES)}")
-    p.add_argument("--rounds", type=int, help="rounds per case (default: 7 full, 3 quick)")
+    p.add_argument("--rounds", type=int, help="rounds per case (default: 9 full, 3 quick)")
     p.add_argument(
         "--dir", type=Path, help="scratch directory on the filesystem to test (default: a temp dir)"
     )

@@ -49,11 +49,11 @@ class Profile:
 
 FULL = Profile(
     name="full",
-    rounds=7,
+    rounds=9,
     batch_frames=1000,
-    batches_100b=100,
-    batches_4kib=24,
-    batches_64kib=3,
+    batches_100b=200,
+    batches_4kib=48,
+    batches_64kib=4,
     sync_appends=3000,
     sync_appends_per_thread=400,
     sync_threads=16,

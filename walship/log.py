@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Any
 
 import pluggy
+from crc32c import crc32c
 
 from walship.backends.base import SegmentStore
 from walship.core import frame as framing
@@ -361,9 +362,9 @@ class Log:
     def _write_batch(self, batch: list[_Request], pending: list[_Request]) -> list[_Request]:
         """Leader: encode every request in one pass, one write, one sync; then rotate if due.
 
-        ``pending`` (the previous batch: durable, not yet woken) is woken between this batch's
-        write and its sync, so that those threads run while the leader waits in fdatasync
-        instead of competing with it for the interpreter lock. Returns the requests still to
+        ``pending`` (the previous batch: durable, not yet woken) is woken just before this
+        batch's write and sync, so that those threads run while the leader waits in the system
+        call instead of competing with it for the interpreter lock. Returns the requests still to
         wake: this batch when it was synced and no rotation followed, else none.
 
         Small frames are encoded into one reused buffer (or, in a large batch, in place into a
@@ -398,6 +399,19 @@ class Log:
                     off = encode_batch_at(big, off, seq, ts, r.payload_type, r.payloads)
                     seq += len(r.payloads)
                 data = memoryview(big)[:off]
+            elif frames == len(batch):  # single appends (checked in _submit): inline encoder
+                data = buf = self._buf
+                buf.clear()
+                pack = framing.HEAD.pack
+                crc_pack = framing.CRC.pack
+                for r in batch:
+                    r.first_seq = seq
+                    p = r.payloads[0]
+                    head = pack(framing.MIN_FRAME_LENGTH + len(p), seq, ts, r.payload_type)
+                    buf += head
+                    buf += p
+                    buf += crc_pack(crc32c(p, crc32c(head)))
+                    seq += 1
             else:
                 data = buf = self._buf
                 buf.clear()
@@ -405,13 +419,11 @@ class Log:
                     r.first_seq = seq
                     seq += encode_batch(buf, seq, ts, r.payload_type, r.payloads)
             sync = self.durability is Durability.ALWAYS
+            if pending:  # they run while we are in the write and sync below
+                _wake(pending)
+                pending = []
             try:
-                self._manager.append(data, frames, first, seq - 1, ts)
-                if pending:
-                    _wake(pending)
-                    pending = []
-                if sync:
-                    self._manager.sync()
+                self._manager.append(data, frames, first, seq - 1, ts, sync)
             except OSError as e:
                 raise self._fail(e) from e
             finally:

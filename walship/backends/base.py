@@ -87,6 +87,19 @@ class SegmentFile(ABC):
         default). Raises ``OSError``."""
         return False
 
+    def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        """Append the buffers and make them durable, as :meth:`write_many` then :meth:`sync`.
+
+        Only for a file whose earlier bytes are all durable already: a store may sync just the
+        new range (POSIX: one ``pwritev2`` with ``RWF_DSYNC``, one system call instead of two).
+        Raises ``OSError``.
+        """
+        if len(buffers) == 1:
+            self.write(buffers[0])
+        else:
+            self.write_many(buffers)
+        self.sync()
+
     def write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         """Append the buffers in order, as :meth:`write` of their concatenation would (stores
         override it to write them with one gathering system call). Raises ``OSError``."""

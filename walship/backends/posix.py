@@ -41,6 +41,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_RWF_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)
 _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
 
 
@@ -57,6 +58,7 @@ class PosixSegmentFile(SegmentFile):
         self._size = size
         self._reserved = size  # the file's length on disk
         self._can_preallocate = hasattr(os, "posix_fallocate")
+        self._dsync = True
 
     @property
     def size(self) -> int:
@@ -100,6 +102,34 @@ class PosixSegmentFile(SegmentFile):
             i += _IOV_MAX
         if self._size > self._reserved:
             self._reserved = self._size
+
+    def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        self._check_open()
+        if _RWF_DSYNC is None or not self._dsync or len(buffers) > _IOV_MAX:
+            super().write_durable(buffers)
+            return
+        try:
+            n = os.pwritev(self._fd, buffers, self._size, _RWF_DSYNC)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            self._dsync = False  # no pwritev2 flags here: write, then fdatasync
+            super().write_durable(buffers)
+            return
+        self._size += n
+        if self._size > self._reserved:
+            self._reserved = self._size
+        rest: list[bytes | bytearray | memoryview] = []
+        for b in buffers:  # a short write: finish it, then sync the rest the usual way
+            blen = len(b)
+            if n >= blen:
+                n -= blen
+                continue
+            rest.append(memoryview(b)[n:] if n else b)
+            n = 0
+        if rest:
+            self.write_many(rest)
+            os.fdatasync(self._fd)
 
     def sync(self) -> None:
         self._check_open()

@@ -96,6 +96,8 @@ class ActiveSegment:
     last_timestamp_micros: int | None = None
     reserved: int = 0
     """How far the manager preallocated the file (0: not at all)."""
+    durable: int = 0
+    """The file is known durable up to here (0: unknown, e.g. after recovery)."""
 
     @property
     def name(self) -> str:
@@ -162,6 +164,7 @@ class SegmentManager:
         raw = header.encode()
         file = self.store.create(segment_name(segment_seq), raw)
         self.active = ActiveSegment(file, header, self.clock.monotonic(), len(raw), blake3(raw))
+        self.active.durable = len(raw)  # create synced the header
         self._reserve(self.active, len(raw))
         return self.active
 
@@ -213,10 +216,14 @@ class SegmentManager:
         if self._preallocate:
             self._reserve(active, active.size + size)
         pending: Future[None] | None = None
+        synced = False
         if size >= PARALLEL_HASH_MIN and (pool := _hash_worker()) is not None:
             pending = pool.submit(_update_all, active.hasher, buffers)
         try:
-            if len(buffers) == 1:
+            if sync and active.durable == active.size:
+                active.file.write_durable(buffers)  # everything before is durable already
+                synced = True
+            elif len(buffers) == 1:
                 active.file.write(buffers[0])
             else:
                 active.file.write_many(buffers)
@@ -232,12 +239,16 @@ class SegmentManager:
         active.last_commit_seq = last_commit_seq
         active.last_timestamp_micros = timestamp_micros
         active.frame_count += frame_count
-        if sync:
+        if sync and not synced:
             active.file.sync()
+        if sync:
+            active.durable = active.size
 
     def sync(self) -> None:
         """fdatasync the active segment. Raises ``OSError``."""
-        self._require_active().file.sync()
+        active = self._require_active()
+        active.file.sync()
+        active.durable = active.size
 
     def should_rotate(self, now: float | None = None) -> RotationReason | None:
         """Whether to rotate now (forced > size > age), or ``None``; ``None`` if nothing is
