@@ -21,6 +21,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from _thread import LockType
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -60,6 +61,12 @@ _FIXED_BUFFER_MIN = 256 * 1024
 cleared bytearray would give its memory back and fault it in again every batch)."""
 _LEADER_BATCHES = 4
 """How many batches a leader writes in a row before it hands the lead on."""
+_GATHER_FRACTION = 0.4
+"""Gather when woken appenders return in under this fraction of a sync's time."""
+_GATHER_PROBE = 64
+"""When gathering does not pay, try it again every this many batches (the disk may change)."""
+_GATHER_MAX = 0.002
+"""A leader never waits longer than this for appenders to return."""
 _allocate_lock = threading.Lock
 
 
@@ -167,6 +174,11 @@ class Log:
         # wait on; appenders never wait on the condition, each has its own wake lock.
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
+        self._arrivals = threading.Condition(self._mutex)  # a leader gathering a batch
+        self._gather_target = 0
+        self._gather_skips = 0
+        self._sync_seconds = 0.0  # moving average of a synced batch's write + sync
+        self._return_seconds = 0.0  # moving average of how long woken appenders take to return
         self._busy = False  # a thread is doing I/O on the manager (leader, sync, rotate, close)
         self._queue: list[_Request] = []
         self._exclusive_waiters = 0  # threads in _exclusive/close waiting for _busy
@@ -298,6 +310,8 @@ class Log:
                 self._queue.append(req)
                 wake = req.wake = _allocate_lock()
                 wake.acquire()
+                if self._gather_target and len(self._queue) >= self._gather_target:
+                    self._arrivals.notify()  # the leader waits for us (see _gather_locked)
         if lead:
             self._lead([req])
         else:
@@ -331,6 +345,13 @@ class Log:
                     pending = self._write_batch(batch, pending)
                 rounds += 1
                 with self._mutex:
+                    if pending and not self._exclusive_waiters and self._gather_pays():
+                        # (also before a hand-off: the next leader then starts with everyone)
+                        followers = sum(1 for r in pending if r.wake is not None)
+                        _wake(pending)
+                        pending = []
+                        if followers:
+                            self._gather_locked(len(self._queue) + followers)
                     if not self._queue or rounds >= _LEADER_BATCHES or self._exclusive_waiters:
                         self._release_busy_locked()
                         rounds = -1  # released
@@ -341,6 +362,39 @@ class Log:
                 with self._mutex:
                     self._release_busy_locked()
             _wake(pending)
+
+    def _gather_pays(self) -> bool:
+        """Whether to wait for the threads just woken to append again (see
+        :meth:`_gather_locked`): when they came back in well under a sync's time so far (a
+        slow disk), or, now and then, to measure that again."""
+        if self._return_seconds < _GATHER_FRACTION * self._sync_seconds:
+            return True
+        self._gather_skips += 1
+        return self._gather_skips % _GATHER_PROBE == 0
+
+    def _gather_locked(self, target: int) -> None:
+        """Wait (the mutex released while waiting) until ``target`` requests are queued, at most
+        a sync's time (and :data:`_GATHER_MAX`); learn how long that took.
+
+        The threads of the batch just synced usually append again at once. Without waiting,
+        concurrent appenders split into two groups that take turns, each sync carrying half of
+        them; with a sync much slower than their return (a real disk), waiting for them lets
+        one sync carry all. Where a sync is about as fast as their return (a host cache), the
+        wait costs more than it gathers, and :meth:`_gather_pays` stops it."""
+        budget = min(self._sync_seconds, _GATHER_MAX)
+        started = time.monotonic()
+        deadline = started + budget
+        self._gather_target = target
+        try:
+            while len(self._queue) < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrivals.wait(remaining)
+        finally:
+            self._gather_target = 0
+        took = time.monotonic() - started if len(self._queue) >= target else budget
+        self._return_seconds += 0.25 * (took - self._return_seconds)
 
     def _release_busy_locked(self, after_exclusive: bool = False) -> None:
         """Give up ``_busy`` (the caller holds it, and the condition's lock).
@@ -422,6 +476,7 @@ class Log:
             if pending:  # they run while we are in the write and sync below
                 _wake(pending)
                 pending = []
+            started = time.perf_counter()
             try:
                 self._manager.append(data, frames, first, seq - 1, ts, sync)
             except OSError as e:
@@ -440,6 +495,8 @@ class Log:
             if sync:
                 counters["syncs"] += 1
                 self._durable_seq = seq - 1
+                spent = time.perf_counter() - started
+                self._sync_seconds += 0.25 * (spent - self._sync_seconds)
         except BaseException as e:
             _wake(pending)
             for r in batch:
