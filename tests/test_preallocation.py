@@ -199,3 +199,18 @@ def test_encode_batch_at_and_pieces_match_encode_batch() -> None:
         framing.encode_batch_at(bytearray(10), 0, 1, 1, 0, [b"x" * 20])
     with pytest.raises(walship.FrameTooLargeError):
         framing.encode_pieces(pieces, 1, 1, 0, [memoryview(bytes(framing.MAX_PAYLOAD + 1))])
+
+
+def test_decode_all_fast_loop_keeps_the_exact_errors() -> None:
+    good = framing.encode(1, 2, 3, b"abc") + framing.encode(2, 2, 3, b"")
+    assert [f.commit_seq for f in framing.decode_all(good)] == [1, 2]
+    cases = [
+        (good[:-1], walship.TruncatedFrameError, 64 + 28),
+        (good[:10] + b"\xff" + good[11:], walship.CorruptFrameError, 64),
+        (good + b"\0\0", walship.TruncatedFrameError, 64 + 53),
+        (good + bytes(30), walship.CorruptFrameError, 64 + 53),
+    ]
+    for data, error, offset in cases:
+        with pytest.raises(error) as info:
+            list(framing.decode_all(data, 64))
+        assert info.value.offset == offset

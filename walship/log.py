@@ -684,10 +684,10 @@ class Log:
                     if active is not None and active.segment_seq == r.segment_seq:
                         limit = active.size
             try:
-                data = self.store.read(name, 0, limit)
+                data = self.store.map(name, limit)  # one mapped (or read) view per segment
             except FileNotFoundError:
                 continue
-            for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
+            for f in framing.decode_all(data[HEADER_SIZE:], HEADER_SIZE):
                 if f.commit_seq < from_seq:
                     continue
                 if to_seq is not None and f.commit_seq > to_seq:
