@@ -21,14 +21,17 @@ from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_n
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
 PREALLOCATE_STEP = 64 * 1024 * 1024
 """Space reserved ahead of the active segment's end at a time (never beyond
 ``max_segment_bytes``), on stores that can preallocate: etcd reserves 64 MB too."""
 PARALLEL_HASH_MIN = 1024 * 1024
-"""A batch at least this large is hashed on a helper thread while it is written (BLAKE3 and the
-write both release the interpreter lock, so a second core does the hashing)."""
+"""A batch at least this large is hashed on a helper thread while it is written, chunk by chunk
+(the write system call gives up the interpreter lock, so a second core does the hashing)."""
+
+_WRITE_CHUNK = 1024
+"""Buffers per gathering write (Linux's IOV_MAX): one system call per chunk."""
 
 Buffers = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
 
@@ -215,11 +218,9 @@ class SegmentManager:
             return
         if self._preallocate:
             self._reserve(active, active.size + size)
-        pending: Future[None] | None = None
         synced = False
-        if size >= PARALLEL_HASH_MIN and (pool := _hash_worker()) is not None:
-            pending = pool.submit(_update_all, active.hasher, buffers)
-        try:
+        pool = _hash_worker() if size >= PARALLEL_HASH_MIN else None
+        if pool is None:
             if sync and active.durable == active.size:
                 active.file.write_durable(buffers)  # everything before is durable already
                 synced = True
@@ -227,11 +228,22 @@ class SegmentManager:
                 active.file.write(buffers[0])
             else:
                 active.file.write_many(buffers)
-        finally:
-            if pending is not None:
-                pending.result()  # the hasher must not be used while the helper runs
-        if pending is None:
             _update_all(active.hasher, buffers)
+        else:
+            # BLAKE3 keeps the interpreter lock while it hashes; a write gives it up. So each
+            # chunk is hashed on the helper thread while this thread is inside the chunk's one
+            # write system call; the helper is done (hashing outruns the page cache) by the time
+            # the write returns and wants the lock back.
+            for i in range(0, len(buffers), _WRITE_CHUNK):
+                chunk = buffers[i : i + _WRITE_CHUNK]
+                pending = pool.submit(_update_all, active.hasher, chunk)
+                try:
+                    if len(chunk) == 1:
+                        active.file.write(chunk[0])
+                    else:
+                        active.file.write_many(chunk)
+                finally:
+                    pending.result()  # the hasher must not be used while the helper runs
         active.size += size
         if active.first_commit_seq is None:
             active.first_commit_seq = first_commit_seq
