@@ -3,9 +3,11 @@
 It wires a store, the segment engine and the plugins together, and owns the durability policy:
 
 * ``always``: ``append`` returns once its frames are fdatasync'ed. Concurrent appenders share one
-  write and one fdatasync (group commit): the first waiting thread becomes the leader, takes every
-  request queued so far, writes them with one write and syncs once; the others wait only for
-  their own request.
+  write and one fdatasync (group commit): a thread that finds nobody writing becomes the leader,
+  takes every request queued so far, writes them with one write and syncs once (one
+  ``pwritev2(RWF_DSYNC)`` where the store can); the others block on their own lock until their
+  request is durable. A leader stays on for what queued during its sync (a few batches), and on
+  a slow disk waits briefly for the appenders it just woke (see ``Log._lead``).
 * ``interval``: ``append`` returns after the write; a background flusher syncs every
   ``sync_interval`` seconds; :meth:`Log.sync` forces one.
 * ``none``: the OS decides; the log still syncs at rotation and at close.
@@ -38,7 +40,6 @@ from walship.core.frame import (
     MAX_PAYLOAD,
     Frame,
     check_payload,
-    encode_batch,
     encode_batch_at,
     encode_pieces,
 )
@@ -453,25 +454,21 @@ class Log:
                     off = encode_batch_at(big, off, seq, ts, r.payload_type, r.payloads)
                     seq += len(r.payloads)
                 data = memoryview(big)[:off]
-            elif frames == len(batch):  # single appends (checked in _submit): inline encoder
+            else:  # small frames: appended to one reused buffer (checked in _submit already)
                 data = buf = self._buf
                 buf.clear()
                 pack = framing.HEAD.pack
                 crc_pack = framing.CRC.pack
+                fixed = framing.MIN_FRAME_LENGTH
                 for r in batch:
                     r.first_seq = seq
-                    p = r.payloads[0]
-                    head = pack(framing.MIN_FRAME_LENGTH + len(p), seq, ts, r.payload_type)
-                    buf += head
-                    buf += p
-                    buf += crc_pack(crc32c(p, crc32c(head)))
-                    seq += 1
-            else:
-                data = buf = self._buf
-                buf.clear()
-                for r in batch:
-                    r.first_seq = seq
-                    seq += encode_batch(buf, seq, ts, r.payload_type, r.payloads)
+                    ptype = r.payload_type
+                    for p in r.payloads:
+                        head = pack(fixed + len(p), seq, ts, ptype)
+                        buf += head
+                        buf += p
+                        buf += crc_pack(crc32c(p, crc32c(head)))
+                        seq += 1
             sync = self.durability is Durability.ALWAYS
             if pending:  # they run while we are in the write and sync below
                 _wake(pending)
