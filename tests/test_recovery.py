@@ -68,6 +68,14 @@ def test_torn_tail_is_cut_kept_aside_and_reported(
     seqs = _write_log(store)
     size = store.size(S3)
     store.open_append(S3).write(tail)
+    if store.capabilities.preallocates and not tail.strip(b"\0"):
+        # zeros after the last frame are what a preallocating store reserves: a clean end
+        assert scan_store(store).ok
+        with walship.open(store=store) as log:
+            assert not log.recovery.repairs
+            assert log.append(_payload(16)) == 16
+        assert _frames(store) == [*seqs, 16]
+        return
     before = scan_store(store)
     assert [p.kind for p in before.problems] == [ProblemKind.TRUNCATED_TAIL]
     with walship.open(store=store) as log:
@@ -85,7 +93,7 @@ def test_torn_tail_is_cut_kept_aside_and_reported(
 
 def test_torn_segment_creation_is_removed_and_the_log_continues(store: SegmentStore) -> None:
     seqs = _write_log(store, segments=2)
-    store.create(segment_name(3), SegmentHeader(7, 3, 0).encode()[:30]).close()
+    store.create(segment_name(3), SegmentHeader(7, 3, 123456789).encode()[:30]).close()
     with walship.open(store=store) as log:
         assert [(r.segment, r.offset, r.cut_bytes) for r in log.recovery.repairs] == [(S3, 0, 30)]
         assert segment_name(3) not in store.list_names()
@@ -201,7 +209,7 @@ def test_commit_seq_regression_is_not_mistaken_for_a_torn_tail(store: SegmentSto
 
 def test_verify_is_read_only(store: SegmentStore) -> None:
     _write_log(store)
-    store.open_append(S3).write(b"\x00" * 10)
+    store.open_append(S3).write(b"\x01" * 10)
     before = {n: store.read(n) for n in store.list_names()}
     scan = scan_store(store)
     assert not scan.ok

@@ -3,9 +3,11 @@
 It wires a store, the segment engine and the plugins together, and owns the durability policy:
 
 * ``always``: ``append`` returns once its frames are fdatasync'ed. Concurrent appenders share one
-  write and one fdatasync (group commit): the first waiting thread becomes the leader, takes every
-  request queued so far, writes them with one write and syncs once; the others wait only for
-  their own request.
+  write and one fdatasync (group commit): a thread that finds nobody writing becomes the leader,
+  takes every request queued so far, writes them with one write and syncs once (one
+  ``pwritev2(RWF_DSYNC)`` where the store can); the others block on their own lock until their
+  request is durable. A leader stays on for what queued during its sync (a few batches), and on
+  a slow disk waits briefly for the appenders it just woke (see ``Log._lead``).
 * ``interval``: ``append`` returns after the write; a background flusher syncs every
   ``sync_interval`` seconds; :meth:`Log.sync` forces one.
 * ``none``: the OS decides; the log still syncs at rotation and at close.
@@ -21,6 +23,8 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
+from _thread import LockType
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,11 +32,18 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+from crc32c import crc32c
 
 from walship.backends.archive_errors import CheckpointError
 from walship.backends.base import SegmentStore
 from walship.core import frame as framing
-from walship.core.frame import Frame, check_payload, encode_batch
+from walship.core.frame import (
+    MAX_PAYLOAD,
+    Frame,
+    check_payload,
+    encode_batch_at,
+    encode_pieces,
+)
 from walship.core.header import HEADER_SIZE, segment_name
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
@@ -49,6 +60,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("walship")
 
 _BUFFER_KEEP = 8 * 1024 * 1024  # a reused encode buffer larger than this is let go after use
+_GATHER_MIN_PAYLOAD = 16 * 1024
+"""Batches whose payloads average at least this many bytes are written from the payloads
+themselves with one gathering write, not copied into the encode buffer first."""
+_FIXED_BUFFER_MIN = 256 * 1024
+"""Batches of at least this many bytes are encoded in place into a kept buffer (appending to a
+cleared bytearray would give its memory back and fault it in again every batch)."""
+_LEADER_BATCHES = 4
+"""How many batches a leader writes in a row before it hands the lead on."""
+_GATHER_FRACTION = 0.4
+"""Gather when woken appenders return in under this fraction of a sync's time."""
+_GATHER_PROBE = 64
+"""When gathering does not pay, try it again every this many batches (the disk may change)."""
+_GATHER_MAX = 0.002
+"""A leader never waits longer than this for appenders to return."""
+_allocate_lock = threading.Lock
 
 
 class Durability(str, Enum):
@@ -69,14 +95,58 @@ class _SegmentRange:
 
 
 class _Request:
-    __slots__ = ("done", "error", "first_seq", "payload_type", "payloads")
+    """One append or batch waiting for the group commit."""
 
-    def __init__(self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int):
+    __slots__ = (
+        "done",
+        "error",
+        "first_seq",
+        "lead",
+        "nbytes",
+        "payload_type",
+        "payloads",
+        "then",
+        "wake",
+    )
+
+    def __init__(
+        self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int, nbytes: int
+    ) -> None:
         self.payloads = payloads
         self.payload_type = payload_type
+        self.nbytes = nbytes
         self.first_seq = 0
         self.done = False
         self.error: BaseException | None = None
+        self.wake: LockType | None = None
+        """A lock its thread holds and blocks on until a leader releases it (``None``: the
+        thread leads itself)."""
+        self.lead = False
+        """Set with the release: the thread is the leader now."""
+        self.then: _Request | None = None
+        """The next request of the same batch, whose thread this one wakes once woken."""
+
+
+def _wake(requests: list[_Request]) -> None:
+    """Mark ``requests`` done and let their threads return.
+
+    Only the first waiting thread is woken here; each woken thread wakes the next (see
+    :meth:`Log._submit`), so the leader pays for one wake-up, not one per follower (each costs
+    a system call and often a context switch while the leader holds the interpreter lock).
+    """
+    first: _Request | None = None
+    last: _Request | None = None
+    for r in requests:
+        r.done = True
+        if r.wake is not None:
+            if last is None:
+                first = r
+            else:
+                last.then = r
+            last = r
+    if first is not None:
+        assert first.wake is not None
+        first.wake.release()
 
 
 class Log:
@@ -116,10 +186,20 @@ class Log:
         self.sync_interval = sync_interval
         self.clock: Clock = clock or SystemClock()
         policy = RotationPolicy(max_segment_bytes, max_segment_age)
-        self._cond = threading.Condition()
+        # A plain lock (taken with C-speed ``with``) under the condition that exclusive callers
+        # wait on; appenders never wait on the condition, each has its own wake lock.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._arrivals = threading.Condition(self._mutex)  # a leader gathering a batch
+        self._gather_target = 0
+        self._gather_skips = 0
+        self._sync_seconds = 0.0  # moving average of a synced batch's write + sync
+        self._return_seconds = 0.0  # moving average of how long woken appenders take to return
         self._busy = False  # a thread is doing I/O on the manager (leader, sync, rotate, close)
         self._queue: list[_Request] = []
-        self._buf = bytearray()
+        self._exclusive_waiters = 0  # threads in _exclusive/close waiting for _busy
+        self._buf = bytearray()  # small batches: encoded by appending
+        self._big = bytearray()  # large batches: encoded in place, its memory kept (<= 8 MiB)
         self._failed: BaseException | None = None
         self._closed = False
         self._counters: Counter[str] = Counter()
@@ -151,7 +231,13 @@ class Log:
                 if instance_id is not None
                 else secrets.randbits(63)
             )
-            self._manager = SegmentManager(store, self.instance_id, policy, self.clock)
+            self._manager = SegmentManager(
+                store,
+                self.instance_id,
+                policy,
+                self.clock,
+                preallocate=self.durability is not Durability.NONE,
+            )
             self._next_seq = recovered.next_commit_seq
             self._written_seq = self._next_seq - 1
             self._durable_seq = self._written_seq  # what recovery found is on disk
@@ -307,90 +393,250 @@ class Log:
         return list(range(first, first + len(items)))
 
     def _submit(self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int) -> int:
-        for p in payloads:
-            check_payload(len(p), payload_type)
-        req = _Request(payloads, payload_type)
-        with self._cond:
+        """Queue one request and wait until it is written (and synced under ``always``).
+
+        Group commit: a thread that finds nobody writing becomes the leader and writes every
+        queued request; the others block on their own lock, which the leader releases when their
+        request is done, or when it hands them the lead (see :meth:`_lead`).
+        """
+        if len(payloads) == 1:
+            nbytes = len(payloads[0])
+            check_payload(nbytes, payload_type)
+        else:
+            nbytes = sum(map(len, payloads))
+            check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
+        req = _Request(payloads, payload_type, nbytes)
+        with self._mutex:
             self._check_usable()
-            self._queue.append(req)
-            while not req.done and self._busy:
-                self._cond.wait()
-            if not req.done:
+            lead = not (self._busy or self._exclusive_waiters)
+            if lead:
                 self._busy = True
-                batch, self._queue = self._queue, []
             else:
-                batch = []
-        if batch:
-            try:
-                self._write_batch(batch)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._queue.append(req)
+                wake = req.wake = _allocate_lock()
+                wake.acquire()
+                if self._gather_target and len(self._queue) >= self._gather_target:
+                    self._arrivals.notify()  # the leader waits for us (see _gather_locked)
+        if lead:
+            self._lead([req])
+        else:
+            wake.acquire()  # released by a leader: done, or ours is the lead now
+            then = req.then
+            if then is not None:
+                assert then.wake is not None
+                then.wake.release()  # pass the wake-up on along the batch
+            if req.lead:
+                req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
+                self._lead([])  # takes the queue, ours first
         if req.error is not None:
             raise req.error
         return req.first_seq
 
-    def _write_batch(self, batch: list[_Request]) -> None:
-        """Leader: encode every request, one write, one sync; then rotate if due."""
+    def _lead(self, batch: list[_Request]) -> None:
+        """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by
+        batch until the queue is empty, at most :data:`_LEADER_BATCHES` batches; then hand
+        ``_busy`` on (:meth:`_release_busy_locked`).
+
+        Staying on for the requests that queued up during our sync saves a thread hand-off per
+        batch (with the interpreter lock, waking another thread costs more than the work)."""
+        rounds = 0
+        pending: list[_Request] = []
+        try:
+            if not batch:
+                with self._mutex:
+                    batch, self._queue = self._queue, []
+            while True:
+                if batch:
+                    pending = self._write_batch(batch, pending)
+                rounds += 1
+                with self._mutex:
+                    if pending and not self._exclusive_waiters and self._gather_pays():
+                        # (also before a hand-off: the next leader then starts with everyone)
+                        followers = sum(1 for r in pending if r.wake is not None)
+                        _wake(pending)
+                        pending = []
+                        if followers:
+                            self._gather_locked(len(self._queue) + followers)
+                    if not self._queue or rounds >= _LEADER_BATCHES or self._exclusive_waiters:
+                        self._release_busy_locked()
+                        rounds = -1  # released
+                        break
+                    batch, self._queue = self._queue, []
+        finally:
+            if rounds != -1:  # an exception escaped (never from _write_batch, which catches all)
+                with self._mutex:
+                    self._release_busy_locked()
+            _wake(pending)
+
+    def _gather_pays(self) -> bool:
+        """Whether to wait for the threads just woken to append again (see
+        :meth:`_gather_locked`): when they came back in well under a sync's time so far (a
+        slow disk), or, now and then, to measure that again."""
+        if self._return_seconds < _GATHER_FRACTION * self._sync_seconds:
+            return True
+        self._gather_skips += 1
+        return self._gather_skips % _GATHER_PROBE == 0
+
+    def _gather_locked(self, target: int) -> None:
+        """Wait (the mutex released while waiting) until ``target`` requests are queued, at most
+        a sync's time (and :data:`_GATHER_MAX`); learn how long that took.
+
+        The threads of the batch just synced usually append again at once. Without waiting,
+        concurrent appenders split into two groups that take turns, each sync carrying half of
+        them; with a sync much slower than their return (a real disk), waiting for them lets
+        one sync carry all. Where a sync is about as fast as their return (a host cache), the
+        wait costs more than it gathers, and :meth:`_gather_pays` stops it."""
+        budget = min(self._sync_seconds, _GATHER_MAX)
+        started = time.monotonic()
+        deadline = started + budget
+        self._gather_target = target
+        try:
+            while len(self._queue) < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrivals.wait(remaining)
+        finally:
+            self._gather_target = 0
+        took = time.monotonic() - started if len(self._queue) >= target else budget
+        self._return_seconds += 0.25 * (took - self._return_seconds)
+
+    def _release_busy_locked(self, after_exclusive: bool = False) -> None:
+        """Give up ``_busy`` (the caller holds it, and the condition's lock).
+
+        Turns alternate so that neither side starves: after a leader's batch a thread waiting in
+        :meth:`_exclusive` or :meth:`close` goes first; after such an exclusive section the
+        oldest queued appender does (it is woken to lead); otherwise whoever waits.
+        """
+        if self._queue and (after_exclusive or not self._exclusive_waiters):
+            head = self._queue[0]
+            assert head.wake is not None  # a request without a lock is its leader's own
+            head.lead = True
+            head.wake.release()
+        else:
+            self._busy = False
+            if self._exclusive_waiters:
+                self._cond.notify_all()
+
+    def _write_batch(self, batch: list[_Request], pending: list[_Request]) -> list[_Request]:
+        """Leader: encode every request in one pass, one write, one sync; then rotate if due.
+
+        ``pending`` (the previous batch: durable, not yet woken) is woken just before this
+        batch's write and sync, so that those threads run while the leader waits in the system
+        call instead of competing with it for the interpreter lock. Returns the requests still to
+        wake: this batch when it was synced and no rotation followed, else none.
+
+        Small frames are encoded into one reused buffer (or, in a large batch, in place into a
+        kept buffer); large ones are written straight from the caller's payloads with one
+        gathering write (no copy)."""
         try:
             if self._failed is not None:
                 raise self._failed_error()
             if self._closed:
                 raise LogClosedError("the log is closed")
             ts = self.clock.now_micros()
-            buf = self._buf
-            buf.clear()
-            seq = self._next_seq
+            first = seq = self._next_seq
+            frames = 0
+            nbytes = 0
             for r in batch:
-                r.first_seq = seq
-                seq += encode_batch(buf, seq, ts, r.payload_type, r.payloads)
+                frames += len(r.payloads)
+                nbytes += r.nbytes
+            written = nbytes + frames * framing.FRAME_OVERHEAD
+            data: bytearray | memoryview | list[bytes | bytearray | memoryview]
+            if nbytes >= _GATHER_MIN_PAYLOAD * frames:
+                data = []
+                for r in batch:
+                    r.first_seq = seq
+                    seq += encode_pieces(data, seq, ts, r.payload_type, r.payloads)
+            elif written >= _FIXED_BUFFER_MIN:
+                big = self._big
+                if len(big) < written:
+                    big = self._big = bytearray(max(written, 2 * len(big)))
+                off = 0
+                for r in batch:
+                    r.first_seq = seq
+                    off = encode_batch_at(big, off, seq, ts, r.payload_type, r.payloads)
+                    seq += len(r.payloads)
+                data = memoryview(big)[:off]
+            else:  # small frames: appended to one reused buffer (checked in _submit already)
+                data = buf = self._buf
+                buf.clear()
+                pack = framing.HEAD.pack
+                crc_pack = framing.CRC.pack
+                fixed = framing.MIN_FRAME_LENGTH
+                for r in batch:
+                    r.first_seq = seq
+                    ptype = r.payload_type
+                    for p in r.payloads:
+                        head = pack(fixed + len(p), seq, ts, ptype)
+                        buf += head
+                        buf += p
+                        buf += crc_pack(crc32c(p, crc32c(head)))
+                        seq += 1
             sync = self.durability is Durability.ALWAYS
+            if pending:  # they run while we are in the write and sync below
+                _wake(pending)
+                pending = []
+            started = time.perf_counter()
             try:
-                self._manager.append(buf, seq - self._next_seq, self._next_seq, seq - 1, ts, sync)
+                self._manager.append(data, frames, first, seq - 1, ts, sync)
             except OSError as e:
                 raise self._fail(e) from e
             finally:
-                if len(buf) > _BUFFER_KEEP:
-                    self._buf = bytearray()
-            self._counters["batches"] += 1
-            self._counters["frames"] += seq - self._next_seq
-            self._counters["bytes"] += len(buf)
-            if sync:
-                self._counters["syncs"] += 1
+                if isinstance(data, memoryview):
+                    data.release()
+                    if len(self._big) > _BUFFER_KEEP:
+                        self._big = bytearray()
+            counters = self._counters
+            counters["batches"] += 1
+            counters["frames"] += frames
+            counters["bytes"] += written
             self._next_seq = seq
             self._written_seq = seq - 1
             if sync:
+                counters["syncs"] += 1
                 self._durable_seq = seq - 1
+                spent = time.perf_counter() - started
+                self._sync_seconds += 0.25 * (spent - self._sync_seconds)
         except BaseException as e:
+            _wake(pending)
             for r in batch:
                 r.error = e
-                r.done = True
-            return
-        with self._cond:
-            for r in batch:
-                r.done = True
-            self._cond.notify_all()  # followers return now, not after a rotation
+            _wake(batch)
+            return []
+        for r in batch:
+            r.done = True
         reason = self._manager.should_rotate()
+        if reason is None and sync:
+            return batch
+        _wake(batch)  # followers return now, not after a rotation
         if reason is not None:
             with contextlib.suppress(LogFailedError):  # the batch is durable; the log is failed
                 self._rotate_locked(reason)
+        return []
 
     # --- sync, rotation -----------------------------------------------------------------
+
+    def _wait_busy_locked(self) -> None:
+        """Wait (holding the condition) until nobody holds ``_busy``; appenders queue behind."""
+        self._exclusive_waiters += 1
+        try:
+            while self._busy:
+                self._cond.wait()
+        finally:
+            self._exclusive_waiters -= 1
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         with self._cond:
-            while self._busy:
-                self._cond.wait()
-            self._check_usable()
+            self._wait_busy_locked()
             self._busy = True
         try:
+            self._check_usable()
             yield
         finally:
             with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+                self._release_busy_locked(after_exclusive=True)
 
     def sync(self) -> int:
         """Make everything appended so far durable; return ``durable_seq``.
@@ -491,10 +737,10 @@ class Log:
             self._failed = error
             self._counters["failures"] += 1
             logger.error("walship log failed: %s; reopen it to recover", error)
-            try:  # after a failed fsync, keep only what is durable (see discard_unsynced)
+            try:  # keep only what is durable and acknowledged (see discard_unsynced)
                 cut = self._manager.discard_unsynced()
                 if cut:
-                    logger.error("walship cut %d unsynced bytes after the failed sync", cut)
+                    logger.error("walship cut %d bytes after the failure", cut)
             except OSError as e:
                 logger.error("walship could not cut the unsynced bytes: %s", e)
         return self._failed_error()
@@ -546,10 +792,10 @@ class Log:
                     if active is not None and active.segment_seq == r.segment_seq:
                         limit = active.size
             try:
-                data = self.store.read(name, 0, limit)
+                data = self.store.map(name, limit)  # one mapped (or read) view per segment
             except FileNotFoundError:
                 continue
-            for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
+            for f in framing.decode_all(data[HEADER_SIZE:], HEADER_SIZE):
                 if f.commit_seq < from_seq:
                     continue
                 if to_seq is not None and f.commit_seq > to_seq:
@@ -591,9 +837,11 @@ class Log:
         if self._maintenance is not threading.current_thread():
             self._maintenance.join()
         with self._cond:
-            while self._busy:
-                self._cond.wait()
+            self._wait_busy_locked()
             if self._closed:
+                if self._queue:  # appenders queued behind us: they must hear it is closed
+                    self._busy = True
+                    self._release_busy_locked(after_exclusive=True)
                 return
             self._busy = True
         try:
@@ -611,8 +859,7 @@ class Log:
         finally:
             with self._cond:
                 self._closed = True
-                self._busy = False
-                self._cond.notify_all()
+                self._release_busy_locked(after_exclusive=True)  # queued: LogClosedError
             if self._archiver is not None:
                 self._archiver.close()
             self._events.stop()

@@ -32,11 +32,15 @@ class StoreCapabilities:
         durable: ``sync`` makes bytes survive a power loss (posix: yes; memory: only its model).
         locking: ``lock`` excludes writers in other processes, not just in this one.
         persistent: the data outlives the process.
+        preallocates: :meth:`SegmentFile.preallocate` can reserve space, so a segment file may
+            end in zero bytes that were never written (recovery reads a run of zeros from a frame
+            boundary to the end of the last segment as its unused tail, not as damage).
     """
 
     durable: bool = True
     locking: bool = True
     persistent: bool = True
+    preallocates: bool = False
 
 
 class SegmentFile(ABC):
@@ -61,6 +65,46 @@ class SegmentFile(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the handle. Does not sync. Idempotent."""
+
+    # Optional: preallocation. A store that can (``capabilities.preallocates``) overrides both.
+
+    def preallocate(self, size: int) -> bool:
+        """Reserve space so that the file can grow to ``size`` bytes by overwriting blocks that
+        already exist: a synced write then changes no file size or block map, which is what
+        makes a durable append cheap (SQLite's WAL and etcd do the same).
+
+        The file on disk becomes at least ``size`` bytes long, its tail beyond :attr:`size`
+        reading as zeros; :attr:`size` (where the next write goes) does not change. The new
+        length becomes durable with the next :meth:`sync`. Returns ``False``, doing nothing,
+        when the store cannot preallocate (the default) or ``size`` is not beyond what is
+        reserved already.
+        """
+        return False
+
+    def trim(self) -> bool:
+        """Cut a preallocated tail so the file ends at :attr:`size`, and make the whole file
+        durable (fsync). Returns ``False``, doing nothing, when nothing is preallocated (the
+        default). Raises ``OSError``."""
+        return False
+
+    def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        """Append the buffers and make them durable, as :meth:`write_many` then :meth:`sync`.
+
+        Only for a file whose earlier bytes are all durable already: a store may sync just the
+        new range (POSIX: one ``pwritev2`` with ``RWF_DSYNC``, one system call instead of two).
+        Raises ``OSError``.
+        """
+        if len(buffers) == 1:
+            self.write(buffers[0])
+        else:
+            self.write_many(buffers)
+        self.sync()
+
+    def write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        """Append the buffers in order, as :meth:`write` of their concatenation would (stores
+        override it to write them with one gathering system call). Raises ``OSError``."""
+        for b in buffers:
+            self.write(b)
 
 
 class SegmentStore(ABC):
@@ -134,5 +178,23 @@ class SegmentStore(ABC):
         Temporary file, sync, rename, directory sync.
         """
 
+    def map(self, name: str, length: int | None = None) -> memoryview:
+        """A read-only view of the first ``length`` bytes (all when ``None``) of file ``name``,
+        for decoding without a read call per frame. The default reads the bytes; a store may
+        map the file instead. Release the view (``view.release()``) when done; it stays valid
+        while the file is only appended to or removed. Raises ``FileNotFoundError``."""
+        return memoryview(self.read(name, 0, length))
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release what the store holds (the lock included). Idempotent."""
+
+
+def free_name(store: SegmentStore, name: str) -> str:
+    """``name``, or ``name.2``, ``name.3``, ...: the first that does not exist in ``store``, so
+    that bytes set aside earlier are never overwritten."""
+    existing = set(store.list_names())
+    candidate, n = name, 1
+    while candidate in existing:
+        n += 1
+        candidate = f"{name}.{n}"
+    return candidate

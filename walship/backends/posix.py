@@ -7,8 +7,10 @@ directory is atomic, and ``fcntl`` locks exclude other processes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import mmap
 import os
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
 from walship.errors import StoreLockedError
 
 LOCK_NAME = "walship.lock"
+_MAP_MIN = 1 << 20  # smaller files are read: a mapping costs more than it saves
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 
@@ -38,32 +41,124 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_RWF_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)
+_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
+
+
 class PosixSegmentFile(SegmentFile):
-    """A segment file opened with O_APPEND."""
+    """A segment file written with ``pwrite`` at its logical end (:attr:`size`).
+
+    The file may be longer than :attr:`size` when :meth:`preallocate` reserved space: a synced
+    write into that space overwrites existing blocks and changes no metadata, so ``fdatasync``
+    has no journal commit to wait for. :meth:`trim` cuts the unused tail again.
+    """
 
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
         self._size = size
+        self._reserved = size  # the file's length on disk
+        self._can_preallocate = hasattr(os, "posix_fallocate")
+        self._dsync = True
 
     @property
     def size(self) -> int:
         return self._size
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def _check_open(self) -> None:
         if self._fd < 0:
             raise OSError(errno.EBADF, "segment file is closed")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        view = memoryview(data)
+        fd = self._fd
+        while view:
+            n = os.pwrite(fd, view, self._size)
+            if n <= 0:
+                raise OSError(errno.EIO, "write returned 0 bytes")
+            self._size += n  # a partial write still moved the end: keep ``size`` honest
+            view = view[n:]
+        if self._size > self._reserved:
+            self._reserved = self._size
+
+    def write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        self._check_open()
+        fd = self._fd
+        i = 0
+        while i < len(buffers):
+            chunk = buffers[i : i + _IOV_MAX]
+            want = sum(map(len, chunk))
+            n = os.pwritev(fd, chunk, self._size)
+            self._size += n
+            if n != want:  # short: finish this chunk buffer by buffer
+                done = n
+                for b in chunk:
+                    blen = len(b)
+                    if done >= blen:
+                        done -= blen
+                        continue
+                    self.write(memoryview(b)[done:])
+                    done = 0
+            i += _IOV_MAX
+        if self._size > self._reserved:
+            self._reserved = self._size
+
+    def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        self._check_open()
+        if _RWF_DSYNC is None or not self._dsync or len(buffers) > _IOV_MAX:
+            super().write_durable(buffers)
+            return
         try:
-            _write_all(self._fd, data)
-        except OSError:
-            # A partial write still moved the end of the file; keep ``size`` honest.
-            self._size = os.fstat(self._fd).st_size
-            raise
-        self._size += len(data)
+            n = os.pwritev(self._fd, buffers, self._size, _RWF_DSYNC)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            self._dsync = False  # no pwritev2 flags here: write, then fdatasync
+            super().write_durable(buffers)
+            return
+        self._size += n
+        if self._size > self._reserved:
+            self._reserved = self._size
+        rest: list[bytes | bytearray | memoryview] = []
+        for b in buffers:  # a short write: finish it, then sync the rest the usual way
+            blen = len(b)
+            if n >= blen:
+                n -= blen
+                continue
+            rest.append(memoryview(b)[n:] if n else b)
+            n = 0
+        if rest:
+            self.write_many(rest)
+            os.fdatasync(self._fd)
 
     def sync(self) -> None:
-        if self._fd < 0:
-            raise OSError(errno.EBADF, "segment file is closed")
+        self._check_open()
         os.fdatasync(self._fd)
+
+    def preallocate(self, size: int) -> bool:
+        self._check_open()
+        if not self._can_preallocate or size <= self._reserved:
+            return False
+        try:
+            os.posix_fallocate(self._fd, self._reserved, size - self._reserved)
+        except OSError as e:
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                self._can_preallocate = False  # this filesystem cannot: append as usual
+                return False
+            raise
+        # No fsync here: that would also write back every dirty page. The next fdatasync makes
+        # the new length durable once; the syncs after it have no metadata left to write.
+        self._reserved = size
+        return True
+
+    def trim(self) -> bool:
+        self._check_open()
+        if self._reserved == self._size:
+            return False
+        os.ftruncate(self._fd, self._size)
+        os.fsync(self._fd)
+        self._reserved = self._size
+        return True
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -78,7 +173,9 @@ class PosixStore(SegmentStore):
         path: the directory; created (with its parents) when missing.
     """
 
-    capabilities = StoreCapabilities(durable=True, locking=True, persistent=True)
+    capabilities = StoreCapabilities(
+        durable=True, locking=True, persistent=True, preallocates=hasattr(os, "posix_fallocate")
+    )
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -123,9 +220,7 @@ class PosixStore(SegmentStore):
     def create(self, name: str, data: bytes) -> SegmentFile:
         self._ensure_dir()
         path = self._p(name)
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, FILE_MODE
-        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
             _write_all(fd, data)
             os.fdatasync(fd)
@@ -136,7 +231,7 @@ class PosixStore(SegmentStore):
         return PosixSegmentFile(fd, len(data))
 
     def open_append(self, name: str) -> SegmentFile:
-        fd = os.open(self._p(name), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        fd = os.open(self._p(name), os.O_WRONLY | os.O_CLOEXEC)
         return PosixSegmentFile(fd, os.fstat(fd).st_size)
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -144,6 +239,18 @@ class PosixStore(SegmentStore):
             if offset:
                 f.seek(offset)
             return f.read() if length is None else f.read(length)
+
+    def map(self, name: str, length: int | None = None) -> memoryview:
+        with open(self._p(name), "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            n = size if length is None else min(length, size)
+            if n < _MAP_MIN:
+                return memoryview(f.read(n))
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            m = mmap.mmap(f.fileno(), n, flags=flags, prot=mmap.PROT_READ)
+        with contextlib.suppress(AttributeError, OSError):
+            m.madvise(mmap.MADV_SEQUENTIAL)
+        return memoryview(m)
 
     def size(self, name: str) -> int:
         return os.stat(self._p(name)).st_size

@@ -16,7 +16,7 @@ allocate or read anything, so a hostile length never costs more than the 64 MiB 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
@@ -82,6 +82,23 @@ def encode_into(
     buf += CRC.pack(crc32c(payload, crc32c(head)))
 
 
+def _check_batch(
+    items: Sequence[bytes | bytearray | memoryview],
+    first_seq: int,
+    timestamp_micros: int,
+    payload_type: int,
+) -> None:
+    """Every check of :func:`encode_batch`, at C speed (no per-payload Python call)."""
+    if items:
+        check_payload(max(map(len, items)), payload_type)
+    else:
+        check_payload(0, payload_type)
+    if not (first_seq >= 0 and first_seq + len(items) - 1 <= _U64_MAX):
+        raise ValueError("commit_seq would leave the unsigned 64-bit range")
+    if not 0 <= timestamp_micros <= _U64_MAX:
+        raise ValueError("timestamp_micros must fit in an unsigned 64-bit integer")
+
+
 def encode_batch(
     buf: bytearray,
     first_seq: int,
@@ -91,8 +108,9 @@ def encode_batch(
 ) -> int:
     """Append frames ``first_seq, first_seq+1, ...`` (one per payload) to ``buf``.
 
-    The write path's encoder: one pass, no per-frame objects beyond the packed header. Every
-    payload is checked before the first byte is appended, so on error ``buf`` is unchanged.
+    The write path's encoder for small frames: one pass into a reused buffer, no per-frame
+    objects beyond the packed header and CRC. Every payload is checked before the first byte is
+    appended, so on error ``buf`` is unchanged.
 
     Returns:
         The number of frames encoded.
@@ -100,12 +118,7 @@ def encode_batch(
         FrameTooLargeError / ValueError: a payload or the type cannot be encoded.
     """
     items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
-    for p in items:
-        check_payload(len(p), payload_type)
-    if not (first_seq >= 0 and first_seq + len(items) - 1 <= _U64_MAX):
-        raise ValueError("commit_seq would leave the unsigned 64-bit range")
-    if not 0 <= timestamp_micros <= _U64_MAX:
-        raise ValueError("timestamp_micros must fit in an unsigned 64-bit integer")
+    _check_batch(items, first_seq, timestamp_micros, payload_type)
     pack = HEAD.pack
     crc_pack = CRC.pack
     seq = first_seq
@@ -114,6 +127,73 @@ def encode_batch(
         buf += head
         buf += p
         buf += crc_pack(crc32c(p, crc32c(head)))
+        seq += 1
+    return len(items)
+
+
+def encode_batch_at(
+    buf: bytearray,
+    offset: int,
+    first_seq: int,
+    timestamp_micros: int,
+    payload_type: int,
+    payloads: Iterable[bytes | bytearray | memoryview],
+) -> int:
+    """Encode frames ``first_seq, ...`` into ``buf`` at ``offset`` (overwriting, never resizing:
+    a large buffer keeps its memory from batch to batch) and return the offset after them.
+
+    The encoder for large batches of small or middling frames: the header is packed in place,
+    the payload copied once, and one CRC-32C call covers header and payload.
+
+    Raises:
+        FrameTooLargeError / ValueError: as :func:`encode_batch`, or ``buf`` is too short;
+            nothing is written then.
+    """
+    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    _check_batch(items, first_seq, timestamp_micros, payload_type)
+    need = sum(map(len, items)) + FRAME_OVERHEAD * len(items)
+    if offset + need > len(buf):
+        raise ValueError(f"buffer of {len(buf)} bytes is too short for {need} at {offset}")
+    pack_into = HEAD.pack_into
+    crc_pack_into = CRC.pack_into
+    seq = first_seq
+    off = offset
+    with memoryview(buf) as view:
+        for p in items:
+            n = len(p)
+            pack_into(buf, off, MIN_FRAME_LENGTH + n, seq, timestamp_micros, payload_type)
+            body = off + HEAD_SIZE
+            end = body + n
+            buf[body:end] = p
+            crc_pack_into(buf, end, crc32c(view[off:end]))
+            off = end + CRC_SIZE
+            seq += 1
+    return off
+
+
+def encode_pieces(
+    out: list[bytes | bytearray | memoryview],
+    first_seq: int,
+    timestamp_micros: int,
+    payload_type: int,
+    payloads: Iterable[bytes | bytearray | memoryview],
+) -> int:
+    """Append the frames of ``payloads`` to ``out`` as pieces: the packed header, the payload
+    object itself (not copied) and the packed CRC, for a gathering write of large payloads.
+
+    Returns the number of frames; raises as :func:`encode_batch`, leaving ``out`` unchanged.
+    """
+    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    _check_batch(items, first_seq, timestamp_micros, payload_type)
+    pack = HEAD.pack
+    crc_pack = CRC.pack
+    add = out.append
+    seq = first_seq
+    for p in items:
+        head = pack(MIN_FRAME_LENGTH + len(p), seq, timestamp_micros, payload_type)
+        add(head)
+        add(p)
+        add(crc_pack(crc32c(p, crc32c(head))))
         seq += 1
     return len(items)
 
@@ -172,13 +252,33 @@ def decode_at(data: bytes | memoryview, offset: int, base_offset: int = 0) -> tu
 def decode_all(data: bytes | memoryview, base_offset: int = 0) -> Iterator[Frame]:
     """Yield every frame in ``data``; stop cleanly at its end (a frame boundary).
 
+    A tight loop over one (mapped) view: one unpack and one CRC-32C call per frame; a frame
+    that is not whole and valid is handed to :func:`decode_at` for its exact error.
+
     Raises:
         TruncatedFrameError / CorruptFrameError: at the first damaged frame, with its offset.
     """
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    end = len(mv)
     offset = 0
-    end = len(data)
-    while offset < end:
-        frame, offset = decode_at(data, offset, base_offset)
+    unpack_head = HEAD.unpack_from
+    unpack_crc = CRC.unpack_from
+    new_frame = Frame
+    while offset + HEAD_SIZE <= end:
+        flen, seq, ts, ptype = unpack_head(mv, offset)
+        stop = offset + LENGTH_SIZE + flen
+        body_end = stop - CRC_SIZE
+        if (
+            flen < MIN_FRAME_LENGTH
+            or flen > MAX_FRAME_LENGTH
+            or stop > end
+            or crc32c(mv[offset:body_end]) != unpack_crc(mv, body_end)[0]
+        ):
+            break
+        yield new_frame(seq, ts, ptype, bytes(mv[offset + HEAD_SIZE : body_end]))
+        offset = stop
+    while offset < end:  # the slow path only ever raises here
+        frame, offset = decode_at(mv, offset, base_offset)
         yield frame
 
 

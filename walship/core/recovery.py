@@ -23,11 +23,12 @@ import struct
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from blake3 import blake3 as Blake3
 from crc32c import crc32c
 
-from walship.backends.base import SegmentStore
+from walship.backends.base import SegmentStore, free_name
 from walship.core.frame import CRC_SIZE, LENGTH_SIZE, MAX_FRAME_LENGTH, MIN_FRAME_LENGTH
 from walship.core.header import (
     HEADER_SIZE,
@@ -37,11 +38,15 @@ from walship.core.header import (
     segment_name,
 )
 from walship.core.rotation import Clock, SystemClock
-from walship.core.segment import ActiveSegment
+from walship.core.segment import PARALLEL_HASH_MIN, ActiveSegment, _hash_worker
 from walship.errors import LogCorruptError, SegmentHeaderError, SegmentReadError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _U32 = struct.Struct(">I")
 _SEQ_TS = struct.Struct(">QQ")
+_LEN_SEQ_TS = struct.Struct(">IQQ")
 
 
 class ProblemKind(str, Enum):
@@ -93,11 +98,16 @@ class SegmentScan:
     first_timestamp_micros: int | None = None
     last_timestamp_micros: int | None = None
     blake3: bytes = b""
-    """BLAKE3 of the whole file."""
+    """BLAKE3 of the whole file (of its bytes before ``unused_tail``, when it has one)."""
     chain_ok: bool | None = None
     """The prev hash matches the previous segment (``None``: nothing to check against)."""
     prefix_hasher: Blake3 | None = None
     """For the last segment: a hasher that has seen bytes ``[0, valid_end)``."""
+    tail_is_zero: bool = False
+    """Only zero bytes follow ``valid_end`` (and there are some)."""
+    unused_tail: int = 0
+    """Zero bytes after the last frame of the last segment of a store that preallocates: space
+    reserved ahead of the active segment's end, never written. Not damage; recovery trims it."""
 
 
 @dataclass
@@ -125,73 +135,110 @@ class LogScan:
         return None
 
 
+_ZEROS = bytes(1 << 20)
+
+
 def _is_zero(data: memoryview) -> bool:
-    return not bytes(data).strip(b"\0")
+    """Whether every byte of ``data`` is zero (compared a megabyte at a time, no large copy)."""
+    step = len(_ZEROS)
+    for i in range(0, len(data), step):
+        chunk = bytes(data[i : i + step])
+        if chunk != _ZEROS[: len(chunk)]:
+            return False
+    return True
 
 
 def _scan_frames(seg: SegmentScan, data: memoryview, last_seq: int | None) -> Problem | None:
-    """Walk the frames of one segment; fill ``seg``; return the first problem, if any."""
+    """Walk the frames of one segment; fill ``seg``; return the first problem, if any.
+
+    The loop is the recovery hot path: one unpack of length, commit_seq and timestamp, one of
+    the stored CRC, one CRC-32C call over a slice of the mapped file per frame.
+    """
     end = len(data)
     off = HEADER_SIZE
+    unpack_head = _LEN_SEQ_TS.unpack_from
     unpack_u32 = _U32.unpack_from
-    unpack_seq_ts = _SEQ_TS.unpack_from
+    prev = -1 if last_seq is None else last_seq
     count = 0
-    first = seg.first_commit_seq
-    first_ts = None
-    seq = ts = 0
+    seq = ts = prev_ts = 0
     problem: str | None = None
     truncated = False
-    while off < end:
-        if end - off < LENGTH_SIZE:
-            problem, truncated = f"{end - off} bytes are too few for a frame length", True
-            break
-        (flen,) = unpack_u32(data, off)
-        if flen < MIN_FRAME_LENGTH or flen > MAX_FRAME_LENGTH:
-            problem = f"frame length {flen} is outside {MIN_FRAME_LENGTH}..{MAX_FRAME_LENGTH}"
+    backwards = False
+    fast_end = end - _LEN_SEQ_TS.size  # below it a whole head can be unpacked
+    min_len, max_len = MIN_FRAME_LENGTH, MAX_FRAME_LENGTH
+    while off <= fast_end:
+        flen, seq, ts = unpack_head(data, off)
+        if flen < min_len or flen > max_len:
+            problem = f"frame length {flen} is outside {min_len}..{max_len}"
             break
         stop = off + LENGTH_SIZE + flen
         if stop > end:
             problem = f"frame needs {flen + LENGTH_SIZE} bytes, {end - off} remain"
             truncated = True
             break
-        (stored,) = unpack_u32(data, stop - CRC_SIZE)
-        if crc32c(data[off : stop - CRC_SIZE]) != stored:
+        body = stop - CRC_SIZE
+        if crc32c(data[off:body]) != unpack_u32(data, body)[0]:
             problem = "CRC-32C mismatch"
             break
-        seq, ts = unpack_seq_ts(data, off + LENGTH_SIZE)
-        if last_seq is not None and seq <= last_seq:
-            # A valid CRC with a sequence that goes back is not a torn write: never repairable.
-            seg.valid_end = off
-            return Problem(
-                ProblemKind.CORRUPT_FRAME,
-                seg.name,
-                off,
-                f"commit_seq {seq} does not follow {last_seq}",
-                repairable=False,
-            )
-        if first is None:
-            first, first_ts = seq, ts
-        last_seq = seq
+        if seq <= prev:
+            backwards = True
+            break
+        prev = seq
+        prev_ts = ts
         count += 1
         off = stop
+    else:
+        if off < end:  # fewer bytes than a frame head remain
+            if end - off < LENGTH_SIZE:
+                problem = f"{end - off} bytes are too few for a frame length"
+                truncated = True
+            else:
+                (flen,) = unpack_u32(data, off)
+                if flen < min_len or flen > max_len:
+                    problem = f"frame length {flen} is outside {min_len}..{max_len}"
+                else:
+                    problem = f"frame needs {flen + LENGTH_SIZE} bytes, {end - off} remain"
+                    truncated = True
     seg.valid_end = off
     seg.frame_count = count
     if count:
-        seg.first_commit_seq = first
-        seg.first_timestamp_micros = first_ts
-        seg.last_commit_seq = seq
-        seg.last_timestamp_micros = ts
+        seg.first_commit_seq, seg.first_timestamp_micros = _SEQ_TS.unpack_from(
+            data, HEADER_SIZE + LENGTH_SIZE
+        )
+        seg.last_commit_seq = prev
+        seg.last_timestamp_micros = prev_ts
+    if backwards:
+        # A valid CRC with a sequence that goes back is not a torn write: never repairable.
+        return Problem(
+            ProblemKind.CORRUPT_FRAME,
+            seg.name,
+            off,
+            f"commit_seq {seq} does not follow {prev if prev >= 0 else last_seq}",
+            repairable=False,
+        )
     if problem is None:
         return None
     cut = end - off
     if truncated:
         what = f"segment ends inside a frame ({problem})"
     elif _is_zero(data[off:]):
+        seg.tail_is_zero = True
         what = f"{cut} zero bytes after the last valid frame"
     else:
         what = f"{problem}; {cut} bytes after the last valid frame"
     # What a crash can leave at the end of the log; repairable if this is the last segment.
     return Problem(ProblemKind.TRUNCATED_TAIL, seg.name, off, what, repairable=True)
+
+
+def _hash_async(data: memoryview) -> Future[Blake3] | None:
+    """Start hashing ``data`` on the helper thread (while the frames are scanned), if large."""
+    if len(data) >= PARALLEL_HASH_MIN and (pool := _hash_worker()) is not None:
+        return pool.submit(Blake3, data)
+    return None
+
+
+def _hash_result(hashing: Future[Blake3] | None, data: memoryview) -> Blake3:
+    return hashing.result() if hashing is not None else Blake3(data)
 
 
 def scan_store(
@@ -207,6 +254,7 @@ def scan_store(
         OSError: a segment could not be read.
     """
     scan = LogScan()
+    preallocated = store.capabilities.preallocates
     seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
     prev: SegmentScan | None = None
     expected_instance = instance_id
@@ -228,21 +276,23 @@ def scan_store(
                     f"segment(s) missing between {prev.name} and {name}",
                 )
             )
+        # A mapped view: no copy; it goes (and the file is unmapped) with its last reference.
         try:
-            raw = store.read(name)
+            data = store.map(name)
         except SegmentReadError as e:  # e.g. an archived copy altered or gone
             kind = ProblemKind.MISSING_SEGMENT if e.missing else ProblemKind.CHAIN_MISMATCH
             scan.problems.append(Problem(kind, name, 0, str(e)))
             prev = SegmentScan(name, seq, 0)
             scan.segments.append(prev)
             continue
-        data = memoryview(raw)
-        seg = SegmentScan(name, seq, len(raw), blake3=Blake3(raw).digest())
+        hashing = _hash_async(data)
+        seg = SegmentScan(name, seq, len(data))
         scan.segments.append(seg)
         try:
             seg.header = SegmentHeader.decode(data, name, seq)
         except SegmentHeaderError as e:
-            torn_create = is_last and len(raw) < HEADER_SIZE
+            torn_create = is_last and len(data) < HEADER_SIZE
+            seg.blake3 = _hash_result(hashing, data).digest()
             scan.problems.append(
                 Problem(
                     ProblemKind.TRUNCATED_TAIL if torn_create else ProblemKind.BAD_HEADER,
@@ -296,14 +346,24 @@ def scan_store(
         problem = _scan_frames(seg, data, last_seq)
         if seg.last_commit_seq is not None:
             last_seq = seg.last_commit_seq
+        if problem is not None and is_last and seg.tail_is_zero and preallocated:
+            # The unused, reserved end of the active segment: the log's end, not damage.
+            seg.unused_tail = len(data) - seg.valid_end
+            problem = None
         if problem is not None:
             if problem.repairable and not is_last:  # a sealed segment is never torn
                 problem = Problem(ProblemKind.CORRUPT_FRAME, name, problem.offset, problem.detail)
             scan.problems.append(problem)
+        whole = _hash_result(hashing, data)
+        hashing = None
+        seg.blake3 = whole.digest()
         if is_last:
-            seg.prefix_hasher = (
-                Blake3(data[: seg.valid_end]) if seg.valid_end != len(raw) else Blake3(raw)
-            )
+            if seg.valid_end == len(data):
+                seg.prefix_hasher = whole
+            else:
+                seg.prefix_hasher = Blake3(data[: seg.valid_end])
+                if seg.unused_tail:
+                    seg.blake3 = seg.prefix_hasher.digest()  # the hash of its real bytes
         prev = seg
     return scan
 
@@ -333,6 +393,9 @@ class RecoveryReport:
     problems: list[Problem] = field(default_factory=list)
     anchored: bool = True
     elapsed_seconds: float = 0.0
+    unused_tail_bytes: int = 0
+    """Preallocated, never written bytes trimmed from the end of the last segment (not damage:
+    the space a preallocating store reserved ahead of the active segment's end)."""
 
     def summary(self) -> str:
         """One line for logs."""
@@ -361,32 +424,15 @@ class RecoveredLog:
 
 def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
     cut = store.read(name, offset)
-    side = _free_name(store, f"{name}.torn-{offset}")  # never overwrite bytes cut earlier
+    if store.capabilities.preallocates:
+        cut = cut.rstrip(b"\0")  # zeros past the torn bytes are reserved space, never written
+    side = free_name(store, f"{name}.torn-{offset}")  # never overwrite bytes cut earlier
     store.write_atomic(side, cut)
     if offset:
         store.truncate(name, offset)
     else:
         store.remove(name)
     return Repair(name, offset, len(cut), side, detail)
-
-
-def _free_name(store: SegmentStore, name: str) -> str:
-    """``name``, or ``name.2``, ``name.3``, ... : the first that does not exist yet."""
-    existing = set(store.list_names())
-    candidate, n = name, 1
-    while candidate in existing:
-        n += 1
-        candidate = f"{name}.{n}"
-    return candidate
-
-
-def _damaged_name(store: SegmentStore, name: str) -> str:
-    existing = set(store.list_names())
-    candidate, n = f"{name}.damaged", 1
-    while candidate in existing:
-        n += 1
-        candidate = f"{name}.damaged{n}"
-    return candidate
 
 
 def recover(
@@ -426,6 +472,10 @@ def recover(
                 segments = segments[:-1]
                 if segments:  # the previous segment is the last again: it needs its hasher
                     segments[-1].prefix_hasher = Blake3(store.read(segments[-1].name))
+    if segments and segments[-1].unused_tail:
+        last = segments[-1]
+        store.truncate(last.name, last.valid_end)  # the store reserves space again on append
+        report.unused_tail_bytes = last.unused_tail
     found_instance = next((s.header.instance_id for s in segments if s.header), None)
     if instance_id is not None and found_instance is not None and found_instance != instance_id:
         raise SegmentHeaderError(
@@ -493,7 +543,7 @@ def _salvage(
         and first.segment == segments[k].name
     )
     for s in segments[k + 1 :] if keep_part else segments[k:]:
-        store.rename(s.name, _damaged_name(store, s.name))
+        store.rename(s.name, free_name(store, f"{s.name}.damaged"))
         report.salvaged.append(s.name)
     if keep_part:
         seg = segments[k]

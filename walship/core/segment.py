@@ -9,13 +9,52 @@ Not thread-safe: the :class:`walship.log.Log` serialises every call.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from threading import Lock
+from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
-from walship.backends.base import SegmentFile, SegmentStore
+from walship.backends.base import SegmentFile, SegmentStore, free_name
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+PREALLOCATE_STEP = 64 * 1024 * 1024
+"""Space reserved ahead of the active segment's end at a time (never beyond
+``max_segment_bytes``), on stores that can preallocate: etcd reserves 64 MB too."""
+PARALLEL_HASH_MIN = 1024 * 1024
+"""A batch at least this large is hashed on a helper thread while it is written, chunk by chunk
+(the write system call gives up the interpreter lock, so a second core does the hashing)."""
+
+_WRITE_CHUNK = 1024
+"""Buffers per gathering write (Linux's IOV_MAX): one system call per chunk."""
+
+Buffers = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
+
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool_lock = Lock()
+
+
+def _hash_worker() -> ThreadPoolExecutor | None:
+    """The process's one hashing thread, or ``None`` on a single-core machine."""
+    global _hash_pool
+    if _hash_pool is None and (os.cpu_count() or 1) > 1:
+        from concurrent.futures import ThreadPoolExecutor  # only once a batch is large
+
+        with _hash_pool_lock:
+            if _hash_pool is None:
+                _hash_pool = ThreadPoolExecutor(1, thread_name_prefix="walship-hash")
+    return _hash_pool
+
+
+def _update_all(hasher: blake3, buffers: list[bytes | bytearray | memoryview]) -> None:
+    update = hasher.update
+    for b in buffers:
+        update(b)
 
 
 @dataclass(frozen=True)
@@ -58,10 +97,13 @@ class ActiveSegment:
     last_commit_seq: int | None = None
     first_timestamp_micros: int | None = None
     last_timestamp_micros: int | None = None
+    reserved: int = 0
+    """How far the manager preallocated the file (0: not at all)."""
     synced_size: int = 0
     """The size the last successful sync made durable."""
-    sync_failed: bool = False
-    """A sync of this segment failed: bytes after ``synced_size`` may never reach the disk."""
+    discard_from: int | None = None
+    """After a failed write or sync: bytes from here on may never reach the disk, or belong to
+    a batch that failed, and must be cut (see :meth:`SegmentManager.discard_unsynced`)."""
 
     @property
     def name(self) -> str:
@@ -80,6 +122,10 @@ class SegmentManager:
         instance_id: written into every header.
         policy: the rotation thresholds.
         clock: wall clock for ``created_at_micros`` and monotonic clock for age.
+        preallocate: reserve space ahead of the active segment's end on a store that can
+            (:data:`PREALLOCATE_STEP` at a time): worth it when appends are synced, since a
+            synced overwrite of reserved blocks needs no metadata commit; not for unsynced
+            bulk writes, which run faster into plain appended blocks.
     """
 
     def __init__(
@@ -88,6 +134,7 @@ class SegmentManager:
         instance_id: int,
         policy: RotationPolicy | None = None,
         clock: Clock | None = None,
+        preallocate: bool = True,
     ) -> None:
         self.store = store
         self.instance_id = instance_id
@@ -96,6 +143,7 @@ class SegmentManager:
         self.prev_hash = ZERO_HASH
         self.active: ActiveSegment | None = None
         self._force = False
+        self._preallocate = preallocate and store.capabilities.preallocates
 
     def _require_active(self) -> ActiveSegment:
         if self.active is None:
@@ -124,7 +172,20 @@ class SegmentManager:
         self.active = ActiveSegment(
             file, header, self.clock.monotonic(), len(raw), blake3(raw), synced_size=len(raw)
         )
+        self._reserve(self.active, len(raw))
         return self.active
+
+    def _reserve(self, active: ActiveSegment, need: int) -> None:
+        """Preallocate ahead of ``need`` bytes, up to ``max_segment_bytes``, in large steps.
+
+        Raises ``OSError`` from the store (the caller fails the log closed).
+        """
+        limit = self.policy.max_segment_bytes
+        if not self._preallocate or active.reserved >= limit or need <= active.reserved:
+            return
+        target = min(limit, max(need, active.reserved + PREALLOCATE_STEP))
+        active.file.preallocate(target)
+        active.reserved = target
 
     def resume(self, active: ActiveSegment) -> None:
         """Continue an existing segment (after recovery), e.g. with its hasher and counters."""
@@ -133,61 +194,105 @@ class SegmentManager:
         active.synced_size = active.size  # what recovery found on disk; the caller syncs it
         self.active = active
         self.prev_hash = active.header.prev_segment_hash
+        self._reserve(active, active.size)
 
     def append(
         self,
-        data: bytes | bytearray | memoryview,
+        data: Buffers,
         frame_count: int,
         first_commit_seq: int,
         last_commit_seq: int,
         timestamp_micros: int,
         sync: bool = False,
     ) -> None:
-        """Write encoded frames with one write, then sync if asked.
+        """Write encoded frames (one buffer, or a list of buffers written with one gathering
+        call) and update the segment's BLAKE3; then sync if asked.
 
-        The caller checks :meth:`should_rotate` afterwards; a batch always lands whole in the
-        active segment, which may so overshoot ``max_segment_bytes`` by one batch.
+        A batch of :data:`PARALLEL_HASH_MIN` bytes or more is hashed on a helper thread while it
+        is written. The caller checks :meth:`should_rotate` afterwards; a batch always lands
+        whole in the active segment, which may so overshoot ``max_segment_bytes`` by one batch.
 
         Raises:
             OSError: the write or the sync failed. The manager's counters then no longer
                 describe the file: the caller must stop using it (the log fails closed).
         """
         active = self._require_active()
-        if not data:
+        buffers = data if isinstance(data, list) else [data]
+        size = sum(map(len, buffers))
+        if not size:
             return
-        active.file.write(data)
-        active.hasher.update(data)
-        active.size += len(data)
+        if self._preallocate:
+            self._reserve(active, active.size + size)
+        synced = False
+        try:
+            pool = _hash_worker() if size >= PARALLEL_HASH_MIN else None
+            if pool is None:
+                if sync and active.synced_size == active.size:
+                    active.file.write_durable(buffers)  # everything before is durable already
+                    synced = True
+                elif len(buffers) == 1:
+                    active.file.write(buffers[0])
+                else:
+                    active.file.write_many(buffers)
+                _update_all(active.hasher, buffers)
+            else:
+                # BLAKE3 keeps the interpreter lock while it hashes; a write gives it up. So each
+                # chunk is hashed on the helper thread while this thread is inside the chunk's one
+                # write system call; the helper is done (hashing outruns the page cache) by the time
+                # the write returns and wants the lock back.
+                for i in range(0, len(buffers), _WRITE_CHUNK):
+                    chunk = buffers[i : i + _WRITE_CHUNK]
+                    pending = pool.submit(_update_all, active.hasher, chunk)
+                    try:
+                        if len(chunk) == 1:
+                            active.file.write(chunk[0])
+                        else:
+                            active.file.write_many(chunk)
+                    finally:
+                        pending.result()  # the hasher must not be used while the helper runs
+        except OSError:
+            self._failed(active, active.size)  # the failed batch must not come back
+            raise
+        active.size += size
         if active.first_commit_seq is None:
             active.first_commit_seq = first_commit_seq
             active.first_timestamp_micros = timestamp_micros
         active.last_commit_seq = last_commit_seq
         active.last_timestamp_micros = timestamp_micros
         active.frame_count += frame_count
-        if sync:
+        if sync and not synced:
             self._sync(active)
+        elif synced:
+            active.synced_size = active.size
 
     def sync(self) -> None:
         """fdatasync the active segment. Raises ``OSError``."""
         self._sync(self._require_active())
 
     @staticmethod
-    def _sync(active: ActiveSegment) -> None:
+    def _failed(active: ActiveSegment, cut_from: int) -> None:
+        """Remember that bytes from ``cut_from`` on must go (the lowest such point wins)."""
+        if active.discard_from is None or cut_from < active.discard_from:
+            active.discard_from = cut_from
+
+    def _sync(self, active: ActiveSegment) -> None:
         try:
             active.file.sync()
         except OSError:
-            active.sync_failed = True
+            self._failed(active, active.synced_size)
             raise
         active.synced_size = active.size
 
     def discard_unsynced(self) -> int:
-        """After a failed sync, cut the active segment back to the size the last good sync made
-        durable, keeping the cut bytes in a side file ``<segment>.unsynced-<offset>``.
+        """After a failed write or sync, cut the active segment back to where it is known good,
+        keeping the cut bytes in a side file ``<segment>.unsynced-<offset>``.
 
         After a failed fsync the kernel may have dropped the dirty pages while still showing
         their bytes ("fsyncgate"): a reopen would read them, build on them, and lose everything
-        after them in the next power loss. Cutting them makes the file what the disk holds.
-        Does nothing unless a sync of the active segment failed.
+        after them in the next power loss. After a failed write, the complete frames of the
+        failed batch would come back at a reopen although their append raised. Cutting makes the
+        file what the log acknowledged. Does nothing unless a write or sync of the active
+        segment failed.
 
         Returns:
             The number of bytes cut.
@@ -195,20 +300,18 @@ class SegmentManager:
             OSError: the store failed (the caller's log is failed already).
         """
         active = self.active
-        if active is None or not active.sync_failed:
+        if active is None or active.discard_from is None:
             return 0
         name = active.name
-        offset = active.synced_size
+        offset = active.discard_from
         cut = self.store.read(name, offset)
+        if self.store.capabilities.preallocates:
+            cut = cut.rstrip(b"\0")  # reserved space past the written bytes
         if cut:
-            existing = set(self.store.list_names())
-            side, n = f"{name}.unsynced-{offset}", 1
-            while side in existing:
-                n += 1
-                side = f"{name}.unsynced-{offset}.{n}"
-            self.store.write_atomic(side, cut)
-            self.store.truncate(name, offset)
+            self.store.write_atomic(free_name(self.store, f"{name}.unsynced-{offset}"), cut)
+        self.store.truncate(name, offset)
         active.size = offset
+        active.reserved = 0
         return len(cut)
 
     def should_rotate(self, now: float | None = None) -> RotationReason | None:
@@ -238,11 +341,15 @@ class SegmentManager:
     def close(self, reason: RotationReason | None = None) -> ClosedSegment:
         """Sync and close the active segment and return its record. Nothing is active after.
 
+        A preallocated tail is cut first, so that a closed file holds exactly its frames (the
+        seed's format) and its BLAKE3 is the hash of the file.
+
         Raises:
             OSError: the sync failed (the segment stays active: nothing may be built on it).
         """
         active = self._require_active()
-        self._sync(active)
+        if not active.file.trim():  # trim syncs the whole file when it cuts anything
+            self._sync(active)
         active.file.close()
         self.active = None
         digest = active.hasher.digest()
