@@ -348,3 +348,89 @@ def test_random_crashes_never_lose_a_synced_frame(seed: int) -> None:
             del acknowledged[s]  # unsynced and gone: those seqs may be handed out again
         reopened.close()
         assert scan_store(store).ok
+
+
+# --- payloads -----------------------------------------------------------------------------------
+
+
+def test_any_contiguous_buffer_is_written_as_its_bytes(mem: MemoryStore) -> None:
+    import array
+
+    wide = array.array("I", [1, 2, 3])
+    with walship.open(store=mem) as log:
+        assert log.append(memoryview(wide)) == 1
+        assert log.append_batch([wide, bytearray(b"ba"), memoryview(b"mv")]) == [2, 3, 4]
+        assert log.append(b"after") == 5
+    with walship.open(store=mem) as log:
+        assert not log.recovery.repairs
+        assert [f.payload for f in log.read()] == [
+            wide.tobytes(),
+            wide.tobytes(),
+            b"ba",
+            b"mv",
+            b"after",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "payload_type", "message"),
+    [
+        ("a str", 0, "must be bytes-like"),
+        (memoryview(b"abcdef")[::2], 0, "C-contiguous"),
+        (b"x", 1.5, "integer in 0..255"),
+        (b"x", True, "integer in 0..255"),
+        (b"x", -1, "integer in 0..255"),
+    ],
+)
+def test_a_bad_payload_fails_alone_and_writes_nothing(
+    payload: object, payload_type: object, message: str
+) -> None:
+    store = HookedStore()
+    gate = threading.Event()
+
+    def slow_sync(op: str, data: bytes, f: SegmentFile) -> None:
+        if op == "sync":
+            gate.wait(5)  # a leader is busy: the others queue behind it
+
+    with walship.open(store=store) as log:
+        store.on = slow_sync
+        results: dict[str, object] = {}
+
+        def good(key: str) -> None:
+            results[key] = log.append(b"good " + key.encode())
+
+        leader = threading.Thread(target=good, args=("leader",))
+        leader.start()
+        follower = threading.Thread(target=good, args=("follower",))
+        follower.start()
+        with pytest.raises(walship.PayloadError, match=message):
+            log.append(payload, payload_type=payload_type)  # type: ignore[arg-type]
+        gate.set()
+        leader.join()
+        follower.join()
+        assert sorted(results.values()) == [1, 2]  # type: ignore[type-var]
+        assert log.append(b"next") == 3
+
+
+@pytest.mark.parametrize("durability", ["always", "none"])
+def test_a_failed_batch_never_comes_back(durability: str) -> None:
+    store = HookedStore()
+    log = walship.open(store=store, durability=durability)
+    log.append(b"kept")
+    frame_size = 25 + 100
+
+    def enospc(op: str, data: bytes, f: SegmentFile) -> None:
+        if op == "write":
+            f.write(data[: 5 * frame_size + 7])  # five whole frames land, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    store.on = enospc
+    with pytest.raises(LogFailedError):
+        log.append_batch([b"x" * 100] * 10)
+    store.on = None
+    with pytest.raises(LogFailedError):
+        log.close()
+    with walship.open(store=store) as log2:
+        assert [f.payload for f in log2.read()] == [b"kept"]  # none of the failed batch
+        assert log2.append(b"next") == 2
+    assert any(".unsynced-" in n for n in store.list_names())  # the cut bytes were kept

@@ -26,6 +26,11 @@ class CorruptFrameError(FrameError):
     """A frame is damaged: its length is out of range or its CRC-32C does not match."""
 
 
+class PayloadError(WalshipError, ValueError, TypeError):
+    """A payload or payload_type cannot be written: the payload is not a contiguous bytes-like
+    object, or payload_type is not an integer in 0..255. Nothing written."""
+
+
 class FrameTooLargeError(WalshipError, ValueError):
     """A payload is too large for one frame (frame_length would exceed 64 MiB). Nothing written."""
 

@@ -40,6 +40,7 @@ from walship.core import frame as framing
 from walship.core.frame import (
     MAX_PAYLOAD,
     Frame,
+    as_payloads,
     check_payload,
     encode_batch_at,
     encode_pieces,
@@ -399,6 +400,7 @@ class Log:
         queued request; the others block on their own lock, which the leader releases when their
         request is done, or when it hands them the lead (see :meth:`_lead`).
         """
+        payloads = as_payloads(payloads)  # in the caller's thread: one bad payload fails alone
         if len(payloads) == 1:
             nbytes = len(payloads[0])
             check_payload(nbytes, payload_type)

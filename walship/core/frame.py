@@ -21,7 +21,12 @@ from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
 
-from walship.errors import CorruptFrameError, FrameTooLargeError, TruncatedFrameError
+from walship.errors import (
+    CorruptFrameError,
+    FrameTooLargeError,
+    PayloadError,
+    TruncatedFrameError,
+)
 
 HEAD = struct.Struct(">IQQB")
 """frame_length, commit_seq, timestamp_micros, payload_type."""
@@ -56,8 +61,47 @@ def check_payload(payload_len: int, payload_type: int) -> None:
         raise FrameTooLargeError(
             f"payload of {payload_len} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes"
         )
-    if not 0 <= payload_type <= 255:
-        raise ValueError(f"payload_type must be in 0..255, got {payload_type}")
+    if type(payload_type) is not int or not 0 <= payload_type <= 255:
+        raise PayloadError(f"payload_type must be an integer in 0..255, got {payload_type!r}")
+
+
+Payload = bytes | bytearray | memoryview
+
+
+def as_payload(payload: object) -> Payload:
+    """``payload`` as a byte-addressed buffer whose ``len`` is its size in bytes.
+
+    ``bytes`` and ``bytearray`` pass as they are; any other buffer (a memoryview, ``array``,
+    ``mmap``) must be C-contiguous and is viewed as unsigned bytes, so that a buffer of wider
+    items is never mistaken for fewer bytes than it holds.
+
+    Raises:
+        PayloadError: not a bytes-like object (e.g. a ``str``), or not contiguous.
+    """
+    if type(payload) is bytes or type(payload) is bytearray:
+        return payload
+    try:
+        view = payload if isinstance(payload, memoryview) else memoryview(payload)  # type: ignore[arg-type]
+    except TypeError:
+        raise PayloadError(
+            f"a payload must be bytes-like (bytes, bytearray, memoryview), "
+            f"not {type(payload).__name__}"
+        ) from None
+    if not view.c_contiguous:
+        raise PayloadError("a payload buffer must be C-contiguous")
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def as_payloads(payloads: Sequence[object]) -> Sequence[Payload]:
+    """Every payload through :func:`as_payload` (the sequence itself when all are bytes)."""
+    out: list[Payload] | None = None
+    for i, p in enumerate(payloads):
+        if type(p) is bytes:
+            continue
+        if out is None:
+            out = list(payloads)  # type: ignore[arg-type]
+        out[i] = as_payload(p)
+    return payloads if out is None else out  # type: ignore[return-value]
 
 
 def encode_into(
@@ -72,6 +116,7 @@ def encode_into(
     Raises:
         FrameTooLargeError / ValueError: the fields cannot be encoded; ``buf`` is unchanged.
     """
+    payload = as_payload(payload)
     n = len(payload)
     check_payload(n, payload_type)
     if not (0 <= commit_seq <= _U64_MAX and 0 <= timestamp_micros <= _U64_MAX):
@@ -117,7 +162,7 @@ def encode_batch(
     Raises:
         FrameTooLargeError / ValueError: a payload or the type cannot be encoded.
     """
-    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
     pack = HEAD.pack
     crc_pack = CRC.pack
@@ -149,7 +194,7 @@ def encode_batch_at(
         FrameTooLargeError / ValueError: as :func:`encode_batch`, or ``buf`` is too short;
             nothing is written then.
     """
-    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
     need = sum(map(len, items)) + FRAME_OVERHEAD * len(items)
     if offset + need > len(buf):
@@ -183,7 +228,7 @@ def encode_pieces(
 
     Returns the number of frames; raises as :func:`encode_batch`, leaving ``out`` unchanged.
     """
-    items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+    items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
     pack = HEAD.pack
     crc_pack = CRC.pack
