@@ -420,3 +420,34 @@ def test_python_and_yaml_archive_settings_share_their_limits(tmp_path: Path) -> 
         )
     with pytest.raises(ConfigError, match="N >= 1"):
         RetentionPolicy.parse("last:0")
+
+
+def test_read_never_skips_frames_retention_removed(tmp_path: Path) -> None:
+    from walship.errors import FramesUnavailableError
+
+    archive = {"url": (tmp_path / "bucket").as_uri()}
+    with walship.open(
+        tmp_path / "wal", archive=archive, retention={"keep_local": "until_archived"}
+    ) as log:
+        log.checkpoint(0)  # nothing may be removed yet
+        for i in range(1, 7):
+            log.append(b"r%d" % i)
+            if i % 2 == 0:
+                log.rotate()  # segments {1,2} {3,4} {5,6}, then an empty active one
+        assert log.archiver is not None and log.archiver.flush(timeout=30)
+        replay = log.read(from_seq=1)
+        assert next(replay).commit_seq == 1
+        log.checkpoint(4)  # retention removes {1,2} and {3,4} while the replay runs
+        assert wait_until(lambda: log.first_seq == 5)
+        got = []
+        with pytest.raises(FramesUnavailableError, match="commit_seq 3"):
+            for f in replay:  # the segment it was reading stays readable; the next is gone
+                got.append(f.commit_seq)
+        assert got == [2]  # a gap is an error, never skipped
+        with pytest.raises(FramesUnavailableError, match="first local frame is 5"):
+            list(log.read(from_seq=3))
+        assert [f.commit_seq for f in log.read()] == [5, 6]  # the default: what is local
+    with walship.open(tmp_path / "wal") as log:
+        assert log.first_seq == 5
+        with pytest.raises(FramesUnavailableError):
+            list(log.read(from_seq=1))

@@ -183,3 +183,19 @@ def test_memory_durable_operations_survive_a_crash() -> None:
     s.rename("rec", "rec2")
     s.crash()
     assert s.files() == {"a": b"hdrda", "rec2": b"r"}
+
+
+def test_open_syncs_the_directory_of_a_resumed_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import walship
+    from walship.backends import posix
+
+    with walship.open(tmp_path) as log:
+        log.append(b"x")
+    synced: list[str] = []
+    real = posix._fsync_dir
+    monkeypatch.setattr(posix, "_fsync_dir", lambda p: (synced.append(str(p)), real(p))[1])
+    with walship.open(tmp_path) as log:
+        assert str(tmp_path) in synced  # before any append claims durability
+        assert log.durable_seq == 1

@@ -62,6 +62,12 @@ class LogCorruptError(WalshipError):
         self.problems = problems or []
 
 
+class FramesUnavailableError(WalshipError, LookupError):
+    """``read`` was asked for frames that are no longer in the local log: retention removed
+    their segments (after archiving them). Read them from the archive
+    (``walship.open_archive(url).read(from_seq=...)``)."""
+
+
 class LogFailedError(WalshipError):
     """A write or sync failed earlier; the log refuses further work until it is reopened.
 

@@ -45,11 +45,11 @@ from walship.core.frame import (
     encode_batch_at,
     encode_pieces,
 )
-from walship.core.header import HEADER_SIZE, segment_name
+from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import ClosedSegment, SegmentManager
-from walship.errors import LogClosedError, LogFailedError, WalshipError
+from walship.errors import FramesUnavailableError, LogClosedError, LogFailedError, WalshipError
 from walship.plugins.archive_record import ArchiveRecord, first_local_seq
 from walship.plugins.events import EventDispatcher
 from walship.plugins.manager import new_plugin_manager
@@ -243,11 +243,14 @@ class Log:
             self._written_seq = self._next_seq - 1
             self._durable_seq = self._written_seq  # what recovery found is on disk
             self._ranges = [_SegmentRange(*r) for r in recovered.segment_ranges]
+            # older segments of the log are gone from the store (retention removed them)
+            self._trimmed = bool(self._ranges) and self._first_prev_hash() != ZERO_HASH
             if recovered.active is not None:
                 self._manager.resume(recovered.active)
-                # what recovery read may still be only in the page cache: make it durable
-                # before durable_seq claims it
+                # what recovery read may still be only in the page cache (the file's bytes, or
+                # its directory entry): make it durable before durable_seq claims it
                 self._manager.sync()
+                store.sync_dir()
             else:
                 self._open_segment(1, anchor)
         except BaseException:
@@ -292,19 +295,24 @@ class Log:
         archiver.start()
 
     def _closed_segments(self) -> list[tuple[int, int | None, int | None]]:
-        """(segment_seq, first, last commit_seq) of every local segment but the active one."""
+        """(segment_seq, first, last commit_seq) of every local segment that has a successor.
+
+        The last local segment is never closed: it is the active one, or the one whose successor
+        a failed rotation never created (no ``segment_closed`` event was sent for it)."""
         with self._cond:
-            active = self._manager.active
             return [
-                (r.segment_seq, r.first_commit_seq, r.last_commit_seq)
-                for r in self._ranges
-                if active is None or r.segment_seq != active.segment_seq
+                (r.segment_seq, r.first_commit_seq, r.last_commit_seq) for r in self._ranges[:-1]
             ]
 
     def _forget_segment(self, segment_seq: int) -> None:
         """Retention removed a local segment: drop it from the index ``read`` uses."""
         with self._cond:
             self._ranges = [r for r in self._ranges if r.segment_seq != segment_seq]
+            self._trimmed = True
+
+    def _first_prev_hash(self) -> bytes:
+        name = segment_name(self._ranges[0].segment_seq)
+        return SegmentHeader.decode(self.store.read(name, 0, HEADER_SIZE), name).prev_segment_hash
 
     # --- archive and retention ----------------------------------------------------------
 
@@ -672,18 +680,22 @@ class Log:
 
     def _rotate_locked(self, reason: RotationReason) -> ClosedSegment:
         written = self._written_seq
+        with self._cond:  # readers see the closing segment's range before the active one moves
+            closing = self._manager.active
+            if closing is not None:
+                last = self._ranges[-1]
+                last.first_commit_seq = closing.first_commit_seq
+                last.last_commit_seq = closing.last_commit_seq
         try:
             closed = self._manager.rotate(reason)
         except OSError as e:
             raise self._fail(e) from e
         self._durable_seq = written  # rotate synced the closed segment
         self._counters[f"rotations_{reason.value}"] += 1
-        last = self._ranges[-1]
-        last.first_commit_seq = closed.first_commit_seq
-        last.last_commit_seq = closed.last_commit_seq
         active = self._manager.active
         assert active is not None
-        self._ranges.append(_SegmentRange(active.segment_seq, None, None))
+        with self._cond:
+            self._ranges.append(_SegmentRange(active.segment_seq, None, None))
         # "closed" only now: its successor exists, so the segment will never be written again
         self._events.emit("segment_closed", segment=closed, reason=reason.value)
         self._events.emit(
@@ -763,12 +775,16 @@ class Log:
 
     # --- reading ------------------------------------------------------------------------
 
-    def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Frame]:
-        """Yield frames with ``from_seq <= commit_seq <= to_seq`` in order.
+    def read(self, from_seq: int | None = None, to_seq: int | None = None) -> Iterator[Frame]:
+        """Yield frames with ``from_seq <= commit_seq <= to_seq`` in order; ``from_seq``
+        defaults to the first local frame (:attr:`first_seq`).
 
         Works while other threads append: it sees what was written when it reaches the active
-        segment (written to the OS, maybe not yet durable). Segments removed meanwhile (by
-        retention) are skipped.
+        segment (written to the OS, maybe not yet durable).
+
+        Raises:
+            FramesUnavailableError: frames from ``from_seq`` on are no longer local (retention
+                removed their segments, before or during this read); a gap is never skipped.
         """
         with self._cond:
             self._check_usable()
@@ -776,6 +792,12 @@ class Log:
                 _SegmentRange(r.segment_seq, r.first_commit_seq, r.last_commit_seq)
                 for r in self._ranges
             ]
+            lowest = self._first_seq_locked()
+            trimmed = self._trimmed
+        if from_seq is None:
+            from_seq = lowest
+        elif from_seq < lowest and trimmed:
+            raise self._unavailable(from_seq, lowest)
         for i, r in enumerate(ranges):
             is_last = i == len(ranges) - 1  # maybe active: its last_commit_seq is not kept current
             if not is_last and r.last_commit_seq is not None and r.last_commit_seq < from_seq:
@@ -796,13 +818,37 @@ class Log:
             try:
                 data = self.store.map(name, limit)  # one mapped (or read) view per segment
             except FileNotFoundError:
-                continue
+                raise self._unavailable(max(from_seq, r.first_commit_seq or from_seq)) from None
             for f in framing.decode_all(data[HEADER_SIZE:], HEADER_SIZE):
                 if f.commit_seq < from_seq:
                     continue
                 if to_seq is not None and f.commit_seq > to_seq:
                     return
                 yield f
+
+    @property
+    def first_seq(self) -> int:
+        """The lowest commit_seq ``read`` can return: the first local frame (segments before it
+        were removed by retention), or the next commit_seq when no frame is local."""
+        with self._cond:
+            return self._first_seq_locked()
+
+    def _first_seq_locked(self) -> int:
+        for r in self._ranges:
+            if r.first_commit_seq is not None:
+                return r.first_commit_seq
+        active = self._manager.active
+        if active is not None and active.first_commit_seq is not None:
+            return active.first_commit_seq
+        return self._next_seq
+
+    def _unavailable(self, from_seq: int, lowest: int | None = None) -> FramesUnavailableError:
+        where = f" (the first local frame is {lowest})" if lowest is not None else ""
+        return FramesUnavailableError(
+            f"frames from commit_seq {from_seq} are not in the local log at "
+            f"{self.store.location}{where}: their segments were removed (by retention, after "
+            "archiving); read them from the archive with walship.open_archive(url)"
+        )
 
     # --- stats, close -------------------------------------------------------------------
 

@@ -220,7 +220,7 @@ def check_recovery(store: SegmentStore) -> None:
             assert "\n" not in str(e)
             continue
         try:
-            frames = list(log.read())
+            frames = list(log.read(from_seq=log.first_seq))
             seqs = [f.commit_seq for f in frames]
             assert seqs == sorted(set(seqs)), "frames out of order"
             for f in frames:

@@ -185,6 +185,14 @@ class SegmentStore(ABC):
         while the file is only appended to or removed. Raises ``FileNotFoundError``."""
         return memoryview(self.read(name, 0, length))
 
+    def sync_dir(self) -> None:  # noqa: B027 - optional, nothing to do by default
+        """Make every directory entry of the store durable.
+
+        ``create`` and the other operations already sync their own entries; the log calls this
+        at open, because a crash can fall between a create's data sync and its directory sync,
+        leaving a segment that is readable now and gone after the next power loss.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release what the store holds (the lock included). Idempotent."""
 

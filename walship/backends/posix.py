@@ -283,6 +283,10 @@ class PosixStore(SegmentStore):
         os.rename(tmp, self._p(name))
         _fsync_dir(self.path)
 
+    def sync_dir(self) -> None:
+        if self.path.is_dir():
+            _fsync_dir(self.path)
+
     def close(self) -> None:
         self.unlock()
 
