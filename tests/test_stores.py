@@ -194,8 +194,8 @@ def test_open_syncs_the_directory_of_a_resumed_segment(
     with walship.open(tmp_path) as log:
         log.append(b"x")
     synced: list[str] = []
-    real = posix._fsync_dir
-    monkeypatch.setattr(posix, "_fsync_dir", lambda p: (synced.append(str(p)), real(p))[1])
+    real = posix.fsync_dir
+    monkeypatch.setattr(posix, "fsync_dir", lambda p: (synced.append(str(p)), real(p))[1])
     with walship.open(tmp_path) as log:
         assert str(tmp_path) in synced  # before any append claims durability
         assert log.durable_seq == 1

@@ -43,7 +43,7 @@ from walship.backends.archive_errors import (
     ArchiveMissingError,
     RestoreError,
 )
-from walship.backends.posix import PosixStore
+from walship.backends.posix import PosixStore, fsync_dir
 from walship.core import frame as framing
 from walship.core.frame import Frame
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
@@ -434,7 +434,7 @@ def restore(
         if target.exists():
             target.rmdir()  # empty (checked above); rename needs the name free
         os.rename(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -454,14 +454,6 @@ def restore(
         archive_last_commit_seq=archive_last,
         anchored=run[0].prev_segment_hash == ZERO_HASH,
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading an archive in place ------------------------------------------------------------

@@ -57,6 +57,7 @@ from walship.backends.archive_errors import (
 )
 from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
 from walship.backends.memory import MemoryStore
+from walship.backends.posix import fsync_dir, write_all
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.recovery import scan_store
 from walship.errors import WalshipError
@@ -383,30 +384,17 @@ class _Digest:
     too_large: bool
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _local_create(path: str, data: bytes) -> None:
     """Create ``path`` holding ``data``, durably, whole or not at all; never replace it."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o750, exist_ok=True)
-        _fsync_dir(os.path.dirname(directory.rstrip("/")) or "/")
+        fsync_dir(os.path.dirname(directory.rstrip("/")) or "/")
     tmp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                if n <= 0:
-                    raise OSError(errno.EIO, "write returned 0 bytes", tmp)
-                view = view[n:]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -414,7 +402,7 @@ def _local_create(path: str, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _is_precondition_failure(e: BaseException) -> bool:

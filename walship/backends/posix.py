@@ -23,7 +23,7 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """Write every byte of ``data`` to ``fd``, finishing short writes; raise ``OSError``."""
     view = memoryview(data)
     while view:
@@ -33,7 +33,7 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[n:]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -190,7 +190,7 @@ class PosixStore(SegmentStore):
     def _ensure_dir(self) -> None:
         if not self.path.is_dir():
             self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def lock(self) -> None:
         if self._lock_fd >= 0:
@@ -222,9 +222,9 @@ class PosixStore(SegmentStore):
         path = self._p(name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fdatasync(fd)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         except BaseException:
             os.close(fd)
             raise
@@ -265,27 +265,27 @@ class PosixStore(SegmentStore):
 
     def remove(self, name: str) -> None:
         os.unlink(self._p(name))
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def rename(self, src: str, dst: str) -> None:
         os.rename(self._p(src), self._p(dst))
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def write_atomic(self, name: str, data: bytes) -> None:
         self._ensure_dir()
         tmp = self._p(f".{name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, self._p(name))
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def sync_dir(self) -> None:
         if self.path.is_dir():
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
 
     def close(self) -> None:
         self.unlock()
