@@ -426,7 +426,9 @@ def restore(
         # what is byte for byte in the archive need not be uploaded again (not a cut segment)
         ArchiveRecord(store).mark_many(
             [
-                ArchivedSegment(w.seq, w.size, w.blake3, archive.url)
+                ArchivedSegment(
+                    w.seq, w.size, w.blake3, archive.url, w.last_commit_seq, run[0].instance_id
+                )
                 for w in written
                 if w.cut_bytes == 0
             ]

@@ -5,16 +5,22 @@ Each test names the harness that found the defect and what was wrong.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from pathlib import Path
 
 import pytest
 
 import walship
+from walship.backends.archive import ArchiveReadStore
+from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
-from walship.core.header import segment_name
+from walship.core.header import HEADER_SIZE, parse_segment_name, segment_name
 from walship.core.recovery import scan_store
+from walship.plugins.archive_record import RECORD_NAME
+from walship.restore import restore
 from walship.testing.faults import Fault, FaultyStore
 
 from .support import abandon
@@ -181,3 +187,259 @@ def test_close_reports_a_failure_no_call_has_reported() -> None:
     assert again.closed
     # leaving the with block added no second error on top of the append's
     assert not isinstance(info.value.__context__, walship.LogFailedError)
+
+
+# --- the numbering after retention (defect found while closing issue 6) ---------------------
+
+
+def _archived(store: SegmentStore, url: str, **options: object) -> walship.Log:
+    """A log that archives to ``url`` and keeps only what is not archived yet."""
+    return walship.open(
+        store=store,
+        entry_point_plugins=False,
+        archive={"url": url, "retries": {"attempts": 3, "backoff": 0.01}},
+        retention={"keep_local": "until_archived"},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _archive_url(tmp_path: Path, kind: str) -> str:
+    if kind == "memory":
+        return f"memory://walship-regressions-{secrets.token_hex(6)}"
+    return f"file://{tmp_path}/archive"
+
+
+def _flush(log: walship.Log) -> None:
+    assert log.archiver is not None and log.archiver.flush(timeout=30)
+
+
+def _die(log: walship.Log) -> None:
+    """The process dies: every thread stops, nothing is closed or synced."""
+    abandon(log)
+    if log.archiver is not None:
+        log.archiver.close()
+    log.store.unlock()
+
+
+def _torn(store: SegmentStore, name: str) -> None:
+    """Leave ``name`` as a creation torn by a crash: a header cut short."""
+    header = store.read(name, 0, HEADER_SIZE)
+    if isinstance(store, PosixStore):
+        os.truncate(Path(store.location) / name, 40)
+    else:
+        store.write_atomic(name, header[:40])
+
+
+def _restored_frames(url: str, where: Path) -> list[tuple[int, bytes]]:
+    """Every frame of the archive at ``url``, restored into ``where`` and read back; the
+    archive's chain must verify."""
+    assert scan_store(ArchiveReadStore(url)).ok
+    restore(url, where)
+    with walship.open(where, entry_point_plugins=False) as log:
+        return [(f.commit_seq, f.payload) for f in log.read()]
+
+
+def _local_segments(store: SegmentStore) -> list[int]:
+    return sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
+
+
+@pytest.mark.parametrize("kind", ["memory", "posix"])
+@pytest.mark.parametrize("how", ["close", "crash"])
+def test_numbering_goes_on_after_retention_removed_every_closed_segment(
+    tmp_path: Path, kind: str, how: str
+) -> None:
+    """Issue 6, item 7 (and wider than reported): once retention had removed every closed
+    segment, the active segment held no frame (it always does right after a rotation), so a
+    reopen (clean or after a crash) found no frame locally and started again at commit_seq 1,
+    reusing numbers the archive holds. Recovery now continues from the archive record."""
+    store: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
+    url = _archive_url(tmp_path, kind)
+    log = _archived(store, url)
+    assert log.append_batch([b"a", b"b", b"c"]) == [1, 2, 3]
+    log.rotate()
+    _flush(log)
+    assert _local_segments(store) == [2]
+    if how == "close":
+        log.close()
+    else:
+        _die(log)
+        if isinstance(store, MemoryStore):
+            store.crash()
+    log = _archived(store, url)
+    assert (log.last_seq, log.durable_seq) == (3, 3)
+    assert log.append(b"d") == 4
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert _restored_frames(url, tmp_path / "r") == [(1, b"a"), (2, b"b"), (3, b"c"), (4, b"d")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "posix"])
+def test_a_torn_creation_after_retention_continues_after_the_archive(
+    tmp_path: Path, kind: str
+) -> None:
+    """Issue 6, item 7: retention removed every closed segment and the active segment's creation
+    was torn (a header shorter than 64 bytes; recovery removes it): the log restarted at
+    segment 1 and commit_seq 1, with segment 1 chained to the archive's last segment. Now the
+    log continues in the next segment after the archived one, at the next commit_seq."""
+    store: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
+    url = _archive_url(tmp_path, kind)
+    log = _archived(store, url)
+    log.append_batch([b"a", b"b"])
+    log.rotate()
+    _flush(log)
+    _die(log)
+    if isinstance(store, MemoryStore):
+        store.crash()
+    _torn(store, segment_name(2))
+    log = _archived(store, url)
+    assert [r.segment for r in log.recovery.repairs] == [segment_name(2)]
+    assert log.recovery.continued_after == segment_name(1)
+    assert log.stats()["active_segment"] == segment_name(2)
+    assert log.append(b"c") == 3
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert _restored_frames(url, tmp_path / "r") == [(1, b"a"), (2, b"b"), (3, b"c")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "posix"])
+def test_a_failed_creation_after_retention_keeps_the_numbering(tmp_path: Path, kind: str) -> None:
+    """Issue 6, item 7, reached through a real sequence: retention removed segment 1, the empty
+    segment 2 was rotated and the creation of segment 3 failed half-way (a torn header); the
+    reopen removed segment 3, resumed the empty segment 2 and handed out commit_seq 1 again."""
+    inner: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
+    store = FaultyStore(inner)
+    url = _archive_url(tmp_path, kind)
+    log = _archived(store, url)
+    log.append_batch([b"a", b"b"])
+    log.rotate()
+    _flush(log)
+    store.arm(Fault("create", at=store.counts["create"] + 1, error="short"))
+    with pytest.raises(walship.LogFailedError):
+        log.rotate()
+    with pytest.raises(walship.LogFailedError):
+        log.close()
+    store.disarm()
+    if isinstance(inner, MemoryStore):
+        store.crash()
+    log = _archived(store, url)
+    assert [r.segment for r in log.recovery.repairs] == [segment_name(3)]
+    assert log.append(b"c") == 3
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert _restored_frames(url, tmp_path / "r") == [(1, b"a"), (2, b"b"), (3, b"c")]
+
+
+def test_a_sealed_segment_whose_successor_was_torn_is_never_appended_to(tmp_path: Path) -> None:
+    """Issue 6, item 7 (a neighbour): with every segment kept, a torn creation of segment 3 made
+    recovery resume segment 2 although it was archived; new frames went into it, the archive
+    skipped it (recorded already) and its copy no longer matched: the archive's chain broke, and
+    retention would later have removed frames that were never archived. The log now continues
+    in a new segment 3 after the sealed segment 2."""
+    store = PosixStore(tmp_path / "wal")
+    url = _archive_url(tmp_path, "posix")
+    options = {"url": url, "retries": {"attempts": 3, "backoff": 0.01}}
+    log = walship.open(store=store, entry_point_plugins=False, archive=options)
+    for i in range(2):
+        log.append(b"frame %d" % i)
+        log.rotate()
+    _flush(log)
+    log.close()
+    sealed = store.read(segment_name(2))
+    _torn(store, segment_name(3))
+    log = walship.open(store=store, entry_point_plugins=False, archive=options)
+    assert log.recovery.continued_after == segment_name(2)
+    assert log.append(b"frame 2") == 3
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert store.read(segment_name(2)) == sealed
+    assert scan_store(store).ok
+    assert [p for _, p in _restored_frames(url, tmp_path / "r")] == [
+        b"frame 0",
+        b"frame 1",
+        b"frame 2",
+    ]
+
+
+def test_a_lone_torn_segment_without_a_record_starts_a_fresh_log() -> None:
+    """Issue 6, item 7: without an archive record nothing is known before a torn segment: the
+    log starts fresh at segment 1 and commit_seq 1."""
+    store = MemoryStore()
+    store.write_atomic(segment_name(5), b"AEDB" + bytes(30))
+    log = _open(store)
+    assert log.stats()["active_segment"] == segment_name(1)
+    assert log.append(b"first") == 1
+    log.close()
+    assert _local_segments(store) == [1]
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_a_restored_log_keeps_its_numbering_after_retention(tmp_path: Path, torn: bool) -> None:
+    """Issue 6, item 7, on a restored directory: a restored log that archives to the same URL
+    drops its restored segments (recorded as archived by the restore); its reopen, clean or
+    with the active segment torn, continues after the archive."""
+    url = _archive_url(tmp_path, "posix")
+    with walship.open(tmp_path / "wal", entry_point_plugins=False, archive={"url": url}) as log:
+        for i in range(3):
+            log.append_batch([b"%d.%d" % (i, j) for j in range(4)])
+            log.rotate()
+        _flush(log)
+    restore(url, tmp_path / "restored")
+    store = PosixStore(tmp_path / "restored")
+    log = _archived(store, url)
+    _flush(log)
+    assert _local_segments(store) == [4]
+    log.close()
+    if torn:
+        _torn(store, segment_name(4))
+    log = _archived(store, url)
+    assert log.last_seq == 12
+    assert log.append(b"after") == 13
+    log.rotate()
+    _flush(log)
+    log.close()
+    frames = _restored_frames(url, tmp_path / "again")
+    assert [s for s, _ in frames] == list(range(1, 14)) and frames[-1][1] == b"after"
+
+
+def test_a_record_that_does_not_know_the_numbering_refuses_to_guess() -> None:
+    """Issue 6, item 7: a record written before walship kept the highest archived commit_seq
+    cannot tell where the numbering goes on when no local frame is left: the open refuses
+    with one line rather than start again at 1."""
+    store = MemoryStore()
+    url = f"memory://walship-regressions-{secrets.token_hex(6)}"
+    log = _archived(store, url)
+    log.append(b"a")
+    log.rotate()
+    _flush(log)
+    log.close()
+    doc = json.loads(store.read(RECORD_NAME))
+    del doc["last_commit_seq"]
+    for entry in doc["segments"]:
+        del entry["last_commit_seq"]
+    store.write_atomic(RECORD_NAME, json.dumps(doc).encode())
+    with pytest.raises(walship.LogCorruptError, match="does not say where") as e:
+        _archived(store, url)
+    assert "\n" not in str(e.value)
+
+
+def test_a_last_segment_shorter_than_its_archived_copy_is_refused(tmp_path: Path) -> None:
+    """Issue 6, item 7 (a neighbour): the last local segment is recorded as archived, but holds
+    fewer bytes than its archived copy (its successor is gone and its tail was cut). Appending
+    to it would fork the archived segment: the open refuses; ``salvage=True`` resumes it."""
+    store = PosixStore(tmp_path / "wal")
+    options = {"url": _archive_url(tmp_path, "posix")}
+    with walship.open(store=store, entry_point_plugins=False, archive=options) as log:
+        log.append_batch([b"x" * 30] * 3)
+        log.rotate()
+        _flush(log)
+    store.remove(segment_name(2))
+    size = store.size(segment_name(1))
+    os.truncate(Path(store.location) / segment_name(1), size - 10)
+    with pytest.raises(walship.LogCorruptError, match="differs from its archived copy"):
+        walship.open(store=store, entry_point_plugins=False, archive=options)
+    with walship.open(store=store, entry_point_plugins=False, salvage=True) as log:
+        assert log.last_seq == 3  # commit_seq 3 is in the archive: never handed out again

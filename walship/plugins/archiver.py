@@ -284,8 +284,11 @@ class Archiver:
                     with self._cond:
                         if self._closed:  # the log may be open elsewhere by now: record nothing
                             return False
+                    m = result.manifest
                     self.record.mark_archived(
-                        ArchivedSegment(seq, result.manifest.size, result.manifest.blake3, self.url)
+                        ArchivedSegment(
+                            seq, m.size, m.blake3, self.url, m.last_commit_seq, m.instance_id
+                        )
                     )
                     seconds = time.monotonic() - started
                     self._emit(
