@@ -19,7 +19,6 @@ will go. For every k of a whole archiving workload, and every way to fail:
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blake3 import blake3 as Blake3
 from s3server import MotoServer, S3Bucket, free_port, moto_endpoint, new_bucket, wait_until
 
 import walship
@@ -40,71 +38,15 @@ from walship.core.header import parse_segment_name, segment_name
 from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
 from walship.plugins.archive_record import ArchiveRecord
-from walship.plugins.hookspecs import hookimpl
 from walship.plugins.metrics import MetricsPlugin
 from walship.restore import restore
 
+from .archive_watch import Watch
 from .s3proxy import FaultProxy, Plan
 from .support import FIGURES, make_payload
 
 FRAMES = 6
 """Frames per segment of the workload."""
-
-
-class Watch:
-    """A plugin that records the archive hooks and checks every removal against the archive.
-
-    On ``segment_removed`` it reads the segment and its manifest straight from the server (not
-    through the proxy) and checks that they hold the bytes the segment had when it was closed.
-    """
-
-    def __init__(self, bucket: S3Bucket) -> None:
-        self.bucket = bucket
-        self.closed: dict[int, str] = {}
-        self.archived: list[int] = []
-        self.failed: list[tuple[int, int, str]] = []
-        self.removed: list[int] = []
-        self.violations: list[str] = []
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def segment_closed(self, segment: Any) -> None:
-        with self._lock:
-            self.closed[segment.segment_seq] = segment.blake3.hex()
-
-    @hookimpl
-    def segment_archived(self, segment_seq: int, blake3: str) -> None:
-        with self._lock:
-            self.archived.append(segment_seq)
-            if self.closed.get(segment_seq, blake3) != blake3:
-                self.violations.append(f"segment {segment_seq} archived with other bytes")
-
-    @hookimpl
-    def archive_failed(self, segment_seq: int, attempt: int, error: str) -> None:
-        with self._lock:
-            self.failed.append((segment_seq, attempt, error))
-            if not error or "\n" in error:
-                self.violations.append(f"archive_failed of {segment_seq}: error {error!r}")
-
-    @hookimpl
-    def segment_removed(self, segment_seq: int) -> None:
-        name = segment_name(segment_seq)
-        with self._lock:
-            self.removed.append(segment_seq)
-            if segment_seq not in self.archived:
-                self.violations.append(f"{name} removed before segment_archived")
-            expected = self.closed.get(segment_seq)
-        try:
-            data = self.bucket.get(name)
-            manifest = json.loads(self.bucket.get(manifest_name(segment_seq)))
-        except Exception as e:
-            self.violations.append(f"{name} removed locally, not in the archive: {e}")
-            return
-        digest = Blake3(data).hexdigest()
-        if manifest["blake3"] != digest or manifest["size"] != len(data):
-            self.violations.append(f"{name} removed, its archived copy does not verify")
-        if expected is not None and digest != expected:
-            self.violations.append(f"{name} removed, the archive holds other bytes")
 
 
 @dataclass
