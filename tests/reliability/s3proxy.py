@@ -15,7 +15,8 @@ wrong:
   forward; ``hold_after``: forward first, then wait, then answer.
 
 When the upstream cannot be reached (the server is stopped), the proxy closes the connection
-without an answer, as a dead endpoint would.
+without an answer, as a dead endpoint would. ``rewrite(method, path, body)`` may change the body
+of every answer (e.g. make a listing claim a huge object).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class FaultProxy:
     plan: Plan = field(default=lambda n, method, path: None)
     slow_seconds: float = 0.05
     late_seconds: float = 2.0
+    rewrite: Callable[[str, str, bytes], bytes] | None = None
     requests: list[Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
@@ -244,6 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "lost":
             return self._error(500, "InternalError", "injected: the answer was lost")
+        if owner.rewrite is not None:
+            status, headers, data = result
+            result = status, headers, owner.rewrite(self.command, self.path, data)
         if mode == "late":
             time.sleep(owner.late_seconds)
         if mode == "truncate" and (self.command == "HEAD" or len(result[2]) < 2):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import walship
-from walship.backends.archive import ArchiveReadStore
+from walship.backends.archive import ArchiveReadStore, manifest_name
+from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveNameError
 from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
@@ -443,3 +444,64 @@ def test_a_last_segment_shorter_than_its_archived_copy_is_refused(tmp_path: Path
         walship.open(store=store, entry_point_plugins=False, archive=options)
     with walship.open(store=store, entry_point_plugins=False, salvage=True) as log:
         assert log.last_seq == 3  # commit_seq 3 is in the archive: never handed out again
+
+
+# --- restore from a hostile bucket (test_hostile_bucket.py) ---------------------------------
+
+
+def _archive_of(tmp_path: Path, segments: int = 3) -> str:
+    url = f"file://{tmp_path}/archive"
+    with walship.open(tmp_path / "wal", entry_point_plugins=False, archive={"url": url}) as log:
+        for s in range(segments):
+            log.append_batch([b"%d.%d" % (s, i) for i in range(5)])
+            log.rotate()
+        _flush(log)
+    return url
+
+
+def _lie(tmp_path: Path, seq: int, **fields: object) -> None:
+    path = tmp_path / "archive" / manifest_name(seq)
+    doc = json.loads(path.read_bytes())
+    doc.update(fields)
+    path.write_text(json.dumps(doc))
+
+
+def test_restore_checks_every_claim_of_a_manifest(tmp_path: Path) -> None:
+    """Hostile-bucket harness: restore checked a manifest's size and BLAKE3 against its object
+    but trusted its commit range. A manifest claiming last_commit_seq 10**12 went into the
+    restored archive record, and the restored log went on at commit_seq 10**12 + 1."""
+    url = _archive_of(tmp_path)
+    _lie(tmp_path, 3, last_commit_seq=10**12)
+    with pytest.raises(ArchiveIntegrityError, match="last_commit_seq is 1000000000000") as e:
+        restore(url, tmp_path / "r")
+    assert e.value.segment == segment_name(3) and "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_point_in_time_restore_never_skips_a_segment_on_a_manifest_s_word(
+    tmp_path: Path,
+) -> None:
+    """Hostile-bucket harness: a point-in-time restore chose its segments by the manifests'
+    commit ranges without reading the segments it left out. Segment 2's manifest claiming
+    1000..1004 made ``to_seq=7`` restore only 1..5 and report success: frames 6 and 7, in the
+    archive, were silently missing. Every segment the plan leaves out on its manifest's word
+    is now downloaded and checked."""
+    url = _archive_of(tmp_path)
+    _lie(tmp_path, 2, first_commit_seq=1000, last_commit_seq=1004)
+    with pytest.raises(ArchiveIntegrityError, match="first_commit_seq is 1000"):
+        restore(url, tmp_path / "r", to_seq=7)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_absolute_object_name_in_s3_is_refused(tmp_path: Path) -> None:
+    """Hostile-bucket harness: a key ``<prefix>//abs/path`` (an object name starting with
+    ``/``) was listed by s3fs as a directory with the prefix's own name and skipped silently,
+    although the archive promises to refuse absolute names. It is now refused, named."""
+    from s3server import moto_endpoint, new_bucket
+
+    bucket = new_bucket(moto_endpoint())
+    bucket.put("/abs/path", b"hostile")
+    with pytest.raises(ArchiveNameError, match="absolute path"):
+        restore(bucket.url, tmp_path / "r", storage_options=bucket.storage_options)
+    with pytest.raises(ArchiveNameError, match="absolute path"):
+        scan_store(ArchiveReadStore(bucket.url, bucket.storage_options))

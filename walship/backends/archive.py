@@ -726,9 +726,15 @@ class ArchiveStore:
             self.fs.invalidate_cache(self.root)  # never answer a later lookup from this LIST
         prefix = self.root + "/"
         for e in entries:
-            full = str(e.get("name", "")).rstrip("/")
+            raw = str(e.get("name", ""))
+            full = raw.rstrip("/")
             if not full.startswith(prefix):
                 if full == self.root:
+                    if e.get("type") == "directory" and raw.endswith("/"):
+                        # S3 lists keys "<prefix>//..." as a directory with an empty name
+                        listing.rejected.append(
+                            ("/", "object '/...' refused: not a plain name (an absolute path)")
+                        )
                     continue
                 listing.rejected.append((full, f"object {full!r} refused: outside {self.url}"))
                 continue
