@@ -505,3 +505,68 @@ def test_an_absolute_object_name_in_s3_is_refused(tmp_path: Path) -> None:
         restore(bucket.url, tmp_path / "r", storage_options=bucket.storage_options)
     with pytest.raises(ArchiveNameError, match="absolute path"):
         scan_store(ArchiveReadStore(bucket.url, bucket.storage_options))
+
+
+# --- credentials and storage-library errors (test_credentials.py) ---------------------------
+
+
+def test_the_archive_settings_repr_hides_the_storage_options() -> None:
+    """Credentials harness: ``repr(log.archiver.settings)`` printed every storage option, keys
+    and secrets included (the config's own model hid them, the log's did not)."""
+    from walship.plugins.archiver import ArchiveSettings
+
+    settings = ArchiveSettings.from_mapping(
+        {"url": "https://user:pass-word-1@host/wal", "storage_options": {"secret": "sec-ret-2"}}
+    )
+    assert "sec-ret-2" not in repr(settings) and "pass-word-1" not in repr(settings)
+    assert "sec-ret-2" not in str(settings) and "user:***@host" in repr(settings)
+
+
+def test_a_password_in_the_archive_url_is_redacted(tmp_path: Path) -> None:
+    """Credentials harness: the archive URL, password and all, went into ``log.stats()``, every
+    ``archive_failed`` error, the archiver's log lines and the archive record."""
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://walship:pass-word-3@127.0.0.1:{port}/wal"
+    log = walship.open(
+        tmp_path / "wal",
+        entry_point_plugins=False,
+        archive={"url": url, "retries": {"attempts": 1}},
+    )
+    log.append(b"one")
+    log.rotate()
+    assert log.archiver is not None and not log.archiver.flush(timeout=30)
+    text = json.dumps(log.stats()) + json.dumps(log.archiver.stalled()) + repr(log.archiver)
+    log.close()
+    assert "pass-word-3" not in text and f"walship:***@127.0.0.1:{port}" in text
+
+
+def test_an_unreachable_endpoint_is_an_os_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials harness: ``walship verify s3://...`` (and ``restore``, ``inspect``) against
+    an endpoint that does not answer died with botocore's ``EndpointConnectionError`` and a
+    traceback: it is not an ``OSError``, and s3fs lets it through. The archive now turns
+    errors of the storage libraries into ``OSError`` (one line on the command line)."""
+    from click.testing import CliRunner
+    from s3server import FAKE_ENV, free_port
+
+    from walship.cli import build_cli
+
+    for k, v in FAKE_ENV.items():
+        monkeypatch.setenv(k, v)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    options = {"endpoint_url": endpoint, "config_kwargs": {"retries": {"total_max_attempts": 1}}}
+    with pytest.raises(OSError, match="EndpointConnectionError"):
+        restore("s3://walship-nowhere/wal", tmp_path / "r", storage_options=options)
+    result = CliRunner().invoke(
+        build_cli(),
+        ["verify", "s3://walship-nowhere/wal", "-o", f"endpoint_url={endpoint}"],
+        prog_name="walship",
+    )
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    [line] = result.stderr.splitlines()
+    assert line.startswith("walship: error: EndpointConnectionError")

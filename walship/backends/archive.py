@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 
 import fsspec
 from blake3 import blake3 as Blake3
@@ -72,6 +73,70 @@ MANIFEST_VERSION = 1
 _CHUNK = 1024 * 1024
 _MAX_NAME = 100
 _MEMORY_LOCK = threading.Lock()  # fsspec's memory store is one global dict
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+_SECRET_OPTION = ("key", "secret", "token", "password", "passw", "credential", "auth")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of a ``scheme://user:password@host/...`` replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+
+
+def _secret_values(url: str, storage_options: Mapping[str, Any]) -> list[str]:
+    """The credentials in ``url`` and ``storage_options`` (string values of keys that look
+    secret, at any depth), longest first."""
+    found: list[str] = []
+    netloc = url.partition("://")[2].partition("/")[0]
+    if "@" in netloc:
+        password = netloc.rpartition("@")[0].partition(":")[2]
+        if password:
+            found.append(password)
+
+    def walk(options: Mapping[str, Any]) -> None:
+        for k, v in options.items():
+            if isinstance(v, Mapping):
+                walk(v)
+            elif isinstance(v, str) and len(v) >= 4 and any(s in k.lower() for s in _SECRET_OPTION):
+                found.append(v)
+
+    walk(storage_options)
+    return sorted(set(found), key=len, reverse=True)
+
+
+_STORAGE_LIBRARIES = frozenset(
+    {"botocore", "aiobotocore", "aiohttp", "s3fs", "urllib3", "requests", "gcsfs", "google"}
+    | {"adlfs", "azure", "paramiko", "fsspec"}
+)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _storage_errors(method: _F) -> _F:
+    """Errors of the libraries under fsspec that are not ``OSError`` (botocore's
+    ``EndpointConnectionError``, aiohttp's connection errors, ...) become ``OSError(EIO)``,
+    credentials redacted: every caller of the archive handles ``OSError`` as "the store
+    failed", and nothing else from below leaks out as a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: ArchiveStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, ArchiveError):
+            raise
+        except Exception as e:
+            if type(e).__module__.partition(".")[0] not in _STORAGE_LIBRARIES:
+                raise
+            raise OSError(errno.EIO, self.redact(f"{type(e).__name__}: {e}")) from e
+
+    return cast(_F, wrapper)
 
 
 # --- names ----------------------------------------------------------------------------------
@@ -447,7 +512,8 @@ class ArchiveStore:
             _zstd()
         if not url:
             raise ArchiveError("the archive URL is empty")
-        self.url = url.rstrip("/") or url
+        self.url = redact_url(url.rstrip("/") or url)  # shown in messages, stats, events
+        self._secrets = _secret_values(url, storage_options or {})
         self.compression = compression
         self.max_object_bytes = max_object_bytes
         try:
@@ -470,6 +536,13 @@ class ArchiveStore:
     def __repr__(self) -> str:
         return f"ArchiveStore({self.url!r}, compression={self.compression!r})"
 
+    def redact(self, text: str) -> str:
+        """``text`` without any credential of this archive (URL password, secret storage
+        options), for messages built from errors of the libraries below."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def path(self, name: str) -> str:
         """The fsspec path of object ``name`` (validated first)."""
         parse_object_name(name)
@@ -480,6 +553,7 @@ class ArchiveStore:
 
     # --- low-level object I/O -----------------------------------------------------------
 
+    @_storage_errors
     def _create(self, name: str, data: bytes) -> None:
         """Create object ``name`` whole or not at all. Raises ``FileExistsError`` if it exists."""
         path = self.path(name)
@@ -513,6 +587,7 @@ class ArchiveStore:
                     if self.fs.exists(tmp):
                         self.fs.rm_file(tmp)
 
+    @_storage_errors
     def _read_small(self, name: str, limit: int) -> bytes | None:
         """Object ``name`` (at most ``limit + 1`` bytes read), or ``None`` if it is absent."""
         # a ranged GET: one request, no HEAD and no LIST (which open() would add on S3)
@@ -525,6 +600,7 @@ class ArchiveStore:
                 return b""  # S3 answers a range on an empty object with 416
             raise
 
+    @_storage_errors
     def _digest(
         self, name: str, compression: str, max_stored: int, max_raw: int, keep: bool
     ) -> _Digest:
@@ -709,6 +785,7 @@ class ArchiveStore:
                 manifest = other
         return PutResult(manifest, uploaded, self.object_url(manifest.object))
 
+    @_storage_errors
     def list(self) -> ArchiveListing:
         """One LIST of the archive prefix, every name validated (see :class:`ArchiveListing`).
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from walship.backends.archive import ArchiveStore
+from walship.backends.archive import ArchiveStore, redact_url
 from walship.backends.archive_errors import ArchiveError
 from walship.backends.base import SegmentStore
 from walship.core.header import segment_name
@@ -57,11 +57,15 @@ class ArchiveSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str = Field(min_length=1)
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)  # credentials
     workers: int = Field(default=4, ge=1, le=256)
     compression: Literal["none", "zstd"] = "none"
     retries: RetrySettings = RetrySettings()
     lag_warning: int = Field(default=64, ge=1)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value  # no URL password
 
     @classmethod
     def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:
@@ -302,6 +306,7 @@ class Archiver:
                     )
             except Exception as e:
                 error = f"{type(e).__name__}: {e}" if not isinstance(e, ArchiveError) else str(e)
+                error = self.archive.redact(error)
                 p.attempts += 1
                 p.last_error = error
                 self.counters["failed_attempts"] += 1
