@@ -125,8 +125,11 @@ def exercise(log: walship.Log, errors: Errors) -> list[tuple[str, str]]:
     return said
 
 
-def test_storage_options_never_show(tmp_path: Path, records: list[logging.LogRecord]) -> None:
+def test_storage_options_never_show(
+    tmp_path: Path, records: list[logging.LogRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A working archive (moto), then a dead endpoint: the same credentials throughout."""
+    monkeypatch.setattr("s3fs.S3FileSystem.retries", 1)  # s3fs's own retries: quick
     bucket = new_bucket(moto_endpoint())
     for endpoint, works in (
         (bucket.server.endpoint, True),

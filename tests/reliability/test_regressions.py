@@ -558,13 +558,21 @@ def test_an_unreachable_endpoint_is_an_os_error_not_a_traceback(
 
     for k, v in FAKE_ENV.items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setattr("s3fs.S3FileSystem.retries", 1)  # s3fs's own retries: quick
     endpoint = f"http://127.0.0.1:{free_port()}"
     options = {"endpoint_url": endpoint, "config_kwargs": {"retries": {"total_max_attempts": 1}}}
     with pytest.raises(OSError, match="EndpointConnectionError"):
         restore("s3://walship-nowhere/wal", tmp_path / "r", storage_options=options)
     result = CliRunner().invoke(
         build_cli(),
-        ["verify", "s3://walship-nowhere/wal", "-o", f"endpoint_url={endpoint}"],
+        [
+            "verify",
+            "s3://walship-nowhere/wal",
+            "-o",
+            f"endpoint_url={endpoint}",
+            "-o",
+            "config_kwargs={retries: {total_max_attempts: 1}}",
+        ],
         prog_name="walship",
     )
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)

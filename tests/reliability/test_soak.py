@@ -295,7 +295,7 @@ def test_soak_with_archive_and_retention(tmp_path: Path, keep_local: str) -> Non
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("keep_local", ["until_archived", "last:3"])
 def test_soak_with_archive_and_retention_long(tmp_path: Path, keep_local: str) -> None:
-    soak(tmp_path / "wal", 120, bucket=new_bucket(moto_endpoint()), keep_local=keep_local)
+    soak(tmp_path / "wal", 90, bucket=new_bucket(moto_endpoint()), keep_local=keep_local)
 
 
 @pytest.mark.slow
