@@ -31,7 +31,7 @@ import pytest
 from s3server import S3Bucket, free_port, moto_endpoint, new_bucket
 
 import walship
-from walship.config import load_config
+from walship.config import load_config, validate_config
 from walship.errors import WalshipError
 from walship.plugins.archive_record import ArchiveRecord
 from walship.plugins.hookspecs import hookimpl
@@ -229,6 +229,13 @@ def test_a_config_with_expanded_credentials(
     assert cfg.archive is not None and cfg.archive.storage_options["secret"] == SECRET
     assert_clean("repr(config)", repr(cfg))
     assert_clean("str(config)", str(cfg))
+    with_password = validate_config(
+        {"archive": {"url": "sftp://walship:${WALSHIP_TEST_PASSWORD}@127.0.0.1/wal"}},
+        source="inline",
+        env={"WALSHIP_TEST_PASSWORD": PASSWORD},
+    )
+    assert with_password.archive is not None and PASSWORD in with_password.archive.url
+    assert_clean("repr(config with a URL password)", repr(with_password) + str(with_password))
     log = walship.open(config=config)
     said = exercise(log, Errors())
     log.close()

@@ -522,6 +522,17 @@ def test_the_archive_settings_repr_hides_the_storage_options() -> None:
     assert "sec-ret-2" not in str(settings) and "user:***@host" in repr(settings)
 
 
+def test_the_config_repr_hides_an_archive_url_password() -> None:
+    """Credentials harness: ``repr(config)`` showed the password of an archive URL
+    (``sftp://user:${PASSWORD}@host/...``), although its error messages hid it."""
+    from walship.config import validate_config
+
+    cfg = validate_config(
+        {"archive": {"url": "sftp://user:${P}@host/wal"}}, source="x", env={"P": "pass-word-4"}
+    )
+    assert "pass-word-4" not in repr(cfg) + str(cfg) and "<hidden>@host" in repr(cfg)
+
+
 def test_a_password_in_the_archive_url_is_redacted(tmp_path: Path) -> None:
     """Credentials harness: the archive URL, password and all, went into ``log.stats()``, every
     ``archive_failed`` error, the archiver's log lines and the archive record."""
