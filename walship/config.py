@@ -305,6 +305,10 @@ class ArchiveConfig(_Section):
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
     lag_warning: Annotated[int, _integer(1, limits.MAX_LAG_WARNING)] = 64
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, _without_userinfo(value) if name == "url" else value  # no password
+
 
 class RetentionConfig(_Section):
     """``retention:``: which closed local segments may be removed (archived ones only)."""
@@ -494,6 +498,14 @@ def _sensitive(loc: Loc) -> bool:
     return any(isinstance(p, str) and (p in _HIDDEN_UNDER or _SECRET_KEY.search(p)) for p in loc)
 
 
+def _without_userinfo(url: str) -> str:
+    """``scheme://user:password@host/...`` as ``scheme://<hidden>@host/...``."""
+    if "://" in url and "@" in url.split("://", 1)[1]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://<hidden>@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
 def _show(loc: Loc, value: object, refs: Mapping[Loc, str]) -> str:
     """The value as it may appear in a message: never a secret."""
     if _sensitive(loc):
@@ -505,9 +517,8 @@ def _show(loc: Loc, value: object, refs: Mapping[Loc, str]) -> str:
         return "{...}"  # its keys or values may be secret; the path says where it is
     if isinstance(value, (list, tuple)):
         return "[...]"
-    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
-        scheme, rest = value.split("://", 1)
-        value = f"{scheme}://<hidden>@{rest.rsplit('@', 1)[1]}"
+    if isinstance(value, str):
+        value = _without_userinfo(value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

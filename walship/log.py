@@ -220,7 +220,12 @@ class Log:
             if anchor is None:
                 anchor = self._record.anchor_for(first_local_seq(store))
             recovered = recover(
-                store, instance_id=instance_id, anchor=anchor, salvage=salvage, clock=self.clock
+                store,
+                instance_id=instance_id,
+                anchor=anchor,
+                salvage=salvage,
+                clock=self.clock,
+                base=self._record.chain_base(),  # numbering goes on after the archive
             )
             self.recovery: RecoveryReport = recovered.report
             if recovered.report.repairs or recovered.report.salvaged:
@@ -252,7 +257,7 @@ class Log:
                 self._manager.sync()
                 store.sync_dir()
             else:
-                self._open_segment(1, anchor)
+                self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
         except BaseException:
             if recovered is not None and recovered.active is not None:
                 recovered.active.file.close()

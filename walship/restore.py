@@ -37,7 +37,12 @@ from typing import Any
 
 from blake3 import blake3 as Blake3
 
-from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
+from walship.backends.archive import (
+    ArchiveListing,
+    ArchiveStore,
+    SegmentManifest,
+    describe_segment,
+)
 from walship.backends.archive_errors import (
     ArchiveIntegrityError,
     ArchiveMissingError,
@@ -177,17 +182,38 @@ def _check_run(
     return run
 
 
+_CLAIMS = (
+    "instance_id",
+    "prev_segment_hash",
+    "created_at_micros",
+    "frame_count",
+    "first_commit_seq",
+    "last_commit_seq",
+    "first_timestamp_micros",
+    "last_timestamp_micros",
+)
+"""What a manifest says of its segment besides size and BLAKE3: restore plans with these."""
+
+
 def _fetch_verified(archive: ArchiveStore, m: SegmentManifest) -> bytes:
-    """Segment ``m``'s raw bytes: size and BLAKE3 as its manifest says, header consistent."""
+    """Segment ``m``'s raw bytes: size and BLAKE3 as its manifest says, every frame valid, and
+    every other claim of the manifest (header fields, frame count, commit_seq and timestamp
+    range) true of the bytes."""
     data = archive.get(m)
     try:
-        header = SegmentHeader.decode(data, m.name, m.segment_seq)
+        SegmentHeader.decode(data, m.name, m.segment_seq)
     except SegmentHeaderError as e:
         raise ArchiveIntegrityError(str(e), m.name) from None
-    if header.prev_segment_hash != m.prev_segment_hash or header.instance_id != m.instance_id:
-        raise ArchiveIntegrityError(
-            f"{m.name}: its header does not match its manifest (prev hash or instance_id)", m.name
-        )
+    actual = describe_segment(m.name, data)  # ArchiveIntegrityError: a frame is damaged
+    for claim in _CLAIMS:
+        said, found = getattr(m, claim), getattr(actual, claim)
+        if said != found:
+            shown = (lambda v: v.hex()[:16] + "...") if isinstance(said, bytes) else repr
+            raise ArchiveIntegrityError(
+                f"manifest {archive.object_url(m.manifest_object)} does not match its segment: "
+                f"{claim} is {shown(said)}, the segment says {shown(found)}",
+                m.name,
+            )
     return data
 
 
@@ -325,6 +351,8 @@ def restore(
     # which segments, and which one is cut
     last_seq = seqs[-1]
     cut: int | None = None
+    passed: list[SegmentManifest] = []
+    """Segments the plan left out on their manifests' word (their range): checked too."""
     if to_seq is not None or to_micros is not None:
         last_seq = -1
         reached: int | None = None  # the last commit_seq of the segments taken so far
@@ -337,6 +365,7 @@ def restore(
                     last_seq = s
                 break
             if not m.frame_count:
+                passed.append(m)
                 continue
             assert m.first_commit_seq is not None and m.last_commit_seq is not None
             assert m.first_timestamp_micros is not None and m.last_timestamp_micros is not None
@@ -348,12 +377,16 @@ def restore(
                 starts_after = m.first_timestamp_micros > to_micros
                 ends_after = m.last_timestamp_micros > to_micros
             if starts_after:
+                passed.append(m)
                 break
+            passed.clear()
             last_seq = s
             reached = m.last_commit_seq
             if ends_after:
                 cut = s
                 break
+        if to_seq is not None and reached == to_seq:
+            passed.clear()  # the target frame itself is restored: nothing later can be needed
         if last_seq < 0:
             what = (
                 f"commit_seq {to_seq}"
@@ -366,6 +399,10 @@ def restore(
             )
     run = _check_run(archive, listing, manifests, seqs[0], last_seq)
     _check_objects(archive, listing, run)
+    if passed:  # a lie there could drop frames at or before the target: download and check
+        _check_objects(archive, listing, passed)
+        for m in passed:
+            _fetch_verified(archive, m)
 
     total_bytes = sum(m.size for m in run)
     staging = target.parent / f".{target.name}.walship-restore-{secrets.token_hex(4)}"
@@ -426,7 +463,9 @@ def restore(
         # what is byte for byte in the archive need not be uploaded again (not a cut segment)
         ArchiveRecord(store).mark_many(
             [
-                ArchivedSegment(w.seq, w.size, w.blake3, archive.url)
+                ArchivedSegment(
+                    w.seq, w.size, w.blake3, archive.url, w.last_commit_seq, run[0].instance_id
+                )
                 for w in written
                 if w.cut_bytes == 0
             ]

@@ -136,4 +136,6 @@ def abandon(log: Log) -> None:
     """
     log._stop.set()
     log._maintenance.join()
+    if log.archiver is not None:
+        log.archiver.close()
     log._events.stop()

@@ -1,22 +1,34 @@
 """Hostile input: fuzz the frame decoder, the header decoder, segment names and recovery.
 
 Random bytes and mutated valid data (bit flips, overwritten bytes, cuts, insertions, hostile
-frame lengths, segments renamed, dropped, swapped, huge sequence numbers, junk files) must only
-ever raise walship's own errors, never return a damaged frame as data, never hang, and never
-allocate more than the 64 MiB frame limit because a length field says so. Recovery runs on a
-memory store and on a real directory, with and without ``salvage``.
+frame lengths, segments renamed, dropped, swapped, huge sequence numbers, junk files, an archive
+record that is garbage or lies about hashes, commit_seqs and instance_ids) must only ever raise
+walship's own errors, never return a damaged frame as data, never hang, and never allocate more
+than the 64 MiB frame limit because a length field says so. Recovery runs on a memory store and
+on a real directory, with and without ``salvage``.
+
+``walship verify`` runs on the same hostile directories (click's runner; a few through the
+installed script): exit 0 when the scan is clean, 1 with every problem listed (text and
+``--json``), 2 only with one ``walship: error:`` line when there is no segment at all or the
+archive record is invalid; never a traceback, never another exit status.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3 as Blake3
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,12 +36,14 @@ import walship
 from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
+from walship.cli import build_cli
 from walship.core import frame as framing
 from walship.core.frame import MAX_FRAME_LENGTH, FrameReader, encode
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
-from walship.core.recovery import scan_store
+from walship.core.recovery import ProblemKind, scan_store
 from walship.core.rotation import ManualClock
 from walship.errors import FrameError, SegmentHeaderError, WalshipError
+from walship.plugins.archive_record import RECORD_NAME, load_anchor
 
 from .support import FIGURES, make_payload
 
@@ -189,7 +203,58 @@ extra_files = st.lists(
 )
 
 
-def hostile_files(plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]]) -> dict[str, bytes]:
+BASE_HASHES = {parse_segment_name(n): Blake3(d).hexdigest() for n, d in BASE_FILES.items()}
+
+
+def record_doc(
+    entries: list[tuple[int, bool, int | None, int | None]], last: int | None, removed: int
+) -> bytes:
+    """An archive record: each entry (seq, true hash?, last_commit_seq, instance_id)."""
+    return json.dumps(
+        {
+            "format": "walship-archive-record",
+            "version": 1,
+            "checkpoint": None,
+            "removed_through": removed,
+            "last_commit_seq": last,
+            "segments": [
+                {
+                    "segment_seq": seq,
+                    "size": 100,
+                    "blake3": BASE_HASHES.get(seq, "ab" * 32) if true else "cd" * 32,
+                    "url": "memory://elsewhere",
+                    "last_commit_seq": last_seq,
+                    "instance_id": instance,
+                }
+                for seq, true, last_seq, instance in entries
+            ],
+        }
+    ).encode()
+
+
+record_strategy = st.one_of(
+    st.none(),
+    st.binary(max_size=60),
+    st.builds(
+        record_doc,
+        st.lists(
+            st.tuples(
+                st.integers(0, 8),
+                st.booleans(),
+                st.none() | st.integers(0, 30),
+                st.none() | st.just(7) | st.integers(0, 2**63),
+            ),
+            max_size=4,
+        ),
+        st.none() | st.integers(0, 30),
+        st.integers(0, 8),
+    ),
+)
+
+
+def hostile_files(
+    plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]], record: bytes | None = None
+) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for name, plan in zip(BASE_NAMES, plans, strict=False):
         data = BASE_FILES[name]
@@ -205,12 +270,15 @@ def hostile_files(plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]]) 
             data = plan[1]
         files[name] = data
     files.update(extra)
+    if record is not None:
+        files[RECORD_NAME] = record
     return files
 
 
-def check_recovery(store: SegmentStore) -> None:
+def check_recovery(store: SegmentStore, record: bool = False) -> None:
     """scan_store never raises; an open raises only WalshipError; an opened log returns only
-    true frames, in order, and appends after them."""
+    true frames, in order, and appends after them (with a record: maybe after the commit_seq
+    the record says the archive holds, never before)."""
     FIGURES["fuzz.cases"] += 1
     scan_store(store)
     for salvage in (False, True):
@@ -225,25 +293,87 @@ def check_recovery(store: SegmentStore) -> None:
             assert seqs == sorted(set(seqs)), "frames out of order"
             for f in frames:
                 assert BASE_PAYLOADS.get(f.commit_seq) == f.payload, "a damaged frame came back"
-            assert log.append(b"after") == (seqs[-1] + 1 if seqs else log.last_seq)
+            last = log.last_seq
+            assert last == (seqs[-1] if seqs else 0) or (record and last > (seqs or [0])[-1])
+            assert log.append(b"after") == last + 1
         finally:
             log.close()
         if not salvage:
             break  # opened (and maybe repaired) without salvage: nothing left to salvage
 
 
-def recover_memory(plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]]) -> None:
+def recover_memory(
+    plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]], record: bytes | None
+) -> None:
     store = MemoryStore()
-    for name, data in hostile_files(plans, extra).items():
+    for name, data in hostile_files(plans, extra, record).items():
         store.write_atomic(name, data)
-    check_recovery(store)
+    check_recovery(store, record is not None)
 
 
-def recover_posix(plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]]) -> None:
+def recover_posix(
+    plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]], record: bytes | None
+) -> None:
     with tempfile.TemporaryDirectory() as d:
-        for name, data in hostile_files(plans, extra).items():
+        for name, data in hostile_files(plans, extra, record).items():
             (Path(d) / name).write_bytes(data)
-        check_recovery(PosixStore(d))
+        check_recovery(PosixStore(d), record is not None)
+
+
+# --- walship verify -------------------------------------------------------------------------
+
+CLI = build_cli()
+
+
+def expected_verify(directory: str) -> tuple[int, int]:
+    """(exit status, problems) that ``walship verify`` owes for ``directory``."""
+    store = PosixStore(directory)
+    if not any(parse_segment_name(n) is not None for n in store.list_names()):
+        return 2, 0
+    try:
+        anchor = load_anchor(store)
+    except WalshipError:
+        return 2, 0
+    scan = scan_store(store, anchor=anchor)
+    return (0 if scan.ok else 1), len(scan.problems)
+
+
+def check_verify_output(code: int, out: str, err: str, as_json: bool, expected: int) -> None:
+    assert "Traceback" not in out + err
+    if code == 2:
+        assert out == "" and len(err.splitlines()) == 1 and err.startswith("walship: error: ")
+        return
+    if as_json:
+        doc = json.loads(out)
+        assert doc["ok"] is (code == 0) and len(doc["problems"]) == expected
+        for p in doc["problems"]:
+            assert p["kind"] in {k.value for k in ProblemKind}
+            assert "\n" not in p["detail"] and isinstance(p["offset"], int) and p["file"]
+    else:
+        lines = out.splitlines()
+        listed = [line for line in lines if ": offset " in line]
+        assert len(listed) == expected
+        summary = [line for line in lines if line.startswith(("ok: ", "DAMAGED: "))]
+        assert len(summary) == 1 and summary[0].startswith("ok: " if code == 0 else "DAMAGED: ")
+
+
+def verify_cli(
+    plans: list[tuple[Any, ...]], extra: list[tuple[str, bytes]], record: bytes | None
+) -> None:
+    FIGURES["fuzz.cases"] += 1
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in hostile_files(plans, extra, record).items():
+            (Path(d) / name).write_bytes(data)
+        status, problems = expected_verify(d)
+        FIGURES[f"fuzz.verify_exit_{status}"] += 1
+        for as_json in (False, True):
+            args = ["verify", d, *(["--json"] if as_json else [])]
+            result = CliRunner().invoke(CLI, args, prog_name="walship")
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                result.exception
+            )
+            assert result.exit_code == status, (result.exit_code, result.output)
+            check_verify_output(status, result.stdout, result.stderr, as_json, problems)
 
 
 plans_strategy = st.lists(file_plan, min_size=len(BASE_NAMES), max_size=len(BASE_NAMES))
@@ -266,8 +396,9 @@ TARGETS: list[tuple[str, Any, tuple[Any, ...], int]] = [
         10_000,
     ),
     ("names", check_name, (st.text(max_size=40) | seq_strategy.map(segment_name),), 10_000),
-    ("recover_memory", recover_memory, (plans_strategy, extra_files), 25_000),
-    ("recover_posix", recover_posix, (plans_strategy, extra_files), 10_000),
+    ("recover_memory", recover_memory, (plans_strategy, extra_files, record_strategy), 20_000),
+    ("recover_posix", recover_posix, (plans_strategy, extra_files, record_strategy), 8_000),
+    ("verify_cli", verify_cli, (plans_strategy, extra_files, record_strategy), 7_000),
 ]
 assert sum(t[3] for t in TARGETS) == 100_000
 
@@ -337,3 +468,40 @@ def test_hostile_length_allocates_within_the_frame_limit(length: int, tmp_path: 
     assert peak_bytes(real_file) < (
         small if length > MAX_FRAME_LENGTH else MAX_FRAME_LENGTH + small
     )
+
+
+# --- walship verify as the installed script -------------------------------------------------
+
+WALSHIP = Path(sys.executable).parent / "walship"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_verify_script_on_hostile_directories(tmp_path: Path, seed: int) -> None:
+    """The installed ``walship`` script on a few hostile directories: the same exit statuses
+    and listings as in-process, never a traceback."""
+    import random
+
+    rng = random.Random(seed)
+    plans: list[tuple[Any, ...]] = []
+    for _ in BASE_NAMES:
+        roll = rng.random()
+        if roll < 0.5:
+            plans.append(("keep",))
+        elif roll < 0.8:
+            plans.append(("mutate", [("flip", rng.randrange(10**6), rng.randrange(8))]))
+        else:
+            plans.append(("drop",))
+    record = [None, b"{not json", None, record_doc([(2, False, 9, 7)], 9, 0)][seed]
+    for name, data in hostile_files(plans, [], record).items():
+        (tmp_path / name).write_bytes(data)
+    status, problems = expected_verify(str(tmp_path))
+    for as_json in (False, True):
+        proc = subprocess.run(
+            [str(WALSHIP), "verify", str(tmp_path), *(["--json"] if as_json else [])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning:walship"},
+        )
+        assert proc.returncode == status, proc.stderr
+        check_verify_output(status, proc.stdout, proc.stderr, as_json, problems)

@@ -2,17 +2,26 @@
 
 The memory store models a disk: it knows which bytes were synced, and ``crash()`` drops the rest,
 tearing the last write (a prefix survives, maybe followed by garbage). For random sequences of
-appends, batches, syncs, forced, size and age rotations and clean reopens, under each durability:
+appends, batches, syncs, forced, size and age rotations, checkpoints and clean reopens, under each
+durability, with and without an archive (``memory://``) and retention (``until_archived``,
+``last:1``):
 
 * every frame up to the ``durable_seq`` the log reported survives with its payload;
 * frames that were not durable vanish cleanly: what comes back is ``1..M`` without a gap, each
   frame exactly as appended, and nothing invented;
 * recovery never raises on a torn tail, keeps every cut byte in a side file, and leaves a log
-  whose chain verifies and whose commit_seq continues at ``M + 1``.
+  whose chain verifies and whose commit_seq continues at ``M + 1`` (also when retention removed
+  every closed segment: the numbering goes on after the archive);
+* a checkpoint is durable when ``checkpoint()`` returns: a reopen after any crash knows it;
+* retention removes a segment only once it is archived (its bytes are in the archive) and, when
+  a checkpoint is set, only when every frame in it is at or below the checkpoint; the local
+  segments stay one contiguous run, and the frames ``1..M`` are the archived ones below the
+  first local segment followed by the local ones.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +30,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import walship
+from walship.backends.archive import ArchiveStore
 from walship.backends.memory import MemoryStore
+from walship.core import frame as framing
+from walship.core.frame import Frame
+from walship.core.header import HEADER_SIZE, parse_segment_name, segment_name
 from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
 
 from .support import FIGURES, Ledger, abandon, check_frames, make_payload, snapshot
 
 DURABILITIES = ("always", "interval", "none")
+RETENTIONS = (None, "until_archived", "last:1")
+"""``None``: no archive; else archive to ``memory://`` and keep only this locally."""
 
 op_strategy = st.one_of(
     st.tuples(st.just("append"), st.integers(0, 120)),
@@ -36,6 +51,7 @@ op_strategy = st.one_of(
     st.tuples(st.just("rotate")),
     st.tuples(st.just("advance")),
     st.tuples(st.just("reopen")),
+    st.tuples(st.just("checkpoint"), st.floats(0, 1)),
 )
 garbage_strategy = st.one_of(
     st.just(b""),
@@ -58,14 +74,33 @@ class Run:
 
     durability: str
     max_segment_bytes: int
+    keep_local: str | None = None
     store: MemoryStore = field(default_factory=MemoryStore)
     clock: ManualClock = field(default_factory=ManualClock)
     ledger: Ledger = field(default_factory=Ledger)
     log: Any = None
     n: int = 0
     cut_bytes: int = 0
+    url: str | None = None
+    """The archive (shared by every copy of this disk)."""
+    archiving: bool = True
+    """Open with the archive and retention (a copy of a disk replayed alone does not: the
+    original went on archiving a future the copy never had)."""
+    checkpoint: int | None = None
+    """The last checkpoint a ``checkpoint()`` call returned from."""
+    local: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.keep_local is not None and self.url is None:
+            self.url = f"memory://walship-power-loss-{secrets.token_hex(8)}"
 
     def open(self) -> None:
+        options: dict[str, Any] = {}
+        if self.keep_local is not None and self.archiving:
+            options = {
+                "archive": {"url": self.url, "workers": 1, "retries": {"attempts": 1}},
+                "retention": {"keep_local": self.keep_local},
+            }
         self.log = walship.open(
             store=self.store,
             durability=self.durability,
@@ -74,7 +109,47 @@ class Run:
             max_segment_age=5.0,
             clock=self.clock,
             entry_point_plugins=False,
+            **options,
         )
+        assert self.log.checkpoint_seq == self.checkpoint, "a returned checkpoint was lost"
+        self.settle()
+
+    def segments(self) -> set[int]:
+        return {s for n in self.store.list_names() if (s := parse_segment_name(n)) is not None}
+
+    def settle(self) -> None:
+        """Let the archiver finish (deterministic states), then check what retention removed:
+        archived first, and wholly at or below the checkpoint."""
+        if self.log.archiver is not None:
+            assert self.log.archiver.flush(timeout=30), self.log.archiver.stalled()
+        now = self.segments()
+        gone = sorted(s for s in self.local - now if s < min(now))
+        if gone:
+            archive = ArchiveStore(self.url or "")
+            for seq in gone:
+                m = archive.stat(segment_name(seq))
+                assert m is not None, f"segment {seq} was removed before it was archived"
+                if self.checkpoint is not None and m.last_commit_seq is not None:
+                    assert m.last_commit_seq <= self.checkpoint, (
+                        f"segment {seq} (up to {m.last_commit_seq}) removed above the "
+                        f"checkpoint {self.checkpoint}"
+                    )
+                FIGURES["power_loss.segments_removed"] += 1
+        assert now == set(range(min(now), max(now) + 1)), f"local segments not contiguous: {now}"
+        self.local = now
+
+    def frames(self) -> list[Frame]:
+        """The archived frames below the first local segment, then the local ones."""
+        out: list[Frame] = []
+        first = min(self.segments())
+        if first > 1:
+            archive = ArchiveStore(self.url or "")
+            for seq in range(1, first):
+                m = archive.stat(segment_name(seq))
+                assert m is not None, f"segment {seq} is neither local nor archived"
+                data = archive.get(m)
+                out.extend(framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE))
+        return out + list(self.log.read())
 
     def apply(self, op: tuple[Any, ...]) -> None:
         log = self.log
@@ -98,13 +173,22 @@ class Run:
         elif kind == "reopen":
             log.close()
             self.open()
+        elif kind == "checkpoint":
+            commit_seq = int(log.last_seq * op[1])
+            log.checkpoint(commit_seq)
+            self.checkpoint = commit_seq
+            FIGURES["power_loss.checkpoints"] += 1
+        if kind != "reopen":
+            self.settle()
         self.ledger.saw_durable(log.durable_seq)
         if self.durability == "always" and kind in ("append", "batch"):
             assert log.durable_seq == log.last_seq, "an append returned before it was durable"
 
     def tear(self, fraction: float) -> int:
         name = self.store._last_written
-        return int(self.store.unsynced_bytes(name) * fraction) if name else 0
+        if name is None or name not in self.store.list_names():  # removed by retention since
+            return 0
+        return int(self.store.unsynced_bytes(name) * fraction)
 
     def crash_and_recover(self, fraction: float, garbage: bytes) -> None:
         """Crash the disk under the live log, reopen, check everything, continue."""
@@ -124,7 +208,7 @@ class Run:
             self.cut_bytes += repair.cut_bytes
         kept = sum(len(d) for n, d in self.store.files().items() if ".torn-" in n)
         assert kept == self.cut_bytes, "a side file of earlier cut bytes was overwritten"
-        last = check_frames(list(log.read()), self.ledger, must_have=self.ledger.durable)
+        last = check_frames(self.frames(), self.ledger, must_have=self.ledger.durable)
         self.ledger.forget_after(last)
         assert log.last_seq == last
         assert scan_store(self.store).ok
@@ -140,22 +224,24 @@ class Run:
 def crash_at_every_point(data: st.DataObject) -> None:
     durability = data.draw(st.sampled_from(DURABILITIES), label="durability")
     max_bytes = data.draw(st.sampled_from([150, 600, 1 << 20]), label="max_segment_bytes")
+    keep_local = data.draw(st.sampled_from(RETENTIONS), label="keep_local")
     ops = data.draw(st.lists(op_strategy, max_size=25), label="ops")
-    run = Run(durability, max_bytes)
+    run = Run(durability, max_bytes, keep_local)
     run.open()
     points = []
     for i in range(len(ops) + 1):
         if i:
             run.apply(ops[i - 1])
         durable = run.log.durable_seq
-        points.append((durable, snapshot(run.store), dict(run.ledger.payloads)))
+        points.append((durable, snapshot(run.store), dict(run.ledger.payloads), run.checkpoint))
     run.log.close()
-    for durable, disk, payloads in points:
+    for durable, disk, payloads, checkpoint in points:
         fraction = data.draw(st.floats(0, 1), label="tear")
         garbage = data.draw(garbage_strategy, label="garbage")
-        crashed = Run(durability, max_bytes, store=disk)
+        crashed = Run(durability, max_bytes, keep_local, store=disk, url=run.url, archiving=False)
         crashed.ledger.payloads = payloads
         crashed.ledger.durable = durable
+        crashed.checkpoint = checkpoint
         crashed.n = run.n
         crashed.store.crash(crashed.tear(fraction), garbage)
         crashed.verify_reopen()
@@ -163,8 +249,10 @@ def crash_at_every_point(data: st.DataObject) -> None:
         FIGURES["power_loss.crashes"] += 1
 
 
-def crash_history(durability: str, max_bytes: int, history: list[tuple[Any, ...]]) -> None:
-    run = Run(durability, max_bytes)
+def crash_history(
+    durability: str, max_bytes: int, keep_local: str | None, history: list[tuple[Any, ...]]
+) -> None:
+    run = Run(durability, max_bytes, keep_local)
     run.open()
     for op in history:
         if op[0] == "crash":
@@ -189,9 +277,16 @@ def test_crash_at_every_point(data: st.DataObject) -> None:
 
 
 @settings(max_examples=150, **SETTINGS)
-@given(st.sampled_from(DURABILITIES), st.sampled_from([150, 600, 1 << 20]), history_strategy)
-def test_crash_histories(durability: str, max_bytes: int, history: list[tuple[Any, ...]]) -> None:
-    crash_history(durability, max_bytes, history)
+@given(
+    st.sampled_from(DURABILITIES),
+    st.sampled_from([150, 600, 1 << 20]),
+    st.sampled_from(RETENTIONS),
+    history_strategy,
+)
+def test_crash_histories(
+    durability: str, max_bytes: int, keep_local: str | None, history: list[tuple[Any, ...]]
+) -> None:
+    crash_history(durability, max_bytes, keep_local, history)
 
 
 @pytest.mark.slow
@@ -203,8 +298,13 @@ def test_crash_at_every_point_long(data: st.DataObject) -> None:
 
 @pytest.mark.slow
 @settings(max_examples=1500, **SETTINGS)
-@given(st.sampled_from(DURABILITIES), st.sampled_from([150, 600, 1 << 20]), history_strategy)
+@given(
+    st.sampled_from(DURABILITIES),
+    st.sampled_from([150, 600, 1 << 20]),
+    st.sampled_from(RETENTIONS),
+    history_strategy,
+)
 def test_crash_histories_long(
-    durability: str, max_bytes: int, history: list[tuple[Any, ...]]
+    durability: str, max_bytes: int, keep_local: str | None, history: list[tuple[Any, ...]]
 ) -> None:
-    crash_history(durability, max_bytes, history)
+    crash_history(durability, max_bytes, keep_local, history)

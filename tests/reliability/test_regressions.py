@@ -5,16 +5,23 @@ Each test names the harness that found the defect and what was wrong.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from pathlib import Path
 
 import pytest
 
 import walship
+from walship.backends.archive import ArchiveReadStore, manifest_name
+from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveNameError
+from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
-from walship.core.header import segment_name
+from walship.core.header import HEADER_SIZE, parse_segment_name, segment_name
 from walship.core.recovery import scan_store
+from walship.plugins.archive_record import RECORD_NAME
+from walship.restore import restore
 from walship.testing.faults import Fault, FaultyStore
 
 from .support import abandon
@@ -181,3 +188,404 @@ def test_close_reports_a_failure_no_call_has_reported() -> None:
     assert again.closed
     # leaving the with block added no second error on top of the append's
     assert not isinstance(info.value.__context__, walship.LogFailedError)
+
+
+# --- the numbering after retention (defect found while closing issue 6) ---------------------
+
+
+def _archived(store: SegmentStore, url: str, **options: object) -> walship.Log:
+    """A log that archives to ``url`` and keeps only what is not archived yet."""
+    return walship.open(
+        store=store,
+        entry_point_plugins=False,
+        archive={"url": url, "retries": {"attempts": 3, "backoff": 0.01}},
+        retention={"keep_local": "until_archived"},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _archive_url(tmp_path: Path, kind: str) -> str:
+    if kind == "memory":
+        return f"memory://walship-regressions-{secrets.token_hex(6)}"
+    return f"file://{tmp_path}/archive"
+
+
+def _flush(log: walship.Log) -> None:
+    assert log.archiver is not None and log.archiver.flush(timeout=30)
+
+
+def _die(log: walship.Log) -> None:
+    """The process dies: every thread stops, nothing is closed or synced."""
+    abandon(log)
+    if log.archiver is not None:
+        log.archiver.close()
+    log.store.unlock()
+
+
+def _torn(store: SegmentStore, name: str) -> None:
+    """Leave ``name`` as a creation torn by a crash: a header cut short."""
+    header = store.read(name, 0, HEADER_SIZE)
+    if isinstance(store, PosixStore):
+        os.truncate(Path(store.location) / name, 40)
+    else:
+        store.write_atomic(name, header[:40])
+
+
+def _restored_frames(url: str, where: Path) -> list[tuple[int, bytes]]:
+    """Every frame of the archive at ``url``, restored into ``where`` and read back; the
+    archive's chain must verify."""
+    assert scan_store(ArchiveReadStore(url)).ok
+    restore(url, where)
+    with walship.open(where, entry_point_plugins=False) as log:
+        return [(f.commit_seq, f.payload) for f in log.read()]
+
+
+def _local_segments(store: SegmentStore) -> list[int]:
+    return sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
+
+
+@pytest.mark.parametrize("kind", ["memory", "posix"])
+@pytest.mark.parametrize("how", ["close", "crash"])
+def test_numbering_goes_on_after_retention_removed_every_closed_segment(
+    tmp_path: Path, kind: str, how: str
+) -> None:
+    """Issue 6, item 7 (and wider than reported): once retention had removed every closed
+    segment, the active segment held no frame (it always does right after a rotation), so a
+    reopen (clean or after a crash) found no frame locally and started again at commit_seq 1,
+    reusing numbers the archive holds. Recovery now continues from the archive record."""
+    store: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
+    url = _archive_url(tmp_path, kind)
+    log = _archived(store, url)
+    assert log.append_batch([b"a", b"b", b"c"]) == [1, 2, 3]
+    log.rotate()
+    _flush(log)
+    assert _local_segments(store) == [2]
+    if how == "close":
+        log.close()
+    else:
+        _die(log)
+        if isinstance(store, MemoryStore):
+            store.crash()
+    log = _archived(store, url)
+    assert (log.last_seq, log.durable_seq) == (3, 3)
+    assert log.append(b"d") == 4
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert _restored_frames(url, tmp_path / "r") == [(1, b"a"), (2, b"b"), (3, b"c"), (4, b"d")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "posix"])
+def test_a_torn_creation_after_retention_continues_after_the_archive(
+    tmp_path: Path, kind: str
+) -> None:
+    """Issue 6, item 7: retention removed every closed segment and the active segment's creation
+    was torn (a header shorter than 64 bytes; recovery removes it): the log restarted at
+    segment 1 and commit_seq 1, with segment 1 chained to the archive's last segment. Now the
+    log continues in the next segment after the archived one, at the next commit_seq."""
+    store: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
+    url = _archive_url(tmp_path, kind)
+    log = _archived(store, url)
+    log.append_batch([b"a", b"b"])
+    log.rotate()
+    _flush(log)
+    _die(log)
+    if isinstance(store, MemoryStore):
+        store.crash()
+    _torn(store, segment_name(2))
+    log = _archived(store, url)
+    assert [r.segment for r in log.recovery.repairs] == [segment_name(2)]
+    assert log.recovery.continued_after == segment_name(1)
+    assert log.stats()["active_segment"] == segment_name(2)
+    assert log.append(b"c") == 3
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert _restored_frames(url, tmp_path / "r") == [(1, b"a"), (2, b"b"), (3, b"c")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "posix"])
+def test_a_failed_creation_after_retention_keeps_the_numbering(tmp_path: Path, kind: str) -> None:
+    """Issue 6, item 7, reached through a real sequence: retention removed segment 1, the empty
+    segment 2 was rotated and the creation of segment 3 failed half-way (a torn header); the
+    reopen removed segment 3, resumed the empty segment 2 and handed out commit_seq 1 again."""
+    inner: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
+    store = FaultyStore(inner)
+    url = _archive_url(tmp_path, kind)
+    log = _archived(store, url)
+    log.append_batch([b"a", b"b"])
+    log.rotate()
+    _flush(log)
+    store.arm(Fault("create", at=store.counts["create"] + 1, error="short"))
+    with pytest.raises(walship.LogFailedError):
+        log.rotate()
+    with pytest.raises(walship.LogFailedError):
+        log.close()
+    store.disarm()
+    if isinstance(inner, MemoryStore):
+        store.crash()
+    log = _archived(store, url)
+    assert [r.segment for r in log.recovery.repairs] == [segment_name(3)]
+    assert log.append(b"c") == 3
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert _restored_frames(url, tmp_path / "r") == [(1, b"a"), (2, b"b"), (3, b"c")]
+
+
+def test_a_sealed_segment_whose_successor_was_torn_is_never_appended_to(tmp_path: Path) -> None:
+    """Issue 6, item 7 (a neighbour): with every segment kept, a torn creation of segment 3 made
+    recovery resume segment 2 although it was archived; new frames went into it, the archive
+    skipped it (recorded already) and its copy no longer matched: the archive's chain broke, and
+    retention would later have removed frames that were never archived. The log now continues
+    in a new segment 3 after the sealed segment 2."""
+    store = PosixStore(tmp_path / "wal")
+    url = _archive_url(tmp_path, "posix")
+    options = {"url": url, "retries": {"attempts": 3, "backoff": 0.01}}
+    log = walship.open(store=store, entry_point_plugins=False, archive=options)
+    for i in range(2):
+        log.append(b"frame %d" % i)
+        log.rotate()
+    _flush(log)
+    log.close()
+    sealed = store.read(segment_name(2))
+    _torn(store, segment_name(3))
+    log = walship.open(store=store, entry_point_plugins=False, archive=options)
+    assert log.recovery.continued_after == segment_name(2)
+    assert log.append(b"frame 2") == 3
+    log.rotate()
+    _flush(log)
+    log.close()
+    assert store.read(segment_name(2)) == sealed
+    assert scan_store(store).ok
+    assert [p for _, p in _restored_frames(url, tmp_path / "r")] == [
+        b"frame 0",
+        b"frame 1",
+        b"frame 2",
+    ]
+
+
+def test_a_lone_torn_segment_without_a_record_starts_a_fresh_log() -> None:
+    """Issue 6, item 7: without an archive record nothing is known before a torn segment: the
+    log starts fresh at segment 1 and commit_seq 1."""
+    store = MemoryStore()
+    store.write_atomic(segment_name(5), b"AEDB" + bytes(30))
+    log = _open(store)
+    assert log.stats()["active_segment"] == segment_name(1)
+    assert log.append(b"first") == 1
+    log.close()
+    assert _local_segments(store) == [1]
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_a_restored_log_keeps_its_numbering_after_retention(tmp_path: Path, torn: bool) -> None:
+    """Issue 6, item 7, on a restored directory: a restored log that archives to the same URL
+    drops its restored segments (recorded as archived by the restore); its reopen, clean or
+    with the active segment torn, continues after the archive."""
+    url = _archive_url(tmp_path, "posix")
+    with walship.open(tmp_path / "wal", entry_point_plugins=False, archive={"url": url}) as log:
+        for i in range(3):
+            log.append_batch([b"%d.%d" % (i, j) for j in range(4)])
+            log.rotate()
+        _flush(log)
+    restore(url, tmp_path / "restored")
+    store = PosixStore(tmp_path / "restored")
+    log = _archived(store, url)
+    _flush(log)
+    assert _local_segments(store) == [4]
+    log.close()
+    if torn:
+        _torn(store, segment_name(4))
+    log = _archived(store, url)
+    assert log.last_seq == 12
+    assert log.append(b"after") == 13
+    log.rotate()
+    _flush(log)
+    log.close()
+    frames = _restored_frames(url, tmp_path / "again")
+    assert [s for s, _ in frames] == list(range(1, 14)) and frames[-1][1] == b"after"
+
+
+def test_a_record_that_does_not_know_the_numbering_refuses_to_guess() -> None:
+    """Issue 6, item 7: a record written before walship kept the highest archived commit_seq
+    cannot tell where the numbering goes on when no local frame is left: the open refuses
+    with one line rather than start again at 1."""
+    store = MemoryStore()
+    url = f"memory://walship-regressions-{secrets.token_hex(6)}"
+    log = _archived(store, url)
+    log.append(b"a")
+    log.rotate()
+    _flush(log)
+    log.close()
+    doc = json.loads(store.read(RECORD_NAME))
+    del doc["last_commit_seq"]
+    for entry in doc["segments"]:
+        del entry["last_commit_seq"]
+    store.write_atomic(RECORD_NAME, json.dumps(doc).encode())
+    with pytest.raises(walship.LogCorruptError, match="does not say where") as e:
+        _archived(store, url)
+    assert "\n" not in str(e.value)
+
+
+def test_a_last_segment_shorter_than_its_archived_copy_is_refused(tmp_path: Path) -> None:
+    """Issue 6, item 7 (a neighbour): the last local segment is recorded as archived, but holds
+    fewer bytes than its archived copy (its successor is gone and its tail was cut). Appending
+    to it would fork the archived segment: the open refuses; ``salvage=True`` resumes it."""
+    store = PosixStore(tmp_path / "wal")
+    options = {"url": _archive_url(tmp_path, "posix")}
+    with walship.open(store=store, entry_point_plugins=False, archive=options) as log:
+        log.append_batch([b"x" * 30] * 3)
+        log.rotate()
+        _flush(log)
+    store.remove(segment_name(2))
+    size = store.size(segment_name(1))
+    os.truncate(Path(store.location) / segment_name(1), size - 10)
+    with pytest.raises(walship.LogCorruptError, match="differs from its archived copy"):
+        walship.open(store=store, entry_point_plugins=False, archive=options)
+    with walship.open(store=store, entry_point_plugins=False, salvage=True) as log:
+        assert log.last_seq == 3  # commit_seq 3 is in the archive: never handed out again
+
+
+# --- restore from a hostile bucket (test_hostile_bucket.py) ---------------------------------
+
+
+def _archive_of(tmp_path: Path, segments: int = 3) -> str:
+    url = f"file://{tmp_path}/archive"
+    with walship.open(tmp_path / "wal", entry_point_plugins=False, archive={"url": url}) as log:
+        for s in range(segments):
+            log.append_batch([b"%d.%d" % (s, i) for i in range(5)])
+            log.rotate()
+        _flush(log)
+    return url
+
+
+def _lie(tmp_path: Path, seq: int, **fields: object) -> None:
+    path = tmp_path / "archive" / manifest_name(seq)
+    doc = json.loads(path.read_bytes())
+    doc.update(fields)
+    path.write_text(json.dumps(doc))
+
+
+def test_restore_checks_every_claim_of_a_manifest(tmp_path: Path) -> None:
+    """Hostile-bucket harness: restore checked a manifest's size and BLAKE3 against its object
+    but trusted its commit range. A manifest claiming last_commit_seq 10**12 went into the
+    restored archive record, and the restored log went on at commit_seq 10**12 + 1."""
+    url = _archive_of(tmp_path)
+    _lie(tmp_path, 3, last_commit_seq=10**12)
+    with pytest.raises(ArchiveIntegrityError, match="last_commit_seq is 1000000000000") as e:
+        restore(url, tmp_path / "r")
+    assert e.value.segment == segment_name(3) and "\n" not in str(e.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_point_in_time_restore_never_skips_a_segment_on_a_manifest_s_word(
+    tmp_path: Path,
+) -> None:
+    """Hostile-bucket harness: a point-in-time restore chose its segments by the manifests'
+    commit ranges without reading the segments it left out. Segment 2's manifest claiming
+    1000..1004 made ``to_seq=7`` restore only 1..5 and report success: frames 6 and 7, in the
+    archive, were silently missing. Every segment the plan leaves out on its manifest's word
+    is now downloaded and checked."""
+    url = _archive_of(tmp_path)
+    _lie(tmp_path, 2, first_commit_seq=1000, last_commit_seq=1004)
+    with pytest.raises(ArchiveIntegrityError, match="first_commit_seq is 1000"):
+        restore(url, tmp_path / "r", to_seq=7)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_absolute_object_name_in_s3_is_refused(tmp_path: Path) -> None:
+    """Hostile-bucket harness: a key ``<prefix>//abs/path`` (an object name starting with
+    ``/``) was listed by s3fs as a directory with the prefix's own name and skipped silently,
+    although the archive promises to refuse absolute names. It is now refused, named."""
+    from s3server import moto_endpoint, new_bucket
+
+    bucket = new_bucket(moto_endpoint())
+    bucket.put("/abs/path", b"hostile")
+    with pytest.raises(ArchiveNameError, match="absolute path"):
+        restore(bucket.url, tmp_path / "r", storage_options=bucket.storage_options)
+    with pytest.raises(ArchiveNameError, match="absolute path"):
+        scan_store(ArchiveReadStore(bucket.url, bucket.storage_options))
+
+
+# --- credentials and storage-library errors (test_credentials.py) ---------------------------
+
+
+def test_the_archive_settings_repr_hides_the_storage_options() -> None:
+    """Credentials harness: ``repr(log.archiver.settings)`` printed every storage option, keys
+    and secrets included (the config's own model hid them, the log's did not)."""
+    from walship.plugins.archiver import ArchiveSettings
+
+    settings = ArchiveSettings.from_mapping(
+        {"url": "https://user:pass-word-1@host/wal", "storage_options": {"secret": "sec-ret-2"}}
+    )
+    assert "sec-ret-2" not in repr(settings) and "pass-word-1" not in repr(settings)
+    assert "sec-ret-2" not in str(settings) and "user:***@host" in repr(settings)
+
+
+def test_the_config_repr_hides_an_archive_url_password() -> None:
+    """Credentials harness: ``repr(config)`` showed the password of an archive URL
+    (``sftp://user:${PASSWORD}@host/...``), although its error messages hid it."""
+    from walship.config import validate_config
+
+    cfg = validate_config(
+        {"archive": {"url": "sftp://user:${P}@host/wal"}}, source="x", env={"P": "pass-word-4"}
+    )
+    assert "pass-word-4" not in repr(cfg) + str(cfg) and "<hidden>@host" in repr(cfg)
+
+
+def test_a_password_in_the_archive_url_is_redacted(tmp_path: Path) -> None:
+    """Credentials harness: the archive URL, password and all, went into ``log.stats()``, every
+    ``archive_failed`` error, the archiver's log lines and the archive record."""
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://walship:pass-word-3@127.0.0.1:{port}/wal"
+    log = walship.open(
+        tmp_path / "wal",
+        entry_point_plugins=False,
+        archive={"url": url, "retries": {"attempts": 1}},
+    )
+    log.append(b"one")
+    log.rotate()
+    assert log.archiver is not None and not log.archiver.flush(timeout=30)
+    text = json.dumps(log.stats()) + json.dumps(log.archiver.stalled()) + repr(log.archiver)
+    log.close()
+    assert "pass-word-3" not in text and f"walship:***@127.0.0.1:{port}" in text
+
+
+def test_an_unreachable_endpoint_is_an_os_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials harness: ``walship verify s3://...`` (and ``restore``, ``inspect``) against
+    an endpoint that does not answer died with botocore's ``EndpointConnectionError`` and a
+    traceback: it is not an ``OSError``, and s3fs lets it through. The archive now turns
+    errors of the storage libraries into ``OSError`` (one line on the command line)."""
+    from click.testing import CliRunner
+    from s3server import FAKE_ENV, free_port
+
+    from walship.cli import build_cli
+
+    for k, v in FAKE_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr("s3fs.S3FileSystem.retries", 1)  # s3fs's own retries: quick
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    options = {"endpoint_url": endpoint, "config_kwargs": {"retries": {"total_max_attempts": 1}}}
+    with pytest.raises(OSError, match="EndpointConnectionError"):
+        restore("s3://walship-nowhere/wal", tmp_path / "r", storage_options=options)
+    result = CliRunner().invoke(
+        build_cli(),
+        [
+            "verify",
+            "s3://walship-nowhere/wal",
+            "-o",
+            f"endpoint_url={endpoint}",
+            "-o",
+            "config_kwargs={retries: {total_max_attempts: 1}}",
+        ],
+        prog_name="walship",
+    )
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    [line] = result.stderr.splitlines()
+    assert line.startswith("walship: error: EndpointConnectionError")

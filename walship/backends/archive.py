@@ -60,7 +60,6 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import fsync_dir, write_all
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.recovery import scan_store
-from walship.errors import WalshipError
 
 COMPRESSIONS = ("none", "zstd")
 ZSTD_SUFFIX = ".zst"
@@ -75,6 +74,82 @@ MANIFEST_VERSION = 1
 _CHUNK = 1024 * 1024
 _MAX_NAME = 100
 _MEMORY_LOCK = threading.Lock()  # fsspec's memory store is one global dict
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+_SECRET_OPTION = ("key", "secret", "token", "password", "passw", "credential", "auth")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of a ``scheme://user:password@host/...`` replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+
+
+def _secret_values(url: str, storage_options: Mapping[str, Any]) -> list[str]:
+    """The credentials in ``url`` and ``storage_options`` (string values of keys that look
+    secret, at any depth), longest first."""
+    found: list[str] = []
+    netloc = url.partition("://")[2].partition("/")[0]
+    if "@" in netloc:
+        password = netloc.rpartition("@")[0].partition(":")[2]
+        if password:
+            found.append(password)
+
+    def walk(options: Mapping[str, Any]) -> None:
+        for k, v in options.items():
+            if isinstance(v, Mapping):
+                walk(v)
+            elif isinstance(v, str) and len(v) >= 4 and any(s in k.lower() for s in _SECRET_OPTION):
+                found.append(v)
+
+    walk(storage_options)
+    return sorted(set(found), key=len, reverse=True)
+
+
+_STORAGE_LIBRARIES = frozenset(
+    {"botocore", "aiobotocore", "aiohttp", "s3fs", "urllib3", "requests", "gcsfs", "google"}
+    | {"adlfs", "azure", "paramiko", "fsspec"}
+)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _from_storage_library(e: BaseException) -> bool:
+    """Whether ``e`` is a storage library's error: its class is theirs, or it was raised in
+    their code (botocore raises a plain ``ValueError`` for an invalid endpoint)."""
+    if type(e).__module__.partition(".")[0] in _STORAGE_LIBRARIES:
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return module.partition(".")[0] in _STORAGE_LIBRARIES
+
+
+def _storage_errors(method: _F) -> _F:
+    """Errors of the libraries under fsspec that are not ``OSError`` (botocore's
+    ``EndpointConnectionError``, aiohttp's connection errors, ...) become ``OSError(EIO)``,
+    credentials redacted: every caller of the archive handles ``OSError`` as "the store
+    failed", and nothing else from below leaks out as a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: ArchiveStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, ArchiveError):
+            raise
+        except Exception as e:
+            if not _from_storage_library(e):
+                raise
+            raise OSError(errno.EIO, self.redact(f"{type(e).__name__}: {e}")) from e
+
+    return cast(_F, wrapper)
 
 
 # --- names ----------------------------------------------------------------------------------
@@ -410,26 +485,6 @@ def _is_precondition_failure(e: BaseException) -> bool:
     return "PreconditionFailed" in text or "pre-conditions you specified" in text
 
 
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _named_errors(method: _Method) -> _Method:
-    """Turn a foreign exception of the object store's client (botocore's NoCredentialsError or
-    EndpointConnectionError, an invalid endpoint, ...) into a one-line :class:`ArchiveError`
-    naming the archive. walship's own errors and ``OSError`` pass through unchanged."""
-
-    @functools.wraps(method)
-    def wrapper(self: ArchiveStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (WalshipError, OSError):
-            raise
-        except Exception as e:
-            raise ArchiveError(f"{self.url}: {type(e).__name__}: {e}") from e
-
-    return cast(_Method, wrapper)
-
-
 class ArchiveStore:
     """Closed segments in object storage at ``url`` (any fsspec URL). Thread-safe.
 
@@ -457,7 +512,8 @@ class ArchiveStore:
             _zstd()
         if not url:
             raise ArchiveError("the archive URL is empty")
-        self.url = url.rstrip("/") or url
+        self.url = redact_url(url.rstrip("/") or url)  # shown in messages, stats, events
+        self._secrets = _secret_values(url, storage_options or {})
         self.compression = compression
         self.max_object_bytes = max_object_bytes
         try:
@@ -480,6 +536,13 @@ class ArchiveStore:
     def __repr__(self) -> str:
         return f"ArchiveStore({self.url!r}, compression={self.compression!r})"
 
+    def redact(self, text: str) -> str:
+        """``text`` without any credential of this archive (URL password, secret storage
+        options), for messages built from errors of the libraries below."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def path(self, name: str) -> str:
         """The fsspec path of object ``name`` (validated first)."""
         parse_object_name(name)
@@ -490,6 +553,7 @@ class ArchiveStore:
 
     # --- low-level object I/O -----------------------------------------------------------
 
+    @_storage_errors
     def _create(self, name: str, data: bytes) -> None:
         """Create object ``name`` whole or not at all. Raises ``FileExistsError`` if it exists."""
         path = self.path(name)
@@ -523,6 +587,7 @@ class ArchiveStore:
                     if self.fs.exists(tmp):
                         self.fs.rm_file(tmp)
 
+    @_storage_errors
     def _read_small(self, name: str, limit: int) -> bytes | None:
         """Object ``name`` (at most ``limit + 1`` bytes read), or ``None`` if it is absent."""
         # a ranged GET: one request, no HEAD and no LIST (which open() would add on S3)
@@ -535,6 +600,7 @@ class ArchiveStore:
                 return b""  # S3 answers a range on an empty object with 416
             raise
 
+    @_storage_errors
     def _digest(
         self, name: str, compression: str, max_stored: int, max_raw: int, keep: bool
     ) -> _Digest:
@@ -622,7 +688,7 @@ class ArchiveStore:
 
     # --- the archive interface ----------------------------------------------------------
 
-    @_named_errors
+    @_storage_errors
     def stat(self, name: str) -> SegmentManifest | None:
         """The manifest of segment ``name``, or ``None`` when it is not archived.
 
@@ -639,7 +705,7 @@ class ArchiveStore:
             return None
         return SegmentManifest.from_json(data, seq, self.object_url(manifest_name(seq)))
 
-    @_named_errors
+    @_storage_errors
     def put(self, name: str, raw: bytes, *, expected_blake3: bytes | None = None) -> PutResult:
         """Archive closed segment ``name`` holding ``raw``, verified; idempotent.
 
@@ -721,7 +787,7 @@ class ArchiveStore:
                 manifest = other
         return PutResult(manifest, uploaded, self.object_url(manifest.object))
 
-    @_named_errors
+    @_storage_errors
     def list(self) -> ArchiveListing:
         """One LIST of the archive prefix, every name validated (see :class:`ArchiveListing`).
 
@@ -739,9 +805,15 @@ class ArchiveStore:
             self.fs.invalidate_cache(self.root)  # never answer a later lookup from this LIST
         prefix = self.root + "/"
         for e in entries:
-            full = str(e.get("name", "")).rstrip("/")
+            raw = str(e.get("name", ""))
+            full = raw.rstrip("/")
             if not full.startswith(prefix):
                 if full == self.root:
+                    if e.get("type") == "directory" and raw.endswith("/"):
+                        # S3 lists keys "<prefix>//..." as a directory with an empty name
+                        listing.rejected.append(
+                            ("/", "object '/...' refused: not a plain name (an absolute path)")
+                        )
                     continue
                 listing.rejected.append((full, f"object {full!r} refused: outside {self.url}"))
                 continue
@@ -772,7 +844,7 @@ class ArchiveStore:
                 listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size
         return listing
 
-    @_named_errors
+    @_storage_errors
     def get(self, manifest: SegmentManifest) -> bytes:
         """The raw bytes of the segment ``manifest`` describes, verified against it.
 
@@ -784,7 +856,7 @@ class ArchiveStore:
         assert data is not None
         return data
 
-    @_named_errors
+    @_storage_errors
     def get_unverified(self, segment_seq: int, compression: str = "none") -> bytes:
         """The raw bytes of a segment object that has no manifest (nothing to verify against).
 

@@ -392,6 +392,9 @@ class RecoveryReport:
     """Segments renamed ``.damaged`` by a salvage open."""
     problems: list[Problem] = field(default_factory=list)
     anchored: bool = True
+    continued_after: str | None = None
+    """The archived segment the log continues after (see :class:`ChainBase`), when no newer
+    local segment was left."""
     elapsed_seconds: float = 0.0
     unused_tail_bytes: int = 0
     """Preallocated, never written bytes trimmed from the end of the last segment (not damage:
@@ -406,6 +409,8 @@ class RecoveryReport:
             parts.append(f"cut {r.cut_bytes} bytes from {r.segment} at {r.offset} ({r.detail})")
         if self.salvaged:
             parts.append(f"salvaged: moved aside {', '.join(self.salvaged)}")
+        if self.continued_after is not None:
+            parts.append(f"continues after the archived {self.continued_after}")
         return "; ".join(parts)
 
 
@@ -420,6 +425,30 @@ class RecoveredLog:
     next_commit_seq: int
     segment_ranges: list[tuple[int, int | None, int | None]] = field(default_factory=list)
     """(segment_seq, first_commit_seq, last_commit_seq) of every local segment, in order."""
+    next_segment_seq: int = 1
+    """When ``active`` is ``None``: the segment to open next ..."""
+    next_prev_hash: bytes | None = None
+    """... and its prev hash."""
+
+
+@dataclass(frozen=True)
+class ChainBase:
+    """The newest segment sealed outside the store (archived), as the archive record knows it.
+
+    Retention removes archived segments locally, so the store alone may not know where the log
+    stands. With a base, recovery never hands out a commit_seq at or below
+    ``last_commit_seq``, and when no local segment newer than the base is left (all were
+    removed, or the only newer one was a torn creation) the log continues in segment
+    ``segment_seq + 1`` chained to ``blake3``, never appending to a sealed segment.
+    """
+
+    segment_seq: int
+    blake3: bytes
+    last_commit_seq: int | None
+    """The highest commit_seq in this segment or any before it (0: none); ``None``: unknown
+    (a record written before walship kept it)."""
+    instance_id: int | None = None
+    """The log's instance_id (``None``: unknown)."""
 
 
 def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
@@ -442,11 +471,16 @@ def recover(
     anchor: bytes | None = None,
     salvage: bool = False,
     clock: Clock | None = None,
+    base: ChainBase | None = None,
 ) -> RecoveredLog:
     """Validate the whole log, repair a torn tail, and return the state to continue from.
 
+    Args:
+        base: the newest archived segment (see :class:`ChainBase`).
     Raises:
-        LogCorruptError: damage that is not a torn tail (unless ``salvage``).
+        LogCorruptError: damage that is not a torn tail (unless ``salvage``); local segments
+            that contradict ``base`` (unless ``salvage``); no local frame and ``base`` does not
+            know its commit_seq.
         SegmentHeaderError: the log belongs to another ``instance_id``.
         OSError: the store failed.
     """
@@ -477,6 +511,8 @@ def recover(
         store.truncate(last.name, last.valid_end)  # the store reserves space again on append
         report.unused_tail_bytes = last.unused_tail
     found_instance = next((s.header.instance_id for s in segments if s.header), None)
+    if found_instance is None and base is not None:
+        found_instance = base.instance_id  # no local header left: the archive's instance
     if instance_id is not None and found_instance is not None and found_instance != instance_id:
         raise SegmentHeaderError(
             f"{store.location}: the log's instance_id is {found_instance}, "
@@ -491,8 +527,22 @@ def recover(
         (s.last_commit_seq for s in reversed(segments) if s.last_commit_seq is not None), None
     )
     report.last_commit_seq = last_seq
+    next_segment, next_prev, floor = 1, anchor, 0
+    sealed = base is not None and _sealed(store, segments, base, salvage)
+    if base is not None:
+        if base.last_commit_seq is None and last_seq is None:
+            raise LogCorruptError(
+                f"{store.location}: no local frame, and the archive record does not say where "
+                f"the archived segment {segment_name(base.segment_seq)} ends (commit_seq); "
+                "restore the log from its archive"
+            )
+        floor = base.last_commit_seq or 0
+    if sealed:
+        assert base is not None
+        next_segment, next_prev = base.segment_seq + 1, base.blake3
+        report.continued_after = segment_name(base.segment_seq)
     active = None
-    if segments:
+    if segments and not sealed:
         last = segments[-1]
         assert last.header is not None and last.prefix_hasher is not None
         age = max(0.0, (clock.now_micros() - last.header.created_at_micros) / 1e6)
@@ -513,8 +563,40 @@ def recover(
         report=report,
         instance_id=found_instance,
         active=active,
-        next_commit_seq=(last_seq + 1) if last_seq is not None else 1,
+        next_commit_seq=max(last_seq or 0, floor) + 1,
         segment_ranges=[(s.segment_seq, s.first_commit_seq, s.last_commit_seq) for s in segments],
+        next_segment_seq=next_segment,
+        next_prev_hash=next_prev,
+    )
+
+
+def _sealed(
+    store: SegmentStore, segments: list[SegmentScan], base: ChainBase, salvage: bool
+) -> bool:
+    """Whether no local segment is newer than ``base`` (the log must continue after it).
+
+    Raises:
+        LogCorruptError: the last local segment is ``base``'s number but not its bytes, or older
+            than ``base`` (unless ``salvage``: the local log is then resumed as it is).
+    """
+    if not segments:
+        return True
+    last = segments[-1]
+    if last.segment_seq > base.segment_seq:
+        return False
+    assert last.prefix_hasher is not None
+    if last.segment_seq == base.segment_seq and last.prefix_hasher.digest() == base.blake3:
+        return True  # a sealed segment whose successor was a torn creation
+    if salvage:
+        return False
+    what = (
+        "differs from its archived copy"
+        if last.segment_seq == base.segment_seq
+        else f"is older than the archived {segment_name(base.segment_seq)}"
+    )
+    raise LogCorruptError(
+        f"{store.location}: the last local segment {last.name} {what} (archive record); "
+        "open with salvage=True to resume the local log as it is"
     )
 
 

@@ -10,7 +10,10 @@ It holds:
   ``prev_segment_hash`` of the first local segment, so that open and verify still check the chain
   after the oldest segments are gone;
 * the checkpoint set with ``Log.checkpoint`` (retention never removes a segment holding a frame
-  above it), so that it survives a restart.
+  above it), so that it survives a restart;
+* the highest commit_seq of any segment recorded, so that a log whose local segments were all
+  removed (or hold no frame) continues its numbering after the archive
+  (:meth:`ArchiveRecord.chain_base`), never reusing a commit_seq.
 
 This module is light (no fsspec): the Log reads the record on every open to find its anchor.
 """
@@ -25,6 +28,7 @@ from typing import Any
 from walship.backends.archive_errors import ArchiveRecordError
 from walship.backends.base import SegmentStore
 from walship.core.header import parse_segment_name
+from walship.core.recovery import ChainBase
 
 RECORD_NAME = "walship.archive.json"
 RECORD_FORMAT = "walship-archive-record"
@@ -40,6 +44,10 @@ class ArchivedSegment:
     size: int
     blake3: bytes
     url: str
+    last_commit_seq: int | None = None
+    """The segment's last commit_seq (``None``: it holds no frame)."""
+    instance_id: int | None = None
+    """The instance_id in its header (``None``: not known)."""
 
 
 def first_local_seq(store: SegmentStore) -> int | None:
@@ -60,11 +68,13 @@ class ArchiveRecord:
         segments: dict[int, ArchivedSegment] | None = None,
         checkpoint: int | None = None,
         removed_through: int = 0,
+        last_commit_seq: int | None = None,
     ) -> None:
         self.store = store
         self._segments: dict[int, ArchivedSegment] = dict(segments or {})
         self._checkpoint = checkpoint
         self._removed_through = removed_through
+        self._last_commit_seq = last_commit_seq
         self._lock = threading.Lock()
 
     @classmethod
@@ -103,6 +113,9 @@ class ArchiveRecord:
         removed_through = doc.get("removed_through", 0)
         if type(removed_through) is not int or removed_through < 0:
             raise bad(f"removed_through is {removed_through!r}")
+        last_commit = doc.get("last_commit_seq")
+        if last_commit is not None and (type(last_commit) is not int or last_commit < 0):
+            raise bad(f"last_commit_seq is {last_commit!r}")
         entries = doc.get("segments")
         if not isinstance(entries, list):
             raise bad("segments is not a list")
@@ -116,6 +129,8 @@ class ArchiveRecord:
                     item["url"],
                 )
                 raw = bytes.fromhex(digest)
+                last = item.get("last_commit_seq")
+                instance = item.get("instance_id")
                 ok = (
                     type(seq) is int
                     and seq >= 0
@@ -123,13 +138,15 @@ class ArchiveRecord:
                     and size >= 0
                     and len(raw) == 32
                     and isinstance(url, str)
+                    and (last is None or (type(last) is int and last >= 0))
+                    and (instance is None or (type(instance) is int and instance >= 0))
                 )
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, AttributeError):
                 ok = False
             if not ok:
                 raise bad(f"segments[{i}] is not a valid entry")
-            segments[seq] = ArchivedSegment(seq, size, raw, url)
-        return cls(store, segments, checkpoint, removed_through)
+            segments[seq] = ArchivedSegment(seq, size, raw, url, last, instance)
+        return cls(store, segments, checkpoint, removed_through, last_commit)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -154,6 +171,21 @@ class ArchiveRecord:
         with self._lock:
             return [self._segments[s] for s in sorted(self._segments)]
 
+    @property
+    def last_commit_seq(self) -> int | None:
+        """The highest commit_seq of any segment ever recorded (0: only empty segments;
+        ``None``: nothing recorded, or a record from before walship kept it)."""
+        return self._last_commit_seq
+
+    def chain_base(self) -> ChainBase | None:
+        """The newest recorded segment and the highest recorded commit_seq, for
+        :func:`walship.core.recovery.recover` (``None`` when nothing is recorded)."""
+        with self._lock:
+            if not self._segments:
+                return None
+            top = self._segments[max(self._segments)]
+            return ChainBase(top.segment_seq, top.blake3, self._last_commit_seq, top.instance_id)
+
     def anchor_for(self, first_seq: int | None) -> bytes | None:
         """The expected prev hash of local segment ``first_seq``: the recorded BLAKE3 of the
         segment before it (removed by retention), or ``None`` when nothing is recorded."""
@@ -165,14 +197,13 @@ class ArchiveRecord:
     # --- changes (each one durable on return) -------------------------------------------
 
     def mark_archived(self, entry: ArchivedSegment) -> None:
-        with self._lock:
-            self._segments[entry.segment_seq] = entry
-            self._save()
+        self.mark_many([entry])
 
     def mark_many(self, entries: list[ArchivedSegment]) -> None:
         with self._lock:
             for e in entries:
                 self._segments[e.segment_seq] = e
+                self._last_commit_seq = max(self._last_commit_seq or 0, e.last_commit_seq or 0)
             self._save()
 
     def mark_removed(self, segment_seq: int) -> None:
@@ -195,12 +226,15 @@ class ArchiveRecord:
             "version": RECORD_VERSION,
             "checkpoint": self._checkpoint,
             "removed_through": self._removed_through,
+            "last_commit_seq": self._last_commit_seq,
             "segments": [
                 {
                     "segment_seq": e.segment_seq,
                     "size": e.size,
                     "blake3": e.blake3.hex(),
                     "url": e.url,
+                    "last_commit_seq": e.last_commit_seq,
+                    "instance_id": e.instance_id,
                 }
                 for e in (self._segments[s] for s in sorted(self._segments))
             ],

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from walship.backends.archive import ArchiveStore
+from walship.backends.archive import ArchiveStore, redact_url
 from walship.backends.archive_errors import ArchiveError
 from walship.backends.base import SegmentStore
 from walship.core.header import segment_name
@@ -64,11 +64,15 @@ class ArchiveSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str = Field(min_length=1)
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)  # credentials
     workers: int = Field(default=4, ge=1, le=limits.MAX_WORKERS)
     compression: Literal["none", "zstd"] = "none"
     retries: RetrySettings = RetrySettings()
     lag_warning: int = Field(default=64, ge=1, le=limits.MAX_LAG_WARNING)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value  # no URL password
 
     @classmethod
     def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:
@@ -291,8 +295,11 @@ class Archiver:
                     with self._cond:
                         if self._closed:  # the log may be open elsewhere by now: record nothing
                             return False
+                    m = result.manifest
                     self.record.mark_archived(
-                        ArchivedSegment(seq, result.manifest.size, result.manifest.blake3, self.url)
+                        ArchivedSegment(
+                            seq, m.size, m.blake3, self.url, m.last_commit_seq, m.instance_id
+                        )
                     )
                     seconds = time.monotonic() - started
                     self._emit(
@@ -306,6 +313,7 @@ class Archiver:
                     )
             except Exception as e:
                 error = f"{type(e).__name__}: {e}" if not isinstance(e, ArchiveError) else str(e)
+                error = self.archive.redact(error)
                 p.attempts += 1
                 p.last_error = error
                 self.counters["failed_attempts"] += 1

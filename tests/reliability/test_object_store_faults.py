@@ -1,0 +1,462 @@
+"""Object-store faults: moto's S3 server behind a fault-injecting proxy, reached through s3fs.
+
+The archiver ships closed segments while the proxy (``s3proxy.py``) makes the k-th request fail
+(``500`` before or after the server acted, ``503 SlowDown``, a reset connection, an answer past
+the read timeout, a body cut in half), slows every request down, or holds one upload while the
+server is stopped and started again; a partial object or manifest is planted where a segment
+will go. For every k of a whole archiving workload, and every way to fail:
+
+* **No local segment is removed before its verified upload.** A plugin checks, when retention
+  removes a segment, that the archive (read straight from the server, not through the proxy)
+  holds exactly the bytes the segment had when it was closed, with its manifest.
+* **Nothing is lost.** Every closed segment ends up archived, the archive verifies
+  (``scan_store(ArchiveReadStore(...))``), and a restore returns every acknowledged frame.
+* **Retries are visible.** A fault walship sees is a failed attempt, counted the same in
+  ``log.stats()["archive"]``, in ``archive_failed`` hooks and in the metrics plugin; a fault
+  absorbed below walship (s3fs retries resets, SlowDown and cut reads itself) shows as a
+  repeated request.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from s3server import MotoServer, S3Bucket, free_port, moto_endpoint, new_bucket, wait_until
+
+import walship
+from walship.backends.archive import ArchiveReadStore, manifest_name
+from walship.backends.base import SegmentStore
+from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
+from walship.core.header import parse_segment_name, segment_name
+from walship.core.recovery import scan_store
+from walship.core.rotation import ManualClock
+from walship.plugins.archive_record import ArchiveRecord
+from walship.plugins.metrics import MetricsPlugin
+from walship.restore import restore
+
+from .archive_watch import Watch
+from .s3proxy import FaultProxy, Plan
+from .support import FIGURES, make_payload
+
+FRAMES = 6
+"""Frames per segment of the workload."""
+
+
+@dataclass
+class Outcome:
+    """What one run saw."""
+
+    acked: dict[int, bytes]
+    stats: dict[str, Any]
+    metrics: dict[str, Any]
+    watch: Watch
+    proxy: FaultProxy
+    local: list[int] = field(default_factory=list)
+
+
+def workload(
+    log: walship.Log, segments: int, start: int = 0, clock: ManualClock | None = None
+) -> dict[int, bytes]:
+    """``segments`` closed segments of ``FRAMES`` frames each; their acknowledged frames."""
+    acked: dict[int, bytes] = {}
+    for s in range(start, start + segments):
+        payloads = [make_payload(f"s{s}.{i}") for i in range(FRAMES)]
+        acked.update(zip(log.append_batch(payloads), payloads, strict=True))
+        if clock is not None:
+            clock.advance(1)
+        log.rotate()
+    return acked
+
+
+def local_segments(store: SegmentStore) -> list[int]:
+    return sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
+
+
+def archive_section(bucket: S3Bucket, proxy: FaultProxy, workers: int = 1) -> dict[str, Any]:
+    return {
+        "url": bucket.url,
+        "storage_options": proxy.storage_options(),
+        "workers": workers,
+        "retries": {"attempts": 1000, "backoff": 0.01, "max_backoff": 0.1},
+    }
+
+
+def run(
+    server: MotoServer,
+    plan: Plan,
+    segments: int,
+    *,
+    workers: int = 1,
+    keep_local: str = "until_archived",
+    store: SegmentStore | None = None,
+    slow_seconds: float = 0.05,
+) -> Outcome:
+    """One archiving workload through a proxy with ``plan``; flushed and closed."""
+    bucket = new_bucket(server)
+    proxy = FaultProxy(server.port, plan, slow_seconds=slow_seconds, late_seconds=1.3).start()
+    watch, metrics = Watch(bucket), MetricsPlugin()
+    store = store if store is not None else MemoryStore()
+    try:
+        log = walship.open(
+            store=store,
+            entry_point_plugins=False,
+            plugins=[watch, metrics],
+            archive=archive_section(bucket, proxy, workers),
+            retention={"keep_local": keep_local},
+        )
+        try:
+            acked = workload(log, segments)
+            assert log.archiver is not None and log.archiver.flush(timeout=120)
+        finally:
+            log.close()  # delivers every pending event
+        stats = log.stats()
+    finally:
+        proxy.stop()
+    out = Outcome(acked, stats, metrics.snapshot(), watch, proxy, local_segments(store))
+    check(out, bucket, keep_local, segments)
+    return out
+
+
+def check(out: Outcome, bucket: S3Bucket, keep_local: str, segments: int) -> None:
+    """The invariants of the module docstring."""
+    watch, archive = out.watch, out.stats["archive"]
+    assert not watch.violations, watch.violations
+    assert not out.stats["plugin_errors"], out.stats["plugin_errors"]
+    assert sorted(set(watch.archived)) == sorted(watch.closed) == list(range(1, segments + 1))
+    assert archive["pending"] == 0 and archive["archived"] == segments
+    # retries are visible, and counted the same everywhere
+    assert archive["failed_attempts"] == len(watch.failed) == out.metrics["archive_failures"]
+    assert out.metrics["segments_archived"] == segments
+    if keep_local == "until_archived":
+        assert out.local == [segments + 1]
+        assert sorted(watch.removed) == list(range(1, segments + 1))
+    # nothing lost: the archive verifies and restores every acknowledged frame
+    view = ArchiveReadStore(bucket.url, bucket.storage_options)
+    assert scan_store(view).ok
+    assert restored(bucket) == out.acked
+
+
+def restored(bucket: S3Bucket) -> dict[int, bytes]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        restore(bucket.url, Path(d) / "r", storage_options=bucket.storage_options)
+        with walship.open(Path(d) / "r", entry_point_plugins=False) as log:
+            return {f.commit_seq: f.payload for f in log.read()}
+
+
+def at(k: int, mode: str, window: int = 1) -> Plan:
+    """Fail requests ``k .. k + window - 1`` with ``mode``."""
+    return lambda n, method, path: mode if k <= n < k + window else None
+
+
+@pytest.fixture(scope="module")
+def server() -> MotoServer:
+    return moto_endpoint()
+
+
+class Baseline(dict[int, int]):
+    """Requests of a fault-free workload of N segments (one worker: always the same number),
+    counted on first use."""
+
+    def __init__(self, server: MotoServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def __missing__(self, segments: int) -> int:
+        self[segments] = run(self.server, lambda *a: None, segments).proxy.count()
+        return self[segments]
+
+
+@pytest.fixture(scope="module")
+def baseline(server: MotoServer) -> Baseline:
+    return Baseline(server)
+
+
+def sweep(
+    server: MotoServer,
+    baseline: Baseline,
+    segments: int,
+    modes: list[str],
+    window: int,
+    ks: list[int] | None = None,
+) -> None:
+    """Every k of the workload (or those of ``ks``), each mode; the fault must show."""
+    for mode in modes:
+        for k in ks or range(1, baseline[segments] + 1):
+            out = run(server, at(k, mode, window), segments)
+            faults = [r for r in out.proxy.faults() if r.effective]
+            assert faults and faults[0].n == k
+            seen = out.stats["archive"]["failed_attempts"]
+            repeated = out.proxy.count() > baseline[segments]  # a retry below walship
+            what = f"{mode} at request {k} ({faults[0].method} {faults[0].path})"
+            if mode in ("error", "lost"):
+                assert seen >= 1, f"{what} left no failed attempt"
+            else:
+                assert seen >= 1 or repeated, f"{what} left no trace"
+            FIGURES["object_store.runs"] += 1
+            FIGURES["object_store.faults_injected"] += len(faults)
+            FIGURES["object_store.failed_attempts_seen"] += seen
+
+
+def test_kth_request_fails(server: MotoServer, baseline: Baseline) -> None:
+    """A 500 after the server acted (the answer lost) at every request of archiving one
+    segment (look up its manifest, put the object, HEAD and GET it back, put the manifest);
+    a 500 before it acted at two of them. The long run: every mode at every request of four
+    segments."""
+    sweep(server, baseline, 1, ["lost"], 1)
+    sweep(server, baseline, 1, ["error"], 1, random.Random(6).sample(range(1, baseline[1]), 2))
+
+
+def test_kth_request_absorbed_or_retried(server: MotoServer, baseline: Baseline) -> None:
+    """SlowDown, a reset, a cut body (of a GET: the only answers with one) and a late answer,
+    each at one request of archiving one segment."""
+    rng = random.Random(6)
+    for mode in ("slowdown", "reset", "truncate", "late"):
+        k = rng.choice([1, 4]) if mode == "truncate" else rng.randint(1, baseline[1])
+        sweep(server, baseline, 1, [mode], 1, [k])
+
+
+def test_an_outage_of_several_requests(server: MotoServer) -> None:
+    """Six requests in a row fail: walship retries the same segment with a growing backoff
+    until the store answers again (the long run: 40 resets, past s3fs's own retries)."""
+    out = run(server, at(2, "error", 6), 2)
+    assert out.stats["archive"]["failed_attempts"] == 6
+    assert [a for _, a, _ in out.watch.failed] == [1, 2, 3, 4, 5, 6]
+    FIGURES["object_store.runs"] += 1
+    FIGURES["object_store.faults_injected"] += len(out.proxy.faults())
+
+
+def test_slow_responses_and_random_faults_with_parallel_workers(
+    server: MotoServer, tmp_path: Path
+) -> None:
+    """Every request is slow, one in eight fails some way, four workers upload at once, on a
+    real directory with ``last:2`` retention."""
+    rng = random.Random(7)
+    lock = threading.Lock()
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        with lock:
+            roll = rng.random()
+        if roll < 0.125:
+            return rng.choice(["error", "lost", "slowdown", "reset", "truncate"])
+        return "slow"
+
+    store = PosixStore(tmp_path / "wal")
+    out = run(server, plan, 12, workers=4, keep_local="last:2", store=store, slow_seconds=0.02)
+    assert out.local == [11, 12, 13]  # the two newest closed ones and the active one
+    FIGURES["object_store.runs"] += 1
+    FIGURES["object_store.faults_injected"] += sum(r.fault != "slow" for r in out.proxy.faults())
+
+
+# --- the server stopped mid-upload --------------------------------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[MotoServer]:
+    server = MotoServer(port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def outage(server: MotoServer, tmp_path: Path, when: str, cycles: int = 1) -> None:
+    """Hold an upload of a segment object (``hold``: before the server got it; ``hold_after``:
+    after it stored it, before the answer), stop the server, let the upload go on to a dead
+    endpoint; appends go on; start the server again. ``cycles`` times."""
+    bucket = new_bucket(server)
+    held = threading.Event()
+    remaining = [cycles]
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        if (
+            method == "PUT"
+            and path.split("?")[0].endswith(".aedbwal")
+            and not held.is_set()
+            and remaining[0] > 0
+        ):
+            held.set()
+            remaining[0] -= 1
+            return when
+        return None
+
+    proxy = FaultProxy(server.port, plan).start()
+    watch, metrics = Watch(bucket), MetricsPlugin()
+    path = tmp_path / "wal"
+    acked: dict[int, bytes] = {}
+    try:
+        log = walship.open(
+            path,
+            entry_point_plugins=False,
+            plugins=[watch, metrics],
+            archive=archive_section(bucket, proxy, workers=2),
+            retention={"keep_local": "until_archived"},
+        )
+        done = 0
+        for _ in range(cycles):
+            proxy._holding.clear()
+            proxy._released.clear()
+            acked.update(workload(log, 2, start=done))
+            done += 2
+            assert proxy.wait_holding()
+            server.stop()  # the upload in flight goes to a dead endpoint
+            proxy.release()
+            failures = len(watch.failed)
+            acked.update(workload(log, 2, start=done))  # appends never wait for the archive
+            done += 2
+            assert wait_until(lambda n=failures: len(watch.failed) > n, timeout=60)
+            # while the server is away: a segment is gone only when durably recorded archived
+            record = ArchiveRecord.load(PosixStore(path))
+            local = set(local_segments(PosixStore(path)))
+            for seq in range(1, done + 1):
+                assert seq in local or record.archived(seq, bucket.url), seq
+            server.start()
+            held.clear()
+        assert log.archiver is not None and log.archiver.flush(timeout=120)
+        log.close()
+        stats = log.stats()
+    finally:
+        proxy.stop()
+    out = Outcome(acked, stats, metrics.snapshot(), watch, proxy, local_segments(PosixStore(path)))
+    check(out, bucket, "until_archived", done)
+    FIGURES["object_store.outages"] += cycles
+
+
+def test_server_stopped_mid_upload_and_started_again(
+    own_server: MotoServer, tmp_path: Path
+) -> None:
+    """The server stored the object and stopped before it answered (the long run also stops it
+    before it got the object, and does it five times in a row)."""
+    outage(own_server, tmp_path, "hold_after")
+
+
+# --- planted partial objects --------------------------------------------------------------
+
+
+def segment_bytes(segments: int) -> dict[int, bytes]:
+    """The exact segments the planted-object workload will write (deterministic clock and
+    instance_id)."""
+    store = MemoryStore()
+    clock = ManualClock()
+    log = walship.open(store=store, instance_id=7, clock=clock, entry_point_plugins=False)
+    workload(log, segments, clock=clock)
+    log.close()
+    return {s: store.read(segment_name(s)) for s in range(1, segments + 1)}
+
+
+@pytest.mark.parametrize("what", ["object", "manifest"])
+def test_a_planted_partial_object(server: MotoServer, what: str) -> None:
+    """The first half of segment 2 (or of its manifest) sits in the bucket before the archiver
+    gets there: segment 2 stalls with a named error and stays local, and so does everything
+    after it (retention never leaves a gap); once the operator removes the planted object, the
+    next flush archives everything."""
+    segments = 3
+    raw = segment_bytes(segments)
+    bucket = new_bucket(server)
+    if what == "object":
+        bucket.put(segment_name(2), raw[2][: len(raw[2]) // 2])
+    else:
+        bucket.put(manifest_name(2), b'{"format": "walship-segment-manifest", "vers')
+    proxy = FaultProxy(server.port).start()
+    watch, metrics = Watch(bucket), MetricsPlugin()
+    store = MemoryStore()
+    clock = ManualClock()
+    section = archive_section(bucket, proxy)
+    section["retries"] = {"attempts": 3, "backoff": 0.01}
+    try:
+        log = walship.open(
+            store=store,
+            instance_id=7,
+            clock=clock,
+            entry_point_plugins=False,
+            plugins=[watch, metrics],
+            archive=section,
+            retention={"keep_local": "until_archived"},
+        )
+        acked = workload(log, segments, clock=clock)
+        assert {s: store.read(segment_name(s)) for s in (2, 3)} == {2: raw[2], 3: raw[3]}
+        archiver = log.archiver
+        assert archiver is not None
+        assert not archiver.flush(timeout=60, retry_stalled=False)
+        stalled = archiver.stalled()
+        assert list(stalled) == [segment_name(2)]
+        assert segment_name(2) in stalled[segment_name(2)]
+        assert "\n" not in stalled[segment_name(2)]
+        assert archiver.stats()["stalled_now"] == 1
+        assert wait_until(lambda: local_segments(store) == [2, 3, 4])
+        if what == "object":
+            bucket.delete(segment_name(2))
+        else:
+            bucket.delete(manifest_name(2))
+        assert archiver.flush(timeout=60)
+        log.close()
+        stats = log.stats()
+    finally:
+        proxy.stop()
+    assert stats["archive"]["failed_attempts"] == 3
+    out = Outcome(acked, stats, metrics.snapshot(), watch, proxy, local_segments(store))
+    check(out, bucket, "until_archived", segments)
+    FIGURES["object_store.planted"] += 1
+
+
+# --- the long run -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_kth_request_long(server: MotoServer, baseline: Baseline) -> None:
+    """Every mode at every request of a four-segment workload, single and as a run of four."""
+    sweep(server, baseline, 4, ["error", "lost", "slowdown", "reset", "truncate"], 1)
+    sweep(server, baseline, 4, ["error", "lost", "reset"], 4)
+    for k in range(1, baseline[4] + 1, 3):
+        run(server, at(k, "late"), 4)
+        FIGURES["object_store.runs"] += 1
+        FIGURES["object_store.faults_injected"] += 1
+    for k in (1, 7, 15):
+        out = run(server, at(k, "reset", 40), 4)
+        assert out.stats["archive"]["failed_attempts"] >= 1
+        FIGURES["object_store.runs"] += 1
+        FIGURES["object_store.faults_injected"] += len(out.proxy.faults())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_random_faults_long(server: MotoServer, tmp_path: Path) -> None:
+    for seed in range(12):
+        rng = random.Random(seed)
+        lock = threading.Lock()
+
+        def plan(
+            n: int,
+            method: str,
+            path: str,
+            rng: random.Random = rng,
+            lock: threading.Lock = lock,
+        ) -> str | None:
+            with lock:
+                if rng.random() < 0.15:
+                    return rng.choice(["error", "lost", "slowdown", "reset", "truncate"])
+            return "slow"
+
+        store = PosixStore(tmp_path / f"wal{seed}")
+        out = run(server, plan, 16, workers=4, store=store, slow_seconds=0.01)
+        FIGURES["object_store.runs"] += 1
+        FIGURES["object_store.faults_injected"] += sum(
+            r.fault != "slow" for r in out.proxy.faults()
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("when", ["hold", "hold_after"])
+def test_server_stopped_mid_upload_long(own_server: MotoServer, tmp_path: Path, when: str) -> None:
+    outage(own_server, tmp_path, when, cycles=5)
