@@ -46,7 +46,7 @@ _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 102
 
 
 class PosixSegmentFile(SegmentFile):
-    """A segment file written with ``pwrite`` at its logical end (:attr:`size`).
+    """A segment file written at its logical end (:attr:`size`, where its position stays).
 
     The file may be longer than :attr:`size` when :meth:`preallocate` reserved space: a synced
     write into that space overwrites existing blocks and changes no metadata, so ``fdatasync``
@@ -73,7 +73,7 @@ class PosixSegmentFile(SegmentFile):
         view = memoryview(data)
         fd = self._fd
         while view:
-            n = os.pwrite(fd, view, self._size)
+            n = os.write(fd, view)  # at the file position, kept at the logical end
             if n <= 0:
                 raise OSError(errno.EIO, "write returned 0 bytes")
             self._size += n  # a partial write still moved the end: keep ``size`` honest
@@ -88,7 +88,7 @@ class PosixSegmentFile(SegmentFile):
         while i < len(buffers):
             chunk = buffers[i : i + _IOV_MAX]
             want = sum(map(len, chunk))
-            n = os.pwritev(fd, chunk, self._size)
+            n = os.writev(fd, chunk)
             self._size += n
             if n != want:  # short: finish this chunk buffer by buffer
                 done = n
@@ -117,6 +117,7 @@ class PosixSegmentFile(SegmentFile):
             super().write_durable(buffers)
             return
         self._size += n
+        os.lseek(self._fd, self._size, os.SEEK_SET)  # pwritev2 leaves the position alone
         if self._size > self._reserved:
             self._reserved = self._size
         rest: list[bytes | bytearray | memoryview] = []
@@ -232,13 +233,34 @@ class PosixStore(SegmentStore):
 
     def open_append(self, name: str) -> SegmentFile:
         fd = os.open(self._p(name), os.O_WRONLY | os.O_CLOEXEC)
-        return PosixSegmentFile(fd, os.fstat(fd).st_size)
+        return PosixSegmentFile(fd, os.lseek(fd, 0, os.SEEK_END))
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         with open(self._p(name), "rb", buffering=0) as f:
             if offset:
                 f.seek(offset)
             return f.read() if length is None else f.read(length)
+
+    def written_end(self, name: str, offset: int = 0) -> int:
+        fd = os.open(self._p(name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if not hasattr(os, "SEEK_DATA"):
+                return size
+            end = offset
+            try:
+                while end < size:  # walk data runs: [SEEK_DATA, SEEK_HOLE)
+                    start = os.lseek(fd, end, os.SEEK_DATA)
+                    end = os.lseek(fd, start, os.SEEK_HOLE)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # no data after ``end``
+                    return min(end, size)
+                if e.errno == errno.EINVAL:  # no SEEK_DATA here: assume all written
+                    return size
+                raise
+            return min(end, size)
+        finally:
+            os.close(fd)
 
     def map(self, name: str, length: int | None = None) -> memoryview:
         with open(self._p(name), "rb", buffering=0) as f:

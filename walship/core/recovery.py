@@ -254,7 +254,7 @@ def scan_store(
         OSError: a segment could not be read.
     """
     scan = LogScan()
-    preallocated = store.capabilities.preallocates
+    reserving = store.capabilities.preallocates
     seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
     prev: SegmentScan | None = None
     expected_instance = instance_id
@@ -277,9 +277,13 @@ def scan_store(
                 )
             )
         # A mapped view: no copy; it goes (and the file is unmapped) with its last reference.
-        data = store.map(name)
+        # Of the last segment only what was ever written is mapped: the space a preallocating
+        # store reserved after it reads as zeros, and touching it would only fill memory.
+        size = store.size(name) if is_last and reserving else -1
+        written = store.written_end(name) if size > 0 else -1
+        data = store.map(name, written if 0 <= written < size else None)
         hashing = _hash_async(data)
-        seg = SegmentScan(name, seq, len(data))
+        seg = SegmentScan(name, seq, max(size, len(data)))
         scan.segments.append(seg)
         try:
             seg.header = SegmentHeader.decode(data, name, seq)
@@ -339,9 +343,10 @@ def scan_store(
         problem = _scan_frames(seg, data, last_seq)
         if seg.last_commit_seq is not None:
             last_seq = seg.last_commit_seq
-        if problem is not None and is_last and seg.tail_is_zero and preallocated:
-            # The unused, reserved end of the active segment: the log's end, not damage.
-            seg.unused_tail = len(data) - seg.valid_end
+        if len(data) < seg.size and (problem is None or seg.tail_is_zero):
+            # Zeros after the last frame, then never-written reserved space to the end: the
+            # unused end of the active segment, not damage.
+            seg.unused_tail = seg.size - seg.valid_end
             problem = None
         if problem is not None:
             if problem.repairable and not is_last:  # a sealed segment is never torn
@@ -416,9 +421,12 @@ class RecoveredLog:
 
 
 def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
-    cut = store.read(name, offset)
-    if store.capabilities.preallocates:
-        cut = cut.rstrip(b"\0")  # zeros past the torn bytes are reserved space, never written
+    size = store.size(name)
+    written = store.written_end(name, offset)
+    if written < size:  # the rest is reserved space, never written: not worth keeping
+        cut = store.read(name, offset, written - offset).rstrip(b"\0")
+    else:
+        cut = store.read(name, offset)
     side = f"{name}.torn-{offset}"
     store.write_atomic(side, cut)
     if offset:
