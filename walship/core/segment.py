@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 PREALLOCATE_STEP = 64 * 1024 * 1024
 """Space reserved ahead of the active segment's end at a time (never beyond
 ``max_segment_bytes``), on stores that can preallocate: etcd reserves 64 MB too."""
+RESERVE_PAD = 64 * 1024
+"""Reserved beyond ``max_segment_bytes`` (more than any filesystem block)."""
 PARALLEL_HASH_MIN = 1024 * 1024
 """A batch at least this large is hashed on a helper thread while it is written, chunk by chunk
 (the write system call gives up the interpreter lock, so a second core does the hashing)."""
@@ -172,14 +174,21 @@ class SegmentManager:
         return self.active
 
     def _reserve(self, active: ActiveSegment, need: int) -> None:
-        """Preallocate ahead of ``need`` bytes, up to ``max_segment_bytes``, in large steps.
+        """Keep at least :data:`RESERVE_PAD` reserved ahead of ``need`` bytes, reserving in
+        steps of :data:`PREALLOCATE_STEP` up to ``max_segment_bytes`` + :data:`RESERVE_PAD`.
+
+        The reserved space past the data thus always holds whole blocks never written: that is
+        how recovery tells it from written zeros (``SegmentStore.written_end``).
 
         Raises ``OSError`` from the store (the caller fails the log closed).
         """
-        limit = self.policy.max_segment_bytes
-        if not self._preallocate or active.reserved >= limit or need <= active.reserved:
+        limit = self.policy.max_segment_bytes + RESERVE_PAD
+        ahead = need + RESERVE_PAD
+        if not self._preallocate or active.reserved >= limit or ahead <= active.reserved:
             return
-        target = min(limit, max(need, active.reserved + PREALLOCATE_STEP))
+        target = min(limit, max(ahead, active.reserved + PREALLOCATE_STEP))
+        if limit - target < PREALLOCATE_STEP // 4:
+            target = limit  # no sliver of a last step
         active.file.preallocate(target)
         active.reserved = target
 
