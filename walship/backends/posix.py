@@ -59,6 +59,7 @@ class PosixSegmentFile(SegmentFile):
         self._reserved = size  # the file's length on disk
         self._can_preallocate = hasattr(os, "posix_fallocate")
         self._dsync = True
+        self._grown = False  # preallocated since the last sync
 
     @property
     def size(self) -> int:
@@ -105,7 +106,7 @@ class PosixSegmentFile(SegmentFile):
 
     def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         self._check_open()
-        if _RWF_DSYNC is None or not self._dsync or len(buffers) > _IOV_MAX:
+        if _RWF_DSYNC is None or not self._dsync or self._grown or len(buffers) > _IOV_MAX:
             super().write_durable(buffers)
             return
         try:
@@ -134,7 +135,11 @@ class PosixSegmentFile(SegmentFile):
 
     def sync(self) -> None:
         self._check_open()
-        os.fdatasync(self._fd)
+        if self._grown:  # a reservation changed the length: make sure it is on disk too
+            os.fsync(self._fd)
+            self._grown = False
+        else:
+            os.fdatasync(self._fd)
 
     def preallocate(self, size: int) -> bool:
         self._check_open()
@@ -147,9 +152,11 @@ class PosixSegmentFile(SegmentFile):
                 self._can_preallocate = False  # this filesystem cannot: append as usual
                 return False
             raise
-        # No fsync here: that would also write back every dirty page. The next fdatasync makes
-        # the new length durable once; the syncs after it have no metadata left to write.
+        # No fsync here: that would also write back every dirty page. The next sync is a full
+        # fsync that makes the new length durable (fdatasync should, but a length is metadata);
+        # the syncs after it have no metadata left to write.
         self._reserved = size
+        self._grown = True
         return True
 
     def trim(self) -> bool:
