@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,32 @@ def test_a_live_log_always_verifies_clean(tmp_path: Path) -> None:
                 scan = scan_store(PosixStore(tmp_path))
                 assert scan.ok, scan.problems
                 assert scan.frame_count == i + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_hashes_large_batches_too(tmp_path: Path) -> None:
+    """The helper thread that hashes large batches is the parent's; a forked child gets its own
+    (a child that reused the parent's executor would wait forever)."""
+    big = [b"x" * 4096] * 400  # over the 1 MiB that goes to the helper
+    with walship.open(tmp_path / "parent", durability="none") as log:
+        log.append_batch(big)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            with walship.open(tmp_path / "child", durability="none") as log:
+                log.append_batch(big)
+            code = 0
+        finally:
+            os._exit(code)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung appending a large batch")
+    assert len(frames_of(segments(tmp_path / "child")[0])) == 400

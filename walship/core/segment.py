@@ -41,6 +41,15 @@ _hash_pool: ThreadPoolExecutor | None = None
 _hash_pool_lock = Lock()
 
 
+def _forget_hash_worker() -> None:
+    global _hash_pool
+    _hash_pool = None  # a forked child has none of its parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_hash_worker)
+
+
 def _hash_worker() -> ThreadPoolExecutor | None:
     """The process's one hashing thread, or ``None`` on a single-core machine."""
     global _hash_pool
