@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_active_segment_is_preallocated_and_trimmed_on_close(tmp_path: Path) -> 
     log = walship.open(tmp_path, max_segment_bytes=1 << 20)
     log.append(b"a" * 100)
     active = tmp_path / log.stats()["active_segment"]
-    assert active.stat().st_size == 1 << 20  # reserved up to max_segment_bytes
+    assert active.stat().st_size == (1 << 20) + 64 * 1024  # reserved past max_segment_bytes
     assert scan_store(PosixStore(tmp_path)).ok  # a live log's reserved tail is not damage
     log.close()
     (seg,) = segments(tmp_path)
@@ -100,12 +101,12 @@ def test_killed_writer_leaves_a_reserved_tail_that_recovery_reads_as_the_end(
     durable = _kill_writer(tmp_path, 300)
     assert durable == 300
     (seg,) = segments(tmp_path)
-    assert seg.stat().st_size == 64 * 1024 * 1024  # nobody trimmed it
+    assert seg.stat().st_size == (64 + 1 / 16) * 1024 * 1024  # nobody trimmed it
     logical = HEADER_SIZE + sum(len(b"record %d" % i) + 25 for i in range(300))
     with walship.open(tmp_path) as log:
         report = log.recovery
         assert report.repairs == [] and report.problems == []
-        assert report.unused_tail_bytes == 64 * 1024 * 1024 - logical
+        assert report.unused_tail_bytes == (64 + 1 / 16) * 1024 * 1024 - logical
         assert report.last_commit_seq == 300
         assert log.append(b"after") == 301
     assert seg.stat().st_size == logical + len(b"after") + 25
@@ -214,3 +215,43 @@ def test_decode_all_fast_loop_keeps_the_exact_errors() -> None:
         with pytest.raises(error) as info:
             list(framing.decode_all(data, 64))
         assert info.value.offset == offset
+
+
+def test_a_live_log_always_verifies_clean(tmp_path: Path) -> None:
+    """Reserved space always ends in whole never-written blocks, whatever the fill level."""
+    with walship.open(tmp_path, max_segment_bytes=8192) as log:
+        for i in range(400):
+            log.append(b"live %d " % i * (i % 7 + 1))
+            if i % 9 == 0:
+                scan = scan_store(PosixStore(tmp_path))
+                assert scan.ok, scan.problems
+                assert scan.frame_count == i + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_hashes_large_batches_too(tmp_path: Path) -> None:
+    """The helper thread that hashes large batches is the parent's; a forked child gets its own
+    (a child that reused the parent's executor would wait forever)."""
+    big = [b"x" * 4096] * 400  # over the 1 MiB that goes to the helper
+    with walship.open(tmp_path / "parent", durability="none") as log:
+        log.append_batch(big)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            with walship.open(tmp_path / "child", durability="none") as log:
+                log.append_batch(big)
+            code = 0
+        finally:
+            os._exit(code)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung appending a large batch")
+    assert len(frames_of(segments(tmp_path / "child")[0])) == 400

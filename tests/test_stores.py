@@ -95,14 +95,14 @@ def test_posix_file_modes_are_not_world_writable(tmp_path: Path) -> None:
 def test_posix_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = PosixStore(tmp_path)
     f = store.create("s", b"")
-    real_pwrite = os.pwrite
+    real_write = os.write
     calls = []
 
-    def short_write(fd: int, data: bytes | memoryview, offset: int) -> int:
+    def short_write(fd: int, data: bytes | memoryview) -> int:
         calls.append(len(data))
-        return real_pwrite(fd, bytes(data)[:3], offset)  # at most 3 bytes per call
+        return real_write(fd, bytes(data)[:3])  # at most 3 bytes per call
 
-    monkeypatch.setattr(os, "pwrite", short_write)
+    monkeypatch.setattr(os, "write", short_write)
     f.write(b"0123456789")
     monkeypatch.undo()
     assert store.read("s") == b"0123456789"
@@ -115,16 +115,16 @@ def test_posix_write_error_keeps_size_honest(
 ) -> None:
     store = PosixStore(tmp_path)
     f = store.create("s", b"ab")
-    real_pwrite = os.pwrite
+    real_write = os.write
     state = {"n": 0}
 
-    def failing(fd: int, data: bytes | memoryview, offset: int) -> int:
+    def failing(fd: int, data: bytes | memoryview) -> int:
         state["n"] += 1
         if state["n"] == 1:
-            return real_pwrite(fd, bytes(data)[:2], offset)
+            return real_write(fd, bytes(data)[:2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "pwrite", failing)
+    monkeypatch.setattr(os, "write", failing)
     with pytest.raises(OSError, match="No space"):
         f.write(b"123456")
     monkeypatch.undo()

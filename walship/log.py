@@ -435,17 +435,30 @@ class Log:
         if lead:
             self._lead([req])
         else:
-            wake.acquire()  # released by a leader: done, or ours is the lead now
-            then = req.then
-            if then is not None:
-                assert then.wake is not None
-                then.wake.release()  # pass the wake-up on along the batch
-            if req.lead:
-                req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
-                self._lead([])  # takes the queue, ours first
+            try:
+                wake.acquire()  # released by a leader: done, or ours is the lead now
+            except BaseException:
+                # Interrupted (KeyboardInterrupt): other threads count on this one to pass a
+                # wake-up or the lead on. Wait for the outcome, do that, then raise.
+                if not (req.done or req.lead):
+                    wake.acquire()
+                self._pass_on(req)
+                raise
+            self._pass_on(req)
         if req.error is not None:
             raise req.error
         return req.first_seq
+
+    def _pass_on(self, req: _Request) -> None:
+        """A woken follower's duties: wake the next thread of its batch; lead if handed the
+        lead."""
+        then = req.then
+        if then is not None:
+            assert then.wake is not None
+            then.wake.release()  # pass the wake-up on along the batch
+        if req.lead:
+            req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
+            self._lead([])  # takes the queue, ours first
 
     def _lead(self, batch: list[_Request]) -> None:
         """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by

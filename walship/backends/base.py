@@ -33,8 +33,9 @@ class StoreCapabilities:
         locking: ``lock`` excludes writers in other processes, not just in this one.
         persistent: the data outlives the process.
         preallocates: :meth:`SegmentFile.preallocate` can reserve space, so a segment file may
-            end in zero bytes that were never written (recovery reads a run of zeros from a frame
-            boundary to the end of the last segment as its unused tail, not as damage).
+            end in space that was never written (:meth:`SegmentStore.written_end` tells where;
+            recovery reads it, after the last segment's last frame, as that segment's unused
+            tail, not as damage).
     """
 
     durable: bool = True
@@ -178,6 +179,13 @@ class SegmentStore(ABC):
         Temporary file, sync, rename, directory sync.
         """
 
+    def written_end(self, name: str, offset: int = 0) -> int:
+        """Where the last written data at or after ``offset`` ends: the file's bytes beyond it
+        are space reserved by :meth:`SegmentFile.preallocate` and never written (they read as
+        zeros). The default, for a store that cannot tell, is the file's size. Raises
+        ``FileNotFoundError``."""
+        return self.size(name)
+
     def map(self, name: str, length: int | None = None) -> memoryview:
         """A read-only view of the first ``length`` bytes (all when ``None``) of file ``name``,
         for decoding without a read call per frame. The default reads the bytes; a store may
@@ -206,3 +214,12 @@ def free_name(store: SegmentStore, name: str) -> str:
         n += 1
         candidate = f"{name}.{n}"
     return candidate
+
+
+def written_bytes(store: SegmentStore, name: str, offset: int) -> bytes:
+    """The bytes of ``name`` written at or after ``offset``, without the space a preallocating
+    store reserved after them (what recovery and a failed log keep aside when they cut)."""
+    written = store.written_end(name, offset)
+    if written < store.size(name):  # block-granular: zeros up to the block's end are reserved too
+        return store.read(name, offset, max(0, written - offset)).rstrip(b"\0")
+    return store.read(name, offset)

@@ -46,7 +46,7 @@ _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 102
 
 
 class PosixSegmentFile(SegmentFile):
-    """A segment file written with ``pwrite`` at its logical end (:attr:`size`).
+    """A segment file written at its logical end (:attr:`size`, where its position stays).
 
     The file may be longer than :attr:`size` when :meth:`preallocate` reserved space: a synced
     write into that space overwrites existing blocks and changes no metadata, so ``fdatasync``
@@ -59,6 +59,7 @@ class PosixSegmentFile(SegmentFile):
         self._reserved = size  # the file's length on disk
         self._can_preallocate = hasattr(os, "posix_fallocate")
         self._dsync = True
+        self._grown = False  # preallocated since the last sync
 
     @property
     def size(self) -> int:
@@ -73,7 +74,7 @@ class PosixSegmentFile(SegmentFile):
         view = memoryview(data)
         fd = self._fd
         while view:
-            n = os.pwrite(fd, view, self._size)
+            n = os.write(fd, view)  # at the file position, kept at the logical end
             if n <= 0:
                 raise OSError(errno.EIO, "write returned 0 bytes")
             self._size += n  # a partial write still moved the end: keep ``size`` honest
@@ -88,7 +89,7 @@ class PosixSegmentFile(SegmentFile):
         while i < len(buffers):
             chunk = buffers[i : i + _IOV_MAX]
             want = sum(map(len, chunk))
-            n = os.pwritev(fd, chunk, self._size)
+            n = os.writev(fd, chunk)
             self._size += n
             if n != want:  # short: finish this chunk buffer by buffer
                 done = n
@@ -105,7 +106,7 @@ class PosixSegmentFile(SegmentFile):
 
     def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         self._check_open()
-        if _RWF_DSYNC is None or not self._dsync or len(buffers) > _IOV_MAX:
+        if _RWF_DSYNC is None or not self._dsync or self._grown or len(buffers) > _IOV_MAX:
             super().write_durable(buffers)
             return
         try:
@@ -117,6 +118,7 @@ class PosixSegmentFile(SegmentFile):
             super().write_durable(buffers)
             return
         self._size += n
+        os.lseek(self._fd, self._size, os.SEEK_SET)  # pwritev2 leaves the position alone
         if self._size > self._reserved:
             self._reserved = self._size
         rest: list[bytes | bytearray | memoryview] = []
@@ -133,7 +135,11 @@ class PosixSegmentFile(SegmentFile):
 
     def sync(self) -> None:
         self._check_open()
-        os.fdatasync(self._fd)
+        if self._grown:  # a reservation changed the length: make sure it is on disk too
+            os.fsync(self._fd)
+            self._grown = False
+        else:
+            os.fdatasync(self._fd)
 
     def preallocate(self, size: int) -> bool:
         self._check_open()
@@ -146,9 +152,11 @@ class PosixSegmentFile(SegmentFile):
                 self._can_preallocate = False  # this filesystem cannot: append as usual
                 return False
             raise
-        # No fsync here: that would also write back every dirty page. The next fdatasync makes
-        # the new length durable once; the syncs after it have no metadata left to write.
+        # No fsync here: that would also write back every dirty page. The next sync is a full
+        # fsync that makes the new length durable (fdatasync should, but a length is metadata);
+        # the syncs after it have no metadata left to write.
         self._reserved = size
+        self._grown = True
         return True
 
     def trim(self) -> bool:
@@ -232,13 +240,34 @@ class PosixStore(SegmentStore):
 
     def open_append(self, name: str) -> SegmentFile:
         fd = os.open(self._p(name), os.O_WRONLY | os.O_CLOEXEC)
-        return PosixSegmentFile(fd, os.fstat(fd).st_size)
+        return PosixSegmentFile(fd, os.lseek(fd, 0, os.SEEK_END))
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         with open(self._p(name), "rb", buffering=0) as f:
             if offset:
                 f.seek(offset)
             return f.read() if length is None else f.read(length)
+
+    def written_end(self, name: str, offset: int = 0) -> int:
+        fd = os.open(self._p(name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if not hasattr(os, "SEEK_DATA"):
+                return size
+            end = offset
+            try:
+                while end < size:  # walk data runs: [SEEK_DATA, SEEK_HOLE)
+                    start = os.lseek(fd, end, os.SEEK_DATA)
+                    end = os.lseek(fd, start, os.SEEK_HOLE)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # no data after ``end``
+                    return min(end, size)
+                if e.errno == errno.EINVAL:  # no SEEK_DATA here: assume all written
+                    return size
+                raise
+            return min(end, size)
+        finally:
+            os.close(fd)
 
     def map(self, name: str, length: int | None = None) -> memoryview:
         with open(self._p(name), "rb", buffering=0) as f:

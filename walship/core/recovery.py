@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from blake3 import blake3 as Blake3
 from crc32c import crc32c
 
-from walship.backends.base import SegmentStore, free_name
+from walship.backends.base import SegmentStore, free_name, written_bytes
 from walship.core.frame import CRC_SIZE, LENGTH_SIZE, MAX_FRAME_LENGTH, MIN_FRAME_LENGTH
 from walship.core.header import (
     HEADER_SIZE,
@@ -254,7 +254,7 @@ def scan_store(
         OSError: a segment could not be read.
     """
     scan = LogScan()
-    preallocated = store.capabilities.preallocates
+    reserving = store.capabilities.preallocates
     seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
     prev: SegmentScan | None = None
     expected_instance = instance_id
@@ -277,8 +277,12 @@ def scan_store(
                 )
             )
         # A mapped view: no copy; it goes (and the file is unmapped) with its last reference.
+        # Of the last segment only what was ever written is mapped: the space a preallocating
+        # store reserved after it reads as zeros, and touching it would only fill memory.
         try:
-            data = store.map(name)
+            size = store.size(name) if is_last and reserving else -1
+            written = store.written_end(name) if size > 0 else -1
+            data = store.map(name, written if 0 <= written < size else None)
         except SegmentReadError as e:  # e.g. an archived copy altered or gone
             kind = ProblemKind.MISSING_SEGMENT if e.missing else ProblemKind.CHAIN_MISMATCH
             scan.problems.append(Problem(kind, name, 0, str(e)))
@@ -286,7 +290,7 @@ def scan_store(
             scan.segments.append(prev)
             continue
         hashing = _hash_async(data)
-        seg = SegmentScan(name, seq, len(data))
+        seg = SegmentScan(name, seq, max(size, len(data)))
         scan.segments.append(seg)
         try:
             seg.header = SegmentHeader.decode(data, name, seq)
@@ -346,9 +350,10 @@ def scan_store(
         problem = _scan_frames(seg, data, last_seq)
         if seg.last_commit_seq is not None:
             last_seq = seg.last_commit_seq
-        if problem is not None and is_last and seg.tail_is_zero and preallocated:
-            # The unused, reserved end of the active segment: the log's end, not damage.
-            seg.unused_tail = len(data) - seg.valid_end
+        if len(data) < seg.size and (problem is None or seg.tail_is_zero):
+            # Zeros after the last frame, then never-written reserved space to the end: the
+            # unused end of the active segment, not damage.
+            seg.unused_tail = seg.size - seg.valid_end
             problem = None
         if problem is not None:
             if problem.repairable and not is_last:  # a sealed segment is never torn
@@ -452,9 +457,7 @@ class ChainBase:
 
 
 def _keep_aside(store: SegmentStore, name: str, offset: int, detail: str) -> Repair:
-    cut = store.read(name, offset)
-    if store.capabilities.preallocates:
-        cut = cut.rstrip(b"\0")  # zeros past the torn bytes are reserved space, never written
+    cut = written_bytes(store, name, offset)
     side = free_name(store, f"{name}.torn-{offset}")  # never overwrite bytes cut earlier
     store.write_atomic(side, cut)
     if offset:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
-from walship.backends.base import SegmentFile, SegmentStore, free_name
+from walship.backends.base import SegmentFile, SegmentStore, free_name, written_bytes
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 PREALLOCATE_STEP = 64 * 1024 * 1024
 """Space reserved ahead of the active segment's end at a time (never beyond
 ``max_segment_bytes``), on stores that can preallocate: etcd reserves 64 MB too."""
+RESERVE_PAD = 64 * 1024
+"""Reserved beyond ``max_segment_bytes`` (more than any filesystem block)."""
 PARALLEL_HASH_MIN = 1024 * 1024
 """A batch at least this large is hashed on a helper thread while it is written, chunk by chunk
 (the write system call gives up the interpreter lock, so a second core does the hashing)."""
@@ -37,6 +39,15 @@ Buffers = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
 
 _hash_pool: ThreadPoolExecutor | None = None
 _hash_pool_lock = Lock()
+
+
+def _forget_hash_worker() -> None:
+    global _hash_pool
+    _hash_pool = None  # a forked child has none of its parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_hash_worker)
 
 
 def _hash_worker() -> ThreadPoolExecutor | None:
@@ -176,14 +187,21 @@ class SegmentManager:
         return self.active
 
     def _reserve(self, active: ActiveSegment, need: int) -> None:
-        """Preallocate ahead of ``need`` bytes, up to ``max_segment_bytes``, in large steps.
+        """Keep at least :data:`RESERVE_PAD` reserved ahead of ``need`` bytes, reserving in
+        steps of :data:`PREALLOCATE_STEP` up to ``max_segment_bytes`` + :data:`RESERVE_PAD`.
+
+        The reserved space past the data thus always holds whole blocks never written: that is
+        how recovery tells it from written zeros (``SegmentStore.written_end``).
 
         Raises ``OSError`` from the store (the caller fails the log closed).
         """
-        limit = self.policy.max_segment_bytes
-        if not self._preallocate or active.reserved >= limit or need <= active.reserved:
+        limit = self.policy.max_segment_bytes + RESERVE_PAD
+        ahead = need + RESERVE_PAD
+        if not self._preallocate or active.reserved >= limit or ahead <= active.reserved:
             return
-        target = min(limit, max(need, active.reserved + PREALLOCATE_STEP))
+        target = min(limit, max(ahead, active.reserved + PREALLOCATE_STEP))
+        if limit - target < PREALLOCATE_STEP // 4:
+            target = limit  # no sliver of a last step
         active.file.preallocate(target)
         active.reserved = target
 
@@ -304,9 +322,7 @@ class SegmentManager:
             return 0
         name = active.name
         offset = active.discard_from
-        cut = self.store.read(name, offset)
-        if self.store.capabilities.preallocates:
-            cut = cut.rstrip(b"\0")  # reserved space past the written bytes
+        cut = written_bytes(self.store, name, offset)
         if cut:
             self.store.write_atomic(free_name(self.store, f"{name}.unsynced-{offset}"), cut)
         self.store.truncate(name, offset)
