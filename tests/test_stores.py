@@ -199,3 +199,11 @@ def test_open_syncs_the_directory_of_a_resumed_segment(
     with walship.open(tmp_path) as log:
         assert str(tmp_path) in synced  # before any append claims durability
         assert log.durable_seq == 1
+
+
+def test_memory_unsynced_bytes_of_a_removed_file_is_a_clear_error() -> None:
+    s = MemoryStore()
+    s.create("a", b"x").close()
+    s.remove("a")
+    with pytest.raises(FileNotFoundError):
+        s.unsynced_bytes("a")

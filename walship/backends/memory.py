@@ -99,9 +99,9 @@ class MemoryStore(SegmentStore):
             self._last_written = None
 
     def unsynced_bytes(self, name: str) -> int:
-        """How many bytes of ``name`` a crash would drop now."""
+        """How many bytes of ``name`` a crash would drop now. Raises ``FileNotFoundError``."""
         with self._mutex:
-            f = self._files[name]
+            f = self._get(name)
             return len(f.data) - f.synced
 
     def files(self) -> dict[str, bytes]:
