@@ -444,6 +444,26 @@ def test_seed_restart_into_a_new_segment_breaks_the_chain_walship_does_not(
         walship.open(path, entry_point_plugins=False)
     assert store_segments(PosixStore(path)) == seed  # nothing was changed
 
+    # Opening on purpose: the zero prev hash is accepted as the seed's restart, and listed.
+    assert scan_store(PosixStore(path), seed_restarts=True).chain_restarts == [names[1]]
+    with walship.open(path, entry_point_plugins=False, seed_restarts=True) as log:
+        assert log.recovery.chain_restarts == [names[1]]
+        assert [f.commit_seq for f in log.read()] == [f.commit_seq for f in load(name).frames()]
+        log.append(b"walship goes on")
+        log.rotate()  # and chains its own segments again
+    assert store_segments(PosixStore(path))[names[1]] == seed[names[1]]
+    later = scan_store(PosixStore(path), seed_restarts=True)
+    assert later.ok and later.chain_restarts == [names[1]]
+    # a zero prev hash is accepted only where asked, never a hash that is merely wrong
+    tampered = tmp_path / "tampered"
+    copy_fixture(name, tampered)
+    second = tampered / names[-1]
+    raw = bytearray(second.read_bytes())
+    raw[40] ^= 1
+    second.write_bytes(bytes(raw))
+    problems = scan_store(PosixStore(tampered), seed_restarts=True).problems
+    assert ProblemKind.CHAIN_MISMATCH in [p.kind for p in problems]
+
     # Writing: walship's files equal the seed's except for the prev hashes from segment 2 on,
     # and walship's chain is whole.
     store = MemoryStore()

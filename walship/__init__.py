@@ -67,7 +67,9 @@ def open(
         store: any :class:`~walship.backends.base.SegmentStore` instead of ``path``.
         options: without ``config``, see :class:`walship.log.Log`: ``durability`` (``always`` |
             ``interval`` | ``none``), ``sync_interval`` (s), ``max_segment_bytes``,
-            ``max_segment_age`` (s), ``instance_id``, ``salvage``, ``clock``, ``plugins``,
+            ``max_segment_age`` (s), ``instance_id``, ``salvage``, ``seed_restarts`` (open a
+            log the seed wrote: its zero prev hash after each restart is then accepted and
+            listed in ``log.recovery.chain_restarts``), ``clock``, ``plugins``,
             ``entry_point_plugins``. ``plugins`` may hold plugin objects, and config-style
             specs (``"module:attr"``, an entry-point name, ``{"name": ..., "options": ...}``).
     Raises:

@@ -774,7 +774,7 @@ def load_config(
     return parse_config(text, str(p), base_dir=p.resolve().parent, overrides=overrides, env=env)
 
 
-_RUNTIME = ("store", "salvage", "clock", "anchor")
+_RUNTIME = ("store", "salvage", "seed_restarts", "clock", "anchor")
 
 
 def open_log(
@@ -784,7 +784,8 @@ def open_log(
 
     ``overrides`` replace config keys (see :func:`validate_config`); besides, ``store`` (a
     :class:`~walship.backends.base.SegmentStore` object used instead of the ``store:``
-    section), ``salvage``, ``clock`` and ``anchor`` go to the Log as they are, and plugin
+    section), ``salvage``, ``seed_restarts``, ``clock`` and ``anchor`` go to the Log as they
+    are, and plugin
     objects in ``plugins`` are registered after the configured ones.
 
     Raises:

@@ -166,6 +166,7 @@ class Log:
         max_segment_bytes: int = 64 * 1024 * 1024,
         max_segment_age: float = 60.0,
         salvage: bool = False,
+        seed_restarts: bool = False,
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
         entry_point_plugins: bool = True,
@@ -226,6 +227,7 @@ class Log:
                 salvage=salvage,
                 clock=self.clock,
                 base=self._record.chain_base(),  # numbering goes on after the archive
+                seed_restarts=seed_restarts,
             )
             self.recovery: RecoveryReport = recovered.report
             if recovered.report.repairs or recovered.report.salvaged:

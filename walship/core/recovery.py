@@ -118,6 +118,8 @@ class LogScan:
     problems: list[Problem] = field(default_factory=list)
     anchored: bool = True
     """False when the first segment's prev hash is non-zero and no anchor was given to check it."""
+    chain_restarts: list[str] = field(default_factory=list)
+    """Segments whose zero prev hash was accepted as a restart of the chain (``seed_restarts``)."""
 
     @property
     def ok(self) -> bool:
@@ -242,7 +244,10 @@ def _hash_result(hashing: Future[Blake3] | None, data: memoryview) -> Blake3:
 
 
 def scan_store(
-    store: SegmentStore, anchor: bytes | None = None, instance_id: int | None = None
+    store: SegmentStore,
+    anchor: bytes | None = None,
+    instance_id: int | None = None,
+    seed_restarts: bool = False,
 ) -> LogScan:
     """Read every segment of ``store`` and report every problem; change nothing.
 
@@ -250,6 +255,10 @@ def scan_store(
         anchor: the expected prev hash of the first local segment, when older segments were
             removed (retention) and their hash is known from elsewhere.
         instance_id: when given, every header must carry it.
+        seed_restarts: accept a prev hash of 32 zero bytes in a later segment as a restart of
+            the chain (the seed wrote one after every restart) instead of a ``chain_mismatch``;
+            each such segment is listed in ``chain_restarts``. Everything before a restart is
+            then no longer tamper-evident from the segments after it.
     Raises:
         OSError: a segment could not be read.
     """
@@ -322,7 +331,10 @@ def scan_store(
             )
         if prev is not None and prev.segment_seq + 1 == seq and prev.header is not None:
             seg.chain_ok = header.prev_segment_hash == prev.blake3
-            if not seg.chain_ok:
+            if not seg.chain_ok and seed_restarts and header.prev_segment_hash == ZERO_HASH:
+                seg.chain_ok = None
+                scan.chain_restarts.append(name)
+            elif not seg.chain_ok:
                 scan.problems.append(
                     Problem(
                         ProblemKind.CHAIN_MISMATCH,
@@ -397,6 +409,8 @@ class RecoveryReport:
     """Segments renamed ``.damaged`` by a salvage open."""
     problems: list[Problem] = field(default_factory=list)
     anchored: bool = True
+    chain_restarts: list[str] = field(default_factory=list)
+    """Segments whose zero prev hash was accepted as a seed restart (``seed_restarts=True``)."""
     continued_after: str | None = None
     """The archived segment the log continues after (see :class:`ChainBase`), when no newer
     local segment was left."""
@@ -475,6 +489,7 @@ def recover(
     salvage: bool = False,
     clock: Clock | None = None,
     base: ChainBase | None = None,
+    seed_restarts: bool = False,
 ) -> RecoveredLog:
     """Validate the whole log, repair a torn tail, and return the state to continue from.
 
@@ -489,8 +504,10 @@ def recover(
     """
     started = time.perf_counter()
     clock = clock or SystemClock()
-    scan = scan_store(store, anchor)
-    report = RecoveryReport(problems=list(scan.problems), anchored=scan.anchored)
+    scan = scan_store(store, anchor, seed_restarts=seed_restarts)
+    report = RecoveryReport(
+        problems=list(scan.problems), anchored=scan.anchored, chain_restarts=scan.chain_restarts
+    )
     segments = scan.segments
     fatal = [p for p in scan.problems if not p.repairable]
     if fatal and not salvage:
