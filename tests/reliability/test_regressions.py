@@ -589,3 +589,30 @@ def test_an_unreachable_endpoint_is_an_os_error_not_a_traceback(
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     [line] = result.stderr.splitlines()
     assert line.startswith("walship: error: EndpointConnectionError")
+
+
+def test_a_failed_rotation_never_archives_or_removes_the_last_segment(tmp_path: Path) -> None:
+    """Review finding: when creating the next segment failed, the segment being closed has no
+    successor and got no ``segment_closed``; it was still archived and removed by retention,
+    and the reopened log started over at segment 1 and commit_seq 1."""
+    mem = MemoryStore()
+    store = FaultyStore(mem, Fault("create", at=3))  # segments 1 and 2 fine, 3 fails
+    archive = {"url": (tmp_path / "bucket").as_uri(), "retries": {"attempts": 1, "backoff": 0.01}}
+    retention = {"keep_local": "until_archived"}
+    log = walship.open(store=store, archive=archive, retention=retention, entry_point_plugins=False)
+    log.append(b"a")
+    log.rotate()  # segment 1: closed, archived, removed
+    log.append(b"b")
+    with pytest.raises(walship.LogFailedError):
+        log.rotate()  # segment 2 synced, segment 3 cannot be created
+    assert log.archiver is not None
+    log.archiver.flush(timeout=10)
+    assert segment_name(2) in mem.list_names()  # never removed: it was never closed
+    assert not (tmp_path / "bucket" / segment_name(2)).exists()
+    with pytest.raises(walship.LogFailedError):
+        log.close()
+    with walship.open(
+        store=mem, archive=archive, retention=retention, entry_point_plugins=False
+    ) as again:
+        assert [f.payload for f in again.read()] == [b"b"]
+        assert again.append(b"c") == 3  # the numbering goes on
