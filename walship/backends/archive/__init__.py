@@ -1,0 +1,78 @@
+"""The archive: closed segments in object storage, over any fsspec URL.
+
+Layout under the archive URL (``s3://bucket/prefix``, ``file:///path``, ``memory://name``, ...),
+one flat namespace, three kinds of object per segment::
+
+    segment_0000000000000007.aedbwal                  the segment's raw bytes (compression none)
+    segment_0000000000000007.aedbwal.zst              or the same, zstd-compressed
+    segment_0000000000000007.aedbwal.manifest.json    its manifest (written last)
+
+The manifest (:class:`SegmentManifest`) holds the size and BLAKE3 of the **raw** segment bytes,
+its header fields, first/last commit_seq and timestamps, and which object holds the bytes, so that
+restore and verify can plan and check without downloading everything. A segment counts as
+archived only once its manifest exists; the manifest is written only after the object was read
+back and verified.
+
+Promises of :meth:`ArchiveStore.put`:
+
+* A segment object appears whole or not at all: S3 PUTs are atomic; ``file://`` writes a
+  temporary file, fsyncs it and hard-links it into place; ``memory://`` assigns the whole value;
+  other stores upload a temporary object and move it into place.
+* An existing object is never overwritten with different content: S3 uses a conditional create
+  (``If-None-Match: *``), ``file://`` a link that fails if the name exists; other stores check
+  first (a race between two writers of the same segment remains possible there).
+* Uploading the same segment twice is harmless: the second put verifies what is there and
+  succeeds without writing.
+* Every upload is verified against the local bytes (size and BLAKE3), by reading the object back:
+  a 0-byte or partial object never counts.
+
+Object names from a listing are trusted only in their exact forms above: anything else (``../x``,
+absolute paths, directories, other suffixes, objects larger than the limit) is refused with an
+:class:`~walship.backends.archive_errors.ArchiveNameError` and never downloaded or written.
+"""
+
+from __future__ import annotations
+
+from walship.backends.archive.credentials import redact_url
+from walship.backends.archive.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    SegmentManifest,
+    describe_segment,
+)
+from walship.backends.archive.names import (
+    COMPRESSIONS,
+    DEFAULT_MAX_OBJECT_BYTES,
+    MANIFEST_SUFFIX,
+    MAX_MANIFEST_BYTES,
+    TEMP_PREFIX,
+    ZSTD_SUFFIX,
+    ObjectName,
+    manifest_name,
+    object_name,
+    parse_object_name,
+)
+from walship.backends.archive.read_store import ArchiveReadStore
+from walship.backends.archive.store import ArchiveListing, ArchiveStore, PutResult
+
+__all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_MAX_OBJECT_BYTES",
+    "MANIFEST_FORMAT",
+    "MANIFEST_SUFFIX",
+    "MANIFEST_VERSION",
+    "MAX_MANIFEST_BYTES",
+    "TEMP_PREFIX",
+    "ZSTD_SUFFIX",
+    "ArchiveListing",
+    "ArchiveReadStore",
+    "ArchiveStore",
+    "ObjectName",
+    "PutResult",
+    "SegmentManifest",
+    "describe_segment",
+    "manifest_name",
+    "object_name",
+    "parse_object_name",
+    "redact_url",
+]

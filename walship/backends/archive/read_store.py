@@ -1,0 +1,127 @@
+"""A read-only segment store over an archive, so that recovery's scan can verify one."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from typing import Any
+
+from walship.backends.archive.manifest import SegmentManifest
+from walship.backends.archive.store import ArchiveListing, ArchiveStore
+from walship.backends.archive_errors import ArchiveReadOnlyError
+from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
+from walship.core.header import parse_segment_name, segment_name
+
+
+class ArchiveReadStore(SegmentStore):
+    """A read-only :class:`~walship.backends.base.SegmentStore` over an archive.
+
+    ``list_names``, ``read`` and ``size`` work (objects are decompressed), so that
+    ``walship.core.recovery.scan_store(ArchiveReadStore(url))`` verifies an archive: headers,
+    frames and the chain through ``scan_store``; each segment's size and BLAKE3 against its
+    manifest through ``read``, which raises :class:`ArchiveIntegrityError` (naming the segment)
+    on a mismatch and :class:`ArchiveMissingError` when a manifest's object is gone. Every
+    mutating method raises :class:`ArchiveReadOnlyError`.
+
+    Raises (``list_names``):
+        ArchiveNameError: the archive holds an object that is not a segment, manifest or
+            temporary object (named).
+    """
+
+    capabilities = StoreCapabilities(durable=True, locking=False, persistent=True)
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.archive = ArchiveStore(url, storage_options)
+        self.location = self.archive.url
+        self._listing: ArchiveListing | None = None
+        self._manifests: dict[int, SegmentManifest | None] = {}
+        self._cache: tuple[str, bytes] | None = None
+        self._mutex = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ArchiveReadStore({self.location!r})"
+
+    def _refuse(self, what: str) -> ArchiveReadOnlyError:
+        return ArchiveReadOnlyError(f"{self.location} is a read-only archive: cannot {what}")
+
+    def _listed(self) -> ArchiveListing:
+        if self._listing is None:
+            listing = self.archive.list()
+            listing.raise_rejected(self.location)
+            self._listing = listing
+        return self._listing
+
+    def _seq(self, name: str) -> int:
+        seq = parse_segment_name(name)
+        if seq is None or seq not in self._listed().segment_seqs:
+            raise FileNotFoundError(errno.ENOENT, f"no segment {name} in {self.location}", name)
+        return seq
+
+    def manifest(self, name: str) -> SegmentManifest | None:
+        """The manifest of segment ``name`` (``None`` when it has none)."""
+        seq = self._seq(name)
+        if seq not in self._manifests:
+            self._manifests[seq] = (
+                self.archive.stat(name) if seq in self._listed().manifests else None
+            )
+        return self._manifests[seq]
+
+    def _raw(self, name: str) -> bytes:
+        with self._mutex:
+            if self._cache is not None and self._cache[0] == name:
+                return self._cache[1]
+        m = self.manifest(name)
+        if m is not None:
+            data = self.archive.get(m)
+        else:
+            seq = self._seq(name)
+            objects = self._listed().objects.get(seq, {})
+            compression = "none" if "none" in objects else "zstd"
+            data = self.archive.get_unverified(seq, compression)
+        with self._mutex:
+            self._cache = (name, data)
+        return data
+
+    def list_names(self) -> list[str]:
+        """Every segment with a manifest or an object (a fresh LIST on each call)."""
+        self._listing = None
+        self._manifests.clear()
+        return [segment_name(s) for s in self._listed().segment_seqs]
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        data = self._raw(name)
+        end = len(data) if length is None else offset + length
+        return data[offset:end]
+
+    def size(self, name: str) -> int:
+        m = self.manifest(name)
+        if m is not None:
+            return m.size
+        return len(self._raw(name))
+
+    def lock(self) -> None:
+        raise self._refuse("take the writer lock")
+
+    def unlock(self) -> None:
+        pass
+
+    def create(self, name: str, data: bytes) -> SegmentFile:
+        raise self._refuse(f"create {name}")
+
+    def open_append(self, name: str) -> SegmentFile:
+        raise self._refuse(f"append to {name}")
+
+    def truncate(self, name: str, size: int) -> None:
+        raise self._refuse(f"truncate {name}")
+
+    def remove(self, name: str) -> None:
+        raise self._refuse(f"remove {name}")
+
+    def rename(self, src: str, dst: str) -> None:
+        raise self._refuse(f"rename {src}")
+
+    def write_atomic(self, name: str, data: bytes) -> None:
+        raise self._refuse(f"write {name}")
+
+    def close(self) -> None:
+        self._cache = None
