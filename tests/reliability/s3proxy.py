@@ -16,7 +16,10 @@ wrong:
 
 When the upstream cannot be reached (the server is stopped), the proxy closes the connection
 without an answer, as a dead endpoint would. ``rewrite(method, path, body)`` may change the body
-of every answer (e.g. make a listing claim a huge object).
+of every answer (e.g. make a listing claim a huge object); ``damage(method, path, body)`` may
+change the body of a request on its way to the server (a body damaged in transit: the
+request's integrity headers, ``Content-MD5`` and ``x-amz-checksum-*``, are dropped with it, as if
+the client had never sent them).
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class FaultProxy:
     slow_seconds: float = 0.05
     late_seconds: float = 2.0
     rewrite: Callable[[str, str, bytes], bytes] | None = None
+    damage: Callable[[str, str, bytes], bytes | None] | None = None
+    """Returns the damaged request body, or ``None`` to forward it as it is."""
     requests: list[Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
@@ -184,6 +189,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        damaged = self.owner.damage(self.command, self.path, body) if self.owner.damage else None
+        if damaged is not None:
+            body = damaged
+            for k in list(headers):
+                if k.lower() in (
+                    "content-md5",
+                    "x-amz-sdk-checksum-algorithm",
+                ) or k.lower().startswith("x-amz-checksum-"):
+                    del headers[k]
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
         conn = http.client.HTTPConnection("127.0.0.1", self.owner.upstream, timeout=30)

@@ -413,6 +413,77 @@ def test_a_planted_partial_object(server: MotoServer, what: str) -> None:
     FIGURES["object_store.planted"] += 1
 
 
+def test_an_upload_costs_three_requests_and_no_read_back(server: MotoServer) -> None:
+    """On S3 a put is a manifest lookup, one conditional PUT of the object (sent with its
+    Content-MD5; the ETag answered is the MD5 the server computed of what it stored) and the
+    manifest's PUT: the object is never read back when the ETag proves it whole."""
+    from walship.backends.archive import ArchiveStore
+
+    raw = segment_bytes(1)[1]
+    bucket = new_bucket(server)
+    proxy = FaultProxy(server.port).start()
+    try:
+        archive = ArchiveStore(bucket.url, proxy.storage_options())
+        result = archive.put(segment_name(1), raw)
+        seen = [(r.method, r.path.split("?")[0].rsplit("/", 1)[-1]) for r in proxy.requests]
+    finally:
+        proxy.stop()
+    assert result.uploaded
+    assert seen == [
+        ("GET", manifest_name(1)),
+        ("PUT", segment_name(1)),
+        ("PUT", manifest_name(1)),
+    ]
+    assert bucket.get(segment_name(1)) == raw
+
+
+def test_a_body_damaged_in_transit_never_counts(server: MotoServer) -> None:
+    """The first upload of segment 2 reaches the server cut in half (with its integrity
+    headers gone, so the server stores what it got): the ETag the server answers is not the
+    local MD5, the read-back confirms the damage, the damaged object is removed and the retry
+    uploads the segment whole; nothing is removed locally before that."""
+    segments = 3
+    raw = segment_bytes(segments)
+    bucket = new_bucket(server)
+    damaged: list[str] = []
+
+    def damage(method: str, path: str, body: bytes) -> bytes | None:
+        if method == "PUT" and path.split("?")[0].endswith(segment_name(2)) and not damaged:
+            damaged.append(path)
+            return body[: len(body) // 2]
+        return None
+
+    proxy = FaultProxy(server.port, damage=damage).start()
+    watch, metrics = Watch(bucket), MetricsPlugin()
+    store = MemoryStore()
+    clock = ManualClock()
+    section = archive_section(bucket, proxy)
+    section["retries"] = {"attempts": 3, "backoff": 0.01}
+    try:
+        log = walship.open(
+            store=store,
+            instance_id=7,
+            clock=clock,
+            entry_point_plugins=False,
+            plugins=[watch, metrics],
+            archive=section,
+            retention={"keep_local": "until_archived"},
+        )
+        acked = workload(log, segments, clock=clock)
+        archiver = log.archiver
+        assert archiver is not None
+        assert archiver.flush(timeout=60)
+        log.close()
+        stats = log.stats()
+    finally:
+        proxy.stop()
+    assert damaged, "the proxy never saw the upload of segment 2"
+    assert stats["archive"]["failed_attempts"] == 1
+    assert bucket.get(segment_name(2)) == raw[2]
+    out = Outcome(acked, stats, metrics.snapshot(), watch, proxy, local_segments(store))
+    check(out, bucket, "until_archived", segments)
+
+
 # --- the long run -------------------------------------------------------------------------
 
 

@@ -4,9 +4,9 @@ It hears ``segment_closed`` and queues the segment for a bounded pool of backgro
 (``workers`` threads). A worker reads the closed segment from the local store, checks it (every
 frame, and the BLAKE3 it had when it was closed), puts it into the archive
 (:class:`walship.backends.archive.ArchiveStore`: whole or not at all, never over different
-content, read back and verified), and only then records it as archived in the durable local
-record (:mod:`walship.plugins.archive_record`) and fires ``segment_archived``. Retention runs
-after each success.
+content, verified against the local bytes), and only then records it as archived in the
+durable local record (:mod:`walship.plugins.archive_record`) and fires ``segment_archived``.
+Retention runs after each success.
 
 A failed attempt fires ``archive_failed`` (with the attempt number, from 1) and is retried after
 an exponential backoff with jitter, capped at ``max_backoff``, up to ``attempts`` times; a segment

@@ -10,8 +10,8 @@ one flat namespace, three kinds of object per segment::
 The manifest (:class:`SegmentManifest`) holds the size and BLAKE3 of the **raw** segment bytes,
 its header fields, first/last commit_seq and timestamps, and which object holds the bytes, so that
 restore and verify can plan and check without downloading everything. A segment counts as
-archived only once its manifest exists; the manifest is written only after the object was read
-back and verified.
+archived only once its manifest exists; the manifest is written only after the object was
+verified.
 
 Promises of :meth:`ArchiveStore.put`:
 
@@ -23,8 +23,12 @@ Promises of :meth:`ArchiveStore.put`:
   first (a race between two writers of the same segment remains possible there).
 * Uploading the same segment twice is harmless: the second put verifies what is there and
   succeeds without writing.
-* Every upload is verified against the local bytes (size and BLAKE3), by reading the object back:
-  a 0-byte or partial object never counts.
+* Every upload is verified against the local bytes: a 0-byte or partial object never counts. On
+  S3 the PUT carries the local MD5 (``Content-MD5``, so S3 refuses a body damaged in transit) and
+  the ETag answered, the MD5 the server computed of what it stored, must equal it; elsewhere,
+  or when the ETag is not an MD5 (SSE-KMS, a multipart upload), the object is read back and its
+  size and BLAKE3 checked. An upload of this put's own that does not verify is removed again, so
+  that the retry can upload it whole.
 
 Object names from a listing are trusted only in their exact forms above: anything else (``../x``,
 absolute paths, directories, other suffixes, objects larger than the limit) is refused with an

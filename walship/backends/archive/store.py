@@ -3,8 +3,10 @@ its promises), and what a listing of it finds."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import threading
@@ -38,6 +40,8 @@ from walship.core.header import parse_segment_name, segment_name
 
 _MEMORY_LOCK = threading.Lock()  # fsspec's memory store is one global dict
 _CHUNK = 1024 * 1024
+_PART_BYTES = 50 * 1024 * 1024
+"""s3fs uploads less than twice this in one PUT, more as a multipart upload."""
 
 
 # --- listing --------------------------------------------------------------------------------
@@ -218,19 +222,29 @@ class ArchiveStore:
     # --- low-level object I/O -----------------------------------------------------------
 
     @_storage_errors
-    def _create(self, name: str, data: bytes) -> None:
-        """Create object ``name`` whole or not at all. Raises ``FileExistsError`` if it exists."""
+    def _create(self, name: str, data: bytes, md5: str | None = None) -> str | None:
+        """Create object ``name`` whole or not at all. Raises ``FileExistsError`` if it exists.
+
+        Returns the ETag the store answered (S3; ``None`` elsewhere). With ``md5`` (the hex MD5
+        of ``data``) and a single-request upload, S3 is sent ``Content-MD5`` and refuses a body
+        that does not match it.
+        """
         path = self.path(name)
         if self._kind == "s3":
+            extra: dict[str, Any] = {}
+            if md5 is not None and len(data) < 2 * _PART_BYTES:  # one PUT, not a multipart
+                extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
             try:
-                self.fs.pipe_file(path, data, mode="create")
+                out = self.fs.pipe_file(path, data, mode="create", chunksize=_PART_BYTES, **extra)
             except FileExistsError:
                 raise
             except OSError as e:
                 if _is_precondition_failure(e):
                     raise FileExistsError(errno.EEXIST, "object exists", path) from e
                 raise
-        elif self._kind == "local":
+            etag = out.get("ETag") if isinstance(out, Mapping) else None
+            return str(etag).strip('"').lower() if etag else None
+        if self._kind == "local":
             _local_create(path, data)
         elif self._kind == "memory":
             with _MEMORY_LOCK:
@@ -250,6 +264,13 @@ class ArchiveStore:
                 with contextlib.suppress(OSError):
                     if self.fs.exists(tmp):
                         self.fs.rm_file(tmp)
+        return None
+
+    def _remove_own(self, name: str) -> None:
+        """Best effort: remove object ``name``, which this put created and which did not verify,
+        so that a retry can upload it again (left in place, it would block every retry)."""
+        with contextlib.suppress(Exception):
+            self.fs.rm_file(self.path(name))
 
     @_storage_errors
     def _read_small(self, name: str, limit: int) -> bytes | None:
@@ -276,12 +297,21 @@ class ArchiveStore:
             ArchiveIntegrityError: the object does not decompress.
         """
         seq = parse_object_name(name).segment_seq
+        missing = ArchiveMissingError(
+            f"{self.object_url(name)} is missing from the archive", segment_name(seq)
+        )
+        if keep and compression == "none":
+            # the caller keeps the bytes anyway: one ranged GET, no HEAD, no chunked reads
+            data = self._read_small(name, min(max_stored, max_raw))
+            if data is None:
+                raise missing
+            if len(data) > min(max_stored, max_raw):
+                return _Digest(len(data), len(data), b"", None, True)
+            return _Digest(len(data), len(data), Blake3(data).digest(), data, False)
         try:
             f = self.fs.open(self.path(name), "rb")
         except FileNotFoundError:
-            raise ArchiveMissingError(
-                f"{self.object_url(name)} is missing from the archive", segment_name(seq)
-            ) from None
+            raise missing from None
         h = Blake3()
         out = bytearray() if keep else None
         raw_size = 0
@@ -374,7 +404,8 @@ class ArchiveStore:
         """Archive closed segment ``name`` holding ``raw``, verified; idempotent.
 
         The object is created whole or not at all and never replaces different content; it is
-        read back and checked (size and BLAKE3 of the raw bytes) before the manifest is written.
+        verified (S3: the ETag against the local MD5; elsewhere, or when that cannot tell, read
+        back: size and BLAKE3 of the raw bytes) before the manifest is written.
 
         Args:
             expected_blake3: the hash the segment had when it was closed; a local file that no
@@ -426,18 +457,25 @@ class ArchiveStore:
                 name,
             )
         uploaded = True
+        # S3 answers a single-request PUT with the MD5 of what it stored (its ETag): equal to
+        # ours, the object is verified without reading it back
+        md5 = hashlib.md5(stored, usedforsecurity=False).hexdigest() if self._kind == "s3" else None
+        etag = None
         try:
-            self._create(manifest.object, stored)
+            etag = self._create(manifest.object, stored, md5)
         except FileExistsError:
             uploaded = False
-        try:
-            self._check(manifest, keep=False, verb="is" if uploaded else "exists but is")
-        except ArchiveMissingError:
-            raise
-        except ArchiveIntegrityError as e:
-            if uploaded:
-                raise ArchiveIntegrityError(f"upload did not verify: {e}", name) from None
-            raise ArchiveConflictError(f"{e}; refusing to overwrite it") from None
+        if not (uploaded and md5 is not None and etag == md5):
+            # elsewhere, or an ETag that is no MD5 (SSE-KMS, multipart): read it back
+            try:
+                self._check(manifest, keep=False, verb="is" if uploaded else "exists but is")
+            except ArchiveMissingError:
+                raise
+            except ArchiveIntegrityError as e:
+                if uploaded:
+                    self._remove_own(manifest.object)
+                    raise ArchiveIntegrityError(f"upload did not verify: {e}", name) from None
+                raise ArchiveConflictError(f"{e}; refusing to overwrite it") from None
         if existing is None:
             try:
                 self._create(manifest.manifest_object, manifest.to_json())
