@@ -174,6 +174,20 @@ def test_an_object_deleted_under_its_manifest_is_put_back(url: str) -> None:
     assert store.get(m) == raw
 
 
+def test_a_vanished_object_is_put_back_in_its_manifests_compression(url: str) -> None:
+    """The manifest says zstd, its object is gone, and a put without compression comes: the
+    object goes back as the manifest describes it (zstd), and the uncompressed object the put
+    created first is removed again: no stray object is left."""
+    name, raw = NAMES[0], SEGMENTS[NAMES[0]]
+    m = ArchiveStore(url, compression="zstd").put(name, raw).manifest
+    store = ArchiveStore(url)
+    store.fs.rm_file(f"{store.root}/{m.object}")
+    result = store.put(name, raw)
+    assert result.uploaded and result.manifest == m
+    assert store.get(m) == raw
+    assert store.list().objects[1] == {"zstd": m.stored_size}
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "extend"])
 def test_get_refuses_an_altered_object(url: str, damage: str) -> None:
     store = ArchiveStore(url)

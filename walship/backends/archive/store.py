@@ -425,6 +425,64 @@ class ArchiveStore:
                 "not archived",
                 name,
             )
+        manifest = replace(local, compression=self.compression)
+        stored = self._encode(raw, manifest.compression)
+        manifest = replace(manifest, stored_size=len(stored))
+        # a new segment, the common case, costs the object's PUT and the manifest's, no lookup:
+        # whatever is there already shows up as a refused conditional create
+        try:
+            self._upload(manifest, stored)
+        except FileExistsError:
+            return self._put_again(local, raw)
+        try:
+            self._create(manifest.manifest_object, manifest.to_json())
+        except FileExistsError:
+            other = self.stat(name)
+            if (
+                other is not None
+                and other.same_segment(manifest)
+                and (other.object, other.stored_size) == (manifest.object, manifest.stored_size)
+            ):
+                # its object had vanished: it is back, exactly as the manifest describes it
+                return PutResult(other, True, self.object_url(other.object))
+            self._remove_own(manifest.object)
+            return self._put_again(local, raw)
+        return PutResult(manifest, True, self.object_url(manifest.object))
+
+    def _encode(self, raw: bytes, compression: str) -> bytes:
+        if compression == "zstd":
+            return bytes(
+                _zstd()
+                .ZstdCompressor(level=3, write_content_size=True, write_checksum=True)
+                .compress(raw)
+            )
+        return raw
+
+    def _upload(self, manifest: SegmentManifest, stored: bytes) -> None:
+        """Create the object of ``manifest`` holding ``stored`` and verify it.
+
+        Raises:
+            FileExistsError: the object exists (nothing was written).
+            ArchiveIntegrityError: the upload did not verify (it was removed again).
+        """
+        # S3 answers a single-request PUT with the MD5 of what it stored (its ETag): equal to
+        # ours, the object is verified without reading it back
+        md5 = hashlib.md5(stored, usedforsecurity=False).hexdigest() if self._kind == "s3" else None
+        etag = self._create(manifest.object, stored, md5)
+        if md5 is not None and etag == md5:
+            return
+        # elsewhere, or an ETag that is no MD5 (SSE-KMS, multipart): read it back
+        try:
+            self._check(manifest, keep=False)
+        except ArchiveIntegrityError as e:
+            self._remove_own(manifest.object)
+            raise ArchiveIntegrityError(f"upload did not verify: {e}", manifest.name) from None
+
+    def _put_again(self, local: SegmentManifest, raw: bytes) -> PutResult:
+        """``put`` when the archive holds something under the segment's names already: an
+        idempotent re-put, an object whose manifest was never written, a manifest whose object
+        vanished, or different content (refused)."""
+        name = local.name
         existing = self.stat(name)
         if existing is not None:
             if not existing.same_segment(local):
@@ -441,13 +499,7 @@ class ArchiveStore:
                 manifest = existing  # the object vanished: put it back exactly as described
         else:
             manifest = replace(local, compression=self.compression)
-        stored = raw
-        if manifest.compression == "zstd":
-            stored = (
-                _zstd()
-                .ZstdCompressor(level=3, write_content_size=True, write_checksum=True)
-                .compress(raw)
-            )
+        stored = self._encode(raw, manifest.compression)
         if existing is None:
             manifest = replace(manifest, stored_size=len(stored))
         elif len(stored) != manifest.stored_size:
@@ -457,24 +509,15 @@ class ArchiveStore:
                 name,
             )
         uploaded = True
-        # S3 answers a single-request PUT with the MD5 of what it stored (its ETag): equal to
-        # ours, the object is verified without reading it back
-        md5 = hashlib.md5(stored, usedforsecurity=False).hexdigest() if self._kind == "s3" else None
-        etag = None
         try:
-            etag = self._create(manifest.object, stored, md5)
+            self._upload(manifest, stored)
         except FileExistsError:
             uploaded = False
-        if not (uploaded and md5 is not None and etag == md5):
-            # elsewhere, or an ETag that is no MD5 (SSE-KMS, multipart): read it back
             try:
-                self._check(manifest, keep=False, verb="is" if uploaded else "exists but is")
+                self._check(manifest, keep=False, verb="exists but is")
             except ArchiveMissingError:
                 raise
             except ArchiveIntegrityError as e:
-                if uploaded:
-                    self._remove_own(manifest.object)
-                    raise ArchiveIntegrityError(f"upload did not verify: {e}", name) from None
                 raise ArchiveConflictError(f"{e}; refusing to overwrite it") from None
         if existing is None:
             try:
