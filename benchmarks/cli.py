@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--doc",
         type=Path,
-        help=f"write the results section into this Markdown file (default for a full run: {DOC})",
+        help=f"write the results section into this Markdown file (default for a full run of every "
+        f"case: {DOC})",
     )
     p.add_argument("--chart", type=Path, help=f"write the PNG chart here (default: {CHART})")
     p.add_argument("--no-doc", action="store_true", help="write neither document nor chart")
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report.text_table(results))
         print(f"\n{profile.name} run, {profile.rounds} rounds per case, {seconds:.0f} s")
 
-    write_doc = not args.no_doc and (args.doc is not None or profile.name == "full")
+    # a full run of some cases only would replace the whole table with those few rows
+    full_table = profile.name == "full" and not args.only
+    write_doc = not args.no_doc and (args.doc is not None or full_table)
     if write_doc:
         doc = args.doc or DOC
         chart_path = args.chart or (doc.parent / CHART.name)
