@@ -118,6 +118,7 @@ def test_a_plugin_that_exits_does_not_kill_delivery(mem: MemoryStore) -> None:
     with walship.open(store=mem, plugins=[exiter, recorder]) as log:
         log.append(b"a")
         log.rotate()
+        log.append(b"b")
         log.rotate()
         _wait(log)
         assert log.stats()["plugin_errors"] == {log.plugins.get_name(exiter): 3}
@@ -401,6 +402,7 @@ def test_a_module_is_a_plugin_by_name(tmp_path: Path, monkeypatch: pytest.Monkey
     plugin = resolve_plugin("modplugin_for_walship")
     assert plugin.name == "modplugin_for_walship"
     with walship.open(store=MemoryStore(), plugins=["modplugin_for_walship"]) as log:
+        log.append(b"one frame")
         log.rotate()
     assert plugin.plugin.closed == [1]  # type: ignore[attr-defined]
 
@@ -606,6 +608,7 @@ def test_entry_point_plugins_load_and_a_config_can_configure_one(
     )
     monkeypatch.syspath_prepend(str(site))
     with walship.open(tmp_path / "a") as log:  # loaded by its entry point, without options
+        log.append(b"one frame")
         log.rotate()
         _wait(log)
         counter: Any = log.plugins.get_plugin("counter")
@@ -615,6 +618,7 @@ def test_entry_point_plugins_load_and_a_config_can_configure_one(
         "plugins": [{"name": "counter", "options": {"start": 10}}],
     }
     with walship.open(config=config) as log:  # named in the config: created once, with options
+        log.append(b"one frame")
         log.rotate()
         _wait(log)
         counters = [p for p in log.plugins.get_plugins() if type(p).__name__ == "Counter"]
@@ -698,6 +702,8 @@ with log:
     for i in range(300):
         log.append(b"record %06d " % i * 4, payload_type=i % 3)
     log.append_batch([b"b" * 3000, b"c"])   # one batch, bigger than a segment
+    assert log.rotate() is None             # which left an empty segment: nothing to rotate
+    log.append(b"d")
     log.rotate()
     names = [log.plugins.get_name(p) for p in log.plugins.get_plugins()]
 print(",".join(sorted(names)))
@@ -734,7 +740,7 @@ def _journal_matches_log(journal: Path, directory: Path) -> None:
         assert entry["last_commit_seq"] == seg.last_commit_seq
     assert {e["reason"] for e in entries[:-1]} == {"size"}
     assert entries[-1]["reason"] == "forced"
-    assert sum(e["frames"] for e in entries) == 302
+    assert sum(e["frames"] for e in entries) == 303
 
 
 def test_example_package_installed_hears_every_rotation(

@@ -28,7 +28,13 @@ from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.frame import Frame, FrameReader, decode_all, encode_into
-from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, parse_segment_name
+from walship.core.header import (
+    HEADER_SIZE,
+    ZERO_HASH,
+    SegmentHeader,
+    parse_segment_name,
+    segment_name,
+)
 from walship.core.recovery import ProblemKind, recover, scan_store
 from walship.core.rotation import ManualClock, RotationPolicy, RotationReason
 from walship.core.segment import ClosedSegment, SegmentManager
@@ -242,11 +248,14 @@ class _Rotations:
         self.closed.append((segment, reason))
 
 
-def log_replay(scenario: Scenario, path: Path) -> list[tuple[ClosedSegment, str]]:
+def log_replay(scenario: Scenario, path: Path) -> tuple[list[tuple[ClosedSegment, str]], int]:
     """Replay through the public API, ``walship.open(...)`` with a ManualClock: batches get
-    consecutive commit_seqs and the clock's timestamp, as the scenario must say."""
+    consecutive commit_seqs and the clock's timestamp, as the scenario must say. Returns the
+    rotations the plugins heard, and how many ``rotate`` steps found the active segment empty
+    (``Log.rotate()`` then does nothing and returns ``None``)."""
     clock = ManualClock(micros=scenario.open["wall_micros"], mono=0.0)
     rotations = _Rotations()
+    skipped = 0
 
     def open_log() -> walship.Log:
         return walship.open(
@@ -274,7 +283,10 @@ def log_replay(scenario: Scenario, path: Path) -> list[tuple[ClosedSegment, str]
                 clock.micros += step["micros"]
                 clock.mono += step["micros"] / 1_000_000
             elif op == "rotate":
-                log.rotate()
+                active = log.stats()["active_segment"]
+                if log.rotate() is None:
+                    skipped += 1
+                    assert log.stats()["active_segment"] == active
             elif op == "restart":
                 assert not step.get("new_segment", False)
                 log.close()
@@ -286,7 +298,7 @@ def log_replay(scenario: Scenario, path: Path) -> list[tuple[ClosedSegment, str]
                 raise AssertionError(f"op {op} cannot be replayed through the Log")
     finally:
         log.close()
-    return rotations.closed
+    return rotations.closed, skipped
 
 
 def closed_as_seed_records(
@@ -321,17 +333,55 @@ def test_walship_writes_the_seeds_bytes(name: str, store_kind: str, tmp_path: Pa
     assert closed_as_seed_records(replay.closed) == seed_records(name)
 
 
-@pytest.mark.parametrize("name", [n for n in SHARED if load(n).open.get("walship_log")])
+def header_only(segments: dict[str, bytes]) -> list[str]:
+    """The segments that hold no frame, but the last (the one still active at close)."""
+    return [n for n in list(segments)[:-1] if len(segments[n]) == HEADER_SIZE]
+
+
+@pytest.mark.parametrize(
+    "name",
+    # where the seed rotated an empty segment the Log deliberately differs (the test below)
+    [n for n in SHARED if load(n).open.get("walship_log") and not header_only(seed_segments(n))],
+)
 def test_the_log_api_writes_the_seeds_bytes(name: str, tmp_path: Path) -> None:
     scenario = load(name)
-    rotations = log_replay(scenario, tmp_path / "wal")
-    assert_same_segments(name, seed_segments(name), store_segments(PosixStore(tmp_path / "wal")))
+    seed = seed_segments(name)
+    rotations, skipped = log_replay(scenario, tmp_path / "wal")
+    assert skipped == 0
+    assert_same_segments(name, seed, store_segments(PosixStore(tmp_path / "wal")))
     seed_rotations = [
         (seq, reason.value, size, digest)
         for seq, reason, size, digest in seed_records(name)
         if reason is not None
     ]
     assert [(c.segment_seq, r, c.size, c.blake3.hex()) for c, r in rotations] == seed_rotations
+
+
+def test_the_log_never_rotates_an_empty_segment_the_seed_does(tmp_path: Path) -> None:
+    """``forced_rotation`` rotates an empty segment (right after a rotation): the seed (and
+    walship's SegmentManager, byte for byte) seal a header-only segment; ``Log.rotate()`` does
+    nothing then. The Log's segments are the seed's segments that hold frames, in order, with
+    the same frame bytes and instance_id, renumbered and chained among themselves."""
+    name = "forced_rotation"
+    seed = seed_segments(name)
+    empty = header_only(seed)
+    assert empty == [segment_name(2)]
+    rotations, skipped = log_replay(load(name), tmp_path / "wal")
+    assert skipped == len(empty)
+    ours = store_segments(PosixStore(tmp_path / "wal"))
+    kept = [n for n in seed if n not in empty]
+    assert len(ours) == len(kept)
+    for i, (n, m) in enumerate(zip(ours, kept, strict=True)):
+        mine, theirs = SegmentHeader.decode(ours[n]), SegmentHeader.decode(seed[m])
+        assert mine.segment_seq == i + 1 and mine.instance_id == theirs.instance_id
+        assert ours[n][HEADER_SIZE:] == seed[m][HEADER_SIZE:]
+    assert ours[kept[0]] == seed[kept[0]]  # the first is untouched by the difference
+    scan = scan_store(PosixStore(tmp_path / "wal"))
+    assert scan.ok and all(s.chain_ok for s in scan.segments[1:])
+    assert [(c.segment_seq, r, c.frame_count) for c, r in rotations] == [
+        (1, "forced", 1),
+        (2, "forced", 2),
+    ]
 
 
 def test_every_log_api_scenario_is_replayed() -> None:

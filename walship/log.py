@@ -689,12 +689,21 @@ class Log:
         self._counters["syncs"] += 1
         self._durable_seq = written
 
-    def rotate(self) -> ClosedSegment:
+    def rotate(self) -> ClosedSegment | None:
         """Close the active segment now (reason ``forced``) and open the next one.
 
-        Returns the closed segment's record. Raises ``LogFailedError`` on an I/O failure.
+        Returns the closed segment's record; or ``None`` when the active segment holds no frame
+        yet: then nothing happens (no segment is sealed or opened, no event is emitted), since
+        an empty segment is not worth sealing, announcing and archiving.
+
+        Raises:
+            LogFailedError: an I/O failure (the log is now failed), or the log had failed.
+            LogClosedError: the log is closed.
         """
         with self._exclusive():
+            active = self._manager.active
+            if active is not None and active.frame_count == 0:
+                return None
             self._manager.force_rotate()
             return self._rotate_locked(RotationReason.FORCED)
 

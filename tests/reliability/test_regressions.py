@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 import walship
 from walship.backends.archive import ArchiveReadStore, manifest_name
@@ -18,7 +20,7 @@ from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveNameEr
 from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
-from walship.core.header import HEADER_SIZE, parse_segment_name, segment_name
+from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
 from walship.core.recovery import scan_store
 from walship.plugins.archive_record import RECORD_NAME
 from walship.restore import restore
@@ -306,9 +308,12 @@ def test_a_torn_creation_after_retention_continues_after_the_archive(
 
 @pytest.mark.parametrize("kind", ["memory", "posix"])
 def test_a_failed_creation_after_retention_keeps_the_numbering(tmp_path: Path, kind: str) -> None:
-    """Issue 6, item 7, reached through a real sequence: retention removed segment 1, the empty
-    segment 2 was rotated and the creation of segment 3 failed half-way (a torn header); the
-    reopen removed segment 3, resumed the empty segment 2 and handed out commit_seq 1 again."""
+    """Issue 6, item 7: retention removed segment 1, the empty segment 2 was rotated and the
+    creation of segment 3 failed half-way (a torn header); the reopen removed segment 3, resumed
+    the empty segment 2 and handed out commit_seq 1 again.
+
+    ``Log.rotate()`` no longer rotates an empty segment, so a walship of today never leaves
+    this state; one from before did, and recovery must still number on after the archive."""
     inner: SegmentStore = MemoryStore() if kind == "memory" else PosixStore(tmp_path / "wal")
     store = FaultyStore(inner)
     url = _archive_url(tmp_path, kind)
@@ -316,14 +321,17 @@ def test_a_failed_creation_after_retention_keeps_the_numbering(tmp_path: Path, k
     log.append_batch([b"a", b"b"])
     log.rotate()
     _flush(log)
-    store.arm(Fault("create", at=store.counts["create"] + 1, error="short"))
-    with pytest.raises(walship.LogFailedError):
-        log.rotate()
-    with pytest.raises(walship.LogFailedError):
-        log.close()
-    store.disarm()
-    if isinstance(inner, MemoryStore):
-        store.crash()
+    creates = store.counts["create"]
+    assert log.rotate() is None  # segment 2 is empty: nothing is created that could fail
+    assert store.counts["create"] == creates
+    log.close()
+    # what the failed creation of segment 3 left behind: a header cut short
+    data = store.read(segment_name(2))
+    third = replace(
+        SegmentHeader.decode(data), segment_seq=3, prev_segment_hash=blake3(data).digest()
+    )
+    store.write_atomic(segment_name(3), third.encode()[:40])
+    assert _local_segments(store) == [2, 3]
     log = _archived(store, url)
     assert [r.segment for r in log.recovery.repairs] == [segment_name(3)]
     assert log.append(b"c") == 3

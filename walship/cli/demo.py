@@ -73,7 +73,7 @@ def demo(
         for payload in batch[:half]:  # durable one by one
             log.append(payload, payload_type=1)
         log.append_batch(batch[half:], payload_type=2)  # and in one group
-        log.rotate()
+        log.rotate()  # seal the last frames (a no-op if the batch's size rotation already did)
         written = log.last_seq
         wrote = time.perf_counter() - started
         archived_ok = log.archiver.flush(timeout=120) if log.archiver is not None else True

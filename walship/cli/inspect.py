@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from walship.cli.target import scan_target, target_options
+from walship.cli.target import scan_target, seed_restarts_option, target_options
 from walship.core.header import ZERO_HASH
 from walship.core.recovery import LogScan, SegmentScan
 
@@ -23,8 +23,11 @@ def _iso(micros: int | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _chain(seg: SegmentScan) -> str:
-    """ok, BROKEN, start (the first segment of a log), ? (its predecessor is elsewhere), -."""
+def _chain(seg: SegmentScan, restarts: frozenset[str] = frozenset()) -> str:
+    """ok, BROKEN, start (the first segment of a log), restart (a seed restart accepted by
+    ``--seed-restarts``), ? (its predecessor is elsewhere), -."""
+    if seg.name in restarts:
+        return "restart"
     if seg.chain_ok is True:
         return "ok"
     if seg.chain_ok is False:
@@ -34,8 +37,8 @@ def _chain(seg: SegmentScan) -> str:
     return "start" if seg.header.prev_segment_hash == ZERO_HASH else "?"
 
 
-def segment_dict(seg: SegmentScan) -> dict[str, Any]:
-    """One segment of a scan as plain data."""
+def segment_dict(seg: SegmentScan, restarts: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One segment of a scan as plain data (``restarts``: the scan's accepted chain restarts)."""
     header = seg.header
     return {
         "name": seg.name,
@@ -49,7 +52,7 @@ def segment_dict(seg: SegmentScan) -> dict[str, Any]:
         "instance_id": header.instance_id if header else None,
         "blake3": seg.blake3.hex(),
         "prev_segment_hash": header.prev_segment_hash.hex() if header else None,
-        "chain": _chain(seg),
+        "chain": _chain(seg, restarts),
         "chain_ok": seg.chain_ok,
         "valid_end": seg.valid_end,
     }
@@ -77,30 +80,38 @@ def _range(first: int | None, last: int | None) -> str:
 @click.command("inspect")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
+@seed_restarts_option
 @target_options
 def inspect_command(
-    target: str, as_json: bool, config: str | None, storage_option: tuple[str, ...]
+    target: str,
+    as_json: bool,
+    seed_restarts: bool,
+    config: str | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Show the segments of TARGET (a log directory or an archive URL).
 
     One row per segment: seq, size, frames, first..last commit_seq, created_at (UTC), the
     BLAKE3 prefix, and whether its prev hash matches the segment before ("start" for the first
-    segment of a log, "?" when that segment is not here); then a total line. Reads only.
+    segment of a log, "restart" for a seed restart accepted by --seed-restarts, "?" when that
+    segment is not here); then a total line. Reads only.
     """
-    scan = scan_target(target, config, storage_option)
+    scan = scan_target(target, config, storage_option, seed_restarts=seed_restarts)
     total = total_dict(scan)
+    restarts = frozenset(scan.chain_restarts)
     if as_json:
         doc = {
             "target": target,
-            "segments": [segment_dict(s) for s in scan.segments],
+            "segments": [segment_dict(s, restarts) for s in scan.segments],
             "total": total,
             "problems": [_problem(p.as_dict()) for p in scan.problems],
+            "chain_restarts": list(scan.chain_restarts),
         }
         click.echo(json.dumps(doc, indent=2))
         return
     rows = [("SEQ", "SIZE", "FRAMES", "COMMIT_SEQ", "CREATED_AT", "BLAKE3", "CHAIN")]
     for s in scan.segments:
-        d = segment_dict(s)
+        d = segment_dict(s, restarts)
         rows.append(
             (
                 str(s.segment_seq),
@@ -121,6 +132,8 @@ def inspect_command(
         ]
         click.echo("  ".join(cells).rstrip())
     chain = "chain ok" if total["chain_ok"] else "chain BROKEN"
+    if restarts:
+        chain += f" ({len(restarts)} seed restart(s): {', '.join(scan.chain_restarts)})"
     click.echo(
         f"total: {total['segments']} segments, {total['bytes']} bytes, {total['frames']} frames, "
         f"commit_seq {_range(total['first_commit_seq'], total['last_commit_seq'])}, {chain}"

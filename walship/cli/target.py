@@ -11,8 +11,8 @@ import yaml
 
 from walship.backends.base import SegmentStore
 from walship.cli.errors import CliError
-from walship.core.header import parse_segment_name, segment_name
-from walship.core.recovery import LogScan, scan_store
+from walship.core.header import ZERO_HASH, parse_segment_name, segment_name
+from walship.core.recovery import LogScan, ProblemKind, scan_store
 
 
 def open_target(target: str, storage_options: dict[str, Any] | None = None) -> SegmentStore:
@@ -94,10 +94,14 @@ def target_options(f: Any) -> Any:
 
 
 def scan_target(
-    target: str, config: str | None = None, storage_option: tuple[str, ...] = ()
+    target: str,
+    config: str | None = None,
+    storage_option: tuple[str, ...] = (),
+    seed_restarts: bool = False,
 ) -> LogScan:
     """Open ``target`` read-only and scan every segment (:func:`scan_store`: reads everything,
-    changes nothing).
+    changes nothing). With ``seed_restarts`` a zero prev hash in a later segment is accepted as
+    a restart of the chain (the seed's marker) and listed in ``chain_restarts``.
 
     Raises:
         CliError: the target is missing or holds no segment.
@@ -111,4 +115,29 @@ def scan_target(
         from walship.plugins.archive_record import load_anchor
 
         anchor = load_anchor(store)
-    return scan_store(store, anchor=anchor)
+    return scan_store(store, anchor=anchor, seed_restarts=seed_restarts)
+
+
+def seed_restarts_option(f: Any) -> Any:
+    """The ``--seed-restarts`` flag of a command that checks the chain."""
+    return click.option(
+        "--seed-restarts",
+        is_flag=True,
+        help="Accept a zero prev_segment_hash in a later segment as a restart of the chain "
+        "(the seed wrote one after each restart); each such segment is named.",
+    )(f)
+
+
+def seed_restart_hints(scan: LogScan) -> list[str]:
+    """The segments whose chain_mismatch is a zero prev hash (what the seed writes after a
+    restart, which ``--seed-restarts`` accepts), in order."""
+    zero = {
+        s.name
+        for s in scan.segments[1:]  # the first one's is checked only against an anchor
+        if s.header is not None and s.header.prev_segment_hash == ZERO_HASH
+    }
+    return [
+        p.segment
+        for p in scan.problems
+        if p.kind is ProblemKind.CHAIN_MISMATCH and p.offset == 32 and p.segment in zero
+    ]

@@ -8,7 +8,12 @@ import sys
 import click
 
 from walship.cli.inspect import total_dict
-from walship.cli.target import scan_target, target_options
+from walship.cli.target import (
+    scan_target,
+    seed_restart_hints,
+    seed_restarts_option,
+    target_options,
+)
 
 DAMAGED = 1
 """Exit status when verify finds damage (2 is for usage and I/O errors)."""
@@ -17,19 +22,28 @@ DAMAGED = 1
 @click.command("verify")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
+@seed_restarts_option
 @target_options
 def verify_command(
-    target: str, as_json: bool, config: str | None, storage_option: tuple[str, ...]
+    target: str,
+    as_json: bool,
+    seed_restarts: bool,
+    config: str | None,
+    storage_option: tuple[str, ...],
 ) -> None:
     """Verify TARGET (a log directory or an archive URL): every segment header, every frame's
     length and CRC-32C, the commit_seq order, and every BLAKE3 chain link. Reads everything,
     changes nothing.
 
+    A log the seed wrote across restarts has a zero prev_segment_hash in a later segment: a
+    chain_mismatch, unless --seed-restarts accepts it as a restart of the chain (each such
+    segment is named; the segments before a restart are then not chained to it).
+
     Exit status: 0 when everything is valid; 1 when anything is damaged, each problem listed
     with its file, offset and kind (truncated_tail, corrupt_frame, bad_header, chain_mismatch,
     missing_segment); 2 for usage or I/O errors.
     """
-    scan = scan_target(target, config, storage_option)
+    scan = scan_target(target, config, storage_option, seed_restarts=seed_restarts)
     total = total_dict(scan)
     problems = [
         {
@@ -42,7 +56,13 @@ def verify_command(
         for p in scan.problems
     ]
     if as_json:
-        doc = {"target": target, "ok": scan.ok, **total, "problems": problems}
+        doc = {
+            "target": target,
+            "ok": scan.ok,
+            **total,
+            "problems": problems,
+            "chain_restarts": list(scan.chain_restarts),
+        }
         click.echo(json.dumps(doc, indent=2))
     else:
         span = (
@@ -53,15 +73,27 @@ def verify_command(
         for p in problems:
             note = " (open repairs it: a torn tail)" if p["repairable"] else ""
             click.echo(f"{p['file']}: offset {p['offset']}: {p['kind']}: {p['detail']}{note}")
+        for name in scan.chain_restarts:
+            click.echo(
+                f"{name}: offset 32: seed restart: a zero prev_segment_hash, accepted as a "
+                "restart of the chain (--seed-restarts)"
+            )
         if scan.ok:
+            restarts = len(scan.chain_restarts)
+            accepted = f" ({restarts} seed restart(s) accepted)" if restarts else ""
             click.echo(
                 f"ok: {total['segments']} segments, {total['frames']} frames, {span}: every "
-                "header, frame and chain link is valid"
+                f"header, frame and chain link is valid{accepted}"
             )
         else:
             click.echo(
                 f"DAMAGED: {len(problems)} problem(s) in {total['segments']} segments "
                 f"({total['frames']} valid frames, {span})"
+            )
+        for name in seed_restart_hints(scan):
+            click.echo(
+                f"note: {name} has a zero prev_segment_hash, as the seed wrote after a restart; "
+                "--seed-restarts accepts it as a restart of the chain"
             )
         if not scan.anchored:
             click.echo(
