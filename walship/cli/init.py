@@ -37,6 +37,7 @@ rotation:                     # a segment is closed when either limit is reached
 #   compression: none         # none | zstd (needs walship[zstd])
 #   retries: {attempts: 10, backoff: 500ms, max_backoff: 60s}
 #   lag_warning: 64           # pending segments before the log warns
+#   upload_process: true      # upload from a lower-priority child process
 
 # retention:                  # example: remove local segments once archived and verified
 #   keep_local: until_archived   # all | until_archived | last:N

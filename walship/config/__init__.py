@@ -14,6 +14,7 @@
       compression: none                    # none | zstd
       retries: {attempts: 10, backoff: 500ms, max_backoff: 60s}
       lag_warning: 64
+      upload_process: true                 # upload from a lower-priority child process
     retention: {keep_local: until_archived}   # all | until_archived | last:N
     plugins:
       - walship.plugins.logging

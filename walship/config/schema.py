@@ -88,6 +88,7 @@ class ArchiveConfig(_Section):
     compression: Annotated[str, BeforeValidator(_compression)] = "none"
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
     lag_warning: Annotated[int, _integer(1, limits.MAX_LAG_WARNING)] = 64
+    upload_process: Bool = True
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -173,7 +174,7 @@ class WalshipConfig(_Section):
 
         {"url": str, "storage_options": dict, "workers": int, "compression": "none"|"zstd",
          "retries": {"attempts": int, "backoff": float, "max_backoff": float},
-         "lag_warning": int}
+         "lag_warning": int, "upload_process": bool}
         """
         if self.archive is None:
             return None
@@ -189,6 +190,7 @@ class WalshipConfig(_Section):
                 "max_backoff": a.retries.max_backoff,
             },
             "lag_warning": a.lag_warning,
+            "upload_process": a.upload_process,
         }
 
     def retention_options(self) -> dict[str, Any] | None:

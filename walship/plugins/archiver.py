@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from walship.backends.archive import ArchiveStore, redact_url
+from walship.backends.archive import ArchiveStore, PutResult, redact_url
 from walship.backends.archive_errors import ArchiveError
 from walship.backends.base import SegmentStore
 from walship.core.header import segment_name
@@ -69,6 +69,9 @@ class ArchiveSettings(BaseModel):
     compression: Literal["none", "zstd"] = "none"
     retries: RetrySettings = RetrySettings()
     lag_warning: int = Field(default=64, ge=1, le=limits.MAX_LAG_WARNING)
+    upload_process: bool = True
+    """Upload from the shared child process (:mod:`walship.plugins.upload_process`); a
+    ``memory://`` archive, which lives in this process, always uploads from threads here."""
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -145,6 +148,9 @@ class Archiver:
             settings.url, settings.storage_options, compression=settings.compression
         )
         self.url = self.archive.url
+        # the child cannot reach a memory:// archive (it lives in this process), nor an
+        # ArchiveStore handed in by the caller
+        self._in_child = archive is None and settings.upload_process and self.archive.in_child
         self.retention = retention
         self._emit = emit
         self._closed_segments = closed_segments
@@ -288,7 +294,7 @@ class Archiver:
             started = time.monotonic()
             try:
                 raw = self.store.read(name)
-                result = self.archive.put(name, raw, expected_blake3=p.blake3)
+                result = self._put(name, raw, p.blake3)
                 # record and announce as one step for retention: a segment_removed never
                 # reaches the plugins before its segment_archived
                 with self.retention.lock if self.retention is not None else self._announce:
@@ -348,6 +354,15 @@ class Archiver:
             self._seconds_max = max(self._seconds_max, seconds)
             return True
         return False
+
+    def _put(self, name: str, raw: bytes, blake3: bytes | None) -> PutResult:
+        if not self._in_child:
+            return self.archive.put(name, raw, expected_blake3=blake3)
+        from walship.plugins.upload_process import UploadProcess
+
+        s = self.settings
+        key = (s.url, s.storage_options, s.compression)
+        return UploadProcess.shared().put(key, name, raw, blake3)
 
     # --- waiting and introspection ------------------------------------------------------
 

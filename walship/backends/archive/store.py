@@ -7,6 +7,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import importlib
 import os
 import secrets
 import threading
@@ -16,6 +17,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 from blake3 import blake3 as Blake3
+from fsspec.registry import known_implementations
 
 from walship.backends.archive.credentials import _secret_values, _storage_errors, redact_url
 from walship.backends.archive.manifest import SegmentManifest, describe_segment
@@ -200,6 +202,21 @@ class ArchiveStore:
             self._kind = "s3"
         else:
             self._kind = "generic"
+
+    @property
+    def in_child(self) -> bool:
+        """Whether another process reaches the same archive with the same URL and options: the
+        URL's filesystem is the one fsspec knows by name for its protocol (not one registered
+        in this process only), and not ``memory://`` (fsspec's memory store is this process's)."""
+        if self._kind == "memory":
+            return False
+        protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, (tuple, list)) else None
+        known = known_implementations.get(protocol or self.fs.protocol, {})
+        module, _, attr = str(known.get("class", "")).rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), attr) is type(self.fs)
+        except (ImportError, AttributeError, ValueError):
+            return False
 
     def __repr__(self) -> str:
         return f"ArchiveStore({self.url!r}, compression={self.compression!r})"

@@ -1,0 +1,137 @@
+"""Uploads from the child process (``archive.upload_process``, the default): the segments reach
+the archive from another process, errors come back as the same one-line walship errors, and a
+child killed mid-way costs a retried attempt, never a segment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from s3server import Recorder, wait_until
+
+import walship
+from walship.backends.archive import ArchiveReadStore, ArchiveStore
+from walship.backends.archive_errors import ArchiveConflictError, ArchiveIntegrityError
+from walship.backends.memory import MemoryStore
+from walship.core.header import segment_name
+from walship.core.recovery import scan_store
+from walship.plugins.upload_process import UploadProcess, _flatten, _rebuild
+
+
+def _write(log: walship.Log, segments: int) -> None:
+    for s in range(segments):
+        log.append_batch([f"segment {s} frame {i}".encode() for i in range(5)])
+        log.rotate()
+
+
+def _archive(url: str, **extra: object) -> dict[str, object]:
+    return {"url": url, "workers": 2, "retries": {"attempts": 20, "backoff": 0.01}, **extra}
+
+
+def test_segments_are_uploaded_by_the_child(tmp_path: Path) -> None:
+    url = (tmp_path / "archive").as_uri()
+    rec = Recorder()
+    with walship.open(tmp_path / "wal", archive=_archive(url), plugins=[rec]) as log:
+        archiver = log.archiver
+        assert archiver is not None and archiver._in_child
+        _write(log, 3)
+        assert archiver.flush(timeout=30)
+    child = UploadProcess.shared()
+    assert child.alive and child._process.pid != os.getpid()
+    assert len(rec.of("archived")) == 3
+    assert scan_store(ArchiveReadStore(url)).ok
+
+
+@pytest.mark.parametrize("option", [False, True])
+def test_which_archives_upload_from_the_child(tmp_path: Path, option: bool) -> None:
+    """``upload_process: false`` keeps the uploads in threads; ``memory://`` always does."""
+    for url, expected in (((tmp_path / "a").as_uri(), option), ("memory://upload-child", False)):
+        with walship.open(store=MemoryStore(), archive=_archive(url, upload_process=option)) as log:
+            assert log.archiver is not None and log.archiver._in_child is expected
+
+
+def test_a_killed_child_is_replaced(tmp_path: Path) -> None:
+    """The child is killed (SIGKILL) between uploads: the next put starts a new one and every
+    segment gets archived."""
+    url = (tmp_path / "archive").as_uri()
+    rec = Recorder()
+    with walship.open(tmp_path / "wal", archive=_archive(url), plugins=[rec]) as log:
+        archiver = log.archiver
+        assert archiver is not None
+        _write(log, 2)
+        assert archiver.flush(timeout=30)
+        first = UploadProcess.shared()
+        os.kill(first._process.pid, signal.SIGKILL)
+        assert wait_until(lambda: not first.alive, timeout=10)
+        _write(log, 3)
+        assert archiver.flush(timeout=30)
+        assert UploadProcess.shared() is not first
+    assert len(rec.of("archived")) == 5
+    assert sorted(rec.seqs("archived")) == [1, 2, 3, 4, 5]
+    assert scan_store(ArchiveReadStore(url)).ok
+
+
+def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) -> None:
+    """The child is stopped (SIGSTOP) with a put sent to it, then killed: the put raises
+    OSError (an attempt the archiver retries), and the next put works in a new child."""
+    url = (tmp_path / "archive").as_uri()
+    with walship.open(tmp_path / "wal") as log:
+        _write(log, 1)
+    raw = (tmp_path / "wal" / segment_name(1)).read_bytes()
+    child = UploadProcess.shared()
+    os.kill(child._process.pid, signal.SIGSTOP)
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            child.put((url, {}, "none"), segment_name(1), raw, None)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=put)
+    t.start()
+    assert wait_until(lambda: bool(child._futures), timeout=10)
+    os.kill(child._process.pid, signal.SIGKILL)
+    t.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], OSError)
+    assert "upload process" in str(errors[0])
+    assert UploadProcess.shared().put((url, {}, "none"), segment_name(1), raw, None).uploaded
+
+
+def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
+    """Different content planted under a segment's name: the child's ArchiveConflictError
+    comes back as one, with its message, and the segment stays pending."""
+    url = (tmp_path / "archive").as_uri()
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / segment_name(1)).write_bytes(b"planted")
+    rec = Recorder()
+    retries = {"attempts": 2, "backoff": 0.01}
+    with walship.open(
+        tmp_path / "wal", archive=_archive(url, retries=retries), plugins=[rec]
+    ) as log:
+        _write(log, 1)
+        assert log.archiver is not None and not log.archiver.flush(timeout=30)
+        stalled = log.archiver.stalled()
+    assert "refusing to overwrite" in stalled[segment_name(1)]
+    assert "\n" not in stalled[segment_name(1)]
+    with pytest.raises(ArchiveConflictError, match="refusing to overwrite"):
+        UploadProcess.shared().put(
+            (url, {}, "none"),
+            segment_name(1),
+            (tmp_path / "wal" / segment_name(1)).read_bytes(),
+            None,
+        )
+
+
+def test_errors_cross_the_process_boundary_whole() -> None:
+    e = _rebuild(*_flatten(ArchiveIntegrityError("upload did not verify", "segment_x")))
+    assert isinstance(e, ArchiveIntegrityError) and e.segment == "segment_x"
+    assert str(e) == "upload did not verify"
+    e = _rebuild(*_flatten(OSError(5, "store failed")))
+    assert isinstance(e, OSError) and e.errno == 5 and "store failed" in str(e)
+    e = _rebuild(*_flatten(KeyError("odd")))
+    assert type(e).__name__ == "ArchiveError" and "KeyError" in str(e)
+    assert ArchiveStore("memory://x").in_child is False

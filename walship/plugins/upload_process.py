@@ -1,0 +1,187 @@
+"""The upload process: archive uploads run in a child process, at a lower priority.
+
+Uploading is Python work (botocore's signing, aiohttp, s3fs, the segment's check and MD5) that
+holds the interpreter lock for milliseconds at a time. In the log's own process it makes a synced
+``append`` that returns from its ``fdatasync`` wait for the lock, up to the interpreter's switch
+interval (5 ms): that is what the p99 of appends while archiving showed. In a child process it
+competes only for a CPU, and at niceness :data:`NICENESS` it yields one to the appenders.
+
+One child serves every archive of this process: ``python -m walship.plugins.upload_process``,
+started on first use (a new interpreter: not forked, since the parent has threads, and not
+multiprocessing's spawn, which would import the user's main module again), talking over a
+socket pair. It runs :meth:`ArchiveStore.put` on a thread pool, one
+:class:`~walship.backends.archive.ArchiveStore` per (URL, options, compression). When the child
+dies, every put in flight fails with an ``OSError`` (the archiver retries it) and the next put
+starts a new child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from walship.backends import archive_errors
+from walship.backends.archive import ArchiveStore, PutResult
+from walship.backends.archive_errors import ArchiveError
+from walship.errors import SegmentReadError
+
+logger = logging.getLogger("walship.archiver")
+
+NICENESS = 10
+"""Added to the child's niceness: uploads are background work."""
+_THREADS = 64
+"""Puts the child runs at once (each archive's own ``workers`` bound what it sends)."""
+
+
+class UploadProcess:
+    """A handle on the shared child process. Thread-safe."""
+
+    _lock = threading.Lock()
+    _shared: UploadProcess | None = None
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        # the child imports walship from wherever this process did
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "walship.plugins.upload_process", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+            )
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        self._send_lock = threading.Lock()
+        self._ids = itertools.count()
+        self._futures: dict[int, Future[PutResult]] = {}
+        self._futures_lock = threading.Lock()
+        self.alive = True
+        threading.Thread(target=self._receive, name="walship-upload-results", daemon=True).start()
+
+    @classmethod
+    def shared(cls) -> UploadProcess:
+        """The running child, started anew when there is none or it died."""
+        with cls._lock:
+            if cls._shared is None or not cls._shared.alive:
+                cls._shared = cls()
+            return cls._shared
+
+    def put(
+        self,
+        key: tuple[str, Mapping[str, Any], str],
+        name: str,
+        raw: bytes,
+        expected_blake3: bytes | None,
+    ) -> PutResult:
+        """``ArchiveStore(url, options, compression=...).put(name, raw, expected_blake3=...)``
+        in the child, for ``key = (url, options, compression)``. Raises what that put raises,
+        and ``OSError`` when the child dies meanwhile."""
+        fut: Future[PutResult] = Future()
+        n = next(self._ids)
+        with self._futures_lock:
+            if not self.alive:
+                raise OSError(errno.EIO, "the walship upload process is gone")
+            self._futures[n] = fut
+        try:
+            with self._send_lock:
+                self._conn.send((n, (key[0], dict(key[1]), key[2]), name, raw, expected_blake3))
+        except (OSError, ValueError) as e:
+            self._died(f"cannot reach the walship upload process: {e}")
+        return fut.result()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                n, ok, value = self._conn.recv()
+            except (EOFError, OSError) as e:
+                self._died(f"the walship upload process ended ({type(e).__name__})")
+                return
+            with self._futures_lock:
+                fut = self._futures.pop(n, None)
+            if fut is None:
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(_rebuild(*value))
+
+    def _died(self, why: str) -> None:
+        with self._futures_lock:
+            self.alive = False
+            pending, self._futures = self._futures, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(OSError(errno.EIO, why))
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        if self._process.poll() is None:
+            self._process.kill()
+        with contextlib.suppress(Exception):
+            self._process.wait(5)
+
+
+def _flatten(e: BaseException) -> tuple[str, str, str, int | None]:
+    """What the parent needs to raise ``e`` again: class name, message, segment, errno."""
+    segment = e.segment if isinstance(e, SegmentReadError) else ""
+    code = e.errno if isinstance(e, OSError) else None
+    message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return type(e).__name__, message or type(e).__name__, segment, code
+
+
+def _rebuild(kind: str, message: str, segment: str, code: int | None) -> BaseException:
+    cls = getattr(archive_errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, SegmentReadError):
+        return cls(message, segment)
+    if isinstance(cls, type) and issubclass(cls, ArchiveError):
+        return cls(message)
+    if code is not None:
+        return OSError(code, message)
+    return ArchiveError(f"{kind}: {message}")
+
+
+def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    stores: dict[str, ArchiveStore] = {}
+    stores_lock = threading.Lock()
+    send_lock = threading.Lock()
+
+    def run(n: int, key: tuple[str, dict[str, Any], str], name: str, raw: bytes, b3: Any) -> None:
+        try:
+            ident = repr(key)
+            with stores_lock:
+                store = stores.get(ident)
+                if store is None:
+                    store = stores[ident] = ArchiveStore(key[0], key[1], compression=key[2])
+            reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
+        except BaseException as e:
+            reply = (n, False, _flatten(e))
+        with send_lock, contextlib.suppress(OSError, ValueError):
+            conn.send(reply)
+
+    with ThreadPoolExecutor(_THREADS, thread_name_prefix="walship-upload") as pool:
+        while True:
+            try:
+                n, key, name, raw, b3 = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone or closed us
+            pool.submit(run, n, key, name, raw, b3)
+
+
+if __name__ == "__main__":  # pragma: no cover - the child
+    _child_main(Connection(int(sys.argv[1])))
