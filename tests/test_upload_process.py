@@ -51,6 +51,9 @@ def test_which_archives_upload_from_the_child(tmp_path: Path, option: bool) -> N
     for url, expected in (((tmp_path / "a").as_uri(), option), ("memory://upload-child", False)):
         with walship.open(store=MemoryStore(), archive=_archive(url, upload_process=option)) as log:
             assert log.archiver is not None and log.archiver._in_child is expected
+            _write(log, 1)  # a memory store has no file path: its bytes go to the child
+            assert log.archiver.flush(timeout=30)
+            assert log.stats()["archive"]["archived"] == 1
 
 
 def test_a_killed_child_is_replaced(tmp_path: Path) -> None:

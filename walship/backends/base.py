@@ -186,6 +186,12 @@ class SegmentStore(ABC):
         ``FileNotFoundError``."""
         return self.size(name)
 
+    def local_path(self, name: str) -> str | None:
+        """The path of file ``name`` on this machine's filesystem, for another process to read
+        it (the archive's upload process), or ``None`` when the store has no such path (the
+        default)."""
+        return None
+
     def map(self, name: str, length: int | None = None) -> memoryview:
         """A read-only view of the first ``length`` bytes (all when ``None``) of file ``name``,
         for decoding without a read call per frame. The default reads the bytes; a store may

@@ -269,6 +269,9 @@ class PosixStore(SegmentStore):
         finally:
             os.close(fd)
 
+    def local_path(self, name: str) -> str | None:
+        return str(self._p(name))
+
     def map(self, name: str, length: int | None = None) -> memoryview:
         with open(self._p(name), "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size

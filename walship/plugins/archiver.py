@@ -293,8 +293,7 @@ class Archiver:
                 return False
             started = time.monotonic()
             try:
-                raw = self.store.read(name)
-                result = self._put(name, raw, p.blake3)
+                result = self._put(name, p.blake3)
                 # record and announce as one step for retention: a segment_removed never
                 # reaches the plugins before its segment_archived
                 with self.retention.lock if self.retention is not None else self._announce:
@@ -355,13 +354,14 @@ class Archiver:
             return True
         return False
 
-    def _put(self, name: str, raw: bytes, blake3: bytes | None) -> PutResult:
+    def _put(self, name: str, blake3: bytes | None) -> PutResult:
         if not self._in_child:
-            return self.archive.put(name, raw, expected_blake3=blake3)
+            return self.archive.put(name, self.store.read(name), expected_blake3=blake3)
         from walship.plugins.upload_process import UploadProcess
 
         s = self.settings
         key = (s.url, s.storage_options, s.compression)
+        raw = self.store.local_path(name) or self.store.read(name)
         return UploadProcess.shared().put(key, name, raw, blake3)
 
     # --- waiting and introspection ------------------------------------------------------

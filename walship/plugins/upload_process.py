@@ -85,12 +85,14 @@ class UploadProcess:
         self,
         key: tuple[str, Mapping[str, Any], str],
         name: str,
-        raw: bytes,
+        raw: bytes | str,
         expected_blake3: bytes | None,
     ) -> PutResult:
         """``ArchiveStore(url, options, compression=...).put(name, raw, expected_blake3=...)``
-        in the child, for ``key = (url, options, compression)``. Raises what that put raises,
-        and ``OSError`` when the child dies meanwhile."""
+        in the child, for ``key = (url, options, compression)``; ``raw`` is the segment's bytes
+        or the path of its file (the child reads it: the bytes never pass through this
+        process). Raises what that put raises, and ``OSError`` when the child dies
+        meanwhile."""
         fut: Future[PutResult] = Future()
         n = next(self._ids)
         with self._futures_lock:
@@ -98,8 +100,11 @@ class UploadProcess:
                 raise OSError(errno.EIO, "the walship upload process is gone")
             self._futures[n] = fut
         try:
-            with self._send_lock:
-                self._conn.send((n, (key[0], dict(key[1]), key[2]), name, raw, expected_blake3))
+            path = raw if isinstance(raw, str) else None
+            with self._send_lock:  # the segment's bytes unpickled: no copy under the lock
+                self._conn.send((n, (key[0], dict(key[1]), key[2]), name, expected_blake3, path))
+                if not isinstance(raw, str):
+                    self._conn.send_bytes(raw)
         except (OSError, ValueError) as e:
             self._died(f"cannot reach the walship upload process: {e}")
         return fut.result()
@@ -161,8 +166,13 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     stores_lock = threading.Lock()
     send_lock = threading.Lock()
 
-    def run(n: int, key: tuple[str, dict[str, Any], str], name: str, raw: bytes, b3: Any) -> None:
+    def run(
+        n: int, key: tuple[str, dict[str, Any], str], name: str, raw: bytes | str, b3: Any
+    ) -> None:
         try:
+            if isinstance(raw, str):
+                with open(raw, "rb") as f:
+                    raw = f.read()
             ident = repr(key)
             with stores_lock:
                 store = stores.get(ident)
@@ -177,7 +187,8 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="walship-upload") as pool:
         while True:
             try:
-                n, key, name, raw, b3 = conn.recv()
+                n, key, name, b3, path = conn.recv()
+                raw = path if path is not None else conn.recv_bytes()
             except (EOFError, OSError):
                 return  # the parent is gone or closed us
             pool.submit(run, n, key, name, raw, b3)
