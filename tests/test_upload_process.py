@@ -5,6 +5,7 @@ child killed mid-way costs a retried attempt, never a segment."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -48,7 +49,8 @@ def test_segments_are_uploaded_by_the_child(tmp_path: Path) -> None:
 @pytest.mark.parametrize("option", [False, True])
 def test_which_archives_upload_from_the_child(tmp_path: Path, option: bool) -> None:
     """``upload_process: false`` keeps the uploads in threads; ``memory://`` always does."""
-    for url, expected in (((tmp_path / "a").as_uri(), option), ("memory://upload-child", False)):
+    memory = f"memory://upload-child-{secrets.token_hex(6)}"  # one global store: a new name
+    for url, expected in (((tmp_path / "a").as_uri(), option), (memory, False)):
         with walship.open(store=MemoryStore(), archive=_archive(url, upload_process=option)) as log:
             assert log.archiver is not None and log.archiver._in_child is expected
             _write(log, 1)  # a memory store has no file path: its bytes go to the child
