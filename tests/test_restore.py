@@ -297,3 +297,28 @@ def test_open_archive_names_what_it_cannot_read(url: str) -> None:
     replace_object(url, segment_name(5), raw[:-1] + bytes([raw[-1] ^ 1]))
     with pytest.raises(ArchiveIntegrityError, match=segment_name(5)):
         list(walship.open_archive(url).read(from_seq=30))
+
+
+@pytest.mark.parametrize(
+    ("claim", "bounds"),
+    [
+        # segment 2 (frames 11..20) claims to end at 14: read from 16 must not skip 16..20
+        ({"last_commit_seq": 14}, {"from_seq": 16}),
+        # segment 4 (frames 31..40) claims to start at 36: read to 33 must not stop at 30
+        ({"first_commit_seq": 36}, {"from_seq": 25, "to_seq": 33}),
+    ],
+)
+def test_open_archive_checks_the_manifests_it_would_skip_on(
+    url: str, claim: dict[str, int], bounds: dict[str, int]
+) -> None:
+    """A manifest's commit_seq range is only a claim: the segment at the edge of a read, which
+    the claim would have the reader skip, is downloaded and checked too, so a lying manifest
+    raises (naming the segment) instead of silently hiding frames."""
+    written = archived_log(url)
+    seq = 2 if "last_commit_seq" in claim else 4
+    doc = json.loads(read_object(url, manifest_name(seq)))
+    doc.update(claim)
+    replace_object(url, manifest_name(seq), json.dumps(doc).encode())
+    with pytest.raises(ArchiveIntegrityError, match=segment_name(seq)):
+        list(walship.open_archive(url).read(**bounds))
+    assert list(walship.open_archive(url).read(from_seq=45)) == written[44:]  # away from it

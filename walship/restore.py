@@ -543,23 +543,25 @@ class ArchiveReader:
         ]
         if not wanted:
             return
-        # a missing segment next to the wanted ones may hold wanted frames: the checked run
-        # reaches back to the last segment wholly before from_seq and on to the first wholly
-        # after to_seq, so that _check_run names any gap in between
+        # What lies next to the wanted segments may hold wanted frames, whatever the manifests
+        # say: a manifest's commit_seq range is a claim, checked only when its segment is
+        # downloaded. So unless the first wanted segment is proven (by its download) to start
+        # at or before from_seq, the run reaches back to the last segment whose manifest puts it
+        # wholly before from_seq, and that one and everything after it is downloaded and
+        # checked; the same at to_seq. _check_run names any gap in between.
         framed = [m for m in manifests if m.frame_count]
         head, tail = wanted[0], wanted[-1]
         if (head.first_commit_seq or 0) <= from_seq:
-            first = head.segment_seq  # every frame before it is below from_seq
+            first = head.segment_seq  # its download proves every frame before it is earlier
         else:
             before = [m for m in framed if (m.last_commit_seq or 0) < from_seq]
-            first = before[-1].segment_seq + 1 if before else manifests[0].segment_seq
-        if to_seq is not None and (tail.last_commit_seq or 0) >= to_seq:
-            last = tail.segment_seq  # every frame after it is above to_seq
+            first = before[-1].segment_seq if before else manifests[0].segment_seq
+        if to_seq is None or (tail.last_commit_seq or 0) >= to_seq:
+            last = tail.segment_seq if to_seq is not None else manifests[-1].segment_seq
         else:
-            after = [m for m in framed if to_seq is not None and (m.first_commit_seq or 0) > to_seq]
-            last = after[0].segment_seq - 1 if after else manifests[-1].segment_seq
+            after = [m for m in framed if (m.first_commit_seq or 0) > to_seq]
+            last = after[0].segment_seq if after else manifests[-1].segment_seq
         run = _check_run(self.archive, self._listing, self._manifests, first, last)
-        run = [m for m in run if wanted[0].segment_seq <= m.segment_seq <= wanted[-1].segment_seq]
         _check_objects(self.archive, self._listing, run)
         with ThreadPoolExecutor(max_workers=2) as pool:
             ahead: Future[bytes] = pool.submit(_fetch_verified, self.archive, run[0])
