@@ -372,6 +372,27 @@ def segment_bytes(segments: int) -> dict[int, bytes]:
     return {s: store.read(segment_name(s)) for s in range(1, segments + 1)}
 
 
+def three_attempt_log(
+    bucket: S3Bucket, proxy: FaultProxy
+) -> tuple[walship.Log, MemoryStore, Watch, MetricsPlugin]:
+    """A log archiving through ``proxy`` with three attempts per segment and retention
+    ``until_archived``, watched; its manual clock is ``log.clock``."""
+    watch, metrics = Watch(bucket), MetricsPlugin()
+    store = MemoryStore()
+    section = archive_section(bucket, proxy)
+    section["retries"] = {"attempts": 3, "backoff": 0.01}
+    log = walship.open(
+        store=store,
+        instance_id=7,
+        clock=ManualClock(),
+        entry_point_plugins=False,
+        plugins=[watch, metrics],
+        archive=section,
+        retention={"keep_local": "until_archived"},
+    )
+    return log, store, watch, metrics
+
+
 @pytest.mark.parametrize("what", ["object", "manifest"])
 def test_a_planted_partial_object(server: MotoServer, what: str) -> None:
     """The first half of segment 2 (or of its manifest) sits in the bucket before the archiver
@@ -386,22 +407,9 @@ def test_a_planted_partial_object(server: MotoServer, what: str) -> None:
     else:
         bucket.put(manifest_name(2), b'{"format": "walship-segment-manifest", "vers')
     proxy = FaultProxy(server.port).start()
-    watch, metrics = Watch(bucket), MetricsPlugin()
-    store = MemoryStore()
-    clock = ManualClock()
-    section = archive_section(bucket, proxy)
-    section["retries"] = {"attempts": 3, "backoff": 0.01}
     try:
-        log = walship.open(
-            store=store,
-            instance_id=7,
-            clock=clock,
-            entry_point_plugins=False,
-            plugins=[watch, metrics],
-            archive=section,
-            retention={"keep_local": "until_archived"},
-        )
-        acked = workload(log, segments, clock=clock)
+        log, store, watch, metrics = three_attempt_log(bucket, proxy)
+        acked = workload(log, segments, clock=log.clock)
         assert {s: store.read(segment_name(s)) for s in (2, 3)} == {2: raw[2], 3: raw[3]}
         archiver = log.archiver
         assert archiver is not None
@@ -468,22 +476,9 @@ def test_a_body_damaged_in_transit_never_counts(server: MotoServer) -> None:
         return None
 
     proxy = FaultProxy(server.port, damage=damage).start()
-    watch, metrics = Watch(bucket), MetricsPlugin()
-    store = MemoryStore()
-    clock = ManualClock()
-    section = archive_section(bucket, proxy)
-    section["retries"] = {"attempts": 3, "backoff": 0.01}
     try:
-        log = walship.open(
-            store=store,
-            instance_id=7,
-            clock=clock,
-            entry_point_plugins=False,
-            plugins=[watch, metrics],
-            archive=section,
-            retention={"keep_local": "until_archived"},
-        )
-        acked = workload(log, segments, clock=clock)
+        log, store, watch, metrics = three_attempt_log(bucket, proxy)
+        acked = workload(log, segments, clock=log.clock)
         archiver = log.archiver
         assert archiver is not None
         assert archiver.flush(timeout=60)
