@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from s3server import Recorder, wait_until
+from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
 from walship.backends.archive import ArchiveReadStore, ArchiveStore
@@ -139,4 +139,7 @@ def test_errors_cross_the_process_boundary_whole() -> None:
     assert isinstance(e, OSError) and e.errno == 5 and "store failed" in str(e)
     e = _rebuild(*_flatten(KeyError("odd")))
     assert type(e).__name__ == "ArchiveError" and "KeyError" in str(e)
-    assert ArchiveStore("memory://x").in_child is False
+    assert ArchiveStore("memory://x").shared_across_processes is False
+    flaky = FlakyFileSystem.make(fail_puts=0)  # registered in this process only
+    assert ArchiveStore(f"{flaky.protocol[0]}://b/wal").shared_across_processes is False
+    assert ArchiveStore("file:///tmp/x").shared_across_processes is True

@@ -63,6 +63,8 @@ class Request:
     fault: str | None
     effective: bool = True
     """False for a ``truncate`` of an answer without a body (nothing to cut)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers as the client sent them, names in lower case."""
 
 
 @dataclass
@@ -240,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         body = self._body()
         req = owner._admit(self.command, self.path)
+        req.headers = {k.lower(): v for k, v in self.headers.items()}
         mode = req.fault
         if mode == "error":
             return self._error(500, "InternalError", "injected: we encountered an internal error")

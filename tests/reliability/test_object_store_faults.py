@@ -19,6 +19,8 @@ will go. For every k of a whole archiving workload, and every way to fail:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 import threading
 from collections.abc import Iterator
@@ -449,8 +451,12 @@ def test_a_new_segment_costs_two_requests_and_no_read_back(server: MotoServer) -
         archive = ArchiveStore(bucket.url, proxy.storage_options())
         result = archive.put(segment_name(1), raw)
         seen = [(r.method, r.path.split("?")[0].rsplit("/", 1)[-1]) for r in proxy.requests]
+        object_put = proxy.requests[0].headers
     finally:
         proxy.stop()
+    # S3 refuses a body that does not match it; the answer's ETag is compared with it too
+    assert object_put["content-md5"] == base64.b64encode(hashlib.md5(raw).digest()).decode()
+    assert object_put["if-none-match"] == "*"
     assert result.uploaded
     assert seen == [
         ("PUT", segment_name(1)),

@@ -150,7 +150,9 @@ class Archiver:
         self.url = self.archive.url
         # the child cannot reach a memory:// archive (it lives in this process), nor an
         # ArchiveStore handed in by the caller
-        self._in_child = archive is None and settings.upload_process and self.archive.in_child
+        self._in_child = (
+            archive is None and settings.upload_process and self.archive.shared_across_processes
+        )
         self.retention = retention
         self._emit = emit
         self._closed_segments = closed_segments

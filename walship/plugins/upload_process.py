@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import logging
 import os
 import socket
 import subprocess
@@ -35,8 +34,6 @@ from walship.backends import archive_errors
 from walship.backends.archive import ArchiveStore, PutResult
 from walship.backends.archive_errors import ArchiveError
 from walship.errors import SegmentReadError
-
-logger = logging.getLogger("walship.archiver")
 
 NICENESS = 10
 """Added to the child's niceness: uploads are background work."""

@@ -204,7 +204,7 @@ class ArchiveStore:
             self._kind = "generic"
 
     @property
-    def in_child(self) -> bool:
+    def shared_across_processes(self) -> bool:
         """Whether another process reaches the same archive with the same URL and options: the
         URL's filesystem is the one fsspec knows by name for its protocol (not one registered
         in this process only), and not ``memory://`` (fsspec's memory store is this process's)."""
