@@ -21,6 +21,7 @@ from walship.core.recovery import Problem, ProblemKind, RecoveryReport
 from walship.core.rotation import ManualClock, RotationReason
 from walship.core.segment import ClosedSegment
 from walship.errors import (
+    CommitSeqLimitError,
     ConfigError,
     CorruptFrameError,
     FrameError,
@@ -28,6 +29,7 @@ from walship.errors import (
     LogClosedError,
     LogCorruptError,
     LogFailedError,
+    LogForkedError,
     PayloadError,
     SegmentHeaderError,
     StoreLockedError,
@@ -115,6 +117,7 @@ def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> 
 
 __all__ = [
     "ClosedSegment",
+    "CommitSeqLimitError",
     "ConfigError",
     "CorruptFrameError",
     "Durability",
@@ -125,6 +128,7 @@ __all__ = [
     "LogClosedError",
     "LogCorruptError",
     "LogFailedError",
+    "LogForkedError",
     "ManualClock",
     "PayloadError",
     "PluginError",

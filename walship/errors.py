@@ -80,6 +80,21 @@ class LogClosedError(WalshipError):
     """The log was closed."""
 
 
+class LogForkedError(WalshipError):
+    """The log is used in a process forked from the one that opened it.
+
+    A log belongs to the process that opened it: a forked child shares its files and its lock
+    but not its threads or its state, so every call in the child raises this, and the child's
+    ``close()``, ``with`` exit and garbage collection leave the files and the lock alone. Open
+    the log in the child itself (after the parent closed it), or pass work to the parent.
+    """
+
+
+class CommitSeqLimitError(WalshipError, OverflowError):
+    """An append would need a commit_seq above the format's limit, 2**64 - 1 (an unsigned
+    64-bit field). Nothing was written; the log stays usable for reading."""
+
+
 class StoreLockedError(WalshipError):
     """Another writer holds the store's single-writer lock."""
 

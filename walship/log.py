@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 from _thread import LockType
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pluggy
 from crc32c import crc32c
@@ -38,6 +40,7 @@ from walship.backends.archive_errors import CheckpointError
 from walship.backends.base import SegmentStore
 from walship.core import frame as framing
 from walship.core.frame import (
+    MAX_COMMIT_SEQ,
     MAX_PAYLOAD,
     Frame,
     as_payloads,
@@ -48,8 +51,16 @@ from walship.core.frame import (
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
-from walship.core.segment import ClosedSegment, SegmentManager
-from walship.errors import FramesUnavailableError, LogClosedError, LogFailedError, WalshipError
+from walship.core.segment import ActiveSegment, Buffers, ClosedSegment, SegmentManager
+from walship.errors import (
+    CommitSeqLimitError,
+    FramesUnavailableError,
+    LogClosedError,
+    LogFailedError,
+    LogForkedError,
+    TruncatedFrameError,
+    WalshipError,
+)
 from walship.plugins.archive_record import ArchiveRecord, first_local_seq
 from walship.plugins.events import EventDispatcher
 from walship.plugins.manager import new_plugin_manager
@@ -76,6 +87,17 @@ _GATHER_PROBE = 64
 _GATHER_MAX = 0.002
 """A leader never waits longer than this for appenders to return."""
 _allocate_lock = threading.Lock
+_ACTIVE_READ_CHUNK = 4 * 1024 * 1024
+"""The active segment is read (never mapped) this many bytes at a time (see :meth:`Log.read`)."""
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a failure: an OSError's own text; anything else by its type too (a bare
+    KeyboardInterrupt has no text)."""
+    if isinstance(error, OSError):
+        return str(error)
+    text = str(error)
+    return f"interrupted by {type(error).__name__}" + (f": {text}" if text else "")
 
 
 class Durability(str, Enum):
@@ -108,6 +130,7 @@ class _Request:
         "payloads",
         "then",
         "wake",
+        "woken",
     )
 
     def __init__(
@@ -126,28 +149,53 @@ class _Request:
         """Set with the release: the thread is the leader now."""
         self.then: _Request | None = None
         """The next request of the same batch, whose thread this one wakes once woken."""
+        self.woken = False
+        """Put in a wake-up chain already (a request is woken once)."""
 
 
 def _wake(requests: list[_Request]) -> None:
-    """Mark ``requests`` done and let their threads return.
+    """Mark ``requests`` done and let their threads return (each request once: those woken
+    already are skipped).
 
     Only the first waiting thread is woken here; each woken thread wakes the next (see
     :meth:`Log._submit`), so the leader pays for one wake-up, not one per follower (each costs
     a system call and often a context switch while the leader holds the interpreter lock).
+    The chain is linked before any request is marked done: a follower interrupted while it
+    waits and sees ``done`` finds its successor already linked, and passes the wake-up on.
     """
     first: _Request | None = None
     last: _Request | None = None
+    chained: list[_Request] = []
     for r in requests:
-        r.done = True
+        if r.woken:
+            continue
+        r.woken = True
+        chained.append(r)
         if r.wake is not None:
             if last is None:
                 first = r
             else:
                 last.then = r
             last = r
+    for r in chained:
+        r.done = True
     if first is not None:
         assert first.wake is not None
         first.wake.release()
+
+
+_open_logs: weakref.WeakSet[Log] = weakref.WeakSet()
+"""Every open log of this process, for the fork handler."""
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: every log of the parent is the parent's (see :class:`Log`)."""
+    for log in list(_open_logs):
+        log._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Log:
@@ -198,6 +246,7 @@ class Log:
         self._sync_seconds = 0.0  # moving average of a synced batch's write + sync
         self._return_seconds = 0.0  # moving average of how long woken appenders take to return
         self._busy = False  # a thread is doing I/O on the manager (leader, sync, rotate, close)
+        self._leads = 0  # how many times a leader started (see _unlead_if_never_led)
         self._queue: list[_Request] = []
         self._exclusive_waiters = 0  # threads in _exclusive/close waiting for _busy
         self._buf = bytearray()  # small batches: encoded by appending
@@ -210,7 +259,14 @@ class Log:
         self.plugins: pluggy.PluginManager = new_plugin_manager(entry_points=entry_point_plugins)
         for plugin in plugins:
             self.plugins.register(plugin)
+        # its thread starts with the first event, after the lock: a refused open starts none
         self._events = EventDispatcher(self.plugins, self)
+        self._pid = os.getpid()
+        self._forked = False  # set in a forked child (see _after_fork_in_child)
+        self._stop = threading.Event()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="walship-maintenance", daemon=True
+        )
 
         store.lock()
         self._lock_held = True
@@ -252,6 +308,8 @@ class Log:
             self._ranges = [_SegmentRange(*r) for r in recovered.segment_ranges]
             # older segments of the log are gone from the store (retention removed them)
             self._trimmed = bool(self._ranges) and self._first_prev_hash() != ZERO_HASH
+            # stamps never go back, across restarts too: start from the newest one on disk
+            self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
             if recovered.active is not None:
                 self._manager.resume(recovered.active)
                 # what recovery read may still be only in the page cache (the file's bytes, or
@@ -260,25 +318,39 @@ class Log:
                 store.sync_dir()
             else:
                 self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
+            self._events.emit("log_recovered", report=self.recovery)
+            self._maintenance.start()
+            _open_logs.add(self)
         except BaseException:
             if recovered is not None and recovered.active is not None:
                 recovered.active.file.close()
+            self._stop.set()
             self._events.stop(timeout=1)
-            store.unlock()
             self._lock_held = False
+            store.unlock()
             raise
-        self._events.emit("log_recovered", report=self.recovery)
-        self._stop = threading.Event()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="walship-maintenance", daemon=True
-        )
-        self._maintenance.start()
         if archive_settings is not None and retention_policy is not None:
             try:
                 self._start_archiver(archive_settings, retention_policy)
             except BaseException:
                 self.close()
                 raise
+
+    def _last_stamp_on_disk(self, active: ActiveSegment | None) -> int | None:
+        """The newest timestamp in the local log: the last frame's (or header's) of its last
+        segment; ``None`` when no segment is local."""
+        if active is not None:
+            last = active.last_timestamp_micros
+            created = active.header.created_at_micros
+            return created if last is None else max(last, created)
+        if not self._ranges:
+            return None
+        name = segment_name(self._ranges[-1].segment_seq)  # sealed: rare, read it once
+        data = self.store.read(name)
+        stamp = SegmentHeader.decode(data[:HEADER_SIZE], name).created_at_micros
+        for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
+            stamp = max(stamp, f.timestamp_micros)
+        return stamp
 
     def _start_archiver(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
         from walship.plugins.archiver import Archiver
@@ -344,17 +416,24 @@ class Log:
         Raises:
             CheckpointError: ``commit_seq`` is negative, not an integer, or above ``last_seq``.
             LogClosedError: the log is closed.
-            OSError: the record could not be written.
+            LogFailedError: the record could not be written (the log is now failed: the
+                record in memory and on disk may differ), or the log had failed.
+            LogForkedError: called in a forked child.
+        An interrupt (KeyboardInterrupt, ...) while the record is written fails the log too,
+        and goes on.
         """
-        if self._closed:
-            raise LogClosedError(f"the log at {self.store.location} is closed")
+        self._check_process()
+        self._check_usable()
         if type(commit_seq) is not int or commit_seq < 0:
             raise CheckpointError(f"checkpoint must be a commit_seq >= 0, got {commit_seq!r}")
         if commit_seq > self._written_seq:
             raise CheckpointError(
                 f"checkpoint {commit_seq} is above the last commit_seq {self._written_seq}"
             )
-        self._record.set_checkpoint(commit_seq)
+        try:  # written whole or not at all (write_atomic); an interruption fails the log
+            self._record.set_checkpoint(commit_seq)
+        except BaseException as e:
+            self._fail_and_raise(e)
         if self._archiver is not None and self._archiver.retention is not None:
             self._archiver.retention.apply()
 
@@ -414,7 +493,13 @@ class Log:
         Group commit: a thread that finds nobody writing becomes the leader and writes every
         queued request; the others block on their own lock, which the leader releases when their
         request is done, or when it hands them the lead (see :meth:`_lead`).
+
+        Interrupts (KeyboardInterrupt, SystemExit, ...) raised in this thread go on out of it
+        once the thread has done its duty to the others: a leader settles its batch (see
+        :meth:`_settle_locked`) and hands the lead on; a follower passes its wake-up on.
         """
+        if self._forked:  # before the mutex: the parent may have held it when it forked
+            raise self._forked_error()
         payloads = as_payloads(payloads)  # in the caller's thread: one bad payload fails alone
         if len(payloads) == 1:
             nbytes = len(payloads[0])
@@ -423,6 +508,7 @@ class Log:
             nbytes = sum(map(len, payloads))
             check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
         req = _Request(payloads, payload_type, nbytes)
+        leads = self._leads
         with self._mutex:
             self._check_usable()
             lead = not (self._busy or self._exclusive_waiters)
@@ -435,21 +521,33 @@ class Log:
                 if self._gather_target and len(self._queue) >= self._gather_target:
                     self._arrivals.notify()  # the leader waits for us (see _gather_locked)
         if lead:
-            self._lead([req])
+            try:
+                self._lead([req])
+            except BaseException:
+                self._unlead_if_never_led(leads)
+                raise
         else:
             try:
-                wake.acquire()  # released by a leader: done, or ours is the lead now
-            except BaseException:
-                # Interrupted (KeyboardInterrupt): other threads count on this one to pass a
-                # wake-up or the lead on. Wait for the outcome, do that, then raise.
-                if not (req.done or req.lead):
-                    wake.acquire()
+                try:
+                    wake.acquire()  # released by a leader: done, or ours is the lead now
+                except BaseException:
+                    # Interrupted: other threads count on this one to pass a wake-up or the
+                    # lead on. Wait for the outcome, then do that (finally), then raise.
+                    if not (req.done or req.lead):
+                        wake.acquire()
+                    raise
+            finally:
                 self._pass_on(req)
-                raise
-            self._pass_on(req)
         if req.error is not None:
             raise req.error
         return req.first_seq
+
+    def _unlead_if_never_led(self, leads: int) -> None:
+        """An interrupt hit between taking ``_busy`` and :meth:`_lead` starting its work (which
+        counts itself in ``_leads``): give ``_busy`` up here, or every thread would wait on it."""
+        if self._leads == leads:
+            with self._mutex:
+                self._release_busy_locked()
 
     def _pass_on(self, req: _Request) -> None:
         """A woken follower's duties: wake the next thread of its batch; lead if handed the
@@ -460,7 +558,12 @@ class Log:
             then.wake.release()  # pass the wake-up on along the batch
         if req.lead:
             req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
-            self._lead([])  # takes the queue, ours first
+            leads = self._leads
+            try:
+                self._lead([])  # takes the queue, ours first
+            except BaseException:
+                self._unlead_if_never_led(leads)
+                raise
 
     def _lead(self, batch: list[_Request]) -> None:
         """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by
@@ -468,10 +571,14 @@ class Log:
         ``_busy`` on (:meth:`_release_busy_locked`).
 
         Staying on for the requests that queued up during our sync saves a thread hand-off per
-        batch (with the interpreter lock, waking another thread costs more than the work)."""
+        batch (with the interpreter lock, waking another thread costs more than the work).
+
+        An exception other than the log's own (an interrupt, a bug) goes on out of here, after
+        the batch in hand is settled (:meth:`_settle_locked`) and ``_busy`` handed on."""
         rounds = 0
         pending: list[_Request] = []
         try:
+            self._leads += 1
             if not batch:
                 with self._mutex:
                     batch, self._queue = self._queue, []
@@ -493,10 +600,37 @@ class Log:
                         break
                     batch, self._queue = self._queue, []
         finally:
-            if rounds != -1:  # an exception escaped (never from _write_batch, which catches all)
+            if rounds != -1:  # an interrupt or a bug's exception is on its way out
                 with self._mutex:
+                    settled = self._settle_locked(batch)
                     self._release_busy_locked()
+                _wake(settled)
             _wake(pending)
+
+    def _settle_locked(self, batch: list[_Request]) -> list[_Request]:
+        """An exception interrupted the leader with ``batch`` in hand: give each request its
+        outcome. Returns those to wake; the others are queued again, at the head.
+
+        * done (acknowledged or given an error): woken, if they were not yet;
+        * written before the interrupt (its commit_seq is at most ``_written_seq``, which a
+          failed write never advances): acknowledged;
+        * not written, and the log failed or closed: the error;
+        * not written, the log fine (the interrupt came before the file was touched): queued
+          again for the next leader, never written twice.
+        """
+        wake: list[_Request] = []
+        back: list[_Request] = []
+        for r in batch:
+            if r.done or 0 < r.first_seq <= self._written_seq:
+                wake.append(r)
+            elif self._failed is not None or self._closed:
+                r.error = self._failed_error() if self._failed is not None else self._closed_error()
+                wake.append(r)
+            elif r.wake is not None:  # the leader's own request goes out with its exception
+                r.first_seq = 0
+                back.append(r)
+        self._queue[:0] = back
+        return wake
 
     def _gather_pays(self) -> bool:
         """Whether to wait for the threads just woken to append again (see
@@ -563,14 +697,16 @@ class Log:
             if self._failed is not None:
                 raise self._failed_error()
             if self._closed:
-                raise LogClosedError("the log is closed")
-            ts = self.clock.now_micros()
+                raise self._closed_error()
             first = seq = self._next_seq
             frames = 0
             nbytes = 0
             for r in batch:
                 frames += len(r.payloads)
                 nbytes += r.nbytes
+            if first + frames - 1 > MAX_COMMIT_SEQ:
+                raise self._seq_limit_error(first, frames)
+            ts = self._manager.stamp()  # never before the previous frame's, whatever the clock
             written = nbytes + frames * framing.FRAME_OVERHEAD
             data: bytearray | memoryview | list[bytes | bytearray | memoryview]
             if nbytes >= _GATHER_MIN_PAYLOAD * frames:
@@ -610,9 +746,7 @@ class Log:
                 pending = []
             started = time.perf_counter()
             try:
-                self._manager.append(data, frames, first, seq - 1, ts, sync)
-            except OSError as e:
-                raise self._fail(e) from e
+                self._commit_locked(data, frames, first, seq - 1, ts, sync)
             finally:
                 if isinstance(data, memoryview):
                     data.release()
@@ -622,21 +756,17 @@ class Log:
             counters["batches"] += 1
             counters["frames"] += frames
             counters["bytes"] += written
-            self._next_seq = seq
-            self._written_seq = seq - 1
             if sync:
                 counters["syncs"] += 1
-                self._durable_seq = seq - 1
                 spent = time.perf_counter() - started
                 self._sync_seconds += 0.25 * (spent - self._sync_seconds)
-        except BaseException as e:
+        except WalshipError as e:  # the log's own: every request of the batch gets it
             _wake(pending)
             for r in batch:
                 r.error = e
             _wake(batch)
             return []
-        for r in batch:
-            r.done = True
+        # (anything else, an interrupt, goes on to _lead, which settles the batch)
         reason = self._manager.should_rotate()
         if reason is None and sync:
             return batch
@@ -645,6 +775,34 @@ class Log:
             with contextlib.suppress(LogFailedError):  # the batch is durable; the log is failed
                 self._rotate_locked(reason)
         return []
+
+    def _commit_locked(
+        self, data: Buffers, frames: int, first: int, last: int, ts: int, sync: bool
+    ) -> None:
+        """Write (and sync) one encoded batch and advance the counters: both, or the log fails.
+
+        The unit of work that touches the file. Whatever interrupts it (an OSError, a
+        KeyboardInterrupt, a bug's exception) fails the log, with the batch marked to be cut
+        (it was never acknowledged) and the counters where they were: no commit_seq is handed
+        out again and no durability claimed for it.
+
+        Raises:
+            LogFailedError: the write or sync failed (OSError).
+            BaseException: any other exception that interrupted it, as it was.
+        """
+        written, durable = self._written_seq, self._durable_seq
+        active = self._manager.active
+        size = active.size if active is not None else 0
+        try:
+            self._manager.append(data, frames, first, last, ts, sync)
+            self._next_seq = last + 1
+            self._written_seq = last
+            if sync:
+                self._durable_seq = last
+        except BaseException as e:
+            self._next_seq, self._written_seq, self._durable_seq = first, written, durable
+            self._manager.abandon(size)
+            self._fail_and_raise(e)
 
     # --- sync, rotation -----------------------------------------------------------------
 
@@ -659,15 +817,18 @@ class Log:
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._wait_busy_locked()
-            self._busy = True
+        self._check_process()
+        held = False
         try:
+            with self._cond:
+                self._wait_busy_locked()
+                self._busy = held = True
             self._check_usable()
             yield
         finally:
-            with self._cond:
-                self._release_busy_locked(after_exclusive=True)
+            if held:
+                with self._cond:
+                    self._release_busy_locked(after_exclusive=True)
 
     def sync(self) -> int:
         """Make everything appended so far durable; return ``durable_seq``.
@@ -685,10 +846,10 @@ class Log:
             return
         try:
             self._manager.sync()
-        except OSError as e:
-            raise self._fail(e) from e
+            self._durable_seq = written
+        except BaseException as e:
+            self._fail_and_raise(e)
         self._counters["syncs"] += 1
-        self._durable_seq = written
 
     def rotate(self) -> ClosedSegment | None:
         """Close the active segment now (reason ``forced``) and open the next one.
@@ -716,24 +877,24 @@ class Log:
                 last = self._ranges[-1]
                 last.first_commit_seq = closing.first_commit_seq
                 last.last_commit_seq = closing.last_commit_seq
-        try:
+        try:  # all of it, or the log fails: never left without an active segment
             closed = self._manager.rotate(reason)
-        except OSError as e:
-            raise self._fail(e) from e
-        self._durable_seq = written  # rotate synced the closed segment
+            active = self._manager.active
+            assert active is not None
+            with self._cond:
+                self._ranges.append(_SegmentRange(active.segment_seq, None, None))
+            self._durable_seq = written  # rotate synced the closed segment
+            # "closed" only now: its successor exists, so the segment will never be written again
+            self._events.emit("segment_closed", segment=closed, reason=reason.value)
+            self._events.emit(
+                "segment_opened",
+                name=active.name,
+                segment_seq=active.segment_seq,
+                prev_segment_hash=active.header.prev_segment_hash,
+            )
+        except BaseException as e:
+            self._fail_and_raise(e)
         self._counters[f"rotations_{reason.value}"] += 1
-        active = self._manager.active
-        assert active is not None
-        with self._cond:
-            self._ranges.append(_SegmentRange(active.segment_seq, None, None))
-        # "closed" only now: its successor exists, so the segment will never be written again
-        self._events.emit("segment_closed", segment=closed, reason=reason.value)
-        self._events.emit(
-            "segment_opened",
-            name=active.name,
-            segment_seq=active.segment_seq,
-            prev_segment_hash=active.header.prev_segment_hash,
-        )
         return closed
 
     def _open_segment(self, segment_seq: int, prev_hash: bytes | None) -> None:
@@ -776,30 +937,65 @@ class Log:
 
     # --- failure ------------------------------------------------------------------------
 
-    def _fail(self, error: OSError) -> LogFailedError:
+    def _fail(self, error: BaseException) -> LogFailedError:
+        """Put the log in its failed state (the first failure wins), cut what must not come back
+        (see :meth:`SegmentManager.discard_unsynced`), return the error to raise."""
         if self._failed is None:
             self._failed = error
             self._counters["failures"] += 1
-            logger.error("walship log failed: %s; reopen it to recover", error)
+            logger.error("walship log failed: %s; reopen it to recover", _describe(error))
             try:  # keep only what is durable and acknowledged (see discard_unsynced)
                 cut = self._manager.discard_unsynced()
                 if cut:
                     logger.error("walship cut %d bytes after the failure", cut)
-            except OSError as e:
+            except Exception as e:
                 logger.error("walship could not cut the unsynced bytes: %s", e)
         return self._failed_error()
 
+    def _fail_and_raise(self, error: BaseException) -> NoReturn:
+        """Fail the log for ``error`` and raise: :class:`LogFailedError` for an I/O error (or
+        the log's own error), ``error`` itself for anything else (an interrupt goes on as it
+        is, in the thread it interrupted)."""
+        failed = self._fail(error)
+        if isinstance(error, (OSError, WalshipError)):
+            raise failed from error
+        raise error
+
     def _failed_error(self) -> LogFailedError:
+        assert self._failed is not None
         err = LogFailedError(
-            f"the log at {self.store.location} failed ({self._failed}); "
+            f"the log at {self.store.location} failed ({_describe(self._failed)}); "
             f"durable up to commit_seq {self._durable_seq}; reopen it to recover"
         )
         err.__cause__ = self._failed
         return err
 
+    def _closed_error(self) -> LogClosedError:
+        return LogClosedError(f"the log at {self.store.location} is closed")
+
+    def _forked_error(self) -> LogForkedError:
+        return LogForkedError(
+            f"the log at {self.store.location} belongs to process {self._pid}, which opened "
+            f"it; this is process {os.getpid()}, a fork of it: open the log in this process "
+            "instead (after the other one closed it)"
+        )
+
+    def _seq_limit_error(self, first: int, frames: int) -> CommitSeqLimitError:
+        return CommitSeqLimitError(
+            f"the log at {self.store.location} cannot take {frames} more frame(s): commit_seq "
+            f"{first + frames - 1} would exceed the format's limit 2**64-1 ({MAX_COMMIT_SEQ}); "
+            "nothing was written"
+        )
+
+    def _check_process(self) -> None:
+        """Raise :class:`LogForkedError` in a process other than the one that opened the log."""
+        if self._forked or os.getpid() != self._pid:
+            self._forked = True
+            raise self._forked_error()
+
     def _check_usable(self) -> None:
         if self._closed:
-            raise LogClosedError(f"the log at {self.store.location} is closed")
+            raise self._closed_error()
         if self._failed is not None:
             raise self._failed_error()
 
@@ -810,12 +1006,19 @@ class Log:
         defaults to the first local frame (:attr:`first_seq`).
 
         Works while other threads append: it sees what was written when it reaches the active
-        segment (written to the OS, maybe not yet durable).
+        segment (written to the OS, maybe not yet durable). Closed segments are mapped (a store
+        may); the active one is read in chunks, never mapped: a log that fails cuts its
+        unsynced bytes, and a cut under a mapping would kill a reader with SIGBUS (or show it
+        zeros where frames were).
 
         Raises:
             FramesUnavailableError: frames from ``from_seq`` on are no longer local (retention
                 removed their segments, before or during this read); a gap is never skipped.
+            LogFailedError: the log failed while this read was in its active segment, and cut
+                the bytes this read had still to reach.
+            LogForkedError: called in a forked child.
         """
+        self._check_process()
         with self._cond:
             self._check_usable()
             ranges = [
@@ -845,16 +1048,50 @@ class Log:
                     active = self._manager.active
                     if active is not None and active.segment_seq == r.segment_seq:
                         limit = active.size
+            frames: Iterator[Frame]
             try:
-                data = self.store.map(name, limit)  # one mapped (or read) view per segment
+                if limit is not None:
+                    frames = self._read_active(name, limit)
+                else:
+                    data = self.store.map(name)  # one mapped (or read) view per closed segment
+                    frames = framing.decode_all(data[HEADER_SIZE:], HEADER_SIZE)
             except FileNotFoundError:
                 raise self._unavailable(max(from_seq, r.first_commit_seq or from_seq)) from None
-            for f in framing.decode_all(data[HEADER_SIZE:], HEADER_SIZE):
+            for f in frames:
                 if f.commit_seq < from_seq:
                     continue
                 if to_seq is not None and f.commit_seq > to_seq:
                     return
                 yield f
+
+    def _read_active(self, name: str, limit: int) -> Iterator[Frame]:
+        """The frames of the active segment ``name`` up to ``limit`` bytes, read (not mapped)
+        :data:`_ACTIVE_READ_CHUNK` bytes at a time (a frame larger than that in one read).
+
+        Raises:
+            LogFailedError: the file ends before ``limit``: the log failed and cut it.
+            TruncatedFrameError / CorruptFrameError: damage (never on a healthy log).
+        """
+        pos = HEADER_SIZE
+        want = _ACTIVE_READ_CHUNK
+        while pos < limit:
+            n = min(want, limit - pos)
+            data = self.store.read(name, pos, n)
+            if len(data) < n and self._failed is not None:
+                raise self._failed_error()  # cut under us: the rest is gone
+            try:
+                yield from framing.decode_all(data, pos)
+            except TruncatedFrameError as e:
+                if len(data) < n:
+                    raise
+                start = e.offset - pos  # a frame goes on past this chunk: read it whole next
+                need = framing.LENGTH_SIZE
+                if len(data) - start >= framing.LENGTH_SIZE:
+                    need += framing.CRC.unpack_from(data, start)[0]
+                pos, want = e.offset, max(_ACTIVE_READ_CHUNK, need)
+                continue
+            pos += len(data)
+            want = _ACTIVE_READ_CHUNK
 
     @property
     def first_seq(self) -> int:
@@ -884,6 +1121,7 @@ class Log:
 
     def stats(self) -> dict[str, Any]:
         """Counters: frames, bytes, batches, syncs, rotations by reason, plugin errors, ..."""
+        self._check_process()
         active = self._manager.active
         out: dict[str, Any] = dict(self._counters)
         out.update(
@@ -892,7 +1130,7 @@ class Log:
             active_segment=active.name if active else None,
             segments=len(self._ranges),
             plugin_errors=dict(self._events.errors),
-            failed=str(self._failed) if self._failed else None,
+            failed=_describe(self._failed) if self._failed else None,
         )
         if self._archiver is not None:
             out["archive"] = self._archiver.stats()
@@ -906,13 +1144,24 @@ class Log:
         background (a rotation after an append returned, the interval flusher) never goes
         unnoticed, and a ``close()`` that returns means everything appended is durable.
 
+        May be called from any thread, a plugin's hook too (on the event thread): the thread
+        it is called on is never joined. An interrupt (KeyboardInterrupt, ...) during the final
+        sync fails the log and goes on; the threads and the lock are released all the same.
+
         Raises:
             LogFailedError: the log failed, now or earlier.
+            LogForkedError: this is a forked child of the process that opened the log: nothing
+                is touched (not the files, not the lock, which the child shares with its
+                parent; the background threads do not exist here).
         """
+        self._check_process()
         if self._closed:
             return
         self._stop.set()
-        if self._maintenance is not threading.current_thread():
+        if (
+            self._maintenance.ident is not None
+            and self._maintenance is not threading.current_thread()
+        ):
             self._maintenance.join()
         with self._cond:
             self._wait_busy_locked()
@@ -923,29 +1172,46 @@ class Log:
                 return
             self._busy = True
         try:
-            if self._failed is None and self._manager.active is not None:
+            active = self._manager.active
+            if self._failed is None and active is not None:
                 written = self._written_seq
                 try:
                     self._manager.close()
                     self._durable_seq = written
-                except OSError as e:
-                    self._fail(e)
-                    self._manager.active.file.close()  # still active: its sync failed
-                    raise self._failed_error() from e
-            elif self._manager.active is not None:
-                self._manager.active.file.close()
+                except BaseException as e:
+                    active.file.close()  # still active when its sync failed
+                    self._fail_and_raise(e)
+            elif active is not None:
+                active.file.close()
         finally:
-            with self._cond:
-                self._closed = True
-                self._release_busy_locked(after_exclusive=True)  # queued: LogClosedError
-            if self._archiver is not None:
-                self._archiver.close()
-            self._events.stop()
-            if self._lock_held:
-                self.store.close()
-                self._lock_held = False
+            try:
+                with self._cond:
+                    self._closed = True
+                    self._release_busy_locked(after_exclusive=True)  # queued: LogClosedError
+            finally:
+                self._release_resources()
         if self._failed is not None:
             raise self._failed_error()
+
+    def _release_resources(self) -> None:
+        """Stop the archiver and the event thread, release the lock: each step runs even when
+        an earlier one is interrupted, and an interrupted release of the lock is finished."""
+        _open_logs.discard(self)
+        try:
+            if self._archiver is not None:
+                self._archiver.close()
+        finally:
+            try:
+                self._events.stop()
+            finally:
+                if self._lock_held:
+                    try:
+                        self.store.close()
+                    except BaseException:
+                        self.store.close()  # finish the release, then let the interrupt go on
+                        raise
+                    finally:
+                        self._lock_held = False
 
     def __enter__(self) -> Log:
         return self
@@ -954,7 +1220,7 @@ class Log:
         if exc_type is None:
             self.close()
         else:  # an error is on its way out already: release everything, add nothing
-            with contextlib.suppress(LogFailedError):
+            with contextlib.suppress(LogFailedError, LogForkedError):
                 self.close()
 
     def __repr__(self) -> str:

@@ -38,6 +38,8 @@ LENGTH_SIZE = 4
 MIN_FRAME_LENGTH = FRAME_OVERHEAD - LENGTH_SIZE  # 21: an empty payload
 MAX_FRAME_LENGTH = 64 * 1024 * 1024
 MAX_PAYLOAD = MAX_FRAME_LENGTH - MIN_FRAME_LENGTH
+MAX_COMMIT_SEQ = 2**64 - 1
+"""The highest commit_seq the format can hold (an unsigned 64-bit field)."""
 _U64_MAX = (1 << 64) - 1
 
 

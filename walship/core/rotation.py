@@ -38,6 +38,33 @@ class SystemClock:
         return time.monotonic()
 
 
+class Stamper:
+    """Non-decreasing wall-clock stamps for one log (frame timestamps, segment headers).
+
+    The wall clock can step back (NTP, a resumed VM); a stamp never does: it is the clock's time,
+    or the last stamp handed out (or the floor set at open, the newest timestamp on disk) when
+    that is later. Not thread-safe: the log calls it from the one thread doing its I/O.
+    """
+
+    __slots__ = ("clock", "floor")
+
+    def __init__(self, clock: Clock, floor: int = 0) -> None:
+        self.clock = clock
+        self.floor = floor
+
+    def __call__(self) -> int:
+        now = self.clock.now_micros()
+        if now < self.floor:
+            return self.floor
+        self.floor = now
+        return now
+
+    def raise_floor(self, micros: int | None) -> None:
+        """Never stamp below ``micros`` from now on (``None``: nothing known)."""
+        if micros is not None and micros > self.floor:
+            self.floor = micros
+
+
 @dataclass
 class ManualClock:
     """A clock that moves only when told (tests, reproducible files)."""

@@ -18,7 +18,7 @@ from blake3 import blake3
 
 from walship.backends.base import SegmentFile, SegmentStore, free_name, written_bytes
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
-from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
+from walship.core.rotation import Clock, RotationPolicy, RotationReason, Stamper, SystemClock
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -151,6 +151,8 @@ class SegmentManager:
         self.instance_id = instance_id
         self.policy = policy or RotationPolicy()
         self.clock: Clock = clock or SystemClock()
+        self.stamp = Stamper(self.clock)
+        """Non-decreasing wall-clock stamps: headers here, frames in the log."""
         self.prev_hash = ZERO_HASH
         self.active: ActiveSegment | None = None
         self._force = False
@@ -175,9 +177,7 @@ class SegmentManager:
             raise RuntimeError(f"segment {self.active.name} is still active")
         if prev_hash is not None:
             self.prev_hash = prev_hash
-        header = SegmentHeader(
-            self.instance_id, segment_seq, self.clock.now_micros(), self.prev_hash
-        )
+        header = SegmentHeader(self.instance_id, segment_seq, self.stamp(), self.prev_hash)
         raw = header.encode()
         file = self.store.create(segment_name(segment_seq), raw)
         self.active = ActiveSegment(
@@ -233,6 +233,9 @@ class SegmentManager:
         Raises:
             OSError: the write or the sync failed. The manager's counters then no longer
                 describe the file: the caller must stop using it (the log fails closed).
+            BaseException: anything else that interrupts it (KeyboardInterrupt, ...) is
+                handled the same way: the batch is marked to be cut (:meth:`abandon`), the
+                exception goes on, and the caller must fail the log.
         """
         active = self._require_active()
         buffers = data if isinstance(data, list) else [data]
@@ -268,7 +271,7 @@ class SegmentManager:
                             active.file.write_many(chunk)
                     finally:
                         pending.result()  # the hasher must not be used while the helper runs
-        except OSError:
+        except BaseException:
             self._failed(active, active.size)  # the failed batch must not come back
             raise
         active.size += size
@@ -286,6 +289,12 @@ class SegmentManager:
     def sync(self) -> None:
         """fdatasync the active segment. Raises ``OSError``."""
         self._sync(self._require_active())
+
+    def abandon(self, size: int) -> None:
+        """The active segment's bytes from ``size`` on belong to a batch that was not
+        acknowledged (its append was interrupted): :meth:`discard_unsynced` cuts them."""
+        if self.active is not None:
+            self._failed(self.active, size)
 
     @staticmethod
     def _failed(active: ActiveSegment, cut_from: int) -> None:

@@ -22,7 +22,11 @@ _STOP = object()
 
 
 class EventDispatcher:
-    """Runs hooks of ``pm`` on a daemon thread, in the order :meth:`emit` was called."""
+    """Runs hooks of ``pm`` on a daemon thread, in the order :meth:`emit` was called.
+
+    The thread starts with the first event (a log whose open is refused starts none) and ends
+    with :meth:`stop`, which may be called from a hook, on that very thread.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, context: Any) -> None:
         self._pm = pm
@@ -34,12 +38,16 @@ class EventDispatcher:
         self._pending = 0
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="walship-events", daemon=True)
-        self._thread.start()
+        self._stopped = False
 
     def emit(self, hook: str, **kwargs: Any) -> None:
-        """Queue an event; returns at once."""
+        """Queue an event; returns at once. After :meth:`stop`, the event is dropped."""
         with self._idle:
+            if self._stopped:
+                return
             self._pending += 1
+            if self._thread.ident is None:
+                self._thread.start()
         self._queue.put((hook, kwargs))
 
     def _run(self) -> None:
@@ -75,7 +83,20 @@ class EventDispatcher:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def stop(self, timeout: float | None = 30.0) -> bool:
-        """Deliver what is queued, then end the thread. False if it did not end in time."""
-        self._queue.put(_STOP)
+        """Deliver what is queued, then end the thread. False if it did not end in time.
+
+        Called from a hook (on the event thread itself), it returns at once: the thread ends
+        once that hook returns and the events queued before the stop are delivered.
+        Idempotent."""
+        with self._idle:
+            first = not self._stopped
+            self._stopped = True
+            started = self._thread.ident is not None
+        if not started:
+            return True
+        if first:
+            self._queue.put(_STOP)
+        if self._thread is threading.current_thread():
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
