@@ -87,6 +87,8 @@ _GATHER_PROBE = 64
 _GATHER_MAX = 0.002
 """A leader never waits longer than this for appenders to return."""
 _allocate_lock = threading.Lock
+_RETRIES = 5
+"""How often a clean-up that an interrupt hit is run again (each is idempotent)."""
 _ACTIVE_READ_CHUNK = 4 * 1024 * 1024
 """The active segment is read (never mapped) this many bytes at a time (see :meth:`Log.read`)."""
 
@@ -162,6 +164,8 @@ def _wake(requests: list[_Request]) -> None:
     a system call and often a context switch while the leader holds the interpreter lock).
     The chain is linked before any request is marked done: a follower interrupted while it
     waits and sees ``done`` finds its successor already linked, and passes the wake-up on.
+    Requests count as woken only at the end: a call that an interrupt cut short can be made
+    again (a lock released twice is harmless here).
     """
     first: _Request | None = None
     last: _Request | None = None
@@ -169,7 +173,6 @@ def _wake(requests: list[_Request]) -> None:
     for r in requests:
         if r.woken:
             continue
-        r.woken = True
         chained.append(r)
         if r.wake is not None:
             if last is None:
@@ -181,7 +184,10 @@ def _wake(requests: list[_Request]) -> None:
         r.done = True
     if first is not None:
         assert first.wake is not None
-        first.wake.release()
+        with contextlib.suppress(RuntimeError):  # released by a call an interrupt cut short
+            first.wake.release()
+    for r in chained:
+        r.woken = True
 
 
 _open_logs: weakref.WeakSet[Log] = weakref.WeakSet()
@@ -246,7 +252,7 @@ class Log:
         self._sync_seconds = 0.0  # moving average of a synced batch's write + sync
         self._return_seconds = 0.0  # moving average of how long woken appenders take to return
         self._busy = False  # a thread is doing I/O on the manager (leader, sync, rotate, close)
-        self._leads = 0  # how many times a leader started (see _unlead_if_never_led)
+        self._turn = 0  # the turn of whoever holds _busy: moves on each hand-off
         self._queue: list[_Request] = []
         self._exclusive_waiters = 0  # threads in _exclusive/close waiting for _busy
         self._buf = bytearray()  # small batches: encoded by appending
@@ -508,26 +514,25 @@ class Log:
             nbytes = sum(map(len, payloads))
             check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
         req = _Request(payloads, payload_type, nbytes)
-        leads = self._leads
-        with self._mutex:
-            self._check_usable()
-            lead = not (self._busy or self._exclusive_waiters)
+        lead = queued = False
+        turn = -1
+        try:
+            with self._mutex:
+                self._check_usable()
+                lead = not (self._busy or self._exclusive_waiters)
+                if lead:
+                    self._busy = True
+                    turn = self._turn
+                else:
+                    wake = req.wake = _allocate_lock()
+                    wake.acquire()
+                    queued = True  # (before the append: an interrupt comes only after a call)
+                    self._queue.append(req)
+                    if self._gather_target and len(self._queue) >= self._gather_target:
+                        self._arrivals.notify()  # the leader waits for us (see _gather_locked)
             if lead:
-                self._busy = True
+                self._lead([req], turn)
             else:
-                self._queue.append(req)
-                wake = req.wake = _allocate_lock()
-                wake.acquire()
-                if self._gather_target and len(self._queue) >= self._gather_target:
-                    self._arrivals.notify()  # the leader waits for us (see _gather_locked)
-        if lead:
-            try:
-                self._lead([req])
-            except BaseException:
-                self._unlead_if_never_led(leads)
-                raise
-        else:
-            try:
                 try:
                     wake.acquire()  # released by a leader: done, or ours is the lead now
                 except BaseException:
@@ -536,39 +541,51 @@ class Log:
                     if not (req.done or req.lead):
                         wake.acquire()
                     raise
-            finally:
-                self._pass_on(req)
+        finally:
+            if queued or (lead and self._turn == turn):
+                error: BaseException | None = None
+                for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
+                    try:
+                        if queued:
+                            self._pass_on(req)
+                        else:  # interrupted before _lead began: give the turn up here
+                            self._release_turn(turn)
+                        break
+                    except BaseException as e:
+                        error = error or e
+                if error is not None:
+                    raise error
         if req.error is not None:
             raise req.error
         return req.first_seq
 
-    def _unlead_if_never_led(self, leads: int) -> None:
-        """An interrupt hit between taking ``_busy`` and :meth:`_lead` starting its work (which
-        counts itself in ``_leads``): give ``_busy`` up here, or every thread would wait on it."""
-        if self._leads == leads:
-            with self._mutex:
-                self._release_busy_locked()
+    def _release_turn(self, turn: int, after_exclusive: bool = False) -> None:
+        with self._mutex:
+            self._release_busy_locked(turn, after_exclusive)
 
     def _pass_on(self, req: _Request) -> None:
         """A woken follower's duties: wake the next thread of its batch; lead if handed the
-        lead."""
+        lead. Idempotent: a second call (after an interrupt) does what the first did not."""
         then = req.then
         if then is not None:
             assert then.wake is not None
-            then.wake.release()  # pass the wake-up on along the batch
+            with contextlib.suppress(RuntimeError):  # released already (an interrupted call)
+                then.wake.release()  # pass the wake-up on along the batch
+            req.then = None
         if req.lead:
-            req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
-            leads = self._leads
+            turn = self._turn  # handed to us with the lead: nobody else moves it now
             try:
-                self._lead([])  # takes the queue, ours first
-            except BaseException:
-                self._unlead_if_never_led(leads)
-                raise
+                req.lead = False
+                req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
+                self._lead([], turn)  # takes the queue, ours first
+            finally:
+                if self._turn == turn:  # interrupted before _lead began
+                    self._release_turn(turn)
 
-    def _lead(self, batch: list[_Request]) -> None:
+    def _lead(self, batch: list[_Request], turn: int) -> None:
         """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by
         batch until the queue is empty, at most :data:`_LEADER_BATCHES` batches; then hand
-        ``_busy`` on (:meth:`_release_busy_locked`).
+        ``_busy`` on (:meth:`_release_busy_locked`); ``turn`` is the holder's turn.
 
         Staying on for the requests that queued up during our sync saves a thread hand-off per
         batch (with the interpreter lock, waking another thread costs more than the work).
@@ -578,7 +595,6 @@ class Log:
         rounds = 0
         pending: list[_Request] = []
         try:
-            self._leads += 1
             if not batch:
                 with self._mutex:
                     batch, self._queue = self._queue, []
@@ -595,21 +611,27 @@ class Log:
                         if followers:
                             self._gather_locked(len(self._queue) + followers)
                     if not self._queue or rounds >= _LEADER_BATCHES or self._exclusive_waiters:
-                        self._release_busy_locked()
-                        rounds = -1  # released
+                        self._release_busy_locked(turn)
                         break
                     batch, self._queue = self._queue, []
         finally:
-            if rounds != -1:  # an interrupt or a bug's exception is on its way out
-                with self._mutex:
-                    settled = self._settle_locked(batch)
-                    self._release_busy_locked()
-                _wake(settled)
-            _wake(pending)
+            error: BaseException | None = None
+            for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
+                try:
+                    if self._turn == turn:  # an interrupt or a bug's exception is on its way out
+                        with self._mutex:
+                            self._settle_locked(batch)
+                            self._release_busy_locked(turn)
+                    _wake(pending)
+                    break
+                except BaseException as e:
+                    error = error or e
+            if error is not None:
+                raise error
 
-    def _settle_locked(self, batch: list[_Request]) -> list[_Request]:
+    def _settle_locked(self, batch: list[_Request]) -> None:
         """An exception interrupted the leader with ``batch`` in hand: give each request its
-        outcome. Returns those to wake; the others are queued again, at the head.
+        outcome and wake it, or queue it again at the head. Idempotent.
 
         * done (acknowledged or given an error): woken, if they were not yet;
         * written before the interrupt (its commit_seq is at most ``_written_seq``, which a
@@ -626,11 +648,11 @@ class Log:
             elif self._failed is not None or self._closed:
                 r.error = self._failed_error() if self._failed is not None else self._closed_error()
                 wake.append(r)
-            elif r.wake is not None:  # the leader's own request goes out with its exception
+            elif r.wake is not None and r not in self._queue:  # (the leader's own goes out)
                 r.first_seq = 0
                 back.append(r)
         self._queue[:0] = back
-        return wake
+        _wake(wake)
 
     def _gather_pays(self) -> bool:
         """Whether to wait for the threads just woken to append again (see
@@ -665,18 +687,24 @@ class Log:
         took = time.monotonic() - started if len(self._queue) >= target else budget
         self._return_seconds += 0.25 * (took - self._return_seconds)
 
-    def _release_busy_locked(self, after_exclusive: bool = False) -> None:
-        """Give up ``_busy`` (the caller holds it, and the condition's lock).
+    def _release_busy_locked(self, turn: int, after_exclusive: bool = False) -> None:
+        """Give up ``_busy`` (the caller holds the condition's lock, and ``_busy`` in ``turn``,
+        the ``_turn`` it took it in). Idempotent: a turn is given up once, later calls with
+        it do nothing (a clean-up retried after an interrupt).
 
         Turns alternate so that neither side starves: after a leader's batch a thread waiting in
         :meth:`_exclusive` or :meth:`close` goes first; after such an exclusive section the
         oldest queued appender does (it is woken to lead); otherwise whoever waits.
         """
+        if turn != self._turn:
+            return
+        self._turn += 1  # first: nothing below may run twice for one turn
         if self._queue and (after_exclusive or not self._exclusive_waiters):
             head = self._queue[0]
             assert head.wake is not None  # a request without a lock is its leader's own
             head.lead = True
-            head.wake.release()
+            with contextlib.suppress(RuntimeError):  # (released by an interrupted call)
+                head.wake.release()
         else:
             self._busy = False
             if self._exclusive_waiters:
@@ -818,17 +846,25 @@ class Log:
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         self._check_process()
-        held = False
+        turn = -1
         try:
             with self._cond:
                 self._wait_busy_locked()
-                self._busy = held = True
+                self._busy = True
+                turn = self._turn
             self._check_usable()
             yield
         finally:
-            if held:
-                with self._cond:
-                    self._release_busy_locked(after_exclusive=True)
+            error: BaseException | None = None
+            for _ in range(_RETRIES):  # an interrupt here is retried (idempotent)
+                try:
+                    if self._turn == turn:
+                        self._release_turn(turn, after_exclusive=True)
+                    break
+                except BaseException as e:
+                    error = error or e
+            if error is not None:
+                raise error
 
     def sync(self) -> int:
         """Make everything appended so far durable; return ``durable_seq``.
@@ -1165,12 +1201,11 @@ class Log:
             self._maintenance.join()
         with self._cond:
             self._wait_busy_locked()
-            if self._closed:
-                if self._queue:  # appenders queued behind us: they must hear it is closed
-                    self._busy = True
-                    self._release_busy_locked(after_exclusive=True)
-                return
             self._busy = True
+            turn = self._turn
+            if self._closed:  # appenders queued behind us must hear it is closed
+                self._release_busy_locked(turn, after_exclusive=True)
+                return
         try:
             active = self._manager.active
             if self._failed is None and active is not None:
@@ -1184,34 +1219,30 @@ class Log:
             elif active is not None:
                 active.file.close()
         finally:
-            try:
-                with self._cond:
-                    self._closed = True
-                    self._release_busy_locked(after_exclusive=True)  # queued: LogClosedError
-            finally:
-                self._release_resources()
+            self._closed = True
+            error: BaseException | None = None
+            for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
+                try:
+                    if self._turn == turn:
+                        self._release_turn(turn, after_exclusive=True)  # queued: LogClosedError
+                    self._release_resources()
+                    break
+                except BaseException as e:
+                    error = error or e
+            if error is not None:
+                raise error
         if self._failed is not None:
             raise self._failed_error()
 
     def _release_resources(self) -> None:
-        """Stop the archiver and the event thread, release the lock: each step runs even when
-        an earlier one is interrupted, and an interrupted release of the lock is finished."""
+        """Stop the archiver and the event thread, release the lock. Idempotent."""
         _open_logs.discard(self)
-        try:
-            if self._archiver is not None:
-                self._archiver.close()
-        finally:
-            try:
-                self._events.stop()
-            finally:
-                if self._lock_held:
-                    try:
-                        self.store.close()
-                    except BaseException:
-                        self.store.close()  # finish the release, then let the interrupt go on
-                        raise
-                    finally:
-                        self._lock_held = False
+        if self._archiver is not None:
+            self._archiver.close()
+        self._events.stop()
+        if self._lock_held:
+            self.store.close()
+            self._lock_held = False
 
     def __enter__(self) -> Log:
         return self
