@@ -434,3 +434,171 @@ def test_a_failed_batch_never_comes_back(durability: str) -> None:
         assert [f.payload for f in log2.read()] == [b"kept"]  # none of the failed batch
         assert log2.append(b"next") == 2
     assert any(".unsynced-" in n for n in store.list_names())  # the cut bytes were kept
+
+
+# --- issue 10: close from a hook, refused opens, the commit_seq limit, reads and cuts ----------
+
+
+def test_close_from_a_plugin_hook_releases_everything(tmp_path: Path) -> None:
+    """close() on the event thread (from a hook): no "cannot join current thread", the lock
+    released, the directory reopenable in the same process."""
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    class Closer:
+        @hookimpl
+        def segment_closed(self, log: walship.Log) -> None:
+            try:
+                log.close()
+            except BaseException as e:
+                errors.append(e)
+            finally:
+                done.set()
+
+    log = walship.open(tmp_path, plugins=[Closer()], entry_point_plugins=False)
+    log.append(b"a")
+    log.rotate()
+    assert done.wait(10)
+    assert not errors, errors
+    assert log.closed
+    with walship.open(tmp_path, entry_point_plugins=False) as again:
+        assert [f.payload for f in again.read()] == [b"a"]
+    log.close()  # idempotent from any thread
+
+
+def _walship_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("walship")}
+
+
+def test_a_refused_open_leaks_no_thread(tmp_path: Path) -> None:
+    with walship.open(tmp_path, entry_point_plugins=False) as log:
+        log.append(b"a")
+        before = _walship_threads()
+        for _ in range(20):
+            with pytest.raises(StoreLockedError):
+                walship.open(tmp_path, entry_point_plugins=False)
+        assert _walship_threads() == before
+
+
+def test_an_open_that_fails_after_the_lock_leaks_no_thread(tmp_path: Path) -> None:
+    (tmp_path / "segment_0000000000000001.aedbwal").write_bytes(b"not a segment header" * 4)
+    before = _walship_threads()
+    for _ in range(5):
+        with pytest.raises(walship.WalshipError):
+            walship.open(tmp_path, entry_point_plugins=False)
+    assert _walship_threads() == before
+    (tmp_path / "segment_0000000000000001.aedbwal").unlink()
+    with walship.open(tmp_path, entry_point_plugins=False) as log:  # and the lock is free
+        log.append(b"ok")
+
+
+def _log_ending_at(path: Path, last_seq: int) -> None:
+    from walship.core.frame import encode
+    from walship.core.header import ZERO_HASH, SegmentHeader, segment_name
+
+    header = SegmentHeader(7, 1, 1_700_000_000_000_000, ZERO_HASH).encode()
+    frames = encode(last_seq - 1, 1_700_000_000_000_000, 0, b"x") + encode(
+        last_seq, 1_700_000_000_000_001, 0, b"y"
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    (path / segment_name(1)).write_bytes(header + frames)
+
+
+def test_commit_seq_limit_is_a_clear_error(tmp_path: Path) -> None:
+    from walship.core.frame import MAX_COMMIT_SEQ
+
+    _log_ending_at(tmp_path, MAX_COMMIT_SEQ - 1)
+    with walship.open(tmp_path, entry_point_plugins=False) as log:
+        with pytest.raises(walship.CommitSeqLimitError, match=r"2\*\*64-1"):
+            log.append_batch([b"a", b"b"])  # would need MAX + 1: nothing written
+        assert log.append(b"last") == MAX_COMMIT_SEQ
+        with pytest.raises(walship.CommitSeqLimitError, match=str(MAX_COMMIT_SEQ)):
+            log.append(b"one too many")
+        assert log.failed is None and log.last_seq == MAX_COMMIT_SEQ
+        assert [f.commit_seq for f in log.read()][-1] == MAX_COMMIT_SEQ
+    with walship.open(tmp_path, entry_point_plugins=False) as log:
+        assert log.last_seq == MAX_COMMIT_SEQ
+
+
+def test_commit_seq_limit_from_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from walship.cli import build_cli
+    from walship.core.frame import MAX_COMMIT_SEQ
+
+    _log_ending_at(tmp_path / "wal", MAX_COMMIT_SEQ)
+    config = tmp_path / "walship.yaml"
+    config.write_text(f"store:\n  backend: posix\n  path: {tmp_path / 'wal'}\n")
+    result = CliRunner().invoke(build_cli(), ["append", "-c", str(config)], input=b"more\n")
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "2**64-1" in lines[0], result.stderr
+    assert "struct" not in result.stderr
+
+
+_SIGBUS_READER = r"""
+import os, sys
+import walship
+from walship.errors import LogFailedError
+
+log = walship.open(sys.argv[1], durability="interval", sync_interval=3600,
+                   entry_point_plugins=False)
+aligned = sys.argv[3] == "aligned"  # frames of a page each, the durable end on a page boundary
+payload = b"x" * (4096 - 25 if aligned else 4000)
+log.append(payload[: 4096 - 64 - 25] if aligned else payload)
+for _ in range(299):            # about 1.2 MB durable: the segment is big enough to be mapped
+    log.append(payload)
+log.sync()
+for _ in range(int(sys.argv[2])):  # unsynced bytes the failure will cut
+    log.append(payload)
+reader = log.read()
+first = next(reader)            # the reader is now inside the active segment
+real_sync, real_fsync = os.fdatasync, os.fsync
+def broken(fd):  # the next sync fails (once): the log fails closed and cuts the unsynced bytes
+    os.fdatasync, os.fsync = real_sync, real_fsync
+    raise OSError(5, "injected EIO")
+os.fdatasync = os.fsync = broken
+try:
+    log.sync()
+except LogFailedError:
+    pass
+seg = [n for n in os.listdir(sys.argv[1]) if n.endswith(".aedbwal")][0]
+assert os.path.getsize(os.path.join(sys.argv[1], seg)) < 2_000_000  # cut under the reader
+n = 1
+try:
+    for f in reader:
+        assert f.payload == payload, "a frame read back wrong"  # (SIGBUS or CorruptFrameError)
+        n += 1
+    print("read", n)
+except LogFailedError as e:
+    print("failed", n, e)
+try:
+    log.close()
+except LogFailedError:
+    pass
+with walship.open(sys.argv[1], entry_point_plugins=False) as again:
+    assert sum(1 for _ in again.read()) == 300
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("unsynced", [3, 1100])  # the reader's next chunk: cut, or read already
+@pytest.mark.parametrize("cut", ["aligned", "unaligned"])  # SIGBUS, or zeros, under a mapping
+def test_a_failure_never_cuts_under_a_reader(tmp_path: Path, unsynced: int, cut: str) -> None:
+    """A reader in the active segment while the log fails closed and cuts its unsynced bytes:
+    never SIGBUS (a cut under a mapping), never a CorruptFrameError on a healthy log. In a
+    subprocess, since a SIGBUS kills the whole process."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "reader.py"
+    script.write_text(_SIGBUS_READER)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "wal"), str(unsynced), cut],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert proc.stdout.strip().endswith("ok")

@@ -190,14 +190,24 @@ def _wake(requests: list[_Request]) -> None:
         r.woken = True
 
 
-_open_logs: weakref.WeakSet[Log] = weakref.WeakSet()
-"""Every open log of this process, for the fork handler."""
+_open_logs: dict[int, weakref.ref[Log]] = {}
+"""Every open log of this process, for the fork handler. Plain references, no callback: a
+weakref callback runs at garbage collection, where an interrupt raised in it would be lost."""
 
 
 def _after_fork_in_child() -> None:
     """In a forked child: every log of the parent is the parent's (see :class:`Log`)."""
-    for log in list(_open_logs):
-        log._forked = True
+    for ref in list(_open_logs.values()):
+        log = ref()
+        if log is not None:
+            log._forked = True
+
+
+def _register_open(log: Log) -> None:
+    for key, ref in list(_open_logs.items()):  # logs dropped without close()
+        if ref() is None:
+            del _open_logs[key]
+    _open_logs[id(log)] = weakref.ref(log)
 
 
 if hasattr(os, "register_at_fork"):
@@ -326,7 +336,7 @@ class Log:
                 self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
             self._events.emit("log_recovered", report=self.recovery)
             self._maintenance.start()
-            _open_logs.add(self)
+            _register_open(self)
         except BaseException:
             if recovered is not None and recovered.active is not None:
                 recovered.active.file.close()
@@ -1236,7 +1246,7 @@ class Log:
 
     def _release_resources(self) -> None:
         """Stop the archiver and the event thread, release the lock. Idempotent."""
-        _open_logs.discard(self)
+        _open_logs.pop(id(self), None)
         if self._archiver is not None:
             self._archiver.close()
         self._events.stop()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +26,12 @@ from typing import Any
 import pytest
 
 import walship
+from reliability.support import FIGURES, make_payload, payload_key, snapshot
 from walship.backends.base import SegmentFile, SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.errors import LogClosedError, LogFailedError
 from walship.log import Log
-
-from reliability.support import FIGURES, make_payload, payload_key, snapshot
 
 MODES = ("always", "interval", "none")
 
@@ -69,7 +70,9 @@ class _Plan:
         self.fired = what
         if self.after:
             fn()
-        raise self.kind(f"injected at {what} (call {self.at}, {'after' if self.after else 'before'})")
+        raise self.kind(
+            f"injected at {what} (call {self.at}, {'after' if self.after else 'before'})"
+        )
 
 
 class _File(SegmentFile):
@@ -294,7 +297,11 @@ def _calls_of(op: str, mode: str, backend: Callable[[], SegmentStore]) -> int:
 
 
 def _inject(
-    op: str, mode: str, at: int, kind: type[BaseException], after: bool,
+    op: str,
+    mode: str,
+    at: int,
+    kind: type[BaseException],
+    after: bool,
     backend: Callable[[], SegmentStore],
 ) -> None:
     inner = backend()
@@ -368,52 +375,56 @@ def test_an_interrupt_at_every_io_call_on_posix(op: str, tmp_path: Path) -> None
 # --- the group-commit leader interrupted while others wait on it ------------------------------
 
 
+def _leader_run(mode: str, at: int) -> None:
+    inner = MemoryStore()
+    store = InterruptingStore(inner)
+    acks = Acks()
+    log = _open(store, mode)
+    append_one(log, acks)
+    store.arm(store.plan.calls + at, KeyboardInterrupt, at % 2 == 0)
+    outcomes: list[str] = []
+    start = threading.Barrier(6)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(10):
+            try:
+                append_some(log, acks, 2)
+            except LogFailedError:
+                outcomes.append("failed")
+                return
+            except KeyboardInterrupt:
+                outcomes.append("interrupted")
+                return
+        outcomes.append("done")
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), f"a thread hangs after the leader was interrupted ({at})"
+    assert len(outcomes) == 6
+    if store.plan.fired:
+        assert outcomes.count("interrupted") == 1, outcomes
+        assert log.failed is not None
+    durable = log.durable_seq
+    with pytest.raises(LogFailedError) if log.failed else _nothing():
+        log.close()
+    store.arm(0, KeyboardInterrupt, False)
+    lost = snapshot(inner)
+    lost.crash()
+    reopen_and_check(lost, Acks(dict(acks.payloads)), durable=durable)
+    reopen_and_check(inner, acks, durable=max(acks.payloads, default=0))
+    FIGURES["interrupts.leader_runs"] += 1
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_an_interrupted_leader_answers_every_waiting_thread(mode: str) -> None:
     """An interrupt in the leader's write: every follower gets an answer (its commit_seq, or
     LogFailedError), none hangs, none is told durable what was cut."""
     for at in range(1, 40, 3):
-        inner = MemoryStore()
-        store = InterruptingStore(inner)
-        acks = Acks()
-        log = _open(store, mode)
-        append_one(log, acks)
-        store.arm(store.plan.calls + at, KeyboardInterrupt, at % 2 == 0)
-        outcomes: list[str] = []
-        start = threading.Barrier(6)
-
-        def worker() -> None:
-            start.wait()
-            for _ in range(10):
-                try:
-                    append_some(log, acks, 2)
-                except LogFailedError:
-                    outcomes.append("failed")
-                    return
-                except KeyboardInterrupt:
-                    outcomes.append("interrupted")
-                    return
-            outcomes.append("done")
-
-        threads = [threading.Thread(target=worker) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-            assert not t.is_alive(), f"a thread hangs after the leader was interrupted ({at})"
-        assert len(outcomes) == 6
-        if store.plan.fired:
-            assert outcomes.count("interrupted") == 1, outcomes
-            assert log.failed is not None
-        durable = log.durable_seq
-        with pytest.raises(LogFailedError) if log.failed else _nothing():
-            log.close()
-        store.arm(0, KeyboardInterrupt, False)
-        lost = snapshot(inner)
-        lost.crash()
-        reopen_and_check(lost, Acks(dict(acks.payloads)), durable=durable)
-        reopen_and_check(inner, acks, durable=max(acks.payloads, default=0))
-        FIGURES["interrupts.leader_runs"] += 1
+        _leader_run(mode, at)
 
 
 class _nothing:
@@ -457,11 +468,15 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
             fired.set()
             raise KeyboardInterrupt("timer")
 
+    lost: list[object] = []  # interrupts the interpreter dropped (raised in a GC callback)
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: lost.append(u.exc_value)
     old = signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.0005, 0.02))
+    deadline = time.monotonic() + 5
     try:
         try:
-            while True:
+            while time.monotonic() < deadline:
                 r = rng.random()
                 if r < 0.5:
                     append_one(log, acks)
@@ -473,6 +488,8 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
                     log.sync()
                 else:
                     log.checkpoint(log.last_seq)
+            # the interrupt never reached this loop: only the interpreter may have dropped it
+            assert any(isinstance(e, KeyboardInterrupt) for e in lost), "interrupt swallowed"
         except KeyboardInterrupt:
             pass
         except (LogFailedError, LogClosedError):
@@ -480,10 +497,12 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        sys.unraisablehook = old_hook
         stop.set()
         for t in threads:
             t.join(30)
-    assert not any(t.is_alive() for t in threads), "a thread hangs after the interrupt"
+    hung = any(t.is_alive() for t in threads)
+    assert not hung, "a thread hangs after the interrupt" + _state(log)
     assert not errors, errors
     durable = log.durable_seq
     try:
@@ -497,6 +516,18 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
     reopen_and_check(store, acks, durable=max(acks.payloads, default=0))
     FIGURES["interrupts.timer_runs"] += 1
     FIGURES["interrupts.timer_failed"] += log.failed is not None
+
+
+def _state(log: Log) -> str:
+    """The log's hand-off state and every thread's stack, for a hang's message."""
+    import traceback
+
+    queue = [(r.done, r.lead, r.woken, r.first_seq) for r in log._queue]
+    out = [f"\nbusy={log._busy} turn={log._turn} failed={log.failed!r} queue={queue}"]
+    for ident, frame in sys._current_frames().items():
+        if ident != threading.get_ident():
+            out.append("".join(traceback.format_stack(frame)[-6:]))
+    return "\n".join(out)
 
 
 def _timer_runs(mode: str, runs: int, seed: int, tmp: Path) -> None:
