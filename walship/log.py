@@ -850,8 +850,14 @@ class Log:
         try:
             while self._busy:
                 self._cond.wait()
-        finally:
+        except BaseException:
             self._exclusive_waiters -= 1
+            if not self._busy and self._queue and not self._exclusive_waiters:
+                # interrupted after a leader stepped aside for us: the queue goes on without us
+                self._busy = True
+                self._release_busy_locked(self._turn, after_exclusive=True)
+            raise
+        self._exclusive_waiters -= 1
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:

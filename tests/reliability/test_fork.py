@@ -157,6 +157,15 @@ def test_multiprocessing_fork_child(tmp_path: Path) -> None:
 def test_fork_while_parent_threads_append(tmp_path: Path) -> None:
     """Forks while other threads of the parent append (the log's mutex may be held at the
     fork): the child gets the error at once, never a deadlock; the parent loses nothing."""
+    _forks_during_appends(tmp_path, 8)
+
+
+@pytest.mark.slow
+def test_fork_while_parent_threads_append_long(tmp_path: Path) -> None:
+    _forks_during_appends(tmp_path, int(os.environ.get("WALSHIP_FORK_RUNS", "300")))
+
+
+def _forks_during_appends(tmp_path: Path, forks: int) -> None:
     log = _open(tmp_path, durability="always", max_segment_bytes=64 * 1024)
     acked: dict[int, bytes] = {}
     lock = threading.Lock()
@@ -175,7 +184,7 @@ def test_fork_while_parent_threads_append(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     try:
-        for _ in range(8):
+        for _ in range(forks):
             pid = os.fork()
             if pid == 0:
                 code = 0

@@ -357,19 +357,31 @@ def test_an_interrupt_at_every_io_call(op: str, mode: str) -> None:
     FIGURES["interrupts.points"] += 2 * calls
 
 
-@pytest.mark.parametrize("op", list(OPERATIONS))
-def test_an_interrupt_at_every_io_call_on_posix(op: str, tmp_path: Path) -> None:
-    """The same on real files (preallocation, trim, pwritev2 with RWF_DSYNC)."""
-    dirs = iter(range(10_000))
+def _posix_sweep(op: str, mode: str, kinds: list[type[BaseException]], tmp_path: Path) -> None:
+    dirs = iter(range(100_000))
 
     def posix() -> SegmentStore:
         return PosixStore(tmp_path / f"d{next(dirs)}")
 
-    calls = _calls_of(op, "always", posix)
+    calls = _calls_of(op, mode, posix)
     for at in range(1, calls + 1):
         for after in (False, True):
-            _inject(op, "always", at, KeyboardInterrupt, after, posix)
-    FIGURES["interrupts.points"] += 2 * calls
+            for kind in kinds:
+                _inject(op, mode, at, kind, after, posix)
+    FIGURES["interrupts.points"] += 2 * calls * len(kinds)
+
+
+@pytest.mark.parametrize("op", list(OPERATIONS))
+def test_an_interrupt_at_every_io_call_on_posix(op: str, tmp_path: Path) -> None:
+    """The same on real files (preallocation, trim, pwritev2 with RWF_DSYNC)."""
+    _posix_sweep(op, "always", [KeyboardInterrupt], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("op", list(OPERATIONS))
+def test_an_interrupt_at_every_io_call_on_posix_long(op: str, mode: str, tmp_path: Path) -> None:
+    _posix_sweep(op, mode, list(KINDS.values()), tmp_path)
 
 
 # --- the group-commit leader interrupted while others wait on it ------------------------------
