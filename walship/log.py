@@ -253,7 +253,9 @@ class Log:
         self.clock: Clock = clock or SystemClock()
         policy = RotationPolicy(max_segment_bytes, max_segment_age)
         # A plain lock (taken with C-speed ``with``) under the condition that exclusive callers
-        # wait on; appenders never wait on the condition, each has its own wake lock.
+        # wait on; appenders never wait on the condition, each has its own wake lock. Always
+        # ``with self._mutex``, never ``with self._cond``: Condition.__enter__ is Python code, and
+        # an interrupt delivered as it returns would leave the lock held (CPython bpo-29988).
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._arrivals = threading.Condition(self._mutex)  # a leader gathering a batch
@@ -394,14 +396,14 @@ class Log:
 
         The last local segment is never closed: it is the active one, or the one whose successor
         a failed rotation never created (no ``segment_closed`` event was sent for it)."""
-        with self._cond:
+        with self._mutex:
             return [
                 (r.segment_seq, r.first_commit_seq, r.last_commit_seq) for r in self._ranges[:-1]
             ]
 
     def _forget_segment(self, segment_seq: int) -> None:
         """Retention removed a local segment: drop it from the index ``read`` uses."""
-        with self._cond:
+        with self._mutex:
             self._ranges = [r for r in self._ranges if r.segment_seq != segment_seq]
             self._trimmed = True
 
@@ -864,7 +866,7 @@ class Log:
         self._check_process()
         turn = -1
         try:
-            with self._cond:
+            with self._mutex:
                 self._wait_busy_locked()
                 self._busy = True
                 turn = self._turn
@@ -923,7 +925,7 @@ class Log:
 
     def _rotate_locked(self, reason: RotationReason) -> ClosedSegment:
         written = self._written_seq
-        with self._cond:  # readers see the closing segment's range before the active one moves
+        with self._mutex:  # readers see the closing segment's range before the active one moves
             closing = self._manager.active
             if closing is not None:
                 last = self._ranges[-1]
@@ -933,7 +935,7 @@ class Log:
             closed = self._manager.rotate(reason)
             active = self._manager.active
             assert active is not None
-            with self._cond:
+            with self._mutex:
                 self._ranges.append(_SegmentRange(active.segment_seq, None, None))
             self._durable_seq = written  # rotate synced the closed segment
             # "closed" only now: its successor exists, so the segment will never be written again
@@ -1071,7 +1073,7 @@ class Log:
             LogForkedError: called in a forked child.
         """
         self._check_process()
-        with self._cond:
+        with self._mutex:
             self._check_usable()
             ranges = [
                 _SegmentRange(r.segment_seq, r.first_commit_seq, r.last_commit_seq)
@@ -1096,7 +1098,7 @@ class Log:
             name = segment_name(r.segment_seq)
             limit = None
             if is_last:
-                with self._cond:
+                with self._mutex:
                     active = self._manager.active
                     if active is not None and active.segment_seq == r.segment_seq:
                         limit = active.size
@@ -1149,7 +1151,7 @@ class Log:
     def first_seq(self) -> int:
         """The lowest commit_seq ``read`` can return: the first local frame (segments before it
         were removed by retention), or the next commit_seq when no frame is local."""
-        with self._cond:
+        with self._mutex:
             return self._first_seq_locked()
 
     def _first_seq_locked(self) -> int:
@@ -1215,7 +1217,7 @@ class Log:
             and self._maintenance is not threading.current_thread()
         ):
             self._maintenance.join()
-        with self._cond:
+        with self._mutex:
             self._wait_busy_locked()
             self._busy = True
             turn = self._turn

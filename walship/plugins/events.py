@@ -36,13 +36,16 @@ class EventDispatcher:
         """Failures per plugin name."""
         self.delivered = 0
         self._pending = 0
-        self._idle = threading.Condition()
+        # ``with self._lock``, not ``with self._idle``: Condition.__enter__ is Python code, and
+        # an interrupt delivered as it returns would leave the lock held (CPython bpo-29988)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._run, name="walship-events", daemon=True)
         self._stopped = False
 
     def emit(self, hook: str, **kwargs: Any) -> None:
         """Queue an event; returns at once. After :meth:`stop`, the event is dropped."""
-        with self._idle:
+        with self._lock:
             if self._stopped:
                 return
             self._pending += 1
@@ -61,7 +64,7 @@ class EventDispatcher:
             except BaseException:  # never let the event thread die: later events still go out
                 log.exception("walship could not deliver event %s", hook_name)
             finally:
-                with self._idle:
+                with self._lock:
                     self._pending -= 1
                     self.delivered += 1
                     self._idle.notify_all()
@@ -79,7 +82,7 @@ class EventDispatcher:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every emitted event was delivered; False on timeout."""
-        with self._idle:
+        with self._lock:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def stop(self, timeout: float | None = 30.0) -> bool:
@@ -88,7 +91,7 @@ class EventDispatcher:
         Called from a hook (on the event thread itself), it returns at once: the thread ends
         once that hook returns and the events queued before the stop are delivered.
         Idempotent."""
-        with self._idle:
+        with self._lock:
             first = not self._stopped
             self._stopped = True
             started = self._thread.ident is not None
