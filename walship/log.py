@@ -28,10 +28,10 @@ import time
 import weakref
 from _thread import LockType
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pluggy
 from crc32c import crc32c
@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from walship.plugins.retention import RetentionPolicy
 
 logger = logging.getLogger("walship")
+T = TypeVar("T")
 
 _BUFFER_KEEP = 8 * 1024 * 1024  # a reused encode buffer larger than this is let go after use
 _GATHER_MIN_PAYLOAD = 16 * 1024
@@ -861,8 +862,17 @@ class Log:
             raise
         self._exclusive_waiters -= 1
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self, call: Callable[[], T]) -> T:
+        """Run ``call`` holding the I/O turn alone (appenders queue behind), then hand it on.
+
+        Not a ``with`` block: a context manager's ``__enter__`` is Python code, and an interrupt
+        delivered as it returns would skip ``__exit__`` and keep the turn for good. Here the
+        turn is taken and released inside one ``try``.
+
+        Raises:
+            LogFailedError / LogClosedError: the log had failed or is closed.
+            LogForkedError: called in a forked child.
+        """
         self._check_process()
         turn = -1
         try:
@@ -871,7 +881,7 @@ class Log:
                 self._busy = True
                 turn = self._turn
             self._check_usable()
-            yield
+            return call()
         finally:
             error: BaseException | None = None
             for _ in range(_RETRIES):  # an interrupt here is retried (idempotent)
@@ -890,8 +900,7 @@ class Log:
         Raises:
             LogFailedError: the sync failed (the log is now failed).
         """
-        with self._exclusive():
-            self._sync_locked()
+        self._exclusive(self._sync_locked)
         return self._durable_seq
 
     def _sync_locked(self) -> None:
@@ -916,12 +925,14 @@ class Log:
             LogFailedError: an I/O failure (the log is now failed), or the log had failed.
             LogClosedError: the log is closed.
         """
-        with self._exclusive():
-            active = self._manager.active
-            if active is not None and active.frame_count == 0:
-                return None
-            self._manager.force_rotate()
-            return self._rotate_locked(RotationReason.FORCED)
+        return self._exclusive(self._forced_rotation_locked)
+
+    def _forced_rotation_locked(self) -> ClosedSegment | None:
+        active = self._manager.active
+        if active is not None and active.frame_count == 0:
+            return None
+        self._manager.force_rotate()
+        return self._rotate_locked(RotationReason.FORCED)
 
     def _rotate_locked(self, reason: RotationReason) -> ClosedSegment:
         written = self._written_seq
@@ -951,6 +962,11 @@ class Log:
         self._counters[f"rotations_{reason.value}"] += 1
         return closed
 
+    def _due_rotation_locked(self) -> None:
+        reason = self._manager.should_rotate()
+        if reason is not None:
+            self._rotate_locked(reason)
+
     def _open_segment(self, segment_seq: int, prev_hash: bytes | None) -> None:
         active = self._manager.open_new(segment_seq, prev_hash)
         self._ranges.append(_SegmentRange(segment_seq, None, None))
@@ -979,10 +995,7 @@ class Log:
                 ):
                     self.sync()
                 if self._manager.should_rotate() is RotationReason.AGE:
-                    with self._exclusive():
-                        reason = self._manager.should_rotate()
-                        if reason is not None:
-                            self._rotate_locked(reason)
+                    self._exclusive(self._due_rotation_locked)
             except WalshipError:
                 return  # failed or closed: appenders see it on their next call
             except Exception:
@@ -1217,16 +1230,16 @@ class Log:
             and self._maintenance is not threading.current_thread()
         ):
             self._maintenance.join()
-        with self._mutex:
-            self._wait_busy_locked()
-            self._busy = True
-            turn = self._turn
-            if self._closed:  # appenders queued behind us must hear it is closed
-                self._release_busy_locked(turn, after_exclusive=True)
-                return
+        turn = -1
         try:
+            with self._mutex:
+                self._wait_busy_locked()
+                self._busy = True
+                turn = self._turn
             active = self._manager.active
-            if self._failed is None and active is not None:
+            if self._closed:  # closed meanwhile: queued appenders hear it (finally)
+                pass
+            elif self._failed is None and active is not None:
                 written = self._written_seq
                 try:
                     self._manager.close()
@@ -1237,18 +1250,19 @@ class Log:
             elif active is not None:
                 active.file.close()
         finally:
-            self._closed = True
-            error: BaseException | None = None
-            for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
-                try:
-                    if self._turn == turn:
-                        self._release_turn(turn, after_exclusive=True)  # queued: LogClosedError
-                    self._release_resources()
-                    break
-                except BaseException as e:
-                    error = error or e
-            if error is not None:
-                raise error
+            if turn != -1:  # (interrupted while waiting for the turn: nothing done, still open)
+                self._closed = True
+                error: BaseException | None = None
+                for _ in range(_RETRIES):  # an interrupt here is retried (idempotent)
+                    try:
+                        if self._turn == turn:
+                            self._release_turn(turn, after_exclusive=True)  # queued: closed
+                        self._release_resources()
+                        break
+                    except BaseException as e:
+                        error = error or e
+                if error is not None:
+                    raise error
         if self._failed is not None:
             raise self._failed_error()
 
