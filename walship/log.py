@@ -90,6 +90,9 @@ _GATHER_MAX = 0.002
 _allocate_lock = threading.Lock
 _RETRIES = 5
 """How often a clean-up that an interrupt hit is run again (each is idempotent)."""
+_WAIT_CHECK = 0.05
+"""An exclusive caller looks again this often while it waits for the I/O turn, so that a
+notification lost to an interrupt (inside ``Condition.notify_all``) costs this long, no more."""
 _ACTIVE_READ_CHUNK = 4 * 1024 * 1024
 """The active segment is read (never mapped) this many bytes at a time (see :meth:`Log.read`)."""
 
@@ -185,8 +188,10 @@ def _wake(requests: list[_Request]) -> None:
         r.done = True
     if first is not None:
         assert first.wake is not None
-        with contextlib.suppress(RuntimeError):  # released by a call an interrupt cut short
+        try:  # noqa: SIM105 - not contextlib.suppress: its Python __enter__ can be interrupted
             first.wake.release()
+        except RuntimeError:  # released by a call an interrupt cut short
+            pass
     for r in chained:
         r.woken = True
 
@@ -582,8 +587,10 @@ class Log:
         then = req.then
         if then is not None:
             assert then.wake is not None
-            with contextlib.suppress(RuntimeError):  # released already (an interrupted call)
+            try:  # noqa: SIM105 - not contextlib.suppress (see _wake)
                 then.wake.release()  # pass the wake-up on along the batch
+            except RuntimeError:  # released already (an interrupted call)
+                pass
             req.then = None
         if req.lead:
             turn = self._turn  # handed to us with the lead: nobody else moves it now
@@ -716,8 +723,10 @@ class Log:
             head = self._queue[0]
             assert head.wake is not None  # a request without a lock is its leader's own
             head.lead = True
-            with contextlib.suppress(RuntimeError):  # (released by an interrupted call)
-                head.wake.release()
+            try:  # noqa: SIM105 - not contextlib.suppress (see _wake): nothing between the
+                head.wake.release()  # turn's move and this release may be interruptible
+            except RuntimeError:  # (released by an interrupted call)
+                pass
         else:
             self._busy = False
             if self._exclusive_waiters:
@@ -852,7 +861,7 @@ class Log:
         self._exclusive_waiters += 1
         try:
             while self._busy:
-                self._cond.wait()
+                self._cond.wait(_WAIT_CHECK)
         except BaseException:
             self._exclusive_waiters -= 1
             if not self._busy and self._queue and not self._exclusive_waiters:
