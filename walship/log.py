@@ -551,20 +551,17 @@ class Log:
             if lead:
                 self._lead([req], turn)
             else:
-                try:
-                    wake.acquire()  # released by a leader: done, or ours is the lead now
-                except BaseException:
-                    # Interrupted: other threads count on this one to pass a wake-up or the
-                    # lead on. Wait for the outcome, then do that (finally), then raise.
-                    if not (req.done or req.lead):
-                        wake.acquire()
-                    raise
+                wake.acquire()  # released by a leader: done, or ours is the lead now
         finally:
             if queued or (lead and self._turn == turn):
                 error: BaseException | None = None
                 for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
                     try:
                         if queued:
+                            # Other threads count on this one to pass a wake-up or the lead on:
+                            # interrupted before the outcome (even before waiting), wait for it.
+                            if not (req.done or req.lead):
+                                wake.acquire()
                             self._pass_on(req)
                         else:  # interrupted before _lead began: give the turn up here
                             self._release_turn(turn)

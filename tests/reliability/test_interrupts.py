@@ -12,6 +12,7 @@ waiting on an interrupted group-commit leader get an answer (never a hang, never
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import signal
@@ -546,7 +547,14 @@ def _timer_runs(mode: str, runs: int, seed: int, tmp: Path) -> None:
     rng = random.Random(seed)
     for i in range(runs):
         store: SegmentStore = MemoryStore() if i % 3 else PosixStore(tmp / f"t{i}")
-        _timer_run(store, mode, rng, Acks())
+        # a hang of the main thread itself would stop the whole run: die loudly instead, with
+        # every thread's stack on stderr
+        faulthandler.dump_traceback_later(300, exit=True)
+        try:
+            _timer_run(store, mode, rng, Acks())
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+        FIGURES[f"interrupts.timer_runs_{mode}"] += 1
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no signal.setitimer")
