@@ -196,6 +196,15 @@ def _wake(requests: list[_Request]) -> None:
         r.woken = True
 
 
+def _open_gate(gate: LockType | None) -> None:
+    """Wake the thread blocked on ``gate`` (nothing if it is open already or ``None``)."""
+    if gate is not None:
+        try:  # noqa: SIM105 - not contextlib.suppress (see _wake)
+            gate.release()
+        except RuntimeError:
+            pass
+
+
 _open_logs: dict[int, weakref.ref[Log]] = {}
 """Every open log of this process, for the fork handler. Plain references, no callback: a
 weakref callback runs at garbage collection, where an interrupt raised in it would be lost."""
@@ -258,13 +267,16 @@ class Log:
         self.sync_interval = sync_interval
         self.clock: Clock = clock or SystemClock()
         policy = RotationPolicy(max_segment_bytes, max_segment_age)
-        # A plain lock (taken with C-speed ``with``) under the condition that exclusive callers
-        # wait on; appenders never wait on the condition, each has its own wake lock. Always
-        # ``with self._mutex``, never ``with self._cond``: Condition.__enter__ is Python code, and
-        # an interrupt delivered as it returns would leave the lock held (CPython bpo-29988).
+        # A plain lock, taken with its C-speed ``with`` (a Condition's __enter__ is Python code:
+        # an interrupt delivered as it returns would leave the lock held, CPython bpo-29988).
+        # Appenders wait on their own wake lock, exclusive callers and a gathering leader on
+        # a gate of their own.
         self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
-        self._arrivals = threading.Condition(self._mutex)  # a leader gathering a batch
+        # No threading.Condition: its wait() releases the lock before its own try, so an
+        # interrupt there leaves the caller believing it holds the mutex. Waits here go through
+        # _wait_unlocked and a gate: a lock the waiter holds and blocks on, released to wake it.
+        self._turn_gates: list[LockType] = []  # exclusive callers waiting for the I/O turn
+        self._gather_gate: LockType | None = None  # a leader gathering a batch
         self._gather_target = 0
         self._gather_skips = 0
         self._sync_seconds = 0.0  # moving average of a synced batch's write + sync
@@ -547,7 +559,7 @@ class Log:
                     queued = True  # (before the append: an interrupt comes only after a call)
                     self._queue.append(req)
                     if self._gather_target and len(self._queue) >= self._gather_target:
-                        self._arrivals.notify()  # the leader waits for us (see _gather_locked)
+                        _open_gate(self._gather_gate)  # the leader waits for us (_gather_locked)
             if lead:
                 self._lead([req], turn)
             else:
@@ -692,15 +704,18 @@ class Log:
         budget = min(self._sync_seconds, _GATHER_MAX)
         started = time.monotonic()
         deadline = started + budget
+        gate = self._gather_gate = _allocate_lock()
+        gate.acquire()
         self._gather_target = target
         try:
             while len(self._queue) < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._arrivals.wait(remaining)
+                self._wait_unlocked(gate, remaining)
         finally:
             self._gather_target = 0
+            self._gather_gate = None
         took = time.monotonic() - started if len(self._queue) >= target else budget
         self._return_seconds += 0.25 * (took - self._return_seconds)
 
@@ -726,8 +741,8 @@ class Log:
                 pass
         else:
             self._busy = False
-            if self._exclusive_waiters:
-                self._cond.notify_all()
+            for gate in self._turn_gates:  # (a wake-up an interrupt cuts short: see _WAIT_CHECK)
+                _open_gate(gate)
 
     def _write_batch(self, batch: list[_Request], pending: list[_Request]) -> list[_Request]:
         """Leader: encode every request in one pass, one write, one sync; then rotate if due.
@@ -853,12 +868,28 @@ class Log:
 
     # --- sync, rotation -----------------------------------------------------------------
 
+    def _wait_unlocked(self, gate: LockType, timeout: float) -> None:
+        """Release the mutex (the caller holds it), wait until ``gate`` opens or ``timeout``
+        passes, take the mutex again. The mutex is held again however this ends, an interrupt
+        included: every step is inside the ``try``."""
+        try:
+            self._mutex.release()
+            gate.acquire(True, timeout)
+        finally:
+            self._mutex.acquire()
+
     def _wait_busy_locked(self) -> None:
         """Wait (holding the condition) until nobody holds ``_busy``; appenders queue behind."""
         self._exclusive_waiters += 1
         try:
             while self._busy:
-                self._cond.wait(_WAIT_CHECK)
+                gate = _allocate_lock()
+                gate.acquire()
+                self._turn_gates.append(gate)
+                try:
+                    self._wait_unlocked(gate, _WAIT_CHECK)
+                finally:
+                    self._turn_gates.remove(gate)
         except BaseException:
             self._exclusive_waiters -= 1
             if not self._busy and self._queue and not self._exclusive_waiters:
