@@ -560,7 +560,7 @@ def _timer_runs(mode: str, runs: int, seed: int, tmp: Path) -> None:
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no signal.setitimer")
 @pytest.mark.parametrize("mode", MODES)
 def test_a_signal_timer_interrupts_at_random_moments(mode: str, tmp_path: Path) -> None:
-    _timer_runs(mode, 12, 20261201, tmp_path)
+    _timer_runs(mode, 8, 20261201, tmp_path)
 
 
 @pytest.mark.slow
