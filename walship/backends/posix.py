@@ -414,7 +414,7 @@ class PosixStore(SegmentStore):
 
     def _locked_error(self) -> StoreLockedError:
         holder = ""
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # best effort
             pid = int((self.path / LOCK_NAME).read_bytes()[:32].split()[0])
             holder = f", held by pid {pid}"
         return StoreLockedError(
