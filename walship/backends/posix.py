@@ -86,9 +86,7 @@ def raise_if_full(e: OSError, path: str | os.PathLike[str]) -> None:
     except OSError:
         free = "free space unknown"
     what = "quota exceeded" if e.errno != errno.ENOSPC else "no space left on device"
-    raise OSError(
-        e.errno, f"{what} writing {os.fspath(path)} ({free}); free space, then reopen the log"
-    ) from e
+    raise OSError(e.errno, f"{what} writing {os.fspath(path)} ({free}); free some to go on") from e
 
 
 def _in_the_way(path: Path, what: str) -> StoreEntryError:
@@ -158,14 +156,14 @@ class PosixSegmentFile(SegmentFile):
         needed for that) so the file ends at ``start``, and raise the error naming it."""
         if e.errno not in _NO_SPACE:
             return
-        if self._size > start:
-            try:
+        try:
+            if self._size > start or os.fstat(self._fd).st_size > start:
                 os.ftruncate(self._fd, start)  # a reservation it ran into goes too
                 os.lseek(self._fd, start, os.SEEK_SET)
                 self._size = self._reserved = start
                 self._grown = True  # the next sync is an fsync: the length is metadata
-            except OSError as cut:  # the caller still cuts it (discard_unsynced)
-                logger.error("walship could not take back a failed write: %s", cut)
+        except OSError as cut:  # the caller still cuts it (discard_unsynced)
+            logger.error("walship could not take back a failed write: %s", cut)
         raise_if_full(e, self._path)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -285,11 +283,11 @@ class PosixSegmentFile(SegmentFile):
                 return False
             if e.errno in _NO_SPACE:
                 # A full disk: append as usual (the next write says ENOSPC if nothing fits).
-                # A failed fallocate may have kept what it allocated, the length included.
-                length = os.fstat(self._fd).st_size
-                if length > self._reserved:
-                    self._reserved = length
-                    self._grown = True
+                # A failed fallocate may keep what it allocated, the length included: cut it,
+                # so the file is as it was (a partial reservation ends in no block boundary
+                # recovery could tell from written zeros).
+                if os.fstat(self._fd).st_size > self._reserved:
+                    os.ftruncate(self._fd, self._reserved)
                 return False
             raise
         # No fsync here: that would also write back every dirty page. The next sync is a full
@@ -353,7 +351,11 @@ class PosixStore(SegmentStore):
 
     def _ensure_dir(self) -> None:
         if not self.path.is_dir():
-            self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            except OSError as e:
+                raise_if_full(e, self.path)
+                raise
             fsync_dir(self.path.parent)
 
     # --- the lock -----------------------------------------------------------------------
