@@ -485,9 +485,13 @@ class PosixStore(SegmentStore):
     def _open(self, name: str, flags: int, mode: int = FILE_MODE) -> int:
         path = self._p(name)
         try:
-            return os.open(path, flags | OPEN_FLAGS, mode)
+            fd = os.open(path, flags | OPEN_FLAGS, mode)
         except OSError as e:
             raise self._entry_error(e, path) from None
+        if flags & (os.O_WRONLY | os.O_RDWR) == 0 and stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)  # POSIX opens a directory for reading: say what it is instead
+            raise _in_the_way(path, "a file")
+        return fd
 
     def create(self, name: str, data: bytes) -> SegmentFile:
         self.check_lock()  # at every rotation: a removed lock file is noticed
