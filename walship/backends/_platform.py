@@ -60,6 +60,9 @@ FLUSH_NAME = (
     else "fsync"
 )
 """How :func:`flush_data` flushes here, for messages and docs."""
+RWF_DSYNC: int | None = getattr(os, "RWF_DSYNC", None) if FLUSH_NAME == "fdatasync" else None
+"""The ``pwritev2`` flag that writes and flushes in one call (Linux), offered only where it
+is as strong as :func:`flush_data` (never in place of ``F_FULLFSYNC``)."""
 
 
 def _full_fsync(fd: int) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from walship.backends._platform import (
     OPEN_FLAGS,
     PREALLOCATE,
+    RWF_DSYNC,
     flush_data,
     flush_dir,
     flush_file,
@@ -97,7 +98,6 @@ def _in_the_way(path: Path, what: str) -> StoreEntryError:
     )
 
 
-_RWF_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)
 _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
 
 
@@ -222,13 +222,13 @@ class PosixSegmentFile(SegmentFile):
 
     def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         self._check_open()
-        if _RWF_DSYNC is None or not self._dsync or self._grown or len(buffers) > _IOV_MAX:
+        if RWF_DSYNC is None or not self._dsync or self._grown or len(buffers) > _IOV_MAX:
             super().write_durable(buffers)
             return
         self._check_lock()
         start = self._size
         try:
-            n = os.pwritev(self._fd, buffers, self._size, _RWF_DSYNC)
+            n = os.pwritev(self._fd, buffers, self._size, RWF_DSYNC)
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise_if_full(e, self._path)
