@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def test_a_full_disk_fails_closed_and_loses_nothing(
     log = walship.open(wal, **options(archive))
     assert not log.recovery.salvaged
     assert {f.commit_seq: f.payload for f in log.read()} == acked
+    assert log.archiver is not None and log.archiver.flush(timeout=60)  # the reserve's use
     with pytest.raises(LogFailedError, match="no space left on device"):
         for _ in range(64):
             acked[log.append(b"x" * 65536)] = b"x" * 65536
@@ -197,6 +199,40 @@ def test_a_full_disk_at_rotation_and_at_reopen(small_fs: Path, tmp_path: Path) -
         assert {f.commit_seq: f.payload for f in log.read()} == acked
         assert log.archiver is not None and log.archiver.flush(timeout=60)
     FIGURES["full_disk.rotation_runs"] += 1
+
+
+def test_archiving_and_retention_free_a_full_disk(small_fs: Path, tmp_path: Path) -> None:
+    """With ``keep_local: until_archived`` the way out of a full disk needs nobody: the
+    archive record is written from the writer's reserve, retention removes the archived
+    segments, and appends go on."""
+    wal = small_fs / "wal"
+    opts = options((tmp_path / "archive").as_uri())
+    opts["retention"] = {"keep_local": "until_archived"}
+    leave_free(small_fs, 3 << 20)
+    acked: dict[int, bytes] = {}
+    log = walship.open(wal, **opts)
+    assert log.archiver is not None
+    log.archiver.close()  # archiving stalls: the disk fills with unarchived segments
+    failure = append_until_full(log, acked, 1000)
+    assert "no space left on device" in str(failure)
+    with pytest.raises(LogFailedError):
+        log.close()
+    with walship.open(wal, **opts) as log:  # on the full disk
+        assert log.archiver is not None and log.archiver.flush(timeout=60)
+        deadline = time.monotonic() + 30
+        while shutil.disk_usage(small_fs).free < SEGMENT and time.monotonic() < deadline:
+            time.sleep(0.05)  # retention removes what is archived
+        assert shutil.disk_usage(small_fs).free >= SEGMENT
+        for i in range(20):
+            acked[log.append(b"%d" % i * 1000)] = b"%d" % i * 1000
+    restored = tmp_path / "restored"
+    with walship.open(wal, **opts) as log:
+        log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=60)
+    restore(opts["archive"]["url"], restored)  # type: ignore[index]
+    with walship.open(restored) as copy:
+        assert {f.commit_seq: f.payload for f in copy.read()} == acked
+    FIGURES["full_disk.freed_by_retention"] += 1
 
 
 def test_full_disk_cleanup_of_the_fixture(tmp_path: Path) -> None:

@@ -12,7 +12,13 @@ Contracts every implementation keeps (the core's correctness rests on them):
   (a short write that cannot be finished raises). After a failed write or sync the caller must
   assume nothing about what reached the medium.
 * Failures surface as ``OSError`` (with ``errno``: ``EIO``, ``ENOSPC``, ...), a missing file as
-  ``FileNotFoundError``, a second writer as :class:`walship.errors.StoreLockedError`.
+  ``FileNotFoundError``, a second writer as :class:`walship.errors.StoreLockedError`, an entry
+  in the way (a directory where a file belongs) as :class:`walship.errors.StoreEntryError`.
+* A full store (``ENOSPC``) is an ``OSError`` whose message names the file and the space left;
+  it never stops the store from being opened, read or locked: only what needs new space fails.
+* The lock holds for as long as the store is locked, whatever happens to the files that
+  implement it (a lock file deleted by a clean-up job); a store that notices it lost its lock
+  raises :class:`walship.errors.LockLostError` (an ``OSError``) from the next write or sync.
 * Capability flags (:class:`StoreCapabilities`) say what a store can promise; a store that cannot
   make data survive a power loss says so with ``durable = False``.
 """
@@ -129,16 +135,18 @@ class SegmentStore(ABC):
 
     @abstractmethod
     def list_names(self) -> list[str]:
-        """Every file name in the store (segments, side files, records), in no given order."""
+        """Every file name in the store (segments, side files, records), in no given order;
+        also the name of any other entry (a directory) that would be in a file's way."""
 
     @abstractmethod
     def create(self, name: str, data: bytes) -> SegmentFile:
         """Create file ``name`` holding ``data`` and open it for appending.
 
-        Durable on return: ``data`` and the directory entry are synced.
+        Durable on return: ``data`` and the directory entry are synced. On failure nothing is
+        left behind (no partial file for recovery to find).
 
         Raises:
-            FileExistsError: the name exists already.
+            FileExistsError: the name exists already (``StoreEntryError``: as a directory).
         """
 
     @abstractmethod

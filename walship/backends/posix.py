@@ -21,6 +21,12 @@ at a sync, that the lock file at the path is still the one it locked. If it was 
 replaced and the directory lock is held, the store locks a new lock file at the path (nobody
 else can hold the directory); otherwise it raises :class:`~walship.errors.LockLostError` (an
 ``OSError``: the log fails closed).
+
+On a full filesystem (see :class:`PosixSegmentFile`) a failed write takes its bytes back and
+raises ``ENOSPC`` naming the file and the free space, a failed create leaves no file, and the
+lock holder keeps :data:`RESERVE_BYTES` in ``walship.reserve`` that it gives up to write the
+archive record (and side files) when nothing else fits: archiving, and retention behind it,
+can then free the disk.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ from walship.errors import LockLostError, StoreEntryError, StoreLockedError
 logger = logging.getLogger("walship")
 
 LOCK_NAME = "walship.lock"
+RESERVE_NAME = "walship.reserve"
+RESERVE_BYTES = 1 << 20
+"""Space a writer keeps in :data:`RESERVE_NAME` for the small files it must write on a full
+disk (the archive record, so that archiving and retention can free space; side files)."""
 _MAP_MIN = 1 << 20  # smaller files are read: a mapping costs more than it saves
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -382,6 +392,7 @@ class PosixStore(SegmentStore):
                 os.close(dir_fd)
             raise
         self._dir_fd, self._lock_fd = dir_fd, fd
+        self._keep_reserve()
 
     def _lock_file(self) -> int:
         """Lock the file at the lock path, retrying while it is replaced under us."""
@@ -596,25 +607,91 @@ class PosixStore(SegmentStore):
         fsync_dir(self.path)
 
     def write_atomic(self, name: str, data: bytes) -> None:
+        """Temporary file, fsync, rename, directory fsync. On a full disk the lock holder gives
+        up its reserve (:data:`RESERVE_NAME`) and tries once more: the archive record must
+        still be written so that archiving and retention can free space.
+
+        Raises:
+            OSError: ``ENOSPC`` naming the file and the free space, or any other failure; the
+                temporary file is removed (a full disk gets its space back).
+        """
         self._ensure_dir()
         target = self._p(name)
         if target.is_dir():  # before writing anything: the rename would fail at the end
             raise _in_the_way(target, "a file")
-        tmp = f".{name}.tmp"
-        fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            self._write_atomic(name, data)
+        except OSError as e:
+            if e.errno not in _NO_SPACE or not self._release_reserve(name):
+                raise_if_full(e, target)
+                raise self._entry_error(e, target) from None
+            try:
+                self._write_atomic(name, data)
+            except OSError as again:
+                raise_if_full(again, target)
+                raise
+        fsync_dir(self.path)
+
+    def _write_atomic(self, name: str, data: bytes) -> None:
+        tmp = self._p(f".{name}.tmp")
+        fd = self._open(tmp.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             try:
                 write_all(fd, data)
                 flush_file(fd)
             finally:
                 os.close(fd)
-            os.replace(self._p(tmp), target)
-        except OSError as e:
+            os.replace(tmp, self._p(name))
+        except BaseException:
             with contextlib.suppress(OSError):  # a full disk: give its space back
-                os.unlink(self._p(tmp))
-            raise_if_full(e, target)
-            raise self._entry_error(e, target) from None
-        fsync_dir(self.path)
+                os.unlink(tmp)
+            raise
+
+    def _keep_reserve(self) -> None:
+        """Make sure the reserve exists (best effort: on a full disk there is none for now)."""
+        path = self.path / RESERVE_NAME
+        try:
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode) or st.st_size >= RESERVE_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | OPEN_FLAGS, FILE_MODE)
+        except OSError:
+            return
+        try:
+            if PREALLOCATE is not None:
+                PREALLOCATE(fd, 0, RESERVE_BYTES)
+            else:
+                os.lseek(fd, 0, os.SEEK_SET)
+                write_all(fd, bytes(RESERVE_BYTES))
+            flush_file(fd)
+            os.close(fd)
+            fsync_dir(self.path)
+        except OSError as e:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            logger.debug("walship: no reserve in %s for now: %s", self.path, e)
+
+    def _release_reserve(self, needed_by: str) -> bool:
+        """Give the reserve's space back (only the lock holder): whether there was one."""
+        if self._lock_fd < 0:
+            return False
+        try:
+            os.unlink(self.path / RESERVE_NAME)
+        except OSError:
+            return False
+        with contextlib.suppress(OSError):
+            fsync_dir(self.path)
+        logger.warning(
+            "walship: %s is full; released its reserve of %d bytes to write %s",
+            self.path,
+            RESERVE_BYTES,
+            needed_by,
+        )
+        return True
 
     def sync_dir(self) -> None:
         if self.path.is_dir():
