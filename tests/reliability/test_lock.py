@@ -204,9 +204,10 @@ def race(tmp_path: Path, seconds: float, racers: int) -> None:
         [PYTHON, "-c", CLEANER, str(d), str(deadline)], stdout=subprocess.PIPE, text=True
     )
     total_opens = 0
-    for p in procs:
-        out, err = p.communicate(timeout=seconds + 120)
-        assert p.returncode == 0, f"two writers at once, or a racer failed:\n{err}"
+    results = [(p, *p.communicate(timeout=seconds + 120)) for p in procs]
+    errors = "\n".join(err for p, _, err in results if p.returncode)
+    assert not errors, f"two writers at once, or a racer failed:\n{errors}"
+    for _, out, _ in results:
         total_opens += int(out.split()[0])
     cleanups, _ = cleaner.communicate(timeout=60)
     acked: dict[int, bytes] = {}

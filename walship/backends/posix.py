@@ -454,22 +454,29 @@ class PosixStore(SegmentStore):
                 f"{self.path} cannot be locked itself here: another writer may have opened "
                 "the log; this one stops (reopen it once the other is gone)",
             )
-        fd = self._open_lock_file()
-        try:
-            if not try_lock(fd, str(where)) or not self._is_at_path(fd):
-                raise LockLostError(
-                    errno.ENOLCK,
-                    f"{where} was replaced while this log held it, and the new file is "
-                    "locked by another process: this log stops (reopen it once the other "
-                    "is gone)",
-                )
-        except BaseException:
+        for _ in range(100):  # a clean-up job may replace it again while we take it back
+            fd = self._open_lock_file()
+            try:
+                if not try_lock(fd, str(where)):
+                    raise LockLostError(
+                        errno.ENOLCK,
+                        f"{where} was replaced while this log held it, and the new file is "
+                        "locked by another process: this log stops (reopen it once the other "
+                        "is gone)",
+                    )
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._is_at_path(fd):
+                _note_holder(fd)
+                old, self._lock_fd, self._lock_id = self._lock_fd, fd, _file_id(fd)
+                os.close(old)
+                logger.warning("walship: %s was removed or replaced; locked a new one", where)
+                return
             os.close(fd)
-            raise
-        _note_holder(fd)
-        old, self._lock_fd, self._lock_id = self._lock_fd, fd, _file_id(fd)
-        os.close(old)
-        logger.warning("walship: %s was removed or replaced; locked a new one", where)
+            if self._is_at_path(self._lock_fd):
+                return
+        raise LockLostError(errno.ENOLCK, f"{where} keeps being replaced; this log stops")
 
     def unlock(self) -> None:
         if self._lock_fd >= 0:
