@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -233,6 +234,57 @@ def test_archiving_and_retention_free_a_full_disk(small_fs: Path, tmp_path: Path
     with walship.open(restored) as copy:
         assert {f.commit_seq: f.payload for f in copy.read()} == acked
     FIGURES["full_disk.freed_by_retention"] += 1
+
+
+def fill_cycle(fs: Path, rng: random.Random, durability: str) -> int:
+    """One history: a nearly full disk, appends (single and batches) until it is full, a
+    reopen on the full disk, space freed, a reopen that goes on. Returns the frames checked."""
+    wal = fs / "wal"
+    shutil.rmtree(wal, ignore_errors=True)
+    taken = leave_free(fs, rng.randrange(256 * 1024, 3 << 20))
+    opts = {"max_segment_bytes": rng.choice([64 * 1024, SEGMENT]), "durability": durability}
+    acked: dict[int, bytes] = {}
+    log = walship.open(wal, **opts)
+    size = rng.choice([100, 1000, 9000, 70_000])
+    try:
+        while True:
+            if rng.random() < 0.3:
+                batch = [b"%d" % rng.getrandbits(64) * (size // 20 + 1) for _ in range(8)]
+                acked.update(zip(log.append_batch(batch), batch, strict=True))
+            else:
+                payload = b"%d" % rng.getrandbits(64) * (size // 20 + 1)
+                acked[log.append(payload)] = payload
+    except LogFailedError as e:
+        assert "no space left on device" in str(e), e
+    durable = log.durable_seq
+    with contextlib.suppress(LogFailedError):
+        log.close()
+    with walship.open(wal, **opts) as again:
+        got = {f.commit_seq: f.payload for f in again.read()}
+    for seq, payload in acked.items():  # durable ones surely; the rest were written whole
+        assert got.get(seq) == payload or (seq > durable and seq not in got), seq
+    taken.unlink()
+    with walship.open(wal, **opts) as again:
+        seq = again.append(b"after")
+        got = {f.commit_seq: f.payload for f in again.read()}
+    assert got[seq] == b"after" and all(got[s] == acked[s] for s in got if s in acked)
+    return len(got)
+
+
+@pytest.mark.parametrize("durability", ["always", "interval", "none"])
+def test_fill_cycles(small_fs: Path, durability: str) -> None:
+    rng = random.Random(f"{small_fs}-{durability}")
+    FIGURES["full_disk.frames_checked"] += fill_cycle(small_fs, rng, durability)
+    FIGURES["full_disk.cycles"] += 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("durability", ["always", "interval", "none"])
+def test_fill_cycles_long(small_fs: Path, durability: str) -> None:
+    rng = random.Random(f"{small_fs}-{durability}-long")
+    for _ in range(25):
+        FIGURES["full_disk.frames_checked"] += fill_cycle(small_fs, rng, durability)
+        FIGURES["full_disk.cycles"] += 1
 
 
 def test_full_disk_cleanup_of_the_fixture(tmp_path: Path) -> None:
