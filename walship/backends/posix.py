@@ -11,10 +11,10 @@ The lock (:meth:`PosixStore.lock`) is two locks, so that a clean-up job that del
 * the directory itself is ``flock``-ed (a descriptor of the directory: a job can remove the
   lock file, not the directory while segments are in it); where a directory cannot be locked
   (Windows, NFS) the lock file alone guards the log;
-* ``walship.lock`` is ``flock``-ed too (what earlier walship versions lock),
-  and after taking it the store checks that the locked file is still the one at the path
-  (``fstat`` against ``stat``, as SQLite and LMDB do for their lock files), retrying if it was
-  replaced in between. The holder's pid is written into it, for messages.
+* ``walship.lock`` is ``flock``-ed too (the lock earlier walship versions take), and after
+  taking it the store checks that the locked file is still the one at the path (``fstat``
+  against ``stat``, as SQLite and LMDB do for their lock files), retrying if it was replaced in
+  between. The holder's pid is written into it, for messages.
 
 While the log is open the store checks, at every segment it creates and at most once a second
 at a sync, that the lock file at the path is still the one it locked. If it was removed or
@@ -108,7 +108,15 @@ def _in_the_way(path: Path, what: str) -> StoreEntryError:
     )
 
 
-_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
+def _iov_max() -> int:
+    try:
+        n = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
+        return 1024
+    return min(1024, n) if n > 0 else 1024
+
+
+_IOV_MAX = _iov_max()
 
 
 class PosixSegmentFile(SegmentFile):
