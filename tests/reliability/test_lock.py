@@ -232,3 +232,22 @@ def test_processes_racing_to_open_under_hostile_cleanup(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_processes_racing_to_open_under_hostile_cleanup_long(tmp_path: Path) -> None:
     race(tmp_path, seconds=120, racers=4)
+
+
+def test_check_lock_through_the_store_interface(tmp_path: Path) -> None:
+    """A caller (e.g. a log under durability ``none``, which rarely syncs) may check; the
+    fault wrapper passes it on; an unlocked store has nothing to check."""
+    from walship.backends.memory import MemoryStore
+    from walship.testing.faults import FaultyStore
+
+    MemoryStore().check_lock()
+    PosixStore(tmp_path / "unlocked").check_lock()
+    store = FaultyStore(PosixStore(tmp_path / "wal"))
+    store.lock()
+    try:
+        (tmp_path / "wal" / LOCK_NAME).unlink()
+        store.check_lock()
+        assert (tmp_path / "wal" / LOCK_NAME).read_text().strip() == str(os.getpid())
+        assert other_open(tmp_path / "wal").startswith("refused:")
+    finally:
+        store.unlock()

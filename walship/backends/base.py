@@ -133,6 +133,19 @@ class SegmentStore(ABC):
     def unlock(self) -> None:
         """Release the lock taken by ``lock``. Idempotent."""
 
+    def check_lock(self) -> None:  # noqa: B027 - optional, nothing to check by default
+        """Check that the lock taken by ``lock`` still holds, taking it back where that is
+        safe; nothing when the store is not locked. A store whose lock can be undermined from
+        outside (POSIX: ``walship.lock`` deleted) also checks by itself when it creates a file
+        and (at most once a second) when it syncs; a caller that goes long without either
+        (durability ``none``) may call it. Call it where the store's other writes are
+        serialised.
+
+        Raises:
+            LockLostError: the lock is lost and cannot be taken back (an ``OSError``: the
+                log fails closed).
+        """
+
     @abstractmethod
     def list_names(self) -> list[str]:
         """Every file name in the store (segments, side files, records), in no given order;
