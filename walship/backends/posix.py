@@ -13,8 +13,10 @@ The lock (:meth:`PosixStore.lock`) is two locks, so that a clean-up job that del
   (Windows, NFS) the lock file alone guards the log;
 * ``walship.lock`` is ``flock``-ed too (the lock earlier walship versions take), and after
   taking it the store checks that the locked file is still the one at the path (``fstat``
-  against ``stat``, as SQLite and LMDB do for their lock files), retrying if it was replaced in
-  between. The holder's pid is written into it, for messages.
+  against ``stat``: SQLite's unix VFS makes the same check, ``fileHasMoved``, and refuses to
+  write to a moved database), retrying if it was replaced in between. The holder's pid is
+  written into it, for messages. (etcd instead ``flock``s its WAL files themselves; the
+  directory lock gives the same protection without a lock per segment.)
 
 While the log is open the store checks, at every segment it creates and at most once a second
 at a sync, that the lock file at the path is still the one it locked. If it was removed or
