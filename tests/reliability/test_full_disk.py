@@ -287,6 +287,33 @@ def test_fill_cycles_long(small_fs: Path, durability: str) -> None:
         FIGURES["full_disk.cycles"] += 1
 
 
+@pytest.mark.parametrize("durability", ["always", "interval", "none"])
+def test_a_full_memory_disk(durability: str) -> None:
+    """The memory model of a small disk (no root needed): the same promises."""
+    from walship.backends.memory import MemoryStore
+
+    disk = MemoryStore(capacity=64 * 1024)
+    acked: dict[int, bytes] = {}
+    log = walship.open(store=disk, durability=durability, max_segment_bytes=8192)
+    failure = append_until_full(log, acked, 300)
+    assert "no space left on device writing memory:segment_" in str(failure)
+    assert disk.used() <= 64 * 1024
+    with contextlib.suppress(LogFailedError):
+        log.close()
+    disk.crash()  # and a power loss on top
+    with walship.open(store=disk, durability=durability) as again:
+        got = {f.commit_seq: f.payload for f in again.read()}
+    durable = max(got) if got else 0
+    assert all(acked[s] == p for s, p in got.items())
+    if durability == "always":
+        assert got == acked
+    disk.set_capacity(None)
+    with walship.open(store=disk, durability=durability, max_segment_bytes=8192) as again:
+        seq = again.append(b"after")
+        assert seq == durable + 1
+        assert {f.commit_seq: f.payload for f in again.read()} == {**got, seq: b"after"}
+
+
 def test_full_disk_cleanup_of_the_fixture(tmp_path: Path) -> None:
     """The fixture leaves nothing mounted behind."""
     with mounted("tmpfs", tmp_path) as mnt:
