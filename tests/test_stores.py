@@ -217,3 +217,18 @@ def test_memory_unsynced_bytes_of_a_removed_file_is_a_clear_error() -> None:
     s.remove("a")
     with pytest.raises(FileNotFoundError):
         s.unsynced_bytes("a")
+
+
+def test_memory_capacity_is_checked() -> None:
+    for bad in ("1MiB", -1, 1.5):
+        with pytest.raises(TypeError, match="capacity must be a number of bytes"):
+            MemoryStore(capacity=bad)  # type: ignore[arg-type]
+    disk = MemoryStore(capacity=10)
+    f = disk.create("a", b"12345")
+    with pytest.raises(OSError, match=r"no space left on device writing memory:a \(5 bytes free\)"):
+        f.write(b"123456")
+    assert disk.read("a") == b"12345"  # nothing of the failed write
+    f.write(b"67890")
+    disk.set_capacity(None)
+    f.write(b"more")
+    assert disk.used() == 14

@@ -76,6 +76,9 @@ class MemoryStore(SegmentStore):
     capabilities = StoreCapabilities(durable=False, locking=False, persistent=False)
 
     def __init__(self, capacity: int | None = None) -> None:
+        if capacity is not None and (type(capacity) is not int or capacity < 0):
+            # TypeError: what a rejected keyword argument raises (the config reports it)
+            raise TypeError(f"capacity must be a number of bytes (an int >= 0), got {capacity!r}")
         self.location = "memory:"
         self.capacity = capacity
         """Bytes all files may hold together (``None``: no limit)."""

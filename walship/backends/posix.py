@@ -394,7 +394,7 @@ class PosixStore(SegmentStore):
         try:
             dir_fd = lock_directory(self.path)
         except BlockingIOError:
-            raise self._locked_error() from None
+            raise self._locked_error("the directory's own lock") from None
         try:
             fd = self._lock_file()
         except BaseException:
@@ -435,14 +435,12 @@ class PosixStore(SegmentStore):
             return False
         return (st.st_dev, st.st_ino) == _file_id(fd)
 
-    def _locked_error(self) -> StoreLockedError:
+    def _locked_error(self, which: str = f"lock file {LOCK_NAME}") -> StoreLockedError:
         holder = ""
         with contextlib.suppress(OSError, ValueError, IndexError):  # best effort
             pid = int((self.path / LOCK_NAME).read_bytes()[:32].split()[0])
             holder = f", held by pid {pid}"
-        return StoreLockedError(
-            f"{self.path} is locked by another writer (lock file {LOCK_NAME}{holder})"
-        )
+        return StoreLockedError(f"{self.path} is locked by another writer ({which}{holder})")
 
     def check_lock(self) -> None:
         """Check that the lock file at the path is the one this store locked; if it was
