@@ -241,7 +241,7 @@ BAD_CONFIGS: list[tuple[str, dict[str, str], str]] = [
     (
         "store: {backend: memory, path: wal}",
         {},
-        "store.path: unknown key for backend 'memory' (expected one of: backend)",
+        "store.path: unknown key for backend 'memory' (expected one of: backend, capacity)",
     ),
     (
         "store: {path: '${1BAD}'}",

@@ -110,8 +110,9 @@ def test_posix_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert f.size == 10
 
 
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
 def test_posix_write_error_keeps_size_honest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     store = PosixStore(tmp_path)
     f = store.create("s", b"ab")
@@ -122,14 +123,23 @@ def test_posix_write_error_keeps_size_honest(
         state["n"] += 1
         if state["n"] == 1:
             return real_write(fd, bytes(data)[:2])
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(os, "write", failing)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError) as raised:
         f.write(b"123456")
     monkeypatch.undo()
-    assert f.size == 4  # the two bytes that did land are counted
-    assert store.read("s") == b"ab12"
+    assert raised.value.errno == code
+    if code == errno.EIO:
+        assert f.size == 4  # the two bytes that did land are counted
+        assert store.read("s") == b"ab12"
+    else:  # a full disk: the write took its bytes back, and the error names file and space
+        assert f"no space left on device writing {tmp_path / 's'} (" in str(raised.value)
+        assert "bytes free" in str(raised.value)
+        assert f.size == 2
+        assert store.read("s") == b"ab"
+        f.write(b"cd")  # and the file goes on at its end
+        assert store.read("s") == b"abcd"
 
 
 def test_posix_rejects_names_outside_its_directory(tmp_path: Path) -> None:
@@ -207,3 +217,18 @@ def test_memory_unsynced_bytes_of_a_removed_file_is_a_clear_error() -> None:
     s.remove("a")
     with pytest.raises(FileNotFoundError):
         s.unsynced_bytes("a")
+
+
+def test_memory_capacity_is_checked() -> None:
+    for bad in ("1MiB", -1, 1.5):
+        with pytest.raises(TypeError, match="capacity must be a number of bytes"):
+            MemoryStore(capacity=bad)  # type: ignore[arg-type]
+    disk = MemoryStore(capacity=10)
+    f = disk.create("a", b"12345")
+    with pytest.raises(OSError, match=r"no space left on device writing memory:a \(5 bytes free\)"):
+        f.write(b"123456")
+    assert disk.read("a") == b"12345"  # nothing of the failed write
+    f.write(b"67890")
+    disk.set_capacity(None)
+    f.write(b"more")
+    assert disk.used() == 14

@@ -99,5 +99,21 @@ class StoreLockedError(WalshipError):
     """Another writer holds the store's single-writer lock."""
 
 
+class LockLostError(StoreLockedError, OSError):
+    """The writer's lock file was removed or replaced under it and could not be taken back
+    (another process holds the new one): the log fails closed rather than share its files."""
+
+
+class StoreEntryError(WalshipError, OSError):
+    """An entry in the store's directory is in walship's way (a directory where walship keeps
+    a file: the lock file, the archive record, a segment, a side file). The message names the
+    entry and what to do; nothing was changed."""
+
+
+class PlatformUnsupportedError(WalshipError, OSError):
+    """The platform cannot do what walship needs here (e.g. lock a file); the message says
+    what is missing."""
+
+
 class ConfigError(WalshipError, ValueError):
     """A configuration value is invalid; the message names the key path."""

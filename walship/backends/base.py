@@ -12,7 +12,13 @@ Contracts every implementation keeps (the core's correctness rests on them):
   (a short write that cannot be finished raises). After a failed write or sync the caller must
   assume nothing about what reached the medium.
 * Failures surface as ``OSError`` (with ``errno``: ``EIO``, ``ENOSPC``, ...), a missing file as
-  ``FileNotFoundError``, a second writer as :class:`walship.errors.StoreLockedError`.
+  ``FileNotFoundError``, a second writer as :class:`walship.errors.StoreLockedError`, an entry
+  in the way (a directory where a file belongs) as :class:`walship.errors.StoreEntryError`.
+* A full store (``ENOSPC``) is an ``OSError`` whose message names the file and the space left;
+  it never stops the store from being opened, read or locked: only what needs new space fails.
+* The lock holds for as long as the store is locked, whatever happens to the files that
+  implement it (a lock file deleted by a clean-up job); a store that notices it lost its lock
+  raises :class:`walship.errors.LockLostError` (an ``OSError``) from the next write or sync.
 * Capability flags (:class:`StoreCapabilities`) say what a store can promise; a store that cannot
   make data survive a power loss says so with ``durable = False``.
 """
@@ -127,18 +133,33 @@ class SegmentStore(ABC):
     def unlock(self) -> None:
         """Release the lock taken by ``lock``. Idempotent."""
 
+    def check_lock(self) -> None:  # noqa: B027 - optional, nothing to check by default
+        """Check that the lock taken by ``lock`` still holds, taking it back where that is
+        safe; nothing when the store is not locked. A store whose lock can be undermined from
+        outside (POSIX: ``walship.lock`` deleted) also checks by itself when it creates a file
+        and (at most once a second) when it syncs; a caller that goes long without either
+        (durability ``none``) may call it. Call it where the store's other writes are
+        serialised.
+
+        Raises:
+            LockLostError: the lock is lost and cannot be taken back (an ``OSError``: the
+                log fails closed).
+        """
+
     @abstractmethod
     def list_names(self) -> list[str]:
-        """Every file name in the store (segments, side files, records), in no given order."""
+        """Every file name in the store (segments, side files, records), in no given order;
+        also the name of any other entry (a directory) that would be in a file's way."""
 
     @abstractmethod
     def create(self, name: str, data: bytes) -> SegmentFile:
         """Create file ``name`` holding ``data`` and open it for appending.
 
-        Durable on return: ``data`` and the directory entry are synced.
+        Durable on return: ``data`` and the directory entry are synced. On failure nothing is
+        left behind (no partial file for recovery to find).
 
         Raises:
-            FileExistsError: the name exists already.
+            FileExistsError: the name exists already (``StoreEntryError``: as a directory).
         """
 
     @abstractmethod

@@ -5,6 +5,11 @@ loss: every byte that was not synced is dropped, except that the most recent wri
 (a prefix of its unsynced bytes survives, optionally followed by garbage such as zeros, as a
 filesystem may expose after a crash). Operations documented as durable (create, truncate,
 remove, rename, write_atomic) are durable here at once, as the POSIX store makes them.
+
+A store can also model a small disk: with ``capacity`` (bytes, over all files) a write, create
+or ``write_atomic`` that does not fit raises ``OSError(ENOSPC)`` naming the file and the space
+left, writing nothing (as the POSIX store, which takes a failed write's bytes back);
+:meth:`MemoryStore.set_capacity` frees space (or takes it).
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ class MemorySegmentFile(SegmentFile):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         with self._store._mutex:
-            self._file().data += data
+            f = self._file()
+            self._store._make_room(self._name, len(data))
+            f.data += data
             self._store._last_written = self._name
 
     def sync(self) -> None:
@@ -68,8 +75,13 @@ class MemoryStore(SegmentStore):
 
     capabilities = StoreCapabilities(durable=False, locking=False, persistent=False)
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
+        if capacity is not None and (type(capacity) is not int or capacity < 0):
+            # TypeError: what a rejected keyword argument raises (the config reports it)
+            raise TypeError(f"capacity must be a number of bytes (an int >= 0), got {capacity!r}")
         self.location = "memory:"
+        self.capacity = capacity
+        """Bytes all files may hold together (``None``: no limit)."""
         self._files: dict[str, _File] = {}
         self._mutex = threading.RLock()
         self._locked = False
@@ -97,6 +109,28 @@ class MemoryStore(SegmentStore):
             self._generation += 1
             self._locked = False
             self._last_written = None
+
+    def set_capacity(self, capacity: int | None) -> None:
+        """Change what the "disk" holds (``None``: no limit); files already larger stay."""
+        with self._mutex:
+            self.capacity = capacity
+
+    def used(self) -> int:
+        """Bytes held by all files."""
+        with self._mutex:
+            return sum(len(f.data) for f in self._files.values())
+
+    def _make_room(self, name: str, grow: int) -> None:
+        """Raise ``ENOSPC`` unless ``grow`` more bytes fit (call holding the mutex)."""
+        if self.capacity is None or grow <= 0:
+            return
+        free = self.capacity - self.used()
+        if grow > free:
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device writing memory:{name} ({max(0, free)} bytes free); "
+                "free some to go on",
+            )
 
     def unsynced_bytes(self, name: str) -> int:
         """How many bytes of ``name`` a crash would drop now. Raises ``FileNotFoundError``."""
@@ -135,6 +169,7 @@ class MemoryStore(SegmentStore):
         with self._mutex:
             if name in self._files:
                 raise FileExistsError(errno.EEXIST, "memory file exists", name)
+            self._make_room(name, len(data))
             self._files[name] = _File(bytearray(data), len(data))
             return MemorySegmentFile(self, name)
 
@@ -171,6 +206,7 @@ class MemoryStore(SegmentStore):
 
     def write_atomic(self, name: str, data: bytes) -> None:
         with self._mutex:
+            self._make_room(name, len(data))  # the new copy is whole before the old goes
             self._files[name] = _File(bytearray(data), len(data))
 
     def close(self) -> None:

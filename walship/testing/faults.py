@@ -219,6 +219,9 @@ class FaultyStore(SegmentStore):
     def unlock(self) -> None:
         self.inner.unlock()
 
+    def check_lock(self) -> None:
+        self.inner.check_lock()
+
     def list_names(self) -> list[str]:
         return self.inner.list_names()
 

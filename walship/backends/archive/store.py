@@ -19,6 +19,7 @@ import fsspec
 from blake3 import blake3 as Blake3
 from fsspec.registry import known_implementations
 
+from walship.backends._platform import OPEN_FLAGS
 from walship.backends.archive.credentials import _secret_values, _storage_errors, redact_url
 from walship.backends.archive.manifest import SegmentManifest, describe_segment
 from walship.backends.archive.names import (
@@ -136,7 +137,7 @@ def _local_create(path: str, data: bytes) -> None:
         os.makedirs(directory, mode=0o750, exist_ok=True)
         fsync_dir(os.path.dirname(directory.rstrip("/")) or "/")
     tmp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o640)
     try:
         try:
             write_all(fd, data)
