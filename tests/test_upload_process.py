@@ -92,7 +92,7 @@ def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) ->
 
     def put() -> None:
         try:
-            child.put((url, {}, "none"), segment_name(1), raw, None)
+            child.put((url, {}, "none", "required"), segment_name(1), raw, None)
         except BaseException as e:
             errors.append(e)
 
@@ -103,7 +103,8 @@ def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) ->
     t.join(10)
     assert len(errors) == 1 and isinstance(errors[0], OSError)
     assert "upload process" in str(errors[0])
-    assert UploadProcess.shared().put((url, {}, "none"), segment_name(1), raw, None).uploaded
+    key = (url, {}, "none", "required")
+    assert UploadProcess.shared().put(key, segment_name(1), raw, None).uploaded
 
 
 def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
     assert "\n" not in stalled[segment_name(1)]
     with pytest.raises(ArchiveConflictError, match="refusing to overwrite"):
         UploadProcess.shared().put(
-            (url, {}, "none"),
+            (url, {}, "none", "required"),
             segment_name(1),
             (tmp_path / "wal" / segment_name(1)).read_bytes(),
             None,

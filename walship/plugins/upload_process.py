@@ -80,13 +80,14 @@ class UploadProcess:
 
     def put(
         self,
-        key: tuple[str, Mapping[str, Any], str],
+        key: tuple[str, Mapping[str, Any], str, str],
         name: str,
         raw: bytes | str,
         expected_blake3: bytes | None,
     ) -> PutResult:
-        """``ArchiveStore(url, options, compression=...).put(name, raw, expected_blake3=...)``
-        in the child, for ``key = (url, options, compression)``; ``raw`` is the segment's bytes
+        """``ArchiveStore(url, options, compression=..., conditional_create=...).put(name, raw,
+        expected_blake3=...)`` in the child, for ``key = (url, options, compression,
+        conditional_create)``; ``raw`` is the segment's bytes
         or the path of its file (the child reads it: the bytes never pass through this
         process). Raises what that put raises, and ``OSError`` when the child dies
         meanwhile."""
@@ -99,7 +100,7 @@ class UploadProcess:
         try:
             path = raw if isinstance(raw, str) else None
             with self._send_lock:  # the segment's bytes unpickled: no copy under the lock
-                self._conn.send((n, (key[0], dict(key[1]), key[2]), name, expected_blake3, path))
+                self._conn.send((n, (key[0], dict(key[1]), *key[2:]), name, expected_blake3, path))
                 if not isinstance(raw, str):
                     self._conn.send_bytes(raw)
         except (OSError, ValueError) as e:
@@ -164,7 +165,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     send_lock = threading.Lock()
 
     def run(
-        n: int, key: tuple[str, dict[str, Any], str], name: str, raw: bytes | str, b3: Any
+        n: int, key: tuple[str, dict[str, Any], str, str], name: str, raw: bytes | str, b3: Any
     ) -> None:
         try:
             if isinstance(raw, str):
@@ -174,7 +175,9 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
             with stores_lock:
                 store = stores.get(ident)
                 if store is None:
-                    store = stores[ident] = ArchiveStore(key[0], key[1], compression=key[2])
+                    store = stores[ident] = ArchiveStore(
+                        key[0], key[1], compression=key[2], conditional_create=key[3]
+                    )
             reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
         except BaseException as e:
             reply = (n, False, _flatten(e))
