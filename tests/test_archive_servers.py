@@ -255,4 +255,7 @@ def test_a_multipart_sized_segment_is_one_conditional_put_on_radosgw() -> None:
     finally:
         proxy.stop()
     assert bucket.get(name) == raw
+    # walship started no multipart upload: only the old leftover is there
+    uploads = client.list_multipart_uploads(Bucket=bucket.bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in uploads] == [left["UploadId"]]
     assert ArchiveStore(bucket.url, bucket.storage_options).get(archive.stat(name)) == raw  # type: ignore[arg-type]

@@ -144,3 +144,43 @@ def test_errors_cross_the_process_boundary_whole() -> None:
     flaky = FlakyFileSystem.make(fail_puts=0)  # registered in this process only
     assert ArchiveStore(f"{flaky.protocol[0]}://b/wal").shared_across_processes is False
     assert ArchiveStore("file:///tmp/x").shared_across_processes is True
+
+
+QUIET_CHILD = """
+import asyncio, logging, sys, threading
+from walship.plugins.upload_process import _quiet
+from fsspec.asyn import get_loop, sync
+_quiet()
+logging.getLogger("aiohttp.client").exception("failed", exc_info=RuntimeError("one"))
+t = threading.Thread(target=lambda: 1 / 0)
+t.start(); t.join()
+loop = get_loop()
+async def never_retrieved():
+    loop.call_exception_handler({"message": "Task exception was never retrieved",
+                                 "exception": ConnectionResetError("two")})
+    loop.call_exception_handler({"message": "Unclosed client session"})
+sync(loop, never_retrieved)
+class Finalized:
+    def __del__(self):
+        raise OSError("three")
+Finalized()
+raise KeyError("four")
+"""
+
+
+def test_the_upload_child_prints_one_line_per_error_and_never_a_traceback() -> None:
+    """What aiohttp, threads, finalizers and the main thread would print as tracebacks is one
+    line each in the child (which shares the parent's stderr); "Unclosed client session" at
+    exit is nothing to act on and says nothing."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", QUIET_CHILD], capture_output=True, text=True, timeout=60
+    )
+    lines = out.stderr.splitlines()
+    assert "Traceback" not in out.stderr and "Unclosed" not in out.stderr, out.stderr
+    assert len(lines) == 5, out.stderr
+    assert all(line.startswith("walship upload process: ") for line in lines), out.stderr
+    for word in ("one", "ZeroDivisionError", "two", "three", "four"):
+        assert sum(word in line for line in lines) == 1, (word, out.stderr)
