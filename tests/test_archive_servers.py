@@ -259,3 +259,33 @@ def test_a_multipart_sized_segment_is_one_conditional_put_on_radosgw() -> None:
     uploads = client.list_multipart_uploads(Bucket=bucket.bucket).get("Uploads", [])
     assert [u["UploadId"] for u in uploads] == [left["UploadId"]]
     assert ArchiveStore(bucket.url, bucket.storage_options).get(archive.stat(name)) == raw  # type: ignore[arg-type]
+
+
+def test_the_log_refuses_an_ignoring_server_and_archives_there_when_checked(
+    tmp_path: Any,
+) -> None:
+    """Through the log and its upload process: refused (pending, the error names the option),
+    then archived with ``conditional_create: checked``; a bad value is a one-line config error."""
+    import walship
+    from walship.errors import ConfigError
+
+    bucket = new_bucket(moto_endpoint())
+    proxy = ignoring_proxy(bucket)
+    try:
+        options = proxy.storage_options(credentials=bucket.storage_options)
+        section = {"url": bucket.url, "storage_options": options, "retries": {"attempts": 1}}
+        with walship.open(tmp_path / "wal", entry_point_plugins=False, archive=section) as log:
+            log.append_batch([b"x" * 50] * 3)
+            log.rotate()
+            assert log.archiver is not None and not log.archiver.flush(timeout=60)
+            [error] = log.archiver.stalled().values()
+            assert "does not honour If-None-Match" in error and "conditional_create" in error
+        assert bucket.names() == []
+        section["conditional_create"] = "checked"
+        with walship.open(tmp_path / "wal", entry_point_plugins=False, archive=section) as log:
+            assert log.archiver is not None and log.archiver.flush(timeout=60)
+        assert len(bucket.names()) == 2
+    finally:
+        proxy.stop()
+    with pytest.raises(ConfigError, match=r"conditional_create.*one of required, checked"):
+        walship.open(tmp_path / "other", archive={"url": bucket.url, "conditional_create": "x"})

@@ -28,7 +28,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from walship.backends.archive import ArchiveStore, PutResult, redact_url
 from walship.backends.archive_errors import ArchiveError
@@ -72,10 +79,17 @@ class ArchiveSettings(BaseModel):
     upload_process: bool = True
     """Upload from the shared child process (:mod:`walship.plugins.upload_process`); a
     ``memory://`` archive, which lives in this process, always uploads from threads here."""
-    conditional_create: Literal["required", "checked"] = "required"  # limits.CONDITIONAL_CREATE
+    conditional_create: str = "required"
     """``required``: archive to S3 only where the server honours ``If-None-Match: *`` on PUT
     (probed at first use); ``checked``: elsewhere, check before and read back after each
     create (weaker: two writers racing can still overwrite each other)."""
+
+    @field_validator("conditional_create")
+    @classmethod
+    def _conditional_create(cls, value: str) -> str:
+        if value not in limits.CONDITIONAL_CREATE:
+            raise ValueError(f"must be one of {', '.join(limits.CONDITIONAL_CREATE)}")
+        return value
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

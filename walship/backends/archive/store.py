@@ -196,7 +196,8 @@ class ArchiveStore:
                 f"{CONDITIONAL_CREATE_MODES}"
             )
         self.conditional_create = conditional_create
-        self.anon = bool((storage_options or {}).get("anon", False))
+        anon = (storage_options or {}).get("anon", False)  # "true" from ``-o anon=true``
+        self.anon = anon.lower() in ("1", "true", "yes") if isinstance(anon, str) else bool(anon)
         if compression not in COMPRESSIONS:
             raise ArchiveError(f"compression {compression!r} is not one of {COMPRESSIONS}")
         if compression == "zstd":
