@@ -289,3 +289,37 @@ def test_the_log_refuses_an_ignoring_server_and_archives_there_when_checked(
         proxy.stop()
     with pytest.raises(ConfigError, match=r"conditional_create.*one of required, checked"):
         walship.open(tmp_path / "other", archive={"url": bucket.url, "conditional_create": "x"})
+
+
+def client_error(status: int, code: str, message: str = "") -> OSError:
+    """What s3fs raises for a server's answer: an OSError whose cause is botocore's error."""
+    from botocore.exceptions import ClientError
+
+    answer = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {}}
+    answer["ResponseMetadata"]["HTTPStatusCode"] = status  # type: ignore[index]
+    e = OSError(22, None)
+    e.__cause__ = ClientError(answer, "PutObject")  # type: ignore[arg-type]
+    return e
+
+
+def test_refused_creates_are_known_by_status_and_code_never_by_text() -> None:
+    from walship.backends.archive.failures import describe_failure, is_refused_create
+
+    assert is_refused_create(client_error(412, "PreconditionFailed"))
+    assert is_refused_create(client_error(409, "ConditionalRequestConflict"))
+    assert is_refused_create(client_error(412, ""))  # a status without a code
+    assert not is_refused_create(client_error(409, "BucketNotEmpty"))
+    assert not is_refused_create(client_error(500, "InternalError", "PreconditionFailed"))
+    assert not is_refused_create(OSError(22, "PreconditionFailed: pre-conditions you specified"))
+    e = describe_failure(client_error(403, "QuotaExceeded"), "s3://b/wal", "put")
+    assert str(e) == (
+        "s3://b/wal: PutObject refused: HTTP 403 QuotaExceeded (the bucket's or the user's "
+        "quota is used up; retried, nothing is lost)"
+    )
+    assert isinstance(e, OSError) and (e.status, e.code, e.operation) == (
+        403,
+        "QuotaExceeded",
+        "PutObject",
+    )
+    e = describe_failure(client_error(400, "Odd", "odd thing"), "s3://b/wal", "put")
+    assert str(e) == "s3://b/wal: PutObject refused: HTTP 400 Odd; the server says: odd thing"

@@ -5,6 +5,7 @@ URL, the operation, the HTTP status and the error code (:mod:`.failures` reads t
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -87,7 +88,11 @@ def _storage_errors(method: _F) -> _F:
             raise
         except Exception as e:
             if isinstance(e, FileNotFoundError) and not is_missing_bucket(e):
-                raise
+                if e.strerror or server_answer(e) is None:
+                    raise
+                # s3fs's FileNotFoundError(None) of a 404 with an empty message: name it
+                failure = describe_failure(e, self.url, operation)
+                raise FileNotFoundError(errno.ENOENT, str(failure), e.filename) from e
             answered = server_answer(e) is not None
             if not answered and (isinstance(e, OSError) or not _from_storage_library(e)):
                 raise

@@ -358,7 +358,10 @@ class ArchiveStore:
         listing skips)."""
         path = f"{self.root}/{TEMP_PREFIX}probe-{secrets.token_hex(8)}"
         try:
-            self._s3_create(path, _PROBE_BODY)
+            try:
+                self._s3_create(path, _PROBE_BODY)
+            except FileExistsError:
+                return True  # a retry below us met our own first create: the name is fresh
             try:
                 self._s3_create(path, _PROBE_BODY)
             except FileExistsError:
