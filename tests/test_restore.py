@@ -173,7 +173,9 @@ def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -
     assert e.value.segment == segment_name(3) and "its object" in str(e.value)
     nothing_left(tmp_path)
     replace_object(url, manifest_name(3), None)  # now segment 3 is gone entirely
-    with pytest.raises(ArchiveMissingError, match=f"{segment_name(3)} is missing"):
+    with pytest.raises(
+        ArchiveMissingError, match=f"{segment_name(3)} \\(missing_segment\\): nothing of it"
+    ):
         restore(url, tmp_path / "r")
     # what lies before the gap can still be restored, but not a point inside or after it
     assert restore(url, tmp_path / "r", to_seq=20).last_commit_seq == 20
@@ -186,7 +188,7 @@ def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -
 def test_an_object_without_manifest_is_named_as_incomplete(url: str, tmp_path: Path) -> None:
     archived_log(url)
     replace_object(url, manifest_name(2), None)
-    with pytest.raises(ArchiveMissingError, match="never finished") as e:
+    with pytest.raises(ArchiveMissingError, match=r"missing_manifest.*never finished") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment == segment_name(2)
     nothing_left(tmp_path)
@@ -214,7 +216,7 @@ def test_a_broken_chain_is_named(url: str, tmp_path: Path) -> None:
     doc = json.loads(read_object(url, manifest_name(5)))
     doc["prev_segment_hash"] = "11" * 32
     replace_object(url, manifest_name(5), json.dumps(doc).encode())
-    with pytest.raises(ArchiveIntegrityError, match="chain broken between") as e:
+    with pytest.raises(ArchiveIntegrityError, match=r"chain_mismatch.*is not the BLAKE3 of") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment == segment_name(5)
     nothing_left(tmp_path)
@@ -237,7 +239,7 @@ def test_a_forged_segment_with_a_matching_manifest_breaks_the_chain(
     replace_object(url, manifest_name(2), None)
     replace_object(url, segment_name(2), None)
     store.put(segment_name(2), mem.read(segment_name(2)))
-    with pytest.raises(ArchiveIntegrityError, match="chain broken") as e:
+    with pytest.raises(ArchiveIntegrityError, match="chain_mismatch") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment in (segment_name(2), segment_name(3))
     nothing_left(tmp_path)
