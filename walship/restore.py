@@ -273,12 +273,15 @@ def _select(
             plan.last_seq + 1,
         )
     sel = _Selection(first, first - 1)
+    if not targeted and not allow_partial:
+        sel.last = plan.last_seq  # everything is needed: plan.check names every missing piece
+        return sel
     reached: int | None = None  # the last commit_seq of the segments taken so far
     for s in range(first, plan.last_seq + 1):
+        if to_seq is not None and reached is not None and reached >= to_seq:
+            break  # the target frame is taken: numbering rises, nothing later can be needed
         entry = plan.entry_problem(s)
         if entry is not None:
-            if to_seq is not None and reached is not None and reached >= to_seq:
-                break  # the target frame is restored: nothing later can be needed
             if entry.missing and allow_partial:
                 sel.stop = s
             else:

@@ -1,0 +1,112 @@
+"""Archives to restore from and damage, on every kind of store (:func:`make_archive`: memory://,
+file://, a fresh bucket on an S3 server), a log archived to one, and the frames of a restored
+directory."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import walship
+from walship.backends.archive import ArchiveStore
+from walship.backends.memory import MemoryStore
+from walship.core.rotation import ManualClock
+
+T0 = 1_700_000_000_000_000
+
+
+@dataclass
+class Archive:
+    """An archive URL and its storage options, with raw access to its objects (to damage)."""
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    config: Path | None = None
+    """A config whose archive: section holds the storage options (for the CLI), if any."""
+
+    def _store(self) -> ArchiveStore:
+        return ArchiveStore(self.url, self.storage_options)
+
+    def delete(self, name: str) -> None:
+        store = self._store()
+        store.fs.rm_file(f"{store.root}/{name}")
+        store.fs.invalidate_cache()
+
+    def write(self, name: str, data: bytes) -> None:
+        store = self._store()
+        path = f"{store.root}/{name}"
+        if store.fs.exists(path):
+            store.fs.rm_file(path)
+        store.fs.pipe_file(path, data)
+        store.fs.invalidate_cache()
+
+    def read(self, name: str) -> bytes:
+        store = self._store()
+        return bytes(store.fs.cat_file(f"{store.root}/{name}"))
+
+    def cli_options(self) -> list[str]:
+        """Arguments that give the CLI this archive's storage options."""
+        return ["-c", str(self.config)] if self.config is not None else []
+
+
+def _local(kind: str, tmp_path: Path) -> Archive:
+    if kind == "memory":
+        return Archive(f"memory://restore-{secrets.token_hex(6)}/wal")
+    return Archive((tmp_path / "archive").as_uri())
+
+
+def _s3(kind: str, tmp_path: Path) -> Archive:
+    from s3server import moto_endpoint
+
+    server = moto_endpoint()
+    bucket = f"walship-restore-{secrets.token_hex(6)}"
+    server.create_bucket(bucket)
+    options = server.storage_options()
+    config = tmp_path / "archive.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "store": {"path": str(tmp_path / "unused")},
+                "archive": {"url": f"s3://{bucket}/wal", "storage_options": options},
+            }
+        )
+    )
+    return Archive(f"s3://{bucket}/wal", options, config)
+
+
+LOCAL_KINDS = ("memory", "file")
+ALL_KINDS = (*LOCAL_KINDS, "moto")
+
+
+def make_archive(kind: str, tmp_path: Path) -> Archive:
+    """An empty archive of ``kind`` (one of :data:`ALL_KINDS`): memory://, file://, or a fresh
+    bucket on an S3 server. For a fixture: ``make_archive(request.param, tmp_path)``."""
+    if kind in LOCAL_KINDS:
+        return _local(kind, tmp_path)
+    return _s3(kind, tmp_path)
+
+
+def archived_log(archive: Archive, segments: int = 6, frames: int = 10) -> list[Any]:
+    """Write a log of ``segments`` closed segments of ``frames`` frames, each frame stamped
+    T0 + its commit_seq seconds, archive it to ``archive``, and return every frame."""
+    clock = ManualClock(micros=T0)
+    settings = {"url": archive.url, "storage_options": archive.storage_options, "workers": 2}
+    with walship.open(store=MemoryStore(), clock=clock, archive=settings) as log:
+        for _ in range(segments):
+            for _ in range(frames):
+                clock.advance(1)
+                log.append(f"frame at {clock.micros} ".encode(), payload_type=3)
+            log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=60)
+        return list(log.read())
+
+
+def frames_in(directory: Path) -> list[Any]:
+    """Every frame of the restored log at ``directory``, which must open without a problem."""
+    with walship.open(directory) as log:
+        assert log.recovery.problems == []
+        return list(log.read())
