@@ -80,6 +80,8 @@ def _s3(kind: str, tmp_path: Path) -> Archive:
 
 LOCAL_KINDS = ("memory", "file")
 ALL_KINDS = (*LOCAL_KINDS, "moto")
+SHARED_KINDS = tuple(k for k in ALL_KINDS if k != "memory")
+"""The kinds another process reaches too (memory:// is this process's)."""
 
 
 def make_archive(kind: str, tmp_path: Path) -> Archive:
