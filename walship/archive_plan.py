@@ -37,8 +37,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from blake3 import blake3 as Blake3
-
 from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.backends.archive.manifest import _OneSegment
 from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveMissingError
@@ -454,7 +452,9 @@ def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
             m, None, None, [ArchiveProblem(ALTERED_SEGMENT, name, 0, str(e), m.segment_seq)]
         )
     problems: list[ArchiveProblem] = []
-    digest = Blake3(data).digest()
+    scanned = scan_store(_OneSegment(name, data))  # header, every frame, and the BLAKE3
+    seg = scanned.segments[0]
+    digest = seg.blake3
     altered = len(data) != m.size or digest != m.blake3
     if altered:
         problems.append(
@@ -467,8 +467,6 @@ def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
                 m.segment_seq,
             )
         )
-    scanned = scan_store(_OneSegment(name, data))
-    seg = scanned.segments[0]
     for p in scanned.problems:
         # an archived segment is sealed: damage at its end is no torn tail
         kind = BAD_HEADER if p.kind is ProblemKind.BAD_HEADER else CORRUPT_FRAME
