@@ -92,11 +92,19 @@ def make_archive(kind: str, tmp_path: Path) -> Archive:
     return _s3(kind, tmp_path)
 
 
-def archived_log(archive: Archive, segments: int = 6, frames: int = 10) -> list[Any]:
+def archived_log(
+    archive: Archive, segments: int = 6, frames: int = 10, **settings: Any
+) -> list[Any]:
     """Write a log of ``segments`` closed segments of ``frames`` frames, each frame stamped
-    T0 + its commit_seq seconds, archive it to ``archive``, and return every frame."""
+    T0 + its commit_seq seconds, archive it to ``archive`` (more archive ``settings``, e.g.
+    ``compression``), and return every frame."""
     clock = ManualClock(micros=T0)
-    settings = {"url": archive.url, "storage_options": archive.storage_options, "workers": 2}
+    settings = {
+        "url": archive.url,
+        "storage_options": archive.storage_options,
+        "workers": 2,
+        **settings,
+    }
     with walship.open(store=MemoryStore(), clock=clock, archive=settings) as log:
         for _ in range(segments):
             for _ in range(frames):

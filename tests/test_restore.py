@@ -9,7 +9,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import archive_target
 import pytest
+from archive_target import Archive, frames_in
 
 import walship
 from walship.backends.archive import ArchiveStore, manifest_name
@@ -38,23 +40,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def archived_log(url: str, segments: int = 6, frames: int = 10, **archive: Any) -> list[Any]:
-    """Write a log whose every frame has its own timestamp (T0 + commit_seq seconds), archive
-    its closed segments to ``url``, and return every frame written."""
-    clock = ManualClock(micros=T0)
-    with walship.open(store=MemoryStore(), clock=clock, archive={"url": url, **archive}) as log:
-        for _ in range(segments):
-            for _ in range(frames):
-                clock.advance(1)
-                log.append(f"frame at {clock.micros} ".encode() * 2, payload_type=3)
-            log.rotate()
-        assert log.archiver is not None and log.archiver.flush(timeout=30)
-        return list(log.read())
-
-
-def frames_in(directory: Path) -> list[Any]:
-    with walship.open(directory) as log:
-        assert log.recovery.problems == []
-        return list(log.read())
+    """A log archived to ``url`` (see ``archive_target.archived_log``): every frame written."""
+    return archive_target.archived_log(Archive(url), segments, frames, **archive)
 
 
 def store_of(url: str) -> ArchiveStore:
