@@ -161,7 +161,8 @@ def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -
     nothing_left(tmp_path)
     replace_object(url, manifest_name(3), None)  # now segment 3 is gone entirely
     with pytest.raises(
-        ArchiveMissingError, match=f"{segment_name(3)} \\(missing_segment\\): nothing of it"
+        ArchiveMissingError,
+        match=f"{segment_name(3)} is missing \\(missing_segment\\): nothing of it",
     ):
         restore(url, tmp_path / "r")
     # what lies before the gap can still be restored, but not a point inside or after it
@@ -203,9 +204,20 @@ def test_a_broken_chain_is_named(url: str, tmp_path: Path) -> None:
     doc = json.loads(read_object(url, manifest_name(5)))
     doc["prev_segment_hash"] = "11" * 32
     replace_object(url, manifest_name(5), json.dumps(doc).encode())
-    with pytest.raises(ArchiveIntegrityError, match=r"chain_mismatch.*is not the BLAKE3 of") as e:
+    # the manifest breaks the chain; the bytes (its BLAKE3 vouches for them) show it lies
+    with pytest.raises(ArchiveIntegrityError, match=r"bad_manifest.*prev_segment_hash") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment == segment_name(5)
+    nothing_left(tmp_path)
+    # a segment whose own bytes break the chain: named by the chain
+    raw = bytearray(read_object(url, segment_name(3)))
+    raw[40] ^= 1  # inside its header's prev hash, which no CRC covers
+    replace_object(url, segment_name(3), bytes(raw))
+    replace_object(url, manifest_name(3), None)
+    ArchiveStore(url).put(segment_name(3), bytes(raw))
+    with pytest.raises(ArchiveIntegrityError, match=r"chain_mismatch.*is not the BLAKE3 of") as e:
+        restore(url, tmp_path / "r", to_seq=35)
+    assert e.value.segment == segment_name(3)
     nothing_left(tmp_path)
 
 

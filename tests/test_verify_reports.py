@@ -97,8 +97,10 @@ def test_restore_names_every_missing_piece_or_restores_a_partial_log_on_purpose(
     out = run("restore", any_archive.url, tmp_path / "r", *any_archive.cli_options())
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert f"{segment_name(1)} (missing_segment): the archive does not start" in out.stderr
-    assert f"{segment_name(5)} (missing_manifest): its object is in" in out.stderr
+    assert (
+        f"{segment_name(1)} is missing (missing_segment): the archive does not start" in out.stderr
+    )
+    assert f"{segment_name(5)} is incomplete (missing_manifest): its object is in" in out.stderr
     assert "--allow-partial" in out.stderr and not (tmp_path / "r").exists()
     out = run(
         "restore", any_archive.url, tmp_path / "p", "--allow-partial", *any_archive.cli_options()

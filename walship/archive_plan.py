@@ -33,9 +33,9 @@ will say where it starts: :data:`LOG_FIRST_SEGMENT` is the one place that rule c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.backends.archive.manifest import _OneSegment
@@ -122,9 +122,25 @@ class ArchiveIncompleteError(ArchiveMissingError):
         self.problems = problems
 
 
+_STATES = {
+    MISSING_SEGMENT: "missing",
+    MISSING_MANIFEST: "incomplete",
+    BAD_MANIFEST: "misdescribed",
+    ALTERED_SEGMENT: "altered",
+    CHAIN_MISMATCH: "off the chain",
+    BAD_HEADER: "damaged",
+    CORRUPT_FRAME: "damaged",
+}
+
+
 def describe_problems(problems: list[ArchiveProblem]) -> str:
-    """The problems as one line: each one's segment, kind and detail, in segment order."""
-    return "; ".join(f"{p.segment} ({p.kind}): {p.detail}" for p in problems)
+    """The problems as one line, in segment order: ``segment_... is missing (missing_segment):
+    detail; ...``."""
+    return "; ".join(
+        f"{p.segment} {'are' if '..' in p.segment else 'is'} {_STATES.get(p.kind, 'damaged')} "
+        f"({p.kind}): {p.detail}"
+        for p in problems
+    )
 
 
 @dataclass
@@ -287,12 +303,23 @@ class ArchivePlan:
             )
         return None
 
-    def check(self, first: int, last: int, seed_restarts: bool = False) -> RunCheck:
+    def check(
+        self,
+        first: int,
+        last: int,
+        seed_restarts: bool = False,
+        found: Mapping[int, SegmentManifest | None] | None = None,
+    ) -> RunCheck:
         """Every problem of segments ``first..last`` the listing and manifests show (see the
         module docstring), in segment order; nothing is downloaded. When ``first`` is the
         archive's first segment and that is not the log's first, the segments before it are
         listed as missing too. ``seed_restarts`` accepts a zero prev hash in a later segment
-        as a restart of the chain."""
+        as a restart of the chain.
+
+        The links between segments (chain, instance, numbering) are checked on the manifests'
+        claims, or, for each segment in ``found``, on what its bytes really are (``None``: its
+        header is unreadable, so its links are not checked): a manifest that lies is then named
+        as itself, not as a broken link of its neighbour."""
         out = RunCheck()
         problems = out.problems
         start = self.start_problem()
@@ -316,6 +343,8 @@ class ArchivePlan:
             if problem is not None:
                 problems.append(problem)
             m = self.manifests.get(seq)
+            if found is not None and seq in found:
+                m = found[seq]
             if m is None:
                 prev = None
                 continue
@@ -388,8 +417,9 @@ class ArchivePlan:
                     m.name,
                     HEADER_SIZE,
                     f"commit_seq {m.first_commit_seq} does not follow {framed.last_commit_seq}, "
-                    f"the last of {framed.name}: the log restarted its numbering (a lost "
-                    "archive record?); it would not open restored",
+                    f"the last of {framed.name}: the numbering goes back (a log that restarted "
+                    "it, e.g. after losing its archive record, or a manifest that lies); "
+                    "restored, it would not open",
                     seq,
                 )
             )
@@ -413,6 +443,28 @@ class SegmentCheck:
     scan: SegmentScan | None
     problems: list[ArchiveProblem]
 
+    def found(self) -> SegmentManifest | None:
+        """What the segment is, for the links between segments (:meth:`ArchivePlan.check`):
+        the manifest when the bytes are not the ones it describes (the segment is reported
+        as altered; its neighbours are judged by what the archive recorded of it), else the
+        bytes' own header and frames (a manifest that lies about them is reported as
+        itself); ``None`` when the bytes have no readable header."""
+        seg = self.scan
+        if seg is None or any(p.kind == ALTERED_SEGMENT for p in self.problems):
+            return self.manifest
+        if seg.header is None:
+            return None
+        return replace(
+            self.manifest,
+            instance_id=seg.header.instance_id,
+            prev_segment_hash=seg.header.prev_segment_hash,
+            frame_count=seg.frame_count,
+            first_commit_seq=seg.first_commit_seq,
+            last_commit_seq=seg.last_commit_seq,
+            first_timestamp_micros=seg.first_timestamp_micros,
+            last_timestamp_micros=seg.last_timestamp_micros,
+        )
+
     def raise_problems(self) -> bytes:
         """The bytes, when nothing is wrong with them.
 
@@ -423,7 +475,7 @@ class SegmentCheck:
         if not self.problems:
             assert self.data is not None
             return self.data
-        message = f"{self.manifest.name}: {describe_problems(self.problems)}"
+        message = describe_problems(self.problems)
         if self.data is None and self.problems[0].kind == MISSING_SEGMENT:
             raise ArchiveMissingError(message, self.manifest.name)
         raise ArchiveIntegrityError(message, self.manifest.name)
@@ -559,20 +611,21 @@ def verify_archive(
     scan = ArchiveScan(archive.url, anchored=plan.starts_at_log_start)
     if plan.first_seq is None or plan.last_seq is None:
         return scan
-    run = plan.check(plan.first_seq, plan.last_seq, seed_restarts)
-    scan.chain_restarts, scan.zero_hash_breaks = run.chain_restarts, run.zero_hash_breaks
-    problems = list(run.problems)
-    readable = [
-        m for m in plan.segments(plan.first_seq, plan.last_seq) if plan.complete(m.segment_seq)
-    ]
-    restarts = set(run.chain_restarts)
-    prev: SegmentScan | None = None
+    first, last = plan.first_seq, plan.last_seq
+    readable = [m for m in plan.segments(first, last) if plan.complete(m.segment_seq)]
+    problems: list[ArchiveProblem] = []
+    found: dict[int, SegmentManifest | None] = {}
     for c in check_segments(archive, readable, jobs):
         problems += c.problems
-        seg = c.scan
-        if seg is None:
-            prev = None
-            continue
+        if c.scan is not None:
+            found[c.manifest.segment_seq] = c.found()
+            c.scan.prefix_hasher = None  # no hasher kept alive per segment
+            scan.segments.append(c.scan)
+    run = plan.check(first, last, seed_restarts, found)
+    scan.chain_restarts, scan.zero_hash_breaks = run.chain_restarts, run.zero_hash_breaks
+    restarts = set(run.chain_restarts)
+    prev: SegmentScan | None = None
+    for seg in scan.segments:  # the table's chain column, on the bytes
         if seg.header is not None and prev is not None and prev.segment_seq + 1 == seg.segment_seq:
             if seg.name in restarts:
                 seg.chain_ok = None
@@ -580,8 +633,39 @@ def verify_archive(
                 seg.chain_ok = seg.header.prev_segment_hash == prev.blake3
         elif seg.header is not None and seg.segment_seq == LOG_FIRST_SEGMENT:
             seg.chain_ok = seg.header.prev_segment_hash == ZERO_HASH
-        seg.prefix_hasher = None  # no hasher kept alive per segment
-        scan.segments.append(seg)
         prev = seg
-    scan.problems = sorted(problems, key=lambda p: (p.seq, p.offset))
+    scan.problems = sorted(run.problems + problems, key=lambda p: (p.seq, p.offset))
     return scan
+
+
+LINK_KINDS = frozenset({CHAIN_MISMATCH, BAD_HEADER, CORRUPT_FRAME})
+"""The kinds :meth:`ArchivePlan.check` reports of the links between segments."""
+
+
+def diagnose(
+    plan: ArchivePlan,
+    first: int,
+    last: int,
+    problems: list[ArchiveProblem],
+    seed_restarts: bool = False,
+) -> list[ArchiveProblem]:
+    """``problems`` of :meth:`ArchivePlan.check` (``first..last``), with every broken link
+    judged on the bytes: the segments on both sides of each are downloaded and checked, so
+    that a manifest that lies is named as itself rather than as its neighbour's broken link
+    (what ``walship verify`` says of the same archive). For a restore's error only: it
+    downloads just those segments.
+
+    Raises:
+        OSError: the store failed.
+    """
+    seqs = sorted(
+        {p.seq + d for p in problems if p.kind in LINK_KINDS for d in (-1, 0)}
+        & {s for s in plan.manifests if plan.complete(s)}
+    )
+    if not seqs:
+        return problems
+    checks = list(check_segments(plan.archive, [plan.manifests[s] for s in seqs], 4))
+    found = {c.manifest.segment_seq: c.found() for c in checks}
+    own = [p for c in checks for p in c.problems]
+    run = plan.check(first, last, seed_restarts, found)
+    return sorted(run.problems + own, key=lambda p: (p.seq, p.offset))

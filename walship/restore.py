@@ -60,6 +60,7 @@ from walship.archive_plan import (
     SegmentCheck,
     check_segment,
     describe_problems,
+    diagnose,
 )
 from walship.backends.archive import ArchiveStore, SegmentManifest
 from walship.backends.archive_errors import RestoreError
@@ -402,6 +403,8 @@ def restore(
     if allow_partial:
         found = [p for p in found if not p.missing]  # only the missing start can be left
     if found:
+        if not all(p.missing for p in found):  # name a lying manifest as itself
+            found = diagnose(plan, sel.first, sel.last, found)
         _refuse(plan, found, not allow_partial)
     left_out = _left_out(plan, sel) if allow_partial else ()
     run = plan.segments(sel.first, sel.last)
