@@ -8,6 +8,8 @@ from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.core.rotation import ManualClock
 
+pytest_plugins = ["s3server"]  # s3_bucket, s3_server (moto and radosgw), s3_target
+
 
 @pytest.fixture
 def mem() -> MemoryStore:

@@ -6,16 +6,22 @@
   fresh bucket on it); a test that must stop the server starts its own :class:`MotoServer`.
   Credentials are fake and ``AWS_EC2_METADATA_DISABLED`` is set, so nothing ever tries an
   address off this machine.
+* A production S3 server: Ceph radosgw (:class:`RadosGW`, :func:`radosgw_server`), the shared
+  instance or the one ``tools/radosgw/start.sh`` starts; it checks credentials and Content-MD5
+  and answers errors with empty ``<Message>`` elements, as moto does not.
+* The fixtures :func:`s3_server` (parametrised ``moto`` / ``radosgw``) and :func:`s3_target`
+  (a fresh bucket on it): a test that takes them runs against both servers.
 * :class:`FlakyFileSystem`: an fsspec store that fails its first K puts.
 * :func:`closed_segments`, :func:`wait_until`, :class:`Recorder` (a plugin that records hooks).
 
-Use from a test module: ``new_bucket(moto_endpoint())`` in a fixture of its own (or register
-this module with ``pytest_plugins`` for its ``s3_bucket`` fixture), and the helpers.
+``tests/conftest.py`` registers this module as a plugin, so its fixtures (``s3_bucket``,
+``s3_server``, ``s3_target``) are everywhere; a module may also call ``new_bucket(server)``.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import secrets
@@ -24,7 +30,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -51,6 +58,8 @@ def _fake_credentials() -> None:
 class MotoServer:
     """A moto S3 server on 127.0.0.1 that can be stopped and started again on the same port
     (moto keeps its buckets in the process, so they survive a restart)."""
+
+    name = "moto"
 
     def __init__(self, port: int = 0) -> None:
         _fake_credentials()
@@ -137,11 +146,191 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# --- Ceph radosgw ---------------------------------------------------------------------------
+
+RADOSGW_ENDPOINT = "http://127.0.0.1:17480"
+RADOSGW_ACCESS_KEY = "WALSHIPTESTACCESSKEY"
+RADOSGW_SECRET_KEY = "walshipTestSecretKey0123456789abcdefghij"
+CEPH_CONF = "/tmp/walship-ceph/ceph.conf"
+RADOSGW_NAME = "client.rgw.a"
+START_SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "radosgw" / "start.sh"
+
+
+class RadosGW:
+    """A running Ceph radosgw: the interface of :class:`MotoServer` (``endpoint``,
+    ``storage_options()``, ``create_bucket``, ``client()``), plus ``admin`` (``radosgw-admin``)
+    and ``stop``/``start`` of the radosgw daemon alone (the cluster stays up; the buckets
+    survive)."""
+
+    name = "radosgw"
+
+    def __init__(
+        self,
+        endpoint: str = RADOSGW_ENDPOINT,
+        access_key: str = RADOSGW_ACCESS_KEY,
+        secret_key: str = RADOSGW_SECRET_KEY,
+        ceph_conf: str = CEPH_CONF,
+    ) -> None:
+        self.endpoint = endpoint
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.ceph_conf = ceph_conf
+
+    def storage_options(self) -> dict[str, Any]:
+        """s3fs options for this endpoint: its keys, no instance cache, quick failures."""
+        return {
+            "endpoint_url": self.endpoint,
+            "key": self.access_key,
+            "secret": self.secret_key,
+            "skip_instance_cache": True,
+            "use_listings_cache": False,
+            "config_kwargs": {
+                "retries": {"max_attempts": 1, "mode": "standard"},
+                "connect_timeout": 1,
+                "read_timeout": 10,
+            },
+        }
+
+    def client(self) -> Any:
+        """A boto3 client with this server's keys."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=None,
+        )
+
+    def create_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)
+
+    def admin(self, *args: str) -> str:
+        """Run ``radosgw-admin`` on this cluster; its stdout (raises on failure)."""
+        import subprocess
+
+        done = subprocess.run(
+            ["radosgw-admin", "-c", self.ceph_conf, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"radosgw-admin {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        """True when the endpoint answers HTTP at all."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def _pid_file(self) -> Path:
+        return Path(self.ceph_conf).parent / "run" / f"{RADOSGW_NAME}.pid"
+
+    def stop(self) -> None:
+        """Stop the radosgw daemon (SIGTERM, then SIGKILL) and wait until the port is closed.
+        The shared instance: briefly, and always :meth:`start` it again."""
+        import signal
+
+        pid = int(self._pid_file().read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while self.answers(0.5) or _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 15
+            time.sleep(0.1)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the radosgw daemon (when it is not running) and wait until it answers."""
+        import subprocess
+
+        if not self.answers(0.5):
+            subprocess.run(["radosgw", "-c", self.ceph_conf, "-n", RADOSGW_NAME], check=True)
+        if not wait_until(lambda: self.answers(0.5), timeout=timeout, interval=0.2):
+            raise RuntimeError(f"radosgw at {self.endpoint} did not come back in {timeout}s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+_radosgw: RadosGW | None = None
+_radosgw_missing: str | None = None
+
+
+def radosgw_server() -> RadosGW:
+    """The session's radosgw (endpoint, keys and ceph.conf from ``WALSHIP_RADOSGW_ENDPOINT``,
+    ``WALSHIP_RADOSGW_ACCESS_KEY``, ``WALSHIP_RADOSGW_SECRET_KEY``, ``WALSHIP_CEPH_CONF``).
+    When it does not answer, ``tools/radosgw/start.sh`` starts it (as root); when it is still
+    unreachable the test is skipped, or fails under ``WALSHIP_REQUIRE_RADOSGW=1``."""
+    global _radosgw, _radosgw_missing
+    with _session_lock:
+        if _radosgw is None and _radosgw_missing is None:
+            _fake_credentials()  # nothing falls back to a real account
+            server = RadosGW(
+                os.environ.get("WALSHIP_RADOSGW_ENDPOINT", RADOSGW_ENDPOINT),
+                os.environ.get("WALSHIP_RADOSGW_ACCESS_KEY", RADOSGW_ACCESS_KEY),
+                os.environ.get("WALSHIP_RADOSGW_SECRET_KEY", RADOSGW_SECRET_KEY),
+                os.environ.get("WALSHIP_CEPH_CONF", CEPH_CONF),
+            )
+            if not server.answers() and START_SCRIPT.exists() and os.geteuid() == 0:
+                import subprocess
+
+                subprocess.run(["sh", str(START_SCRIPT)], check=False, timeout=300)
+            if server.answers() or wait_until(server.answers, timeout=10, interval=0.5):
+                _radosgw = server
+            else:
+                _radosgw_missing = f"radosgw does not answer at {server.endpoint}"
+        if _radosgw is not None:
+            return _radosgw
+    reason = str(_radosgw_missing)
+    if os.environ.get("WALSHIP_REQUIRE_RADOSGW") == "1":
+        pytest.fail(reason + " (WALSHIP_REQUIRE_RADOSGW=1)")
+    pytest.skip(reason)
+
+
+class S3Server(Protocol):
+    """What the tests use of either server."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def storage_options(self) -> dict[str, Any]: ...
+
+    def create_bucket(self, name: str) -> None: ...
+
+    def client(self) -> Any: ...
+
+
+@pytest.fixture(params=["moto", "radosgw"])
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Either server: a test that takes it runs on moto and on radosgw."""
+    if request.param == "moto":
+        return moto_endpoint()
+    return radosgw_server()
+
+
 @dataclass
 class S3Bucket:
-    """A fresh bucket on a moto server, and an archive URL inside it."""
+    """A fresh bucket on a server (moto or radosgw), and an archive URL inside it."""
 
-    server: MotoServer
+    server: S3Server
     bucket: str
     prefix: str = "wal"
 
@@ -171,7 +360,7 @@ class S3Bucket:
         return sorted(o["Key"][len(self.prefix) + 1 :] for o in out.get("Contents", []))
 
 
-def new_bucket(server: MotoServer) -> S3Bucket:
+def new_bucket(server: S3Server) -> S3Bucket:
     name = f"walship-{secrets.token_hex(6)}"
     server.create_bucket(name)
     return S3Bucket(server, name)
@@ -181,6 +370,13 @@ def new_bucket(server: MotoServer) -> S3Bucket:
 def s3_bucket() -> Iterator[S3Bucket]:
     """A fresh bucket on the session's moto server."""
     yield new_bucket(moto_endpoint())
+
+
+@pytest.fixture
+def s3_target(s3_server: S3Server) -> S3Bucket:
+    """A fresh bucket on ``s3_server`` (``.url``, ``.storage_options``, ``.server``,
+    ``.bucket``): a test that takes it runs on moto and on radosgw."""
+    return new_bucket(s3_server)
 
 
 # --- a store that fails ---------------------------------------------------------------------
