@@ -4,6 +4,7 @@ directory."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,27 +60,52 @@ def _local(kind: str, tmp_path: Path) -> Archive:
     return Archive((tmp_path / "archive").as_uri())
 
 
-def _s3(kind: str, tmp_path: Path) -> Archive:
-    from s3server import moto_endpoint
+def s3_server_of(kind: str) -> Any:
+    """The session's server of ``kind``: ``moto`` or ``radosgw`` (skipped when radosgw does
+    not answer, failed under ``WALSHIP_REQUIRE_RADOSGW=1``)."""
+    from s3server import moto_endpoint, radosgw_server
 
-    server = moto_endpoint()
-    bucket = f"walship-restore-{secrets.token_hex(6)}"
-    server.create_bucket(bucket)
-    options = server.storage_options()
-    config = tmp_path / "archive.yaml"
+    return moto_endpoint() if kind == "moto" else radosgw_server()
+
+
+def bucket_archive(bucket: Any, tmp_path: Path) -> Archive:
+    """The :class:`Archive` of an ``s3server.S3Bucket``, with a config for the CLI."""
+    options = bucket.storage_options
+    config = tmp_path / f"archive-{bucket.bucket}.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "store": {"path": str(tmp_path / "unused")},
-                "archive": {"url": f"s3://{bucket}/wal", "storage_options": options},
+                "archive": {"url": bucket.url, "storage_options": options},
             }
         )
     )
-    return Archive(f"s3://{bucket}/wal", options, config)
+    return Archive(bucket.url, options, config)
+
+
+def _s3(kind: str, tmp_path: Path) -> Archive:
+    from s3server import new_bucket
+
+    return bucket_archive(new_bucket(s3_server_of(kind)), tmp_path)
+
+
+def verify_json(archive: Archive) -> tuple[int, dict[str, Any]]:
+    """``walship verify URL --json`` (click's runner): its exit status and document."""
+    from click.testing import CliRunner
+
+    from walship.cli import build_cli
+
+    result = CliRunner().invoke(
+        build_cli(), ["verify", archive.url, "--json", *archive.cli_options()]
+    )
+    assert result.exit_code in (0, 1), result.output
+    doc: dict[str, Any] = json.loads(result.output)
+    return result.exit_code, doc
 
 
 LOCAL_KINDS = ("memory", "file")
-ALL_KINDS = (*LOCAL_KINDS, "moto")
+S3_KINDS = ("moto", "radosgw")
+ALL_KINDS = (*LOCAL_KINDS, *S3_KINDS)
 SHARED_KINDS = tuple(k for k in ALL_KINDS if k != "memory")
 """The kinds another process reaches too (memory:// is this process's)."""
 
@@ -103,6 +129,7 @@ def archived_log(
         "url": archive.url,
         "storage_options": archive.storage_options,
         "workers": 2,
+        "upload_process": False,  # threads: no child process to start per log
         **settings,
     }
     with walship.open(store=MemoryStore(), clock=clock, archive=settings) as log:

@@ -15,15 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from archive_target import ALL_KINDS, LOCAL_KINDS, Archive, archived_log, frames_in, make_archive
+from archive_target import (
+    ALL_KINDS,
+    LOCAL_KINDS,
+    Archive,
+    archived_log,
+    frames_in,
+    make_archive,
+)
+from archive_target import verify_json as verify
 from blake3 import blake3
-from click.testing import CliRunner
 
 import walship
 from walship.archive_plan import ArchiveIncompleteError
 from walship.backends.archive import ArchiveStore, manifest_name
 from walship.backends.archive_errors import ArchiveIntegrityError, RestoreError
-from walship.cli import build_cli
 from walship.core.frame import encode_batch
 from walship.core.header import SegmentHeader, segment_name
 from walship.restore import restore
@@ -39,15 +45,6 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
 @pytest.fixture(params=ALL_KINDS)
 def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
     return make_archive(request.param, tmp_path)
-
-
-def verify(archive: Archive) -> tuple[int, dict[str, Any]]:
-    """``walship verify URL --json``: its exit status and document."""
-    result = CliRunner().invoke(
-        build_cli(), ["verify", archive.url, "--json", *archive.cli_options()]
-    )
-    assert result.exit_code in (0, 1), result.output
-    return result.exit_code, json.loads(result.output)
 
 
 def problem_kinds(doc: dict[str, Any]) -> list[tuple[str, str]]:
