@@ -27,7 +27,7 @@ from archive_target import verify_json as verify
 from blake3 import blake3
 
 import walship
-from walship.archive_plan import ArchiveIncompleteError
+from walship.archive_plan import ArchiveIncompleteError, ArchivePlanError
 from walship.backends.archive import ArchiveStore, manifest_name
 from walship.backends.archive_errors import ArchiveIntegrityError, RestoreError
 from walship.core.frame import encode_batch
@@ -51,8 +51,10 @@ def problem_kinds(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return [(p["file"], p["kind"]) for p in doc["problems"]]
 
 
-def must_refuse(archive: Archive, tmp_path: Path, **kwargs: Any) -> ArchiveIncompleteError:
-    with pytest.raises(ArchiveIncompleteError) as e:
+def must_refuse(archive: Archive, tmp_path: Path, **kwargs: Any) -> ArchivePlanError:
+    """The restore is refused (before anything is downloaded) and leaves nothing behind;
+    missing pieces alone raise :class:`ArchiveIncompleteError`."""
+    with pytest.raises(ArchivePlanError) as e:
         restore(archive.url, tmp_path / "r", storage_options=archive.storage_options, **kwargs)
     assert not (tmp_path / "r").exists()
     assert [p.name for p in tmp_path.iterdir() if "walship-restore" in p.name] == []
@@ -80,6 +82,7 @@ def test_an_archive_without_its_first_segments_is_refused_and_verify_says_so(
         any_archive.delete(segment_name(seq))
         any_archive.delete(manifest_name(seq))
     e = must_refuse(any_archive, tmp_path)
+    assert isinstance(e, ArchiveIncompleteError)  # only missing pieces
     assert e.segment == f"{segment_name(1)}..{segment_name(2)}"
     assert "does not start at the log's first segment" in str(e) and "--allow-partial" in str(e)
     code, doc = verify(any_archive)
@@ -116,6 +119,7 @@ def test_a_segment_left_out_fails_the_restore_and_verify(
     if remove in ("both", "manifest"):
         any_archive.delete(manifest_name(4))
     e = must_refuse(any_archive, tmp_path)
+    assert isinstance(e, ArchiveIncompleteError)  # only missing pieces
     assert [(p.segment, p.kind) for p in e.problems] == [(segment_name(4), kind)]
     assert detail in str(e)
     code, doc = verify(any_archive)
@@ -144,6 +148,7 @@ def test_the_last_segment_without_its_manifest_is_not_silently_dropped(
     archived_log(any_archive)
     any_archive.delete(manifest_name(6))
     e = must_refuse(any_archive, tmp_path)
+    assert isinstance(e, ArchiveIncompleteError)  # only missing pieces
     assert [(p.segment, p.kind) for p in e.problems] == [(segment_name(6), "missing_manifest")]
     code, doc = verify(any_archive)
     assert code == 1 and problem_kinds(doc) == [(segment_name(6), "missing_manifest")]
@@ -164,6 +169,7 @@ def test_every_missing_piece_is_named_at_once(any_archive: Archive, tmp_path: Pa
         (f"{segment_name(5)}..{segment_name(6)}", "missing_segment"),
     ]
     e = must_refuse(any_archive, tmp_path)
+    assert isinstance(e, ArchiveIncompleteError)  # only missing pieces
     assert [(p.segment, p.kind) for p in e.problems] == expected
     assert (
         f"{segment_name(5)}..{segment_name(6)} are missing (missing_segment): nothing of it"
@@ -230,9 +236,10 @@ def test_an_archive_whose_numbering_restarts_is_refused(
     assert "commit_seq 1 does not follow 30" in str(e)
     code, doc = verify(any_archive)
     assert code == 1 and problem_kinds(doc) == [(segment_name(4), "corrupt_frame")]
-    with pytest.raises(ArchiveIncompleteError, match="does not follow 30"):
+    assert not isinstance(e, ArchiveIncompleteError)  # damage, not a missing piece
+    with pytest.raises(ArchivePlanError, match="does not follow 30"):
         partial(any_archive, tmp_path)  # damage: not something a partial restore skips
-    with pytest.raises(ArchiveIncompleteError, match="does not follow 30"):
+    with pytest.raises(ArchivePlanError, match="does not follow 30"):
         list(walship.open_archive(any_archive.url, any_archive.storage_options).read())
     # the prefix before the poisoned segment is a sound log
     result = restore(

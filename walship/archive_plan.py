@@ -113,13 +113,28 @@ class ArchiveProblem:
         }
 
 
-class ArchiveIncompleteError(ArchiveMissingError):
-    """Pieces of the archive that a restore or read needs are missing or damaged; ``problems``
-    lists every one (the message names them all), ``segment`` the first."""
+class ArchivePlanError(ArchiveIntegrityError):
+    """Pieces of the archive that a restore or read needs are damaged (or missing);
+    ``problems`` lists every one (the message names them all), ``segment`` the first. Catch it
+    as :class:`~walship.backends.archive_errors.ArchiveIntegrityError` where importing this
+    module (and fsspec) is not wanted."""
 
     def __init__(self, message: str, problems: list[ArchiveProblem]) -> None:
         super().__init__(message, problems[0].segment if problems else "")
         self.problems = problems
+
+
+class ArchiveIncompleteError(ArchivePlanError, ArchiveMissingError):
+    """An :class:`ArchivePlanError` whose every problem is a missing piece (it is an
+    :class:`~walship.backends.archive_errors.ArchiveMissingError` too)."""
+
+
+def plan_error(message: str, problems: list[ArchiveProblem]) -> ArchivePlanError:
+    """The error for ``problems``: :class:`ArchiveIncompleteError` when every one is a missing
+    piece, else :class:`ArchivePlanError`."""
+    if problems and all(p.missing for p in problems):
+        return ArchiveIncompleteError(message, problems)
+    return ArchivePlanError(message, problems)
 
 
 _STATES = {

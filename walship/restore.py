@@ -7,9 +7,10 @@ the segments in parallel and checks each one's bytes against its manifest (size,
 every frame, every claim), and writes a directory that :func:`walship.open` accepts. Any object
 in the archive that is not a segment or a manifest is refused before anything is downloaded.
 
-**Strict by default.** A restore fails (:class:`ArchiveIncompleteError`, naming every piece)
-unless it holds every frame up to its target: it must start at the log's first segment
-(segment 1; an archive starting later misses segments 1..N-1), leave out no segment in between
+**Strict by default.** A restore fails (:class:`~walship.archive_plan.ArchiveIncompleteError`
+or ``ArchivePlanError``, naming every piece) unless it holds every frame up to its target: it
+must start at the log's first segment (segment 1; an archive starting later misses segments
+1..N-1), leave out no segment in between
 (a gap, a segment whose object is there without its manifest, a manifest without its object),
 and the commit_seq must rise from segment to segment (an archive whose log restarted its
 numbering restores into a directory that does not open: refused). ``allow_partial=True``
@@ -54,13 +55,13 @@ from blake3 import blake3 as Blake3
 
 from walship.archive_plan import (
     LOG_FIRST_SEGMENT,
-    ArchiveIncompleteError,
     ArchivePlan,
     ArchiveProblem,
     SegmentCheck,
     check_segment,
     describe_problems,
     diagnose,
+    plan_error,
 )
 from walship.backends.archive import ArchiveStore, SegmentManifest
 from walship.backends.archive_errors import RestoreError
@@ -252,7 +253,7 @@ def _refuse(plan: ArchivePlan, problems: list[ArchiveProblem], partial_hint: boo
         if partial_hint and all(p.missing for p in problems)
         else ""
     )
-    raise ArchiveIncompleteError(
+    raise plan_error(
         f"cannot restore {plan.archive.url}: {describe_problems(problems)}; nothing was "
         f"written{hint}",
         problems,
@@ -324,7 +325,7 @@ def _left_out(plan: ArchivePlan, sel: _Selection) -> tuple[str, ...]:
     lines = [f"{p.segment}: {p.detail}" for p in whole if p.missing and p.seq < sel.first]
     if sel.stop is not None:
         lines += [f"{p.segment}: {p.detail}" for p in whole if p.seq == sel.stop]
-        after = [m for m in plan.segments(sel.stop + 1, plan.last_seq)]
+        after = plan.segments(sel.stop + 1, plan.last_seq)
         framed = [m for m in after if m.first_commit_seq is not None]
         if after:
             frames = (
@@ -365,9 +366,11 @@ def restore(
     Raises:
         RestoreError: bad arguments, a non-empty target directory, nothing to restore.
         ArchiveNameError: the archive holds an object that is not a segment or manifest.
-        ArchiveIncompleteError: segments the restore needs are missing, the archive does not
-            start at the log's first segment, or a manifest shows damage (every piece named);
-            nothing is written.
+        ArchiveIncompleteError: segments the restore needs are missing, or the archive does not
+            start at the log's first segment (every piece named); nothing is written.
+        ArchivePlanError: the manifests (or the segments they name) show damage too: a broken
+            chain, numbering that goes back, a lying manifest (every piece named); nothing is
+            written.
         ArchiveMissingError / ArchiveIntegrityError: a downloaded segment is gone or does not
             match its manifest, the chain or the numbering (named).
         OSError: the archive or the local disk failed.
@@ -552,6 +555,7 @@ class ArchiveReader:
         Raises:
             ArchiveIncompleteError: a segment the read needs is missing (named), or the read
                 starts at the archive's first segment and that is not the log's first.
+            ArchivePlanError: the manifests show damage (named).
             ArchiveMissingError / ArchiveIntegrityError: a needed segment is gone or altered.
         """
         plan = self.plan()
@@ -587,9 +591,7 @@ class ArchiveReader:
             last = after[0].segment_seq if after else plan.last_seq
         problems = plan.check(first, last).problems
         if problems:
-            raise ArchiveIncompleteError(
-                f"cannot read {self.url}: {describe_problems(problems)}", problems
-            )
+            raise plan_error(f"cannot read {self.url}: {describe_problems(problems)}", problems)
         run = plan.segments(first, last)
         with ThreadPoolExecutor(max_workers=2) as pool:
             ahead: Future[SegmentCheck] = pool.submit(check_segment, self.archive, run[0])
