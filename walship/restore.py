@@ -53,14 +53,12 @@ from typing import Any
 
 from blake3 import blake3 as Blake3
 
+from walship.archive_check import SegmentCheck, check_segment, diagnose
 from walship.archive_plan import (
     LOG_FIRST_SEGMENT,
     ArchivePlan,
     ArchiveProblem,
-    SegmentCheck,
-    check_segment,
     describe_problems,
-    diagnose,
     plan_error,
 )
 from walship.backends.archive import ArchiveStore, SegmentManifest
@@ -522,7 +520,7 @@ def restore(
 class ArchiveReader:
     """Frames straight from an archive, without a local restore. Lists the archive once.
 
-    Every segment read is checked as a restore checks it (:mod:`walship.archive_plan`): against
+    Every segment read is checked as a restore checks it (:mod:`walship.archive_plan`, :mod:`walship.archive_check`): against
     its manifest (size, BLAKE3, claims), chained to the one before it, its numbering rising; a
     missing or altered segment raises, naming it, and so does a read from the log's start of
     an archive that does not start at the log's first segment.

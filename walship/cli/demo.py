@@ -104,7 +104,7 @@ def _archive_and_restore(
 ) -> bool:
     """Verify the archive, restore the demo log from it into ``restored_dir``, compare every
     frame with the original, and print two lines. True when all of it holds."""
-    from walship.archive_plan import verify_archive
+    from walship.archive_check import verify_archive
     from walship.backends.archive import ArchiveStore
     from walship.restore import restore
 

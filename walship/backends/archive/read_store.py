@@ -22,7 +22,7 @@ class ArchiveReadStore(SegmentStore):
     :class:`ArchiveIntegrityError` (naming the segment) on a mismatch and
     :class:`ArchiveMissingError` when a manifest's object is gone; an object without its
     manifest is served as it is (nothing vouches for it). To *verify* an archive, use
-    :func:`walship.archive_plan.verify_archive` (``walship verify URL``): it checks what a
+    :func:`walship.archive_check.verify_archive` (``walship verify URL``): it checks what a
     restore relies on (the log's start, a missing manifest, numbering across segments) with
     the restore's own plan. Every mutating method raises :class:`ArchiveReadOnlyError`.
 
