@@ -1,4 +1,5 @@
-"""The archive against a real S3 endpoint (moto's server on 127.0.0.1, through s3fs).
+"""The archive against real S3 endpoints (moto's server on 127.0.0.1 and Ceph radosgw, through
+s3fs: every test taking ``s3`` runs on both).
 
 Faults: the server stopped while uploads run and started again; a truncated object planted in
 the bucket; a restart with uploads pending. In every case: no local segment removed before its
@@ -18,7 +19,6 @@ from s3server import (
     S3Bucket,
     closed_segments,
     free_port,
-    moto_endpoint,
     new_bucket,
     wait_until,
 )
@@ -40,9 +40,9 @@ SEGMENTS = closed_segments(3)
 
 
 @pytest.fixture
-def s3() -> S3Bucket:
-    """A fresh bucket on the session's moto server."""
-    return new_bucket(moto_endpoint())
+def s3(s3_target: S3Bucket) -> S3Bucket:
+    """A fresh bucket on moto, then on radosgw."""
+    return s3_target
 
 
 NAMES = sorted(SEGMENTS)

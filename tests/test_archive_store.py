@@ -1,4 +1,5 @@
-"""The archive store over fsspec (memory://, file://, and a store that fails): whole-or-nothing
+"""The archive store over fsspec (memory://, file://, s3:// on moto and on radosgw, and a store
+that fails): whole-or-nothing
 puts that never overwrite, verified and idempotent; manifests; validated listings; the read-only
 segment store that lets scan_store verify an archive."""
 
@@ -7,10 +8,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from s3server import FlakyFileSystem, closed_segments
+from s3server import FlakyFileSystem, closed_segments, moto_endpoint, new_bucket, radosgw_server
 
 from walship.backends.archive import (
     MAX_MANIFEST_BYTES,
@@ -39,11 +41,31 @@ SEGMENTS = closed_segments(4)
 NAMES = sorted(SEGMENTS)
 
 
-@pytest.fixture(params=["memory", "file"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["memory", "file", "moto", "radosgw"])
+def url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """An archive URL; on S3 the server is reached through the environment (endpoint, keys),
+    as a deployment without storage options would."""
     if request.param == "memory":
-        return f"memory://archive-{secrets.token_hex(6)}/wal"
-    return (tmp_path / "archive").as_uri()
+        yield f"memory://archive-{secrets.token_hex(6)}/wal"
+        return
+    if request.param == "file":
+        yield (tmp_path / "archive").as_uri()
+        return
+    import s3fs
+
+    server = moto_endpoint() if request.param == "moto" else radosgw_server()
+    bucket = new_bucket(server)
+    options = bucket.storage_options
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", options["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options["secret"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances are cached by their options alone
+    yield bucket.url
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def plant(store: ArchiveStore, name: str, data: bytes) -> None:

@@ -44,6 +44,7 @@ archive:
   retries: {attempts: 5, backoff: 250ms, max_backoff: 30s}
   lag_warning: 50
   upload_process: no
+  conditional_create: checked
 retention:
   keep_local: last:3
 plugins:
@@ -80,6 +81,7 @@ def test_a_full_config_becomes_typed_values(tmp_path: Path) -> None:
         "retries": {"attempts": 5, "backoff": 0.25, "max_backoff": 30.0},
         "lag_warning": 50,
         "upload_process": False,
+        "conditional_create": "checked",
     }
     assert cfg.retention_options() == {"keep_local": "last:3"}
     kwargs = cfg.log_kwargs()
@@ -104,6 +106,7 @@ def test_archive_defaults_and_no_sections() -> None:
         "retries": {"attempts": 10, "backoff": 0.5, "max_backoff": 60.0},
         "lag_warning": 64,
         "upload_process": True,
+        "conditional_create": "required",
     }
     assert cfg.retention_options() == {"keep_local": "all"}
     cfg = parse_config("archive: {url: 'memory://x'}\nretention: {keep_local: until_archived}")

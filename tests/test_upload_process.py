@@ -92,7 +92,7 @@ def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) ->
 
     def put() -> None:
         try:
-            child.put((url, {}, "none"), segment_name(1), raw, None)
+            child.put((url, {}, "none", "required"), segment_name(1), raw, None)
         except BaseException as e:
             errors.append(e)
 
@@ -103,7 +103,8 @@ def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) ->
     t.join(10)
     assert len(errors) == 1 and isinstance(errors[0], OSError)
     assert "upload process" in str(errors[0])
-    assert UploadProcess.shared().put((url, {}, "none"), segment_name(1), raw, None).uploaded
+    key = (url, {}, "none", "required")
+    assert UploadProcess.shared().put(key, segment_name(1), raw, None).uploaded
 
 
 def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
     assert "\n" not in stalled[segment_name(1)]
     with pytest.raises(ArchiveConflictError, match="refusing to overwrite"):
         UploadProcess.shared().put(
-            (url, {}, "none"),
+            (url, {}, "none", "required"),
             segment_name(1),
             (tmp_path / "wal" / segment_name(1)).read_bytes(),
             None,
@@ -143,3 +144,43 @@ def test_errors_cross_the_process_boundary_whole() -> None:
     flaky = FlakyFileSystem.make(fail_puts=0)  # registered in this process only
     assert ArchiveStore(f"{flaky.protocol[0]}://b/wal").shared_across_processes is False
     assert ArchiveStore("file:///tmp/x").shared_across_processes is True
+
+
+QUIET_CHILD = """
+import asyncio, logging, sys, threading
+from walship.plugins.upload_process import _quiet
+from fsspec.asyn import get_loop, sync
+_quiet()
+logging.getLogger("aiohttp.client").exception("failed", exc_info=RuntimeError("one"))
+t = threading.Thread(target=lambda: 1 / 0)
+t.start(); t.join()
+loop = get_loop()
+async def never_retrieved():
+    loop.call_exception_handler({"message": "Task exception was never retrieved",
+                                 "exception": ConnectionResetError("two")})
+    loop.call_exception_handler({"message": "Unclosed client session"})
+sync(loop, never_retrieved)
+class Finalized:
+    def __del__(self):
+        raise OSError("three")
+Finalized()
+raise KeyError("four")
+"""
+
+
+def test_the_upload_child_prints_one_line_per_error_and_never_a_traceback() -> None:
+    """What aiohttp, threads, finalizers and the main thread would print as tracebacks is one
+    line each in the child (which shares the parent's stderr); "Unclosed client session" at
+    exit is nothing to act on and says nothing."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", QUIET_CHILD], capture_output=True, text=True, timeout=60
+    )
+    lines = out.stderr.splitlines()
+    assert "Traceback" not in out.stderr and "Unclosed" not in out.stderr, out.stderr
+    assert len(lines) == 5, out.stderr
+    assert all(line.startswith("walship upload process: ") for line in lines), out.stderr
+    for word in ("one", "ZeroDivisionError", "two", "three", "four"):
+        assert sum(word in line for line in lines) == 1, (word, out.stderr)

@@ -1,4 +1,5 @@
-"""A fault-injecting HTTP proxy in front of an S3 endpoint (moto's server), on 127.0.0.1.
+"""A fault-injecting HTTP proxy in front of an S3 endpoint (moto's server or radosgw: it
+forwards the client's signed headers as they are), on 127.0.0.1.
 
 s3fs talks to the proxy as if it were S3; the proxy forwards every request to the real endpoint
 and counts them (from 1, in the order they arrive). A fault plan chooses, per request, what goes
@@ -19,7 +20,9 @@ without an answer, as a dead endpoint would. ``rewrite(method, path, body)`` may
 of every answer (e.g. make a listing claim a huge object); ``damage(method, path, body)`` may
 change the body of a request on its way to the server (a body damaged in transit: the
 request's integrity headers, ``Content-MD5`` and ``x-amz-checksum-*``, are dropped with it, as if
-the client had never sent them).
+the client had never sent them). ``strip_headers`` names request headers never forwarded (e.g.
+``if-none-match``: a server that ignores the conditional create; moto only, since radosgw
+checks the signature over them).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class FaultProxy:
     rewrite: Callable[[str, str, bytes], bytes] | None = None
     damage: Callable[[str, str, bytes], bytes | None] | None = None
     """Returns the damaged request body, or ``None`` to forward it as it is."""
+    strip_headers: tuple[str, ...] = ()
     requests: list[Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
@@ -116,13 +120,21 @@ class FaultProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def storage_options(self, read_timeout: float = 1.0, retries: int = 0) -> dict[str, Any]:
-        """s3fs options through this proxy: fake keys, no caches, ``retries`` botocore retries
-        (none by default, so that faults reach s3fs's own retries and walship's)."""
+    def storage_options(
+        self,
+        read_timeout: float = 1.0,
+        retries: int = 0,
+        credentials: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """s3fs options through this proxy: the ``key`` and ``secret`` of ``credentials`` (the
+        upstream server's storage options; default moto's fake keys), no caches, ``retries``
+        botocore retries (none by default, so that faults reach s3fs's own retries and
+        walship's)."""
+        keys = credentials or {}
         return {
             "endpoint_url": self.endpoint,
-            "key": "testing",
-            "secret": "testing",
+            "key": keys.get("key", "testing"),
+            "secret": keys.get("secret", "testing"),
             "skip_instance_cache": True,
             "use_listings_cache": False,
             "config_kwargs": {
@@ -190,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        strip = _HOP | set(self.owner.strip_headers)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in strip}
         damaged = self.owner.damage(self.command, self.path, body) if self.owner.damage else None
         if damaged is not None:
             body = damaged

@@ -1,4 +1,4 @@
-"""Restore from a hostile bucket (moto's S3 server through s3fs).
+"""Restore from a hostile bucket (moto's S3 server and Ceph radosgw, through s3fs).
 
 A valid archive of four segments gets one hostile addition at a time: object names that climb
 out (``../x``), start at the root (``/abs/path``), hide traversal behind a segment name
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from s3server import S3Bucket, moto_endpoint, new_bucket
+from s3server import S3Bucket, S3Server, moto_endpoint, new_bucket, radosgw_server
 
 import walship
 from walship.backends.archive import manifest_name
@@ -46,10 +46,20 @@ FRAMES = 5
 WALSHIP = Path(sys.executable).parent / "walship"
 
 
-@pytest.fixture(scope="module")
-def archived(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The objects of a valid archive of four segments (name -> bytes), to copy per case."""
-    bucket = new_bucket(moto_endpoint())
+class Archived(dict[str, bytes]):
+    """The objects of a valid archive (name -> bytes) and the server they came from."""
+
+    def __init__(self, server: S3Server, objects: dict[str, bytes]) -> None:
+        super().__init__(objects)
+        self.server = server
+
+
+@pytest.fixture(scope="module", params=["moto", "radosgw"])
+def archived(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Archived:
+    """The objects of a valid archive of four segments, to copy per case (on moto, then on
+    radosgw)."""
+    server: S3Server = moto_endpoint() if request.param == "moto" else radosgw_server()
+    bucket = new_bucket(server)
     path = tmp_path_factory.mktemp("source") / "wal"
     options = {"url": bucket.url, "storage_options": bucket.storage_options}
     with walship.open(path, entry_point_plugins=False, archive=options) as log:
@@ -57,11 +67,17 @@ def archived(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
             log.append_batch([b"segment %d frame %d" % (s, i) for i in range(FRAMES)])
             log.rotate()
         assert log.archiver is not None and log.archiver.flush(timeout=60)
-    return {name: bucket.get(name) for name in bucket.names()}
+    return Archived(server, {name: bucket.get(name) for name in bucket.names()})
 
 
-def fresh(objects: dict[str, bytes]) -> S3Bucket:
-    bucket = new_bucket(moto_endpoint())
+def cli_options(bucket: S3Bucket) -> list[str]:
+    """``-o`` options of the command line for the bucket's server (its endpoint and keys)."""
+    o = bucket.storage_options
+    return [arg for k in ("endpoint_url", "key", "secret") for arg in ("-o", f"{k}={o[k]}")]
+
+
+def fresh(objects: Archived) -> S3Bucket:
+    bucket = new_bucket(objects.server)
     client = bucket.server.client()
     for name, data in objects.items():
         client.put_object(Bucket=bucket.bucket, Key=bucket.key(name), Body=data)
@@ -144,9 +160,7 @@ def check_refused(error: BaseException, expected: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_restore_refuses_a_hostile_bucket(
-    archived: dict[str, bytes], tmp_path: Path, case: str
-) -> None:
+def test_restore_refuses_a_hostile_bucket(archived: Archived, tmp_path: Path, case: str) -> None:
     action, expected = CASES[case]
     bucket = fresh(archived)
     action(bucket)
@@ -163,7 +177,7 @@ def test_restore_refuses_a_hostile_bucket(
     # the command line: one line, exit 1 or 2, nothing written
     result = CliRunner().invoke(
         build_cli(),
-        ["restore", bucket.url, str(target), "-o", f"endpoint_url={bucket.server.endpoint}"],
+        ["restore", bucket.url, str(target), *cli_options(bucket)],
         prog_name="walship",
     )
     assert result.exit_code in (1, 2) and result.stdout == "", result.output
@@ -176,7 +190,7 @@ def test_restore_refuses_a_hostile_bucket(
 
 @pytest.mark.parametrize("case", ["manifest_commit_range", "manifest_frame_count"])
 def test_point_in_time_restore_refuses_a_lying_manifest(
-    archived: dict[str, bytes], tmp_path: Path, case: str
+    archived: Archived, tmp_path: Path, case: str
 ) -> None:
     """A manifest that lies about segment 2's range could make a point-in-time restore leave
     frames out silently (the plan skips a segment on its manifest's word): every manifest the
@@ -203,7 +217,7 @@ def test_point_in_time_restore_refuses_a_lying_manifest(
 
 
 def test_an_object_listed_beyond_the_size_limit_is_refused(
-    archived: dict[str, bytes], tmp_path: Path
+    archived: Archived, tmp_path: Path
 ) -> None:
     """The listing says an object is 5 GiB (a proxy rewrites the server's answer): refused
     before anything is downloaded."""
@@ -213,17 +227,20 @@ def test_an_object_listed_beyond_the_size_limit_is_refused(
 
     def rewrite(method: str, path: str, body: bytes) -> bytes:
         if method == "GET" and b"<ListBucketResult" in body:
-            at = body.index(b"<Key>" + name + b"</Key>")
+            quoted = name.replace(b"/", b"%2F")  # radosgw answers encoding-type=url
+            at = body.find(b"<Key>" + name + b"</Key>")
+            at = at if at >= 0 else body.index(b"<Key>" + quoted + b"</Key>")
             start = body.index(b"<Size>", at)
             end = body.index(b"</Size>", start)
             return body[: start + 6] + str(5 * 1024**3).encode() + body[end:]
         return body
 
-    proxy = FaultProxy(bucket.server.port, rewrite=rewrite).start()
+    proxy = FaultProxy(int(bucket.server.endpoint.rsplit(":", 1)[1]), rewrite=rewrite).start()
     try:
         before = tree(tmp_path)
         with pytest.raises(ArchiveError) as e:
-            restore(bucket.url, tmp_path / "target", storage_options=proxy.storage_options())
+            options = proxy.storage_options(credentials=bucket.storage_options)
+            restore(bucket.url, tmp_path / "target", storage_options=options)
         check_refused(e.value, "more than the")
         assert segment_name(9) in str(e.value)
         assert tree(tmp_path) == before
@@ -234,7 +251,7 @@ def test_an_object_listed_beyond_the_size_limit_is_refused(
 
 
 def test_a_bucket_with_only_leftover_temporary_objects_besides_restores(
-    archived: dict[str, bytes], tmp_path: Path
+    archived: Archived, tmp_path: Path
 ) -> None:
     """Temporary objects (an upload that died) are skipped, not refused: the restore works."""
     bucket = fresh(archived)
@@ -243,9 +260,7 @@ def test_a_bucket_with_only_leftover_temporary_objects_besides_restores(
     assert result.segments == SEGMENTS and result.frames == SEGMENTS * FRAMES
 
 
-def test_the_installed_script_refuses_a_hostile_bucket(
-    archived: dict[str, bytes], tmp_path: Path
-) -> None:
+def test_the_installed_script_refuses_a_hostile_bucket(archived: Archived, tmp_path: Path) -> None:
     bucket = fresh(archived)
     CASES["parent"][0](bucket)
     CASES["manifest_blake3"][0](bucket)
@@ -256,8 +271,7 @@ def test_the_installed_script_refuses_a_hostile_bucket(
             "restore",
             bucket.url,
             str(tmp_path / "target"),
-            "-o",
-            f"endpoint_url={bucket.server.endpoint}",
+            *cli_options(bucket),
         ],
         capture_output=True,
         text=True,

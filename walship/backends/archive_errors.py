@@ -7,6 +7,9 @@ the object, segment or key that was wrong.
 
 from __future__ import annotations
 
+import errno
+from typing import Any
+
 from walship.errors import SegmentReadError, WalshipError
 
 
@@ -38,6 +41,38 @@ class ArchiveMissingError(ArchiveIntegrityError):
     """A segment the archive should hold is not there (``segment`` names it)."""
 
     missing = True
+
+
+class ArchiveStorageError(ArchiveError, OSError):
+    """The object store refused or failed a request: an ``OSError`` (the archiver retries it;
+    nothing is lost), whose message names the archive URL, the operation, the HTTP status and
+    the server's error code (``SignatureDoesNotMatch``, ``AccessDenied``, ``QuotaExceeded``...),
+    never a credential. ``status``, ``code`` and ``operation`` hold them (``None``/``""`` when
+    the request never got an answer: no credentials, the endpoint unreachable)."""
+
+    def __init__(
+        self, message: str, status: int | None = None, code: str = "", operation: str = ""
+    ) -> None:
+        OSError.__init__(self, errno.EIO, message)
+        self.status = status
+        self.code = code
+        self.operation = operation
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.strerror, self.status, self.code, self.operation))
+
+
+class ArchiveBucketMissingError(ArchiveStorageError):
+    """The archive URL's bucket does not exist (``NoSuchBucket``): never read as an empty
+    archive."""
+
+
+class ArchiveUnsupportedError(ArchiveError):
+    """The object store cannot keep a promise walship relies on (a conditional create that is
+    honoured, an object size a single request can take): refused rather than weakened."""
 
 
 class ArchiveReadOnlyError(ArchiveError):

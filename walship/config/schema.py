@@ -77,6 +77,12 @@ class RetriesConfig(_Section):
         return self
 
 
+def _conditional_create(value: object) -> str:
+    if value not in limits.CONDITIONAL_CREATE:
+        raise _expected(f"one of {', '.join(limits.CONDITIONAL_CREATE)}")
+    return str(value)
+
+
 class ArchiveConfig(_Section):
     """``archive:``: where closed segments are shipped."""
 
@@ -89,6 +95,7 @@ class ArchiveConfig(_Section):
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
     lag_warning: Annotated[int, _integer(1, limits.MAX_LAG_WARNING)] = 64
     upload_process: Bool = True
+    conditional_create: Annotated[str, BeforeValidator(_conditional_create)] = "required"
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -174,7 +181,7 @@ class WalshipConfig(_Section):
 
         {"url": str, "storage_options": dict, "workers": int, "compression": "none"|"zstd",
          "retries": {"attempts": int, "backoff": float, "max_backoff": float},
-         "lag_warning": int, "upload_process": bool}
+         "lag_warning": int, "upload_process": bool, "conditional_create": str}
         """
         if self.archive is None:
             return None
@@ -191,6 +198,7 @@ class WalshipConfig(_Section):
             },
             "lag_warning": a.lag_warning,
             "upload_process": a.upload_process,
+            "conditional_create": a.conditional_create,
         }
 
     def retention_options(self) -> dict[str, Any] | None:

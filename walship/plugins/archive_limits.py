@@ -7,5 +7,8 @@ MAX_BACKOFF = 3600.0
 """The longest first backoff, seconds."""
 MAX_BACKOFF_CAP = 86400.0
 """The longest backoff cap, seconds."""
+CONDITIONAL_CREATE = ("required", "checked")
+"""``archive.conditional_create``: ``required`` archives only to a server that honours
+``If-None-Match: *`` on PUT; ``checked`` falls back to a check before and after each create."""
 MAX_WORKERS = 256
 MAX_LAG_WARNING = 1_000_000_000

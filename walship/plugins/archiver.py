@@ -28,7 +28,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from walship.backends.archive import ArchiveStore, PutResult, redact_url
 from walship.backends.archive_errors import ArchiveError
@@ -72,6 +79,17 @@ class ArchiveSettings(BaseModel):
     upload_process: bool = True
     """Upload from the shared child process (:mod:`walship.plugins.upload_process`); a
     ``memory://`` archive, which lives in this process, always uploads from threads here."""
+    conditional_create: str = "required"
+    """``required``: archive to S3 only where the server honours ``If-None-Match: *`` on PUT
+    (probed at first use); ``checked``: elsewhere, check before and read back after each
+    create (weaker: two writers racing can still overwrite each other)."""
+
+    @field_validator("conditional_create")
+    @classmethod
+    def _conditional_create(cls, value: str) -> str:
+        if value not in limits.CONDITIONAL_CREATE:
+            raise ValueError(f"must be one of {', '.join(limits.CONDITIONAL_CREATE)}")
+        return value
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -145,7 +163,10 @@ class Archiver:
         self.store = store
         self.record = record
         self.archive = archive or ArchiveStore(
-            settings.url, settings.storage_options, compression=settings.compression
+            settings.url,
+            settings.storage_options,
+            compression=settings.compression,
+            conditional_create=settings.conditional_create,
         )
         self.url = self.archive.url
         # the child cannot reach a memory:// archive (it lives in this process), nor an
@@ -362,7 +383,7 @@ class Archiver:
         from walship.plugins.upload_process import UploadProcess
 
         s = self.settings
-        key = (s.url, s.storage_options, s.compression)
+        key = (s.url, s.storage_options, s.compression, s.conditional_create)
         raw = self.store.local_path(name) or self.store.read(name)
         return UploadProcess.shared().put(key, name, raw, blake3)
 

@@ -13,6 +13,11 @@ socket pair. It runs :meth:`ArchiveStore.put` on a thread pool, one
 :class:`~walship.backends.archive.ArchiveStore` per (URL, options, compression). When the child
 dies, every put in flight fails with an ``OSError`` (the archiver retries it) and the next put
 starts a new child.
+
+The child never prints a traceback (it shares the parent's stderr): every log record, uncaught
+exception (thread or main), unraisable exception and asyncio loop error (aiohttp's "Unclosed
+client session", an exception never retrieved) is one line, ``walship upload process: ...``;
+it ends with ``os._exit`` once its puts are done, so no finalizer speaks at interpreter exit.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import logging
 import os
 import socket
 import subprocess
@@ -80,13 +86,14 @@ class UploadProcess:
 
     def put(
         self,
-        key: tuple[str, Mapping[str, Any], str],
+        key: tuple[str, Mapping[str, Any], str, str],
         name: str,
         raw: bytes | str,
         expected_blake3: bytes | None,
     ) -> PutResult:
-        """``ArchiveStore(url, options, compression=...).put(name, raw, expected_blake3=...)``
-        in the child, for ``key = (url, options, compression)``; ``raw`` is the segment's bytes
+        """``ArchiveStore(url, options, compression=..., conditional_create=...).put(name, raw,
+        expected_blake3=...)`` in the child, for ``key = (url, options, compression,
+        conditional_create)``; ``raw`` is the segment's bytes
         or the path of its file (the child reads it: the bytes never pass through this
         process). Raises what that put raises, and ``OSError`` when the child dies
         meanwhile."""
@@ -99,7 +106,7 @@ class UploadProcess:
         try:
             path = raw if isinstance(raw, str) else None
             with self._send_lock:  # the segment's bytes unpickled: no copy under the lock
-                self._conn.send((n, (key[0], dict(key[1]), key[2]), name, expected_blake3, path))
+                self._conn.send((n, (key[0], dict(key[1]), *key[2:]), name, expected_blake3, path))
                 if not isinstance(raw, str):
                     self._conn.send_bytes(raw)
         except (OSError, ValueError) as e:
@@ -156,7 +163,60 @@ def _rebuild(kind: str, message: str, segment: str, code: int | None) -> BaseExc
     return ArchiveError(f"{kind}: {message}")
 
 
+class _OneLine(logging.Formatter):
+    """A record as one line: its message and, instead of a traceback, the exception's type and
+    text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text = f"{text}: {type(exc).__name__}: {exc}"
+        return " ".join(f"walship upload process: {record.name}: {text}".split())
+
+
+def _quiet() -> None:
+    """Make everything the child could print one line without a traceback (see the module
+    docstring). Called once, first thing in the child."""
+    import asyncio
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    say = logging.getLogger("walship.upload_process")
+
+    def uncaught(kind: type[BaseException], e: BaseException, _tb: Any) -> None:
+        say.error("uncaught %s: %s", kind.__name__, e)
+
+    def in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not SystemExit:
+            say.error("uncaught %s in a thread: %s", args.exc_type.__name__, args.exc_value)
+
+    def unraisable(u: Any) -> None:
+        say.warning("ignored %s: %s", type(u.exc_value).__name__, u.exc_value)
+
+    def loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if message.startswith("Unclosed"):
+            return  # aiohttp's sessions and connectors at exit: nothing to act on
+        e = context.get("exception")
+        say.warning("%s%s", message, f": {type(e).__name__}: {e}" if e is not None else "")
+
+    sys.excepthook = uncaught
+    threading.excepthook = in_thread
+    sys.unraisablehook = unraisable
+    try:
+        from fsspec.asyn import get_loop
+
+        get_loop().set_exception_handler(loop_error)
+    except Exception as e:  # fsspec without its loop: nothing asynchronous to quiet
+        say.warning("cannot quiet the fsspec loop: %s", e)
+
+
 def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the child
+    _quiet()
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     stores: dict[str, ArchiveStore] = {}
@@ -164,7 +224,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     send_lock = threading.Lock()
 
     def run(
-        n: int, key: tuple[str, dict[str, Any], str], name: str, raw: bytes | str, b3: Any
+        n: int, key: tuple[str, dict[str, Any], str, str], name: str, raw: bytes | str, b3: Any
     ) -> None:
         try:
             if isinstance(raw, str):
@@ -174,7 +234,9 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
             with stores_lock:
                 store = stores.get(ident)
                 if store is None:
-                    store = stores[ident] = ArchiveStore(key[0], key[1], compression=key[2])
+                    store = stores[ident] = ArchiveStore(
+                        key[0], key[1], compression=key[2], conditional_create=key[3]
+                    )
             reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
         except BaseException as e:
             reply = (n, False, _flatten(e))
@@ -193,3 +255,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
 
 if __name__ == "__main__":  # pragma: no cover - the child
     _child_main(Connection(int(sys.argv[1])))
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)  # no finalizer (aiohttp's, s3fs's) speaks at interpreter exit

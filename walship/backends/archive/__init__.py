@@ -19,16 +19,26 @@ Promises of :meth:`ArchiveStore.put`:
   temporary file, fsyncs it and hard-links it into place; ``memory://`` assigns the whole value;
   other stores upload a temporary object and move it into place.
 * An existing object is never overwritten with different content: S3 uses a conditional create
-  (``If-None-Match: *``), ``file://`` a link that fails if the name exists; other stores check
-  first (a race between two writers of the same segment remains possible there).
+  (``If-None-Match: *``) on a single PUT, never a multipart upload (whose completion some
+  servers create unconditionally; an object of 5 GiB or more is refused), and only once a probe
+  showed that the server honours it (else :class:`ArchiveUnsupportedError`, or, with
+  ``conditional_create="checked"``, a look before and a read-back after each create);
+  ``file://`` a link that fails if the name exists; other stores check first (a race between
+  two writers of the same segment remains possible there). A refused create is recognised by
+  its HTTP status and error code (:mod:`.failures`), never by its message.
 * Uploading the same segment twice is harmless: the second put verifies what is there and
   succeeds without writing.
 * Every upload is verified against the local bytes: a 0-byte or partial object never counts. On
   S3 the PUT carries the local MD5 (``Content-MD5``, so S3 refuses a body damaged in transit) and
   the ETag answered, the MD5 the server computed of what it stored, must equal it; elsewhere,
-  or when the ETag is not an MD5 (SSE-KMS, a multipart upload), the object is read back and its
+  or when the ETag is not an MD5 (SSE-KMS), the object is read back and its
   size and BLAKE3 checked. An upload of this put's own that does not verify is removed again, so
   that the retry can upload it whole.
+
+Every storage failure is an
+:class:`~walship.backends.archive_errors.ArchiveStorageError` (an ``OSError``) naming the URL,
+the operation, the HTTP status and the error code; a missing bucket is an
+:class:`~walship.backends.archive_errors.ArchiveBucketMissingError`, never an empty archive.
 
 Object names from a listing are trusted only in their exact forms above: anything else (``../x``,
 absolute paths, directories, other suffixes, objects larger than the limit) is refused with an

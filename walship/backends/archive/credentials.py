@@ -1,5 +1,7 @@
 """Keeping credentials out of what the archive says: URL passwords and secret storage options
-are redacted from messages, and storage-library errors become one redacted ``OSError``."""
+are redacted from messages, and storage-library errors become one redacted
+:class:`~walship.backends.archive_errors.ArchiveStorageError` (an ``OSError``) that names the
+URL, the operation, the HTTP status and the error code (:mod:`.failures` reads them)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
+from walship.backends.archive.failures import describe_failure, is_missing_bucket, server_answer
 from walship.backends.archive_errors import ArchiveError
 
 # --- credentials ----------------------------------------------------------------------------
@@ -67,20 +70,35 @@ def _from_storage_library(e: BaseException) -> bool:
 
 
 def _storage_errors(method: _F) -> _F:
-    """Errors of the libraries under fsspec that are not ``OSError`` (botocore's
-    ``EndpointConnectionError``, aiohttp's connection errors, ...) become ``OSError(EIO)``,
-    credentials redacted: every caller of the archive handles ``OSError`` as "the store
-    failed", and nothing else from below leaks out as a traceback."""
+    """Errors of the storage libraries under fsspec (a server's error answer, botocore's
+    ``NoCredentialsError`` or ``EndpointConnectionError``, ...) become one
+    :class:`ArchiveStorageError` naming the archive URL, the operation, the HTTP status and the
+    error code, credentials redacted (a missing bucket: :class:`ArchiveBucketMissingError`).
+    Every caller handles ``OSError`` as "the store failed", and nothing from below leaks out
+    as a traceback. Passed through as they are: walship's own errors, ``FileExistsError`` (a
+    refused create) and ``FileNotFoundError`` of a missing object. The decorated method is
+    called on an object with ``url``, ``redact`` and, optionally, ``anon``."""
+    operation = method.__name__.strip("_")
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except (OSError, ArchiveError):
+        except (ArchiveError, FileExistsError):
             raise
         except Exception as e:
-            if not _from_storage_library(e):
+            if isinstance(e, FileNotFoundError) and not is_missing_bucket(e):
+                if e.strerror or server_answer(e) is None:
+                    raise
+                # s3fs's FileNotFoundError(None) of a 404 with an empty message: name it
+                failure = describe_failure(e, self.url, operation)
+                raise FileNotFoundError(errno.ENOENT, str(failure), e.filename) from e
+            answered = server_answer(e) is not None
+            if not answered and (isinstance(e, OSError) or not _from_storage_library(e)):
                 raise
-            raise OSError(errno.EIO, self.redact(f"{type(e).__name__}: {e}")) from e
+            failure = describe_failure(e, self.url, operation, bool(getattr(self, "anon", False)))
+            raise type(failure)(
+                self.redact(str(failure)), failure.status, failure.code, failure.operation
+            ) from e
 
     return cast(_F, wrapper)

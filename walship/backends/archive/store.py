@@ -20,6 +20,7 @@ from blake3 import blake3 as Blake3
 from fsspec.registry import known_implementations
 
 from walship.backends.archive.credentials import _secret_values, _storage_errors, redact_url
+from walship.backends.archive.failures import is_missing_bucket, is_refused_create
 from walship.backends.archive.manifest import SegmentManifest, describe_segment
 from walship.backends.archive.names import (
     COMPRESSIONS,
@@ -36,14 +37,24 @@ from walship.backends.archive_errors import (
     ArchiveIntegrityError,
     ArchiveMissingError,
     ArchiveNameError,
+    ArchiveUnsupportedError,
 )
 from walship.backends.posix import fsync_dir, write_all
 from walship.core.header import parse_segment_name, segment_name
 
 _MEMORY_LOCK = threading.Lock()  # fsspec's memory store is one global dict
 _CHUNK = 1024 * 1024
-_PART_BYTES = 50 * 1024 * 1024
-"""s3fs uploads less than twice this in one PUT, more as a multipart upload."""
+MAX_PUT_BYTES = 5 * 1024**3
+"""S3's limit of one PUT. An object is always created by one PUT (the conditional create is
+not honoured on CompleteMultipartUpload by every server: radosgw ignores it there), so a larger
+one is refused. s3fs sends less than ``min(5 GiB, 2 * chunksize)`` as one PUT."""
+CONDITIONAL_CREATE_MODES = ("required", "checked")
+"""``required``: archive only where the server honours ``If-None-Match: *`` on PUT (probed);
+``checked``: where it does not, check before and read back after each create (weaker)."""
+_PROBE_BODY = b"walship: does this server honour If-None-Match: * on PUT?\n"
+_probed: dict[tuple[str, str], bool] = {}
+_probe_locks: dict[tuple[str, str], threading.Lock] = {}
+_probe_locks_lock = threading.Lock()
 
 
 # --- listing --------------------------------------------------------------------------------
@@ -150,11 +161,6 @@ def _local_create(path: str, data: bytes) -> None:
     fsync_dir(directory)
 
 
-def _is_precondition_failure(e: BaseException) -> bool:
-    text = str(e)
-    return "PreconditionFailed" in text or "pre-conditions you specified" in text
-
-
 class ArchiveStore:
     """Closed segments in object storage at ``url`` (any fsspec URL). Thread-safe.
 
@@ -163,9 +169,16 @@ class ArchiveStore:
         storage_options: handed to fsspec as they are (endpoint, credentials, ...).
         compression: ``none`` or ``zstd`` for new uploads (reading handles both).
         max_object_bytes: listed objects larger than this are refused.
+        conditional_create: ``required`` (default): on S3, write only where the server is
+            known (probed once per endpoint and bucket in this process) to honour
+            ``If-None-Match: *`` on PUT, else every create raises
+            :class:`ArchiveUnsupportedError`; ``checked``: where it is not honoured, look
+            before and read back after each create (two writers racing can still overwrite
+            each other there).
     Raises:
-        ArchiveError: the URL cannot be opened (unknown protocol, s3fs not installed, ...) or
-            ``zstd`` was asked for without the zstandard package.
+        ArchiveError: the URL cannot be opened (unknown protocol, s3fs not installed, ...),
+            ``zstd`` was asked for without the zstandard package, or an unknown
+            ``conditional_create``.
     """
 
     def __init__(
@@ -175,7 +188,16 @@ class ArchiveStore:
         *,
         compression: str = "none",
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+        conditional_create: str = "required",
     ) -> None:
+        if conditional_create not in CONDITIONAL_CREATE_MODES:
+            raise ArchiveError(
+                f"conditional_create {conditional_create!r} is not one of "
+                f"{CONDITIONAL_CREATE_MODES}"
+            )
+        self.conditional_create = conditional_create
+        anon = (storage_options or {}).get("anon", False)  # "true" from ``-o anon=true``
+        self.anon = anon.lower() in ("1", "true", "yes") if isinstance(anon, str) else bool(anon)
         if compression not in COMPRESSIONS:
             raise ArchiveError(f"compression {compression!r} is not one of {COMPRESSIONS}")
         if compression == "zstd":
@@ -248,17 +270,24 @@ class ArchiveStore:
         """
         path = self.path(name)
         if self._kind == "s3":
-            extra: dict[str, Any] = {}
-            if md5 is not None and len(data) < 2 * _PART_BYTES:  # one PUT, not a multipart
-                extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
-            try:
-                out = self.fs.pipe_file(path, data, mode="create", chunksize=_PART_BYTES, **extra)
-            except FileExistsError:
-                raise
-            except OSError as e:
-                if _is_precondition_failure(e):
-                    raise FileExistsError(errno.EEXIST, "object exists", path) from e
-                raise
+            if len(data) >= MAX_PUT_BYTES:
+                raise ArchiveUnsupportedError(
+                    f"{self.object_url(name)}: {len(data)} bytes, more than one PUT may carry "
+                    f"({MAX_PUT_BYTES} bytes); walship never creates an object by a multipart "
+                    "upload (its conditional create is not honoured everywhere): use smaller "
+                    "segments (rotation.max_segment_bytes)"
+                )
+            checked = not self._conditional_create_holds()
+            if checked and self._read_small(name, 0) is not None:
+                raise FileExistsError(errno.EEXIST, "object exists", path)
+            out = self._s3_create(path, data, md5)
+            if checked:
+                back = self._read_small(name, len(data))
+                if back != data:
+                    raise ArchiveConflictError(
+                        f"{self.object_url(name)} does not read back as written (another writer "
+                        "may have created it at the same time); refusing to count it"
+                    )
             etag = out.get("ETag") if isinstance(out, Mapping) else None
             return str(etag).strip('"').lower() if etag else None
         if self._kind == "local":
@@ -283,6 +312,65 @@ class ArchiveStore:
                         self.fs.rm_file(tmp)
         return None
 
+    def _s3_create(self, path: str, data: bytes, md5: str | None = None) -> Any:
+        """One conditional PUT (``If-None-Match: *``, and ``Content-MD5`` with ``md5``), never a
+        multipart upload; the server's answer. Raises ``FileExistsError`` when the server
+        refuses the create (by status and error code)."""
+        extra: dict[str, Any] = {}
+        if md5 is not None:
+            extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
+        try:
+            return self.fs.pipe_file(path, data, mode="create", chunksize=MAX_PUT_BYTES, **extra)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            if is_refused_create(e):
+                raise FileExistsError(errno.EEXIST, "object exists", path) from e
+            raise
+
+    def _conditional_create_holds(self) -> bool:
+        """Whether the S3 server honours ``If-None-Match: *`` on PUT: probed once per endpoint
+        and bucket in this process (the answer is kept; a failed probe is not). Where it does
+        not: ``False`` in ``checked`` mode, else :class:`ArchiveUnsupportedError`."""
+        endpoint = getattr(self.fs, "endpoint_url", None) or self.fs.client_kwargs.get(
+            "endpoint_url", "aws"
+        )
+        key = (str(endpoint), self.root.partition("/")[0])
+        with _probe_locks_lock:
+            lock = _probe_locks.setdefault(key, threading.Lock())
+        with lock:
+            holds = _probed.get(key)
+            if holds is None:
+                holds = _probed[key] = self._probe()
+        if holds or self.conditional_create == "checked":
+            return holds
+        raise ArchiveUnsupportedError(
+            f"{self.url}: the server at {endpoint} does not honour If-None-Match: * on PUT (a "
+            "second create of a probe object was not refused), so an archived segment could be "
+            "overwritten; not archiving. Set archive.conditional_create: checked to archive "
+            "with a check before and after each upload (weaker: two writers racing can still "
+            "overwrite each other)"
+        )
+
+    def _probe(self) -> bool:
+        """Create a probe object twice with ``If-None-Match: *``: True when the second create
+        is refused. The probe is removed again (a leftover is a temporary object, which every
+        listing skips)."""
+        path = f"{self.root}/{TEMP_PREFIX}probe-{secrets.token_hex(8)}"
+        try:
+            try:
+                self._s3_create(path, _PROBE_BODY)
+            except FileExistsError:
+                return True  # a retry below us met our own first create: the name is fresh
+            try:
+                self._s3_create(path, _PROBE_BODY)
+            except FileExistsError:
+                return True
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(path)
+
     def _remove_own(self, name: str) -> None:
         """Best effort: remove object ``name``, which this put created and which did not verify,
         so that a retry can upload it again (left in place, it would block every retry)."""
@@ -295,7 +383,9 @@ class ArchiveStore:
         # a ranged GET: one request, no HEAD and no LIST (which open() would add on S3)
         try:
             return bytes(self.fs.cat_file(self.path(name), start=0, end=limit + 1))
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            if is_missing_bucket(e):
+                raise
             return None
         except OSError as e:
             if "range is not satisfiable" in str(e) or "InvalidRange" in str(e):
@@ -327,7 +417,9 @@ class ArchiveStore:
             return _Digest(len(data), len(data), Blake3(data).digest(), data, False)
         try:
             f = self.fs.open(self.path(name), "rb")
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            if is_missing_bucket(e):
+                raise
             raise missing from None
         h = Blake3()
         out = bytearray() if keep else None
@@ -488,7 +580,7 @@ class ArchiveStore:
         etag = self._create(manifest.object, stored, md5)
         if md5 is not None and etag == md5:
             return
-        # elsewhere, or an ETag that is no MD5 (SSE-KMS, multipart): read it back
+        # elsewhere, or an ETag that is no MD5 (SSE-KMS): read it back
         try:
             self._check(manifest, keep=False)
         except ArchiveIntegrityError as e:
@@ -561,7 +653,9 @@ class ArchiveStore:
             self.fs.invalidate_cache(self.root)
         try:
             entries = self.fs.ls(self.root, detail=True)
-        except FileNotFoundError:
+        except FileNotFoundError as missing:
+            if is_missing_bucket(missing):
+                raise
             entries = []
         with contextlib.suppress(Exception):
             self.fs.invalidate_cache(self.root)  # never answer a later lookup from this LIST
