@@ -520,10 +520,11 @@ def restore(
 class ArchiveReader:
     """Frames straight from an archive, without a local restore. Lists the archive once.
 
-    Every segment read is checked as a restore checks it (:mod:`walship.archive_plan`, :mod:`walship.archive_check`): against
-    its manifest (size, BLAKE3, claims), chained to the one before it, its numbering rising; a
-    missing or altered segment raises, naming it, and so does a read from the log's start of
-    an archive that does not start at the log's first segment.
+    Every segment read is checked as a restore checks it (:mod:`walship.archive_plan`,
+    :mod:`walship.archive_check`): against its manifest (size, BLAKE3, claims), chained to the
+    one before it, its numbering rising; a missing or altered segment raises, naming it, and so
+    does a read from the log's start of an archive that does not start at the log's first
+    segment.
     """
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
