@@ -427,3 +427,40 @@ def test_a_day_is_a_time_too() -> None:
     from walship.restore import parse_time
 
     assert parse_time("2023-11-14") == 1_699_920_000_000_000  # midnight UTC
+
+
+def test_whatever_a_log_that_lost_its_record_uploaded_restore_never_writes_a_broken_log(
+    tmp_path: Path,
+) -> None:
+    """Issue 10, item 6, end to end: a log archived with retention, its archive record moved
+    aside (as an old error message advised), reopened and written again. Whether the log
+    restarts its numbering (a poisoned archive) or goes on from the archive, the restore
+    either refuses, naming the segment, with verify reporting it too, or writes a directory
+    that opens with every frame in order."""
+    archive = make_archive("file", tmp_path)
+    wal = tmp_path / "wal"
+    settings = {"url": archive.url, "workers": 2, "upload_process": False}
+    with walship.open(wal, archive=settings, retention={"keep_local": "until_archived"}) as log:
+        for s in range(3):
+            log.append_batch([b"first life %d/%d" % (s, i) for i in range(5)])
+            log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=30)
+    (wal / "walship.archive.json").rename(tmp_path / "record.aside")
+    try:
+        with walship.open(wal, archive=settings) as log:
+            log.append_batch([b"second life %d" % i for i in range(5)])
+            log.rotate()
+            assert log.archiver is not None
+            log.archiver.flush(timeout=30)
+    except walship.WalshipError:
+        pass  # a log that refuses to go on without its record poisons nothing
+    code, doc = verify(archive)
+    try:
+        result = restore(archive.url, tmp_path / "r")
+    except ArchivePlanError as e:
+        assert code == 1 and e.segment in {p["file"] for p in doc["problems"]}
+        assert not (tmp_path / "r").exists()
+        return
+    assert code == 0, doc
+    seqs = [f.commit_seq for f in frames_in(tmp_path / "r")]
+    assert seqs == sorted(set(seqs)) and len(seqs) == result.frames >= 15
