@@ -123,3 +123,28 @@ def test_restore_names_every_missing_piece_or_restores_a_partial_log_on_purpose(
         (segment_name(1), "missing_segment"),
         (segment_name(5), "missing_manifest"),
     ]
+
+
+def test_a_restore_killed_at_any_moment_leaves_a_whole_log_or_nothing(tmp_path: Path) -> None:
+    """SIGKILL of ``walship restore`` (a real process) at moments spread over its run: the
+    target is then absent or a complete restore that opens with every frame; a new restore
+    into it succeeds."""
+    import signal
+    import time
+
+    archive = make_archive("file", tmp_path)
+    written = archived_log(archive, segments=40, frames=50)
+    started = time.monotonic()
+    assert run("restore", archive.url, tmp_path / "timed").returncode == 0
+    took = time.monotonic() - started
+    for i in range(6):
+        target = tmp_path / f"r{i}"
+        proc = subprocess.Popen([WALSHIP, "restore", archive.url, str(target)], env=os.environ)
+        time.sleep(took * (i + 1) / 7)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if target.exists():
+            assert frames_in(target) == written
+        out = run("restore", archive.url, target) if not target.exists() else None
+        assert out is None or out.returncode == 0, out.stderr
+        assert frames_in(target) == written
