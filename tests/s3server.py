@@ -292,7 +292,7 @@ def radosgw_server() -> RadosGW:
             if not server.answers() and START_SCRIPT.exists() and os.geteuid() == 0:
                 import subprocess
 
-                subprocess.run(["sh", str(START_SCRIPT)], check=False, timeout=300)
+                subprocess.run(["bash", str(START_SCRIPT)], check=False, timeout=300)
             if server.answers() or wait_until(server.answers, timeout=10, interval=0.5):
                 _radosgw = server
             else:

@@ -323,3 +323,14 @@ def test_refused_creates_are_known_by_status_and_code_never_by_text() -> None:
     )
     e = describe_failure(client_error(400, "Odd", "odd thing"), "s3://b/wal", "put")
     assert str(e) == "s3://b/wal: PutObject refused: HTTP 400 Odd; the server says: odd thing"
+
+
+def test_an_empty_manifest_is_an_invalid_manifest_not_a_storage_error(s3_target: S3Bucket) -> None:
+    """A ranged GET of an empty object is 416 InvalidRange (radosgw: no message): read as
+    empty, by its code."""
+    from walship.backends.archive_errors import ArchiveIntegrityError
+
+    s3_target.put(manifest_name(1), b"")
+    with pytest.raises(ArchiveIntegrityError) as e:
+        ArchiveStore(s3_target.url, s3_target.storage_options).stat(NAMES[0])
+    assert manifest_name(1) in str(e.value)

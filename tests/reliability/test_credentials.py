@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3server import S3Bucket, free_port, moto_endpoint, new_bucket
+from s3server import S3Bucket, free_port, moto_endpoint, new_bucket, radosgw_server
 
 import walship
 from walship.config import load_config, validate_config
@@ -155,6 +155,32 @@ def test_storage_options_never_show(
             assert len(errors.errors) == 6 and log.stats()["archive"]["stalled_now"] == 3
         for where, text in said:
             assert_clean(where, text)
+    check_records(records)
+
+
+def test_credentials_a_real_server_refuses_never_show(
+    tmp_path: Path, records: list[logging.LogRecord]
+) -> None:
+    """radosgw checks credentials (moto does not): the refusal names the URL, the status and
+    the code, and still no credential shows anywhere."""
+    bucket = new_bucket(radosgw_server())
+    errors = Errors()
+    log = walship.open(
+        tmp_path / "refused",
+        entry_point_plugins=False,
+        plugins=[errors, MetricsPlugin(), LoggingPlugin(level="DEBUG")],
+        archive={
+            "url": bucket.url,
+            "storage_options": secret_options(bucket.server.endpoint),
+            "retries": {"attempts": 2, "backoff": 0.01},
+        },
+    )
+    said = exercise(log, errors)
+    log.close()
+    assert len(errors.errors) == 6
+    assert all(bucket.url in e and "HTTP 403 InvalidAccessKeyId" in e for e in errors.errors)
+    for where, text in said:
+        assert_clean(where, text)
     check_records(records)
 
 

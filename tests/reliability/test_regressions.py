@@ -596,7 +596,8 @@ def test_an_unreachable_endpoint_is_an_os_error_not_a_traceback(
     )
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     [line] = result.stderr.splitlines()
-    assert line.startswith("walship: error: EndpointConnectionError")
+    assert line.startswith("walship: error: s3://walship-nowhere/wal: list failed: ")
+    assert "EndpointConnectionError" in line
 
 
 def test_a_failed_rotation_never_archives_or_removes_the_last_segment(tmp_path: Path) -> None:

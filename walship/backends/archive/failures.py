@@ -74,6 +74,13 @@ def is_refused_create(e: BaseException) -> bool:
     return answer is not None and (answer.code in REFUSED_CREATE_CODES or answer.status == 412)
 
 
+def is_unsatisfiable_range(e: BaseException) -> bool:
+    """Whether ``e`` is a ranged GET refused because the object is empty (416
+    ``InvalidRange``)."""
+    answer = server_answer(e)
+    return answer is not None and (answer.code == "InvalidRange" or answer.status == 416)
+
+
 def is_missing_bucket(e: BaseException) -> bool:
     """Whether ``e`` says the bucket itself does not exist (not just the object)."""
     if isinstance(e, ArchiveBucketMissingError):

@@ -20,7 +20,11 @@ from blake3 import blake3 as Blake3
 from fsspec.registry import known_implementations
 
 from walship.backends.archive.credentials import _secret_values, _storage_errors, redact_url
-from walship.backends.archive.failures import is_missing_bucket, is_refused_create
+from walship.backends.archive.failures import (
+    is_missing_bucket,
+    is_refused_create,
+    is_unsatisfiable_range,
+)
 from walship.backends.archive.manifest import SegmentManifest, describe_segment
 from walship.backends.archive.names import (
     COMPRESSIONS,
@@ -388,7 +392,7 @@ class ArchiveStore:
                 raise
             return None
         except OSError as e:
-            if "range is not satisfiable" in str(e) or "InvalidRange" in str(e):
+            if is_unsatisfiable_range(e):
                 return b""  # S3 answers a range on an empty object with 416
             raise
 
