@@ -28,6 +28,21 @@ class Archive:
     storage_options: dict[str, Any] = field(default_factory=dict)
     config: Path | None = None
     """A config whose archive: section holds the storage options (for the CLI), if any."""
+    bucket: Any = None
+    """The ``s3server.S3Bucket`` holding it, on an S3 server."""
+
+    def remove(self) -> None:
+        """Remove an S3 archive's bucket with everything in it (a shared server holds at most
+        1000 buckets per user: a test gives back what it made)."""
+        if self.bucket is None:
+            return
+        client = self.bucket.server.client()
+        name = self.bucket.bucket
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=name)
 
     def _store(self) -> ArchiveStore:
         return ArchiveStore(self.url, self.storage_options)
@@ -80,7 +95,7 @@ def bucket_archive(bucket: Any, tmp_path: Path) -> Archive:
             }
         )
     )
-    return Archive(bucket.url, options, config)
+    return Archive(bucket.url, options, config, bucket)
 
 
 def _s3(kind: str, tmp_path: Path) -> Archive:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ SEGMENTS = 50
 @pytest.fixture(scope="module", params=S3_KINDS)
 def archived(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
+) -> Iterator[dict[str, Any]]:
     """Write 50+ segments (small size, short age) archived to a fresh bucket on moto and on
-    radosgw; then remove the local directory. Returns the bucket, every frame, and every closed
-    segment's bytes."""
+    radosgw; then remove the local directory. Gives the bucket, every frame, and every closed
+    segment's bytes; removes the bucket afterwards."""
     s3: S3Bucket = new_bucket(s3_server_of(request.param))
     wal = tmp_path_factory.mktemp("e2e") / "wal"
     rng = random.Random(4)
@@ -70,7 +71,8 @@ def archived(
         }
         closed.pop(max(closed))  # the new, empty active segment
     shutil.rmtree(wal)
-    return {"s3": s3, "frames": frames, "segments": closed}
+    yield {"s3": s3, "frames": frames, "segments": closed}
+    Archive(s3.url, bucket=s3).remove()
 
 
 def test_restore_from_s3_gives_back_every_frame_byte_for_byte(
@@ -139,13 +141,16 @@ def copy_of(archived: dict[str, Any], tmp_path: Path) -> Archive:
     return bucket_archive(copy, tmp_path)
 
 
-def test_restore_and_verify_agree_on_s3(archived: dict[str, Any], tmp_path: Path) -> None:
+def test_restore_and_verify_agree_on_s3(
+    archived: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """On both servers: the intact archive verifies and restores; without its first segment,
     with a segment's manifest gone, or a segment gone, restore fails naming each piece, verify
     reports the same, and a partial restore gives the complete run and says what it left out."""
     frames = archived["frames"]
     names = sorted(archived["segments"])
     archive = copy_of(archived, tmp_path)
+    request.addfinalizer(archive.remove)
     code, doc = verify_json(archive)
     assert (code, doc["ok"], doc["frames"]) == (0, True, len(frames))
     s3 = ArchiveStore(archive.url, archive.storage_options)

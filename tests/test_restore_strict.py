@@ -10,7 +10,7 @@ the S3 servers too."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,17 @@ T0 = 1_700_000_000_000_000
 
 
 @pytest.fixture(params=LOCAL_KINDS)
-def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
-    return make_archive(request.param, tmp_path)
+def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
+    made = make_archive(request.param, tmp_path)
+    yield made
+    made.remove()
 
 
 @pytest.fixture(params=ALL_KINDS)
-def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
-    return make_archive(request.param, tmp_path)
+def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
+    made = make_archive(request.param, tmp_path)
+    yield made
+    made.remove()
 
 
 def problem_kinds(doc: dict[str, Any]) -> list[tuple[str, str]]:

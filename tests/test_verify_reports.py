@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(params=SHARED_KINDS)
-def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Archive:
-    return make_archive(request.param, tmp_path)
+def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]:
+    made = make_archive(request.param, tmp_path)
+    yield made
+    made.remove()
 
 
 def make_dir_log(path: Path, segments: int = 3) -> None:
