@@ -143,7 +143,11 @@ def test_restore_names_a_missing_segment_and_exits_1(tmp_path: Path) -> None:
     (tmp_path / "archive" / (segment_name(2) + ".zst")).unlink()
     out = run("restore", url, str(tmp_path / "r"))
     assert out.returncode == 1
-    assert f"{segment_name(2)} is missing from the archive" in out.stderr
+    assert (
+        f"{segment_name(2)} is missing (missing_segment): its manifest is in the archive"
+        in out.stderr
+    )
+    assert "--allow-partial" in out.stderr and out.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
     (tmp_path / "nonempty").mkdir()
     (tmp_path / "nonempty" / "x").write_text("")

@@ -9,7 +9,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import archive_target
 import pytest
+from archive_target import Archive, frames_in
 
 import walship
 from walship.backends.archive import ArchiveStore, manifest_name
@@ -38,23 +40,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def archived_log(url: str, segments: int = 6, frames: int = 10, **archive: Any) -> list[Any]:
-    """Write a log whose every frame has its own timestamp (T0 + commit_seq seconds), archive
-    its closed segments to ``url``, and return every frame written."""
-    clock = ManualClock(micros=T0)
-    with walship.open(store=MemoryStore(), clock=clock, archive={"url": url, **archive}) as log:
-        for _ in range(segments):
-            for _ in range(frames):
-                clock.advance(1)
-                log.append(f"frame at {clock.micros} ".encode() * 2, payload_type=3)
-            log.rotate()
-        assert log.archiver is not None and log.archiver.flush(timeout=30)
-        return list(log.read())
-
-
-def frames_in(directory: Path) -> list[Any]:
-    with walship.open(directory) as log:
-        assert log.recovery.problems == []
-        return list(log.read())
+    """A log archived to ``url`` (see ``archive_target.archived_log``): every frame written."""
+    return archive_target.archived_log(Archive(url), segments, frames, **archive)
 
 
 def store_of(url: str) -> ArchiveStore:
@@ -173,7 +160,10 @@ def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -
     assert e.value.segment == segment_name(3) and "its object" in str(e.value)
     nothing_left(tmp_path)
     replace_object(url, manifest_name(3), None)  # now segment 3 is gone entirely
-    with pytest.raises(ArchiveMissingError, match=f"{segment_name(3)} is missing"):
+    with pytest.raises(
+        ArchiveMissingError,
+        match=f"{segment_name(3)} is missing \\(missing_segment\\): nothing of it",
+    ):
         restore(url, tmp_path / "r")
     # what lies before the gap can still be restored, but not a point inside or after it
     assert restore(url, tmp_path / "r", to_seq=20).last_commit_seq == 20
@@ -186,7 +176,7 @@ def test_a_segment_deleted_from_the_archive_is_named(url: str, tmp_path: Path) -
 def test_an_object_without_manifest_is_named_as_incomplete(url: str, tmp_path: Path) -> None:
     archived_log(url)
     replace_object(url, manifest_name(2), None)
-    with pytest.raises(ArchiveMissingError, match="never finished") as e:
+    with pytest.raises(ArchiveMissingError, match=r"missing_manifest.*never finished") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment == segment_name(2)
     nothing_left(tmp_path)
@@ -214,9 +204,20 @@ def test_a_broken_chain_is_named(url: str, tmp_path: Path) -> None:
     doc = json.loads(read_object(url, manifest_name(5)))
     doc["prev_segment_hash"] = "11" * 32
     replace_object(url, manifest_name(5), json.dumps(doc).encode())
-    with pytest.raises(ArchiveIntegrityError, match="chain broken between") as e:
+    # the manifest breaks the chain; the bytes (its BLAKE3 vouches for them) show it lies
+    with pytest.raises(ArchiveIntegrityError, match=r"bad_manifest.*prev_segment_hash") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment == segment_name(5)
+    nothing_left(tmp_path)
+    # a segment whose own bytes break the chain: named by the chain
+    raw = bytearray(read_object(url, segment_name(3)))
+    raw[40] ^= 1  # inside its header's prev hash, which no CRC covers
+    replace_object(url, segment_name(3), bytes(raw))
+    replace_object(url, manifest_name(3), None)
+    ArchiveStore(url).put(segment_name(3), bytes(raw))
+    with pytest.raises(ArchiveIntegrityError, match=r"chain_mismatch.*is not the BLAKE3 of") as e:
+        restore(url, tmp_path / "r", to_seq=35)
+    assert e.value.segment == segment_name(3)
     nothing_left(tmp_path)
 
 
@@ -237,7 +238,7 @@ def test_a_forged_segment_with_a_matching_manifest_breaks_the_chain(
     replace_object(url, manifest_name(2), None)
     replace_object(url, segment_name(2), None)
     store.put(segment_name(2), mem.read(segment_name(2)))
-    with pytest.raises(ArchiveIntegrityError, match="chain broken") as e:
+    with pytest.raises(ArchiveIntegrityError, match="chain_mismatch") as e:
         restore(url, tmp_path / "r")
     assert e.value.segment in (segment_name(2), segment_name(3))
     nothing_left(tmp_path)

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import walship
+from walship.backends.archive import ArchiveStore
 from walship.cli import build_cli
 
 FIXTURE = Path(__file__).resolve().parent / "seed_fixtures" / "seed_restart_new_segment"
@@ -124,7 +125,7 @@ def test_a_log_walship_continued_after_the_seed_verifies_with_the_flag(seed_log:
 
 def test_inspect_marks_the_restart_with_the_flag(seed_log: Path) -> None:
     plain = run("inspect", seed_log)
-    assert plain.exit_code == 0
+    assert plain.exit_code == 1  # the restart is a chain_mismatch without the flag
     rows = plain.stdout.splitlines()
     assert [r.split()[-1] for r in rows[1:4]] == ["start", "BROKEN", "ok"]
     assert rows[4].endswith("chain BROKEN")
@@ -148,8 +149,14 @@ def test_dump_reads_a_seed_log_without_a_flag(seed_log: Path) -> None:
 
 
 def test_the_flag_on_an_archive_url(tmp_path: Path) -> None:
-    bucket = Path(shutil.copytree(FIXTURE / "segments", tmp_path / "bucket"))
-    assert run("verify", bucket.as_uri()).exit_code == 1
+    bucket = tmp_path / "bucket"
+    archive = ArchiveStore(bucket.as_uri())
+    for seg in sorted((FIXTURE / "segments").iterdir()):
+        archive.put(seg.name, seg.read_bytes())  # with its manifest, as the archiver does
+    result = run("verify", bucket.as_uri())
+    assert result.exit_code == 1
+    assert f"{RESTART}: offset 32: chain_mismatch" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith(f"note: {RESTART} has a zero prev_")
     result = run("verify", bucket.as_uri(), "--seed-restarts", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["chain_restarts"] == [RESTART]

@@ -43,7 +43,12 @@ def test_verify_archive_url_ok_then_altered_then_missing(tmp_path: Path) -> None
     assert code == 1
     problems = doc["problems"]
     assert isinstance(problems, list)
-    assert [(p["file"], p["kind"]) for p in problems] == [(segment_name(2), "chain_mismatch")]
+    # the altered segment itself is named, against its manifest and at the damaged frame
+    assert [(p["file"], p["kind"]) for p in problems] == [
+        (segment_name(2), "altered_segment"),
+        (segment_name(2), "corrupt_frame"),
+    ]
+    assert problems[1]["offset"] == len(data) - 35  # the last frame, whose CRC no longer holds
 
     obj.unlink()  # now gone, while its manifest says it was archived
     code, doc = _verify(url)

@@ -88,6 +88,12 @@ def archive(config: Path, timeout: float | None) -> None:
 @click.option(
     "--jobs", type=click.IntRange(1, 256), default=4, show_default=True, help="Parallel downloads."
 )
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Restore what the archive holds even with pieces missing: from its first segment "
+    "there, up to the first missing one; what is left out is named.",
+)
 @target_options
 def restore(
     url: str,
@@ -95,13 +101,19 @@ def restore(
     to_seq: int | None,
     to_time: str | None,
     jobs: int,
+    allow_partial: bool,
     config: str | None,
     storage_option: tuple[str, ...],
 ) -> None:
     """Restore the log archived at URL into DIRECTORY (new or empty), whole or up to a point.
 
-    Every segment is checked against its manifest (size, BLAKE3) and the chain; a missing or
-    altered segment is named and the restore exits 1 without leaving a directory behind.
+    Every segment is checked against its manifest (size, BLAKE3, header, frames) and the
+    chain, and the commit_seq must rise from segment to segment. The restore is strict: when
+    the archive does not start at the log's first segment, or a segment up to the target is
+    missing (or is there without its manifest), or anything is altered, every such piece is
+    named and the restore exits 1 without leaving a directory behind. --allow-partial restores
+    on purpose what there is (from the archive's first segment there, up to the first missing
+    one), names what it left out and exits 0; damage is refused all the same.
     """
     from tqdm import tqdm
 
@@ -134,6 +146,7 @@ def restore(
             jobs=jobs,
             progress=progress,
             storage_options=storage_options_from(config, storage_option),
+            allow_partial=allow_partial,
         )
     except ArchiveIntegrityError as e:
         click.echo(f"walship: restore failed: {e}", err=True)
@@ -142,6 +155,8 @@ def restore(
         if bar is not None:
             bar.close()
     click.echo(f"restored {result.summary()}")
+    for line in result.left_out:
+        click.echo(f"walship: partial restore (--allow-partial): left out {line}", err=True)
     click.echo(f"from     {result.url}")
     click.echo(f"into     {result.directory} (continues in {result.active_segment})")
     target = to_seq if to_seq is not None else to_time

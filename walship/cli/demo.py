@@ -104,10 +104,11 @@ def _archive_and_restore(
 ) -> bool:
     """Verify the archive, restore the demo log from it into ``restored_dir``, compare every
     frame with the original, and print two lines. True when all of it holds."""
-    from walship.backends.archive import ArchiveReadStore
+    from walship.archive_check import verify_archive
+    from walship.backends.archive import ArchiveStore
     from walship.restore import restore
 
-    archived = scan_store(ArchiveReadStore(archive_url))
+    archived = verify_archive(ArchiveStore(archive_url))  # what `walship verify URL` checks
     click.echo(
         f"archive          {len(archived.segments)} closed segments to {archive_url} "
         f"({'verified: sizes, BLAKE3 and chain' if archived.ok and archived_ok else 'DAMAGED'})"

@@ -7,16 +7,9 @@ import sys
 
 import click
 
-from walship.cli.inspect import total_dict
-from walship.cli.target import (
-    scan_target,
-    seed_restart_hints,
-    seed_restarts_option,
-    target_options,
-)
-
-DAMAGED = 1
-"""Exit status when verify finds damage (2 is for usage and I/O errors)."""
+from walship.cli.inspect import DAMAGED, problem_dicts, scan_for_report, total_dict
+from walship.cli.target import seed_restart_hints, seed_restarts_option, target_options
+from walship.core.recovery import LogScan
 
 
 @click.command("verify")
@@ -39,22 +32,21 @@ def verify_command(
     chain_mismatch, unless --seed-restarts accepts it as a restart of the chain (each such
     segment is named; the segments before a restart are then not chained to it).
 
-    Exit status: 0 when everything is valid; 1 when anything is damaged, each problem listed
-    with its file, offset and kind (truncated_tail, corrupt_frame, bad_header, chain_mismatch,
-    missing_segment); 2 for usage or I/O errors.
+    On an archive URL, verify checks what a restore relies on, with the same plan: the
+    archive must start at the log's first segment (segment 1), hold every segment from there
+    to its last with its manifest (an object without one is an upload that never finished:
+    missing_manifest), each segment's bytes must match its manifest (altered_segment, and the
+    damaged frame's offset), the chain must hold and commit_seq must rise from segment to
+    segment. Whatever verify reports makes a full restore fail, and nothing else does.
+
+    Exit status: 0 when everything is valid; 1 when anything is damaged or missing, each
+    problem listed with its file, offset and kind (truncated_tail, corrupt_frame, bad_header,
+    chain_mismatch, missing_segment; in an archive also missing_manifest, altered_segment,
+    bad_manifest); 2 for usage or I/O errors.
     """
-    scan = scan_target(target, config, storage_option, seed_restarts=seed_restarts)
+    scan = scan_for_report(target, config, storage_option, seed_restarts=seed_restarts)
     total = total_dict(scan)
-    problems = [
-        {
-            "file": p.segment,
-            "offset": p.offset,
-            "kind": p.kind.value,
-            "detail": p.detail,
-            "repairable": p.repairable,
-        }
-        for p in scan.problems
-    ]
+    problems = problem_dicts(scan)
     if as_json:
         doc = {
             "target": target,
@@ -90,12 +82,13 @@ def verify_command(
                 f"DAMAGED: {len(problems)} problem(s) in {total['segments']} segments "
                 f"({total['frames']} valid frames, {span})"
             )
-        for name in seed_restart_hints(scan):
+        hints = seed_restart_hints(scan) if isinstance(scan, LogScan) else scan.zero_hash_breaks
+        for name in hints:
             click.echo(
                 f"note: {name} has a zero prev_segment_hash, as the seed wrote after a restart; "
                 "--seed-restarts accepts it as a restart of the chain"
             )
-        if not scan.anchored:
+        if isinstance(scan, LogScan) and not scan.anchored:
             click.echo(
                 "note: the first segment's predecessor is not here, so its prev_segment_hash "
                 "was not checked"

@@ -14,14 +14,17 @@ from walship.core.header import parse_segment_name, segment_name
 
 
 class ArchiveReadStore(SegmentStore):
-    """A read-only :class:`~walship.backends.base.SegmentStore` over an archive.
+    """A read-only :class:`~walship.backends.base.SegmentStore` over an archive, for reading
+    frames from it in place (``walship dump URL``).
 
-    ``list_names``, ``read`` and ``size`` work (objects are decompressed), so that
-    ``walship.core.recovery.scan_store(ArchiveReadStore(url))`` verifies an archive: headers,
-    frames and the chain through ``scan_store``; each segment's size and BLAKE3 against its
-    manifest through ``read``, which raises :class:`ArchiveIntegrityError` (naming the segment)
-    on a mismatch and :class:`ArchiveMissingError` when a manifest's object is gone. Every
-    mutating method raises :class:`ArchiveReadOnlyError`.
+    ``list_names``, ``read`` and ``size`` work (objects are decompressed): each segment with a
+    manifest is checked against it (size and BLAKE3) by ``read``, which raises
+    :class:`ArchiveIntegrityError` (naming the segment) on a mismatch and
+    :class:`ArchiveMissingError` when a manifest's object is gone; an object without its
+    manifest is served as it is (nothing vouches for it). To *verify* an archive, use
+    :func:`walship.archive_check.verify_archive` (``walship verify URL``): it checks what a
+    restore relies on (the log's start, a missing manifest, numbering across segments) with
+    the restore's own plan. Every mutating method raises :class:`ArchiveReadOnlyError`.
 
     Raises (``list_names``):
         ArchiveNameError: the archive holds an object that is not a segment, manifest or

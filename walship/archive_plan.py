@@ -1,0 +1,435 @@
+"""What an archive holds, planned once from one LIST and its manifests, and checked the same
+way by ``restore``, ``open_archive().read()`` and ``walship verify URL`` (the checks of the bytes
+are in :mod:`walship.archive_check`).
+
+:class:`ArchivePlan` is that plan. :meth:`ArchivePlan.check` lists, for a range of segments,
+every piece that is missing or does not fit (nothing is downloaded):
+
+* ``missing_segment``: nothing of a segment is in the archive (a gap), or its manifest is there
+  and its object is not; and, when the range starts at the archive's first segment, the
+  segments before it if the archive does not start at the log's first segment (see below);
+* ``missing_manifest``: a segment's object is there without its manifest: the upload never
+  finished (the archiver verifies such an object against its local bytes and writes the
+  manifest on its next run; until then the object is checked by nothing and never restored);
+* ``bad_manifest``: a manifest that does not parse;
+* ``altered_segment``: an object whose listed size is not the one its manifest promises;
+* ``chain_mismatch``: a manifest's ``prev_segment_hash`` is not the BLAKE3 of the segment
+  before (or segment 1's is not zero); ``bad_header``: two instance_ids in one log;
+* ``corrupt_frame``: a segment's first commit_seq does not follow the last commit_seq before it
+  (a log that restarted its numbering: such an archive restores into a directory that does not
+  open, so it is refused).
+
+:func:`walship.archive_check.check_segment` downloads one segment and checks its bytes against
+its manifest (size and BLAKE3: ``altered_segment``), its header and every frame (``bad_header``,
+``corrupt_frame``, at the offset of the damage), and every other claim of the manifest
+(``bad_manifest``): once every segment passes, what the plan checked on the manifests holds for
+the bytes too. :func:`walship.archive_check.verify_archive` is ``walship verify URL``.
+
+Where a log starts: a walship log (and the seed) starts at segment 1, whose prev_segment_hash is
+32 zero bytes. An archive starts at the log's first segment when it holds segment 1; a zero
+prev hash in a later segment is not a start (it is what the seed wrote after a restart, see
+``--seed-restarts``), so an archive whose first segment is N > 1 misses segments 1..N-1, whatever
+that segment's prev hash. (When the archive can be pruned on purpose, issue 13, the prune marker
+will say where it starts: :data:`LOG_FIRST_SEGMENT` is the one place that rule changes.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
+from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveMissingError
+from walship.core.header import HEADER_SIZE, ZERO_HASH, segment_name
+from walship.core.recovery import ProblemKind
+
+LOG_FIRST_SEGMENT = 1
+"""The segment_seq every log starts at (its prev_segment_hash is zero)."""
+
+MISSING_SEGMENT = ProblemKind.MISSING_SEGMENT.value
+MISSING_MANIFEST = "missing_manifest"
+BAD_MANIFEST = "bad_manifest"
+ALTERED_SEGMENT = "altered_segment"
+BAD_HEADER = ProblemKind.BAD_HEADER.value
+CHAIN_MISMATCH = ProblemKind.CHAIN_MISMATCH.value
+CORRUPT_FRAME = ProblemKind.CORRUPT_FRAME.value
+
+MISSING_KINDS = frozenset({MISSING_SEGMENT, MISSING_MANIFEST})
+"""The kinds of problem that are pieces the archive lacks (what a partial restore may leave
+out); every other kind is damage, which nothing skips."""
+
+_MANIFEST_JOBS = 16
+
+
+def short(value: object) -> str:
+    """A hash as its first 16 hex digits, anything else as its repr (for messages)."""
+    return value.hex()[:16] + "..." if isinstance(value, bytes) else repr(value)
+
+
+def _span(first: int, last: int) -> str:
+    return segment_name(first) if first == last else f"{segment_name(first)}..{segment_name(last)}"
+
+
+@dataclass(frozen=True)
+class ArchiveProblem:
+    """One missing or damaged piece of an archive: its kind (see the module docstring), the
+    segment (or range of segments) it concerns, an offset in that segment, and what is wrong.
+    ``seq`` is the first segment_seq concerned."""
+
+    kind: str
+    segment: str
+    offset: int
+    detail: str
+    seq: int
+    repairable: bool = False
+    """Always False: nothing in an archive is a torn tail that opening a log repairs."""
+
+    @property
+    def missing(self) -> bool:
+        """Whether this is a piece the archive lacks rather than damage."""
+        return self.kind in MISSING_KINDS
+
+    def __str__(self) -> str:
+        return f"{self.segment} at offset {self.offset}: {self.kind}: {self.detail}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "segment": self.segment,
+            "offset": self.offset,
+            "detail": self.detail,
+            "repairable": self.repairable,
+        }
+
+
+class ArchivePlanError(ArchiveIntegrityError):
+    """Pieces of the archive that a restore or read needs are damaged (or missing);
+    ``problems`` lists every one (the message names them all), ``segment`` the first. Catch it
+    as :class:`~walship.backends.archive_errors.ArchiveIntegrityError` where importing this
+    module (and fsspec) is not wanted."""
+
+    def __init__(self, message: str, problems: list[ArchiveProblem]) -> None:
+        super().__init__(message, problems[0].segment if problems else "")
+        self.problems = problems
+
+
+class ArchiveIncompleteError(ArchivePlanError, ArchiveMissingError):
+    """An :class:`ArchivePlanError` whose every problem is a missing piece (it is an
+    :class:`~walship.backends.archive_errors.ArchiveMissingError` too)."""
+
+
+def plan_error(message: str, problems: list[ArchiveProblem]) -> ArchivePlanError:
+    """The error for ``problems``: :class:`ArchiveIncompleteError` when every one is a missing
+    piece, else :class:`ArchivePlanError`."""
+    if problems and all(p.missing for p in problems):
+        return ArchiveIncompleteError(message, problems)
+    return ArchivePlanError(message, problems)
+
+
+_STATES = {
+    MISSING_SEGMENT: "missing",
+    MISSING_MANIFEST: "incomplete",
+    BAD_MANIFEST: "misdescribed",
+    ALTERED_SEGMENT: "altered",
+    CHAIN_MISMATCH: "off the chain",
+    BAD_HEADER: "damaged",
+    CORRUPT_FRAME: "damaged",
+}
+
+
+def describe_problems(problems: list[ArchiveProblem]) -> str:
+    """The problems as one line, in segment order: ``segment_... is missing (missing_segment):
+    detail; ...``."""
+    return "; ".join(
+        f"{p.segment} {'are' if '..' in p.segment else 'is'} {_STATES.get(p.kind, 'damaged')} "
+        f"({p.kind}): {p.detail}"
+        for p in problems
+    )
+
+
+@dataclass
+class RunCheck:
+    """What :meth:`ArchivePlan.check` found in a range of segments."""
+
+    problems: list[ArchiveProblem] = field(default_factory=list)
+    chain_restarts: list[str] = field(default_factory=list)
+    """Segments whose zero prev hash was accepted as a seed restart (``seed_restarts``)."""
+    zero_hash_breaks: list[str] = field(default_factory=list)
+    """Segments whose chain_mismatch is a zero prev hash (what ``seed_restarts`` accepts)."""
+
+
+@dataclass
+class ArchivePlan:
+    """One LIST of an archive and every manifest it names, validated (see the module docstring).
+
+    ``manifests`` holds every valid manifest; ``invalid`` the reason for each one that does not
+    parse. Build with :meth:`load`.
+    """
+
+    archive: ArchiveStore
+    listing: ArchiveListing
+    manifests: dict[int, SegmentManifest]
+    invalid: dict[int, str]
+
+    @classmethod
+    def load(cls, archive: ArchiveStore, jobs: int = _MANIFEST_JOBS) -> ArchivePlan:
+        """LIST ``archive`` once and fetch every listed manifest (``jobs`` at a time).
+
+        Raises:
+            ArchiveNameError: the archive holds an object that is not a segment or manifest.
+            OSError: the store failed.
+        """
+        listing = archive.list()
+        listing.raise_rejected(archive.url)
+        seqs = sorted(listing.manifests)
+        manifests: dict[int, SegmentManifest] = {}
+        invalid: dict[int, str] = {}
+
+        def stat(seq: int) -> SegmentManifest | str | None:
+            try:
+                return archive.stat(segment_name(seq))
+            except ArchiveIntegrityError as e:
+                return str(e)
+
+        if seqs:
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seqs)))) as pool:
+                for seq, m in zip(seqs, pool.map(stat, seqs), strict=True):
+                    if isinstance(m, SegmentManifest):
+                        manifests[seq] = m
+                    elif isinstance(m, str):
+                        invalid[seq] = m
+                    else:  # listed, then gone: as if it had never been written
+                        del listing.manifests[seq]
+        return cls(archive, listing, manifests, invalid)
+
+    @property
+    def seqs(self) -> list[int]:
+        """Every segment_seq the archive holds anything of, ascending."""
+        return self.listing.segment_seqs
+
+    @property
+    def first_seq(self) -> int | None:
+        seqs = self.seqs
+        return seqs[0] if seqs else None
+
+    @property
+    def last_seq(self) -> int | None:
+        seqs = self.seqs
+        return seqs[-1] if seqs else None
+
+    @property
+    def starts_at_log_start(self) -> bool:
+        """Whether the archive holds the log's first segment (module docstring)."""
+        return self.first_seq == LOG_FIRST_SEGMENT
+
+    @property
+    def last_commit_seq(self) -> int | None:
+        """The last commit_seq the manifests claim."""
+        framed = [m for m in self.manifests.values() if m.last_commit_seq is not None]
+        return max(framed, key=lambda m: m.segment_seq).last_commit_seq if framed else None
+
+    def complete(self, seq: int) -> bool:
+        """Whether segment ``seq`` has a valid manifest and its object, listed at the size the
+        manifest promises (what a restore can fetch and check)."""
+        m = self.manifests.get(seq)
+        return m is not None and self.listing.objects.get(seq, {}).get(m.compression) == (
+            m.stored_size
+        )
+
+    def start_problem(self) -> ArchiveProblem | None:
+        """The segments missing before the archive's first one, when that is not the log's
+        first segment (module docstring)."""
+        first = self.first_seq
+        if first is None or first <= LOG_FIRST_SEGMENT:
+            return None
+        return ArchiveProblem(
+            MISSING_SEGMENT,
+            _span(LOG_FIRST_SEGMENT, first - 1),
+            0,
+            f"the archive does not start at the log's first segment "
+            f"({segment_name(LOG_FIRST_SEGMENT)}): its first segment is {segment_name(first)}",
+            LOG_FIRST_SEGMENT,
+        )
+
+    def _gap(self, first: int, last: int) -> ArchiveProblem:
+        seqs = self.seqs
+        earlier = [s for s in seqs if s < first]
+        later = [s for s in seqs if s > last]
+        around = ([f"after {segment_name(earlier[-1])}"] if earlier else []) + (
+            [f"before {segment_name(later[0])}"] if later else []
+        )
+        where = f" ({' and '.join(around)})" if around else ""
+        return ArchiveProblem(
+            MISSING_SEGMENT,
+            _span(first, last),
+            0,
+            f"nothing of it is in {self.archive.url}{where}",
+            first,
+        )
+
+    def entry_problem(self, seq: int) -> ArchiveProblem | None:
+        """What is missing of segment ``seq`` itself, or its listed object's wrong size."""
+        name = segment_name(seq)
+        url = self.archive.url
+        objects = self.listing.objects.get(seq, {})
+        if seq in self.invalid:
+            return ArchiveProblem(BAD_MANIFEST, name, 0, self.invalid[seq], seq)
+        m = self.manifests.get(seq)
+        if m is None:
+            if objects:
+                return ArchiveProblem(
+                    MISSING_MANIFEST,
+                    name,
+                    0,
+                    f"its object is in {url} but not its manifest (the upload never finished; "
+                    "the archiver checks the object against the local segment and writes the "
+                    "manifest on its next run, e.g. `walship archive -c CONFIG`)",
+                    seq,
+                )
+            return self._gap(seq, seq)
+        if m.compression not in objects:
+            return ArchiveProblem(
+                MISSING_SEGMENT,
+                name,
+                0,
+                f"its manifest is in the archive, its object {self.archive.object_url(m.object)} "
+                "is not",
+                seq,
+            )
+        if objects[m.compression] != m.stored_size:
+            return ArchiveProblem(
+                ALTERED_SEGMENT,
+                name,
+                0,
+                f"{self.archive.object_url(m.object)} is {objects[m.compression]} bytes, its "
+                f"manifest says {m.stored_size}: partial or altered",
+                seq,
+            )
+        return None
+
+    def check(
+        self,
+        first: int,
+        last: int,
+        seed_restarts: bool = False,
+        found: Mapping[int, SegmentManifest | None] | None = None,
+    ) -> RunCheck:
+        """Every problem of segments ``first..last`` the listing and manifests show (see the
+        module docstring), in segment order; nothing is downloaded. When ``first`` is the
+        archive's first segment and that is not the log's first, the segments before it are
+        listed as missing too. ``seed_restarts`` accepts a zero prev hash in a later segment
+        as a restart of the chain.
+
+        The links between segments (chain, instance, numbering) are checked on the manifests'
+        claims, or, for each segment in ``found``, on what its bytes really are (``None``: its
+        header is unreadable, so its links are not checked): a manifest that lies is then named
+        as itself, not as a broken link of its neighbour."""
+        out = RunCheck()
+        problems = out.problems
+        start = self.start_problem()
+        if start is not None and first == self.first_seq:
+            problems.append(start)
+        gap: int | None = None  # the first seq of a run of wholly absent segments
+        prev: SegmentManifest | None = None
+        framed: SegmentManifest | None = None  # the last earlier manifest with frames
+        for seq in range(first, last + 2):
+            present = seq <= last and seq in self.seqs
+            if gap is not None and (present or seq > last):
+                problems.append(self._gap(gap, seq - 1))
+                gap = None
+            if seq > last:
+                break
+            if not present:
+                gap = seq if gap is None else gap
+                prev = None
+                continue
+            problem = self.entry_problem(seq)
+            if problem is not None:
+                problems.append(problem)
+            m = self.manifests.get(seq)
+            if found is not None and seq in found:
+                m = found[seq]
+            if m is None:
+                prev = None
+                continue
+            problems += self._links(prev, framed, m, seed_restarts, out)
+            prev = m
+            if m.last_commit_seq is not None:
+                framed = m
+        return out
+
+    def _links(
+        self,
+        prev: SegmentManifest | None,
+        framed: SegmentManifest | None,
+        m: SegmentManifest,
+        seed_restarts: bool,
+        out: RunCheck,
+    ) -> list[ArchiveProblem]:
+        """The problems between manifest ``m`` and the one before it (``prev``, when it is
+        ``m``'s direct predecessor) and the last one with frames (``framed``)."""
+        found: list[ArchiveProblem] = []
+        seq = m.segment_seq
+        if seq == LOG_FIRST_SEGMENT and m.prev_segment_hash != ZERO_HASH:
+            found.append(
+                ArchiveProblem(
+                    CHAIN_MISMATCH,
+                    m.name,
+                    32,
+                    f"prev_segment_hash {short(m.prev_segment_hash)} is not zero, as the first "
+                    "segment of a log has",
+                    seq,
+                )
+            )
+        if prev is not None:
+            if m.instance_id != prev.instance_id:
+                found.append(
+                    ArchiveProblem(
+                        BAD_HEADER,
+                        m.name,
+                        8,
+                        f"instance_id {m.instance_id} differs from {prev.name}'s "
+                        f"{prev.instance_id}: not one log",
+                        seq,
+                    )
+                )
+            if m.prev_segment_hash != prev.blake3:
+                if seed_restarts and m.prev_segment_hash == ZERO_HASH:
+                    out.chain_restarts.append(m.name)
+                else:
+                    if m.prev_segment_hash == ZERO_HASH:
+                        out.zero_hash_breaks.append(m.name)
+                    found.append(
+                        ArchiveProblem(
+                            CHAIN_MISMATCH,
+                            m.name,
+                            32,
+                            f"prev_segment_hash {short(m.prev_segment_hash)} is not the BLAKE3 "
+                            f"of {prev.name} ({short(prev.blake3)}); one of them was altered",
+                            seq,
+                        )
+                    )
+        if (
+            framed is not None
+            and m.first_commit_seq is not None
+            and framed.last_commit_seq is not None
+            and m.first_commit_seq <= framed.last_commit_seq
+        ):
+            found.append(
+                ArchiveProblem(
+                    CORRUPT_FRAME,
+                    m.name,
+                    HEADER_SIZE,
+                    f"commit_seq {m.first_commit_seq} does not follow {framed.last_commit_seq}, "
+                    f"the last of {framed.name}: the numbering goes back (a log that restarted "
+                    "it, e.g. after losing its archive record, or a manifest that lies); "
+                    "restored, it would not open",
+                    seq,
+                )
+            )
+        return found
+
+    def segments(self, first: int, last: int) -> list[SegmentManifest]:
+        """The manifests of ``first..last`` that exist, in order."""
+        return [self.manifests[s] for s in range(first, last + 1) if s in self.manifests]
