@@ -66,8 +66,8 @@ start_daemon() {
 }
 
 [[ ${1:-} == "" || ${1:-} == --fresh ]] || die "unknown argument '$1' (usage: start.sh [--fresh])"
-for v in RGW_PORT MON_PORT MON_PORT2; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a port number, not '${!v}'"
+for v in WALSHIP_RADOSGW_PORT:$RGW_PORT CEPH_MON_PORT:$MON_PORT CEPH_MON_PORT2:$MON_PORT2; do
+    [[ ${v#*:} =~ ^[0-9]+$ ]] || die "${v%%:*} must be a port number, not '${v#*:}'"
 done
 
 missing=()
@@ -78,7 +78,7 @@ if (( ${#missing[@]} )); then
     (( EUID == 0 )) || die "missing ${missing[*]}, and installing Debian's ceph packages needs root"
     log "installing ceph-mon ceph-osd ceph-mgr radosgw (missing: ${missing[*]})"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         ceph-mon ceph-osd ceph-mgr radosgw uuid-runtime curl >/dev/null
 fi
 
