@@ -15,6 +15,7 @@
 #   CEPH_MON_PORT=40789 CEPH_MON_PORT2=40300   the mon's v1 and v2 messenger ports
 #   WALSHIP_RADOSGW_ACCESS_KEY, WALSHIP_RADOSGW_SECRET_KEY   the S3 user's keys
 # Progress goes to stderr; stdout gets only `export NAME=value` lines (endpoint, keys, ceph.conf).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # `sh start.sh` too: the rest is bash
 set -euo pipefail
 
 BASE=${CEPH_BASE:-/tmp/walship-ceph}

@@ -4,6 +4,7 @@
 #   tools/radosgw/stop.sh        stop everything
 #   tools/radosgw/stop.sh rgw    stop radosgw only (the S3 server), to test an outage
 # Environment: CEPH_BASE (default /tmp/walship-ceph), the cluster's directory.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # `sh stop.sh` too: the rest is bash
 set -uo pipefail
 BASE=${CEPH_BASE:-/tmp/walship-ceph}
 names=(client.rgw.a:radosgw osd.0:ceph-osd mgr.x:ceph-mgr mon.a:ceph-mon)
