@@ -1,12 +1,13 @@
 # The two commands of the README do all the set-up themselves:
 #   make demo   -- walship's main job on embedded defaults
 #   make test   -- the whole test suite
+# Another Python gets its own venv: make test PYTHON=python3.12 VENV=.venv-3.12
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench floors clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +30,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy walship
 
+# Every dependency at the lower bound pyproject.toml declares (tools/floors.py writes the pins),
+# installed from wheels only, in a new venv of FLOORS_PYTHON; then the tests of what the floors
+# are about: archive, restore, config, CLI, plugins, object-store faults.
+FLOORS_PYTHON ?= $(PYTHON)
+FLOORS_VENV ?= .venv-floors
+FLOORS_EXTRAS := s3,zstd,test
+FLOORS_TESTS ?= tests/test_archive*.py tests/test_restore*.py tests/test_config.py \
+	tests/test_cli.py tests/test_plugins.py tests/reliability/test_object_store_faults.py
+
+floors: $(STAMP)
+	rm -rf $(FLOORS_VENV)
+	$(FLOORS_PYTHON) -m venv $(FLOORS_VENV)
+	$(BIN)/python tools/floors.py --extra $(FLOORS_EXTRAS) > $(FLOORS_VENV)/constraints.txt
+	$(FLOORS_VENV)/bin/pip install -q --upgrade pip
+	$(FLOORS_VENV)/bin/pip install -q --only-binary=:all: -c $(FLOORS_VENV)/constraints.txt \
+		-e '.[$(FLOORS_EXTRAS)]'
+	$(FLOORS_VENV)/bin/pip check
+	$(FLOORS_VENV)/bin/python -m pytest -q $(FLOORS_TESTS) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-* build *.egg-info

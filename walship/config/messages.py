@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel
 
@@ -31,8 +31,10 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
 
 
 def _model_of(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+    # on Python 3.10 a parametrised generic (list[X]) passes isinstance(..., type), and then
+    # issubclass raises TypeError: only a plain class (no origin) can be a model
+    if isinstance(annotation, type) and get_origin(annotation) is None:
+        return annotation if issubclass(annotation, BaseModel) else None
     for arg in getattr(annotation, "__args__", ()) or ():
         found = _model_of(arg)
         if found is not None:
