@@ -372,11 +372,25 @@ def s3_bucket() -> Iterator[S3Bucket]:
     yield new_bucket(moto_endpoint())
 
 
+def remove_bucket(target: S3Bucket) -> None:
+    """Best effort: empty and delete ``target``'s bucket (radosgw keeps what a test leaves, and
+    CI runs the suite against one radosgw several times)."""
+    client = target.server.client()
+    with contextlib.suppress(Exception):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=target.bucket, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=target.bucket)
+
+
 @pytest.fixture
-def s3_target(s3_server: S3Server) -> S3Bucket:
+def s3_target(s3_server: S3Server) -> Iterator[S3Bucket]:
     """A fresh bucket on ``s3_server`` (``.url``, ``.storage_options``, ``.server``,
-    ``.bucket``): a test that takes it runs on moto and on radosgw."""
-    return new_bucket(s3_server)
+    ``.bucket``): a test that takes it runs on moto and on radosgw; removed afterwards."""
+    target = new_bucket(s3_server)
+    yield target
+    remove_bucket(target)
 
 
 # --- a store that fails ---------------------------------------------------------------------

@@ -216,6 +216,11 @@ elif ! grep -q "\"access_key\": \"$ACCESS_KEY\"" <<<"$info" ||
         --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null
     log "user $UID_NAME given access key $ACCESS_KEY"
 fi
+# the default limit of 1000 buckets per user is reached by a few runs of the suite (0: none)
+if ! grep -q '"max_buckets": 0,' <<<"$("${ADMIN[@]}" user info --uid="$UID_NAME")"; then
+    "${ADMIN[@]}" user modify --uid="$UID_NAME" --max-buckets=0 >/dev/null
+    log "user $UID_NAME may create any number of buckets"
+fi
 log "ready"
 echo "export WALSHIP_RADOSGW_ENDPOINT=$ENDPOINT"
 echo "export WALSHIP_RADOSGW_ACCESS_KEY=$ACCESS_KEY"
