@@ -39,6 +39,7 @@ from walship.core.header import (
 )
 from walship.core.rotation import Clock, SystemClock
 from walship.core.segment import PARALLEL_HASH_MIN, ActiveSegment, _hash_worker
+from walship.core.tail import find_continuation
 from walship.errors import LogCorruptError, SegmentHeaderError, SegmentReadError
 
 if TYPE_CHECKING:
@@ -150,8 +151,13 @@ def _is_zero(data: memoryview) -> bool:
     return True
 
 
-def _scan_frames(seg: SegmentScan, data: memoryview, last_seq: int | None) -> Problem | None:
+def _scan_frames(
+    seg: SegmentScan, data: memoryview, last_seq: int | None, is_last: bool
+) -> Problem | None:
     """Walk the frames of one segment; fill ``seg``; return the first problem, if any.
+
+    Damage in the last segment is a torn tail (repairable) only when no valid frame continuing
+    the sequence follows it (:func:`walship.core.tail.find_continuation`).
 
     The loop is the recovery hot path: one unpack of length, commit_seq and timestamp, one of
     the stored CRC, one CRC-32C call over a slice of the mapped file per frame.
@@ -221,9 +227,21 @@ def _scan_frames(seg: SegmentScan, data: memoryview, last_seq: int | None) -> Pr
     if problem is None:
         return None
     cut = end - off
+    zero = not truncated and _is_zero(data[off:])
+    after = (
+        None if zero or not is_last else find_continuation(data, off, None if prev < 0 else prev)
+    )
+    if after is not None:
+        return Problem(
+            ProblemKind.CORRUPT_FRAME,
+            seg.name,
+            off,
+            f"{problem}, but a valid frame with commit_seq {after[1]} follows at offset "
+            f"{after[0]}: bit rot or tampering, not a torn write",
+        )
     if truncated:
         what = f"segment ends inside a frame ({problem})"
-    elif _is_zero(data[off:]):
+    elif zero:
         seg.tail_is_zero = True
         what = f"{cut} zero bytes after the last valid frame"
     else:
@@ -267,6 +285,7 @@ def scan_store(
     seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
     prev: SegmentScan | None = None
     expected_instance = instance_id
+    instance_from = f"the configured {instance_id}"
     last_seq: int | None = None
     for i, seq in enumerate(seqs):
         name = segment_name(seq)
@@ -320,13 +339,14 @@ def scan_store(
         header = seg.header
         if expected_instance is None:
             expected_instance = header.instance_id
+            instance_from = f"the {expected_instance} of {name}"
         elif header.instance_id != expected_instance:
             scan.problems.append(
                 Problem(
                     ProblemKind.BAD_HEADER,
                     name,
                     8,
-                    f"instance_id {header.instance_id} differs from {expected_instance}",
+                    f"instance_id {header.instance_id} differs from {instance_from}",
                 )
             )
         if prev is not None and prev.segment_seq + 1 == seq and prev.header is not None:
@@ -359,7 +379,7 @@ def scan_store(
                     )
             elif header.prev_segment_hash != ZERO_HASH:
                 scan.anchored = False
-        problem = _scan_frames(seg, data, last_seq)
+        problem = _scan_frames(seg, data, last_seq, is_last)
         if seg.last_commit_seq is not None:
             last_seq = seg.last_commit_seq
         if len(data) < seg.size and (problem is None or seg.tail_is_zero):

@@ -1,0 +1,165 @@
+"""Bit rot: flip bytes and bits of a small log's segments and open it.
+
+A torn write can only damage the end of the last segment, with nothing valid after it; any other
+damage is bit rot or tampering. For every flip, the outcome must be one of:
+
+* **a torn tail cut at the right frame**: the flip is in the last frame of the last segment (no
+  valid frame follows it), recovery cut exactly there, and every frame before it reads back with
+  its own payload;
+* **LogCorruptError** naming the damaged segment (and, for a damaged frame, its offset), with
+  nothing changed; ``salvage=True`` then opens exactly the frames before the damage;
+* **a clean open** only for the header bytes nothing can check locally (the last segment's
+  ``created_at``, the first segment's prev hash without an anchor), with every frame intact.
+
+Never a silent cut of a valid frame, never a wrong payload. CI flips a sample; ``slow`` flips
+every byte (xor 0xff) and every bit of every byte.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+
+import walship
+from walship.backends.memory import MemoryStore
+from walship.core.frame import decode_all
+from walship.core.header import HEADER_SIZE, segment_name
+from walship.errors import LogCorruptError
+
+from .support import FIGURES, snapshot
+
+SEGMENTS = 3
+
+
+@dataclass(frozen=True)
+class _Frame:
+    segment: str
+    start: int
+    end: int
+    commit_seq: int
+
+
+@dataclass
+class _Log:
+    store: MemoryStore
+    payloads: dict[int, bytes]
+    frames: list[_Frame]
+
+    def frames_of(self, name: str) -> list[_Frame]:
+        return [f for f in self.frames if f.segment == name]
+
+
+def _build() -> _Log:
+    store = MemoryStore()
+    payloads: dict[int, bytes] = {}
+    with walship.open(store=store, instance_id=7, entry_point_plugins=False) as log:
+        for s in range(SEGMENTS):
+            for i, size in enumerate((0, 3, 40, 9)):
+                body = bytes([s * 16 + i]) * size
+                payloads[log.append(body, payload_type=i)] = body
+            for seq, body in zip(log.append_batch([b"b1", b"b2-x"]), [b"b1", b"b2-x"], strict=True):
+                payloads[seq] = body
+            if s < SEGMENTS - 1:
+                log.rotate()
+    frames = []
+    for n in range(1, SEGMENTS + 1):
+        name = segment_name(n)
+        off = HEADER_SIZE
+        for f in decode_all(store.read(name)[HEADER_SIZE:], HEADER_SIZE):
+            size = 25 + len(f.payload)
+            frames.append(_Frame(name, off, off + size, f.commit_seq))
+            off += size
+    return _Log(store, payloads, frames)
+
+
+@pytest.fixture(scope="module")
+def built() -> _Log:
+    return _build()
+
+
+def _unchecked(name: str, offset: int) -> bool:
+    """Header bytes no local check covers: the last segment's created_at (no successor hashes
+    it), the first segment's prev hash (nothing to anchor it without an archive record)."""
+    if name == segment_name(SEGMENTS) and 24 <= offset < 32:
+        return True
+    return name == segment_name(1) and 32 <= offset < 64
+
+
+def _read_all(log: walship.Log, payloads: dict[int, bytes]) -> list[int]:
+    seqs = []
+    for f in log.read():
+        assert f.payload == payloads[f.commit_seq], f"wrong payload for {f.commit_seq}"
+        seqs.append(f.commit_seq)
+    return seqs
+
+
+def check_flip(built: _Log, name: str, offset: int, mask: int, salvage_too: bool) -> str:
+    """Flip ``mask`` at ``offset`` of ``name``; open; check the outcome; return its kind."""
+    store = snapshot(built.store)
+    data = bytearray(store.read(name))
+    data[offset] ^= mask
+    store.truncate(name, 0)
+    store.open_append(name).write(bytes(data))
+    before = store.files()
+    last = segment_name(SEGMENTS)
+    hit = next((f for f in built.frames if f.segment == name and f.start <= offset < f.end), None)
+    everything = sorted(built.payloads)
+    where = f"flip {mask:#04x} at {name}+{offset}"
+    try:
+        log = walship.open(store=store, entry_point_plugins=False)
+    except LogCorruptError as e:
+        msg = str(e)
+        assert name in msg, f"{where}: {msg}"
+        if hit is not None:
+            assert f"{name} at offset {hit.start}:" in msg, f"{where}: {msg}"
+        assert store.files() == before, f"{where}: a refused open changed files"
+        if salvage_too:
+            with walship.open(store=store, salvage=True, entry_point_plugins=False) as log:
+                got = _read_all(log, built.payloads)
+            keep = [s for s in everything if hit is None or s < hit.commit_seq]
+            if hit is None:  # a header or chain problem: the segments before it survive
+                assert got == everything[: len(got)], where
+            else:
+                assert got == keep, f"{where}: salvage kept {got}"
+        return "corrupt"
+    with log:
+        got = _read_all(log, built.payloads)
+        repairs = log.recovery.repairs
+    if not repairs:
+        assert _unchecked(name, offset), f"{where}: damage went unnoticed"
+        assert got == everything, where
+        return "unchecked_header"
+    # a torn tail: only the last frame of the last segment may be cut, exactly at its start
+    assert name == last and hit is not None, f"{where}: cut {repairs}"
+    assert hit == built.frames_of(last)[-1], f"{where}: a frame with valid frames after it was cut"
+    assert [(r.segment, r.offset) for r in repairs] == [(last, hit.start)], where
+    assert got == [s for s in everything if s < hit.commit_seq], where
+    return "torn_tail"
+
+
+def _run(built: _Log, byte_step: int, bit_step: int, salvage_step: int) -> None:
+    started = time.perf_counter()
+    n = 0
+    for seg in range(1, SEGMENTS + 1):
+        name = segment_name(seg)
+        size = built.store.size(name)
+        step = 1 if seg == SEGMENTS else byte_step  # the last segment: every byte, always
+        for offset in range(0, size, step):
+            masks = [0xFF] + ([1 << b for b in range(8)] if offset % bit_step == 0 else [])
+            for mask in masks:
+                outcome = check_flip(built, name, offset, mask, n % salvage_step == 0)
+                FIGURES[f"bit_rot.{outcome}"] += 1
+                n += 1
+    FIGURES["bit_rot.flips"] += n
+    FIGURES["bit_rot.seconds"] += round(time.perf_counter() - started)
+
+
+def test_flips_are_torn_tails_or_named_corruption(built: _Log) -> None:
+    _run(built, byte_step=7, bit_step=29, salvage_step=11)
+
+
+@pytest.mark.slow
+def test_every_byte_and_bit_flipped(built: _Log) -> None:
+    _run(built, byte_step=1, bit_step=1, salvage_step=1)
