@@ -49,7 +49,13 @@ from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_n
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import ClosedSegment, SegmentManager
-from walship.errors import FramesUnavailableError, LogClosedError, LogFailedError, WalshipError
+from walship.errors import (
+    ConfigError,
+    FramesUnavailableError,
+    LogClosedError,
+    LogFailedError,
+    WalshipError,
+)
 from walship.plugins.archive_record import ArchiveRecord, first_local_seq
 from walship.plugins.events import EventDispatcher
 from walship.plugins.manager import new_plugin_manager
@@ -166,6 +172,7 @@ class Log:
         max_segment_bytes: int = 64 * 1024 * 1024,
         max_segment_age: float = 60.0,
         salvage: bool = False,
+        repair: bool = False,
         seed_restarts: bool = False,
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
@@ -217,7 +224,16 @@ class Log:
         recovered = None
         try:
             # the record of what is archived; its last removed segment anchors the chain
-            self._record = ArchiveRecord.load(store)
+            restored = None
+            if archive_settings is not None:  # rebuilt from the archive when lost; repair
+                from walship.repair import prepare_archived_open
+
+                restored = prepare_archived_open(store, archive_settings, repair=repair)
+                self._record = restored.record
+            elif repair:
+                raise ConfigError("repair=True needs the log's archive: section to repair from")
+            else:
+                self._record = ArchiveRecord.load(store)
             if anchor is None:
                 anchor = self._record.anchor_for(first_local_seq(store))
             recovered = recover(
@@ -230,7 +246,11 @@ class Log:
                 seed_restarts=seed_restarts,
             )
             self.recovery: RecoveryReport = recovered.report
-            if recovered.report.repairs or recovered.report.salvaged:
+            if restored is not None:
+                self.recovery.restored = restored.restored
+                self.recovery.record_rebuilt = restored.record_rebuilt
+            report = recovered.report
+            if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
                 logger.warning("walship recovery: %s", recovered.report.summary())
             self.instance_id: int = (
                 recovered.instance_id

@@ -11,6 +11,9 @@
   header) raises :class:`walship.errors.LogCorruptError` naming the file and the offset. With
   ``salvage=True`` the log opens on the valid prefix instead: the damaged segment is cut at its
   last valid frame (cut bytes kept) and every later segment is renamed ``<segment>.damaged``.
+  Salvage never cuts, drops or appends to a segment the archive holds (the archive would keep
+  frames whose commit_seqs the log hands out again): that is refused, naming
+  :mod:`walship.repair`, which puts archived segments back from the archive.
 
 Segments whose header is intact are chained: each header's ``prev_segment_hash`` must be the
 BLAKE3 of the whole previous file. The first local segment's prev hash is checked against the
@@ -45,6 +48,10 @@ from walship.errors import LogCorruptError, SegmentHeaderError, SegmentReadError
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+REPAIR_ADVICE = (
+    "put the archived copies back with walship repair DIR -c CONFIG (or open with repair=True)"
+)
+"""How to get past damage to archived segments: never salvage, which would fork the archive."""
 _U32 = struct.Struct(">I")
 _SEQ_TS = struct.Struct(">QQ")
 _LEN_SEQ_TS = struct.Struct(">IQQ")
@@ -431,6 +438,10 @@ class RecoveryReport:
     anchored: bool = True
     chain_restarts: list[str] = field(default_factory=list)
     """Segments whose zero prev hash was accepted as a seed restart (``seed_restarts=True``)."""
+    restored: list[str] = field(default_factory=list)
+    """Segments put back from the archive before recovery (``repair=True``)."""
+    record_rebuilt: bool = False
+    """The archive record was missing or invalid and was rebuilt from the archive."""
     continued_after: str | None = None
     """The archived segment the log continues after (see :class:`ChainBase`), when no newer
     local segment was left."""
@@ -448,6 +459,10 @@ class RecoveryReport:
             parts.append(f"cut {r.cut_bytes} bytes from {r.segment} at {r.offset} ({r.detail})")
         if self.salvaged:
             parts.append(f"salvaged: moved aside {', '.join(self.salvaged)}")
+        if self.restored:
+            parts.append(f"put back from the archive: {', '.join(self.restored)}")
+        if self.record_rebuilt:
+            parts.append("archive record rebuilt from the archive")
         if self.continued_after is not None:
             parts.append(f"continues after the archived {self.continued_after}")
         return "; ".join(parts)
@@ -516,8 +531,9 @@ def recover(
     Args:
         base: the newest archived segment (see :class:`ChainBase`).
     Raises:
-        LogCorruptError: damage that is not a torn tail (unless ``salvage``); local segments
-            that contradict ``base`` (unless ``salvage``); no local frame and ``base`` does not
+        LogCorruptError: damage that is not a torn tail (unless ``salvage``; and even then
+            when the damaged segment is archived, at or below ``base``); a last local segment
+            that contradicts ``base`` (even with ``salvage``); no local frame and ``base`` does not
             know its commit_seq.
         SegmentHeaderError: the log belongs to another ``instance_id``.
         OSError: the store failed.
@@ -530,12 +546,19 @@ def recover(
     )
     segments = scan.segments
     fatal = [p for p in scan.problems if not p.repairable]
-    if fatal and not salvage:
+    archived = _archived_damage(segments, fatal, base) if fatal else None
+    if fatal and (archived is not None or not salvage):
         more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
+        advice = "open with salvage=True to keep the valid prefix"
+        if archived is not None:
+            assert base is not None
+            advice = (
+                f"{archived} is archived (the archive record lists segments up to "
+                f"{segment_name(base.segment_seq)}) and salvage never cuts or writes into an "
+                f"archived segment: {REPAIR_ADVICE}"
+            )
         raise LogCorruptError(
-            f"{store.location}: {fatal[0]}{more}; nothing was changed "
-            "(open with salvage=True to keep the valid prefix)",
-            list(fatal),
+            f"{store.location}: {fatal[0]}{more}; nothing was changed ({advice})", list(fatal)
         )
     if fatal:
         segments = _salvage(store, segments, fatal, report)
@@ -568,7 +591,7 @@ def recover(
     )
     report.last_commit_seq = last_seq
     next_segment, next_prev, floor = 1, anchor, 0
-    sealed = base is not None and _sealed(store, segments, base, salvage)
+    sealed = base is not None and _sealed(store, segments, base)
     if base is not None:
         if base.last_commit_seq is None and last_seq is None:
             raise LogCorruptError(
@@ -610,14 +633,31 @@ def recover(
     )
 
 
-def _sealed(
-    store: SegmentStore, segments: list[SegmentScan], base: ChainBase, salvage: bool
-) -> bool:
+REPAIR_ADVICE = (
+    "put the archived copies back with walship repair DIR -c CONFIG (or open with repair=True)"
+)
+"""How to get past damage to archived segments: never salvage, which would fork the archive."""
+
+
+def _archived_damage(
+    segments: list[SegmentScan], fatal: list[Problem], base: ChainBase | None
+) -> str | None:
+    """The first damaged segment when the archive holds it (at or below ``base``), else
+    ``None``. Salvage must never cut, drop or append to such a segment: the archive would keep
+    the old frames while the local log hands out their commit_seqs again."""
+    if base is None:
+        return None
+    first = min(fatal, key=lambda p: (_damage_index(segments, p), p.offset))
+    damaged = parse_segment_name(first.segment.split("..")[0])
+    return segment_name(damaged) if damaged is not None and damaged <= base.segment_seq else None
+
+
+def _sealed(store: SegmentStore, segments: list[SegmentScan], base: ChainBase) -> bool:
     """Whether no local segment is newer than ``base`` (the log must continue after it).
 
     Raises:
         LogCorruptError: the last local segment is ``base``'s number but not its bytes, or older
-            than ``base`` (unless ``salvage``: the local log is then resumed as it is).
+            than ``base``: appending to it would fork the archived log (even with ``salvage``).
     """
     if not segments:
         return True
@@ -627,8 +667,6 @@ def _sealed(
     assert last.prefix_hasher is not None
     if last.segment_seq == base.segment_seq and last.prefix_hasher.digest() == base.blake3:
         return True  # a sealed segment whose successor was a torn creation
-    if salvage:
-        return False
     what = (
         "differs from its archived copy"
         if last.segment_seq == base.segment_seq
@@ -636,7 +674,7 @@ def _sealed(
     )
     raise LogCorruptError(
         f"{store.location}: the last local segment {last.name} {what} (archive record); "
-        "open with salvage=True to resume the local log as it is"
+        f"{REPAIR_ADVICE}"
     )
 
 
