@@ -206,7 +206,6 @@ def _put_back(
     start = min(local) if not removed_through else min(min(local), removed_through + 1)
     seqs = list(range(start, newest + 1))
     manifests = view.manifests([start - 1, *seqs] if start > 1 else seqs)
-    damaged = {p.segment for p in scan.problems}
     prev_hash: bytes | None = manifests[start - 1].blake3 if start - 1 in manifests else None
     for seq in seqs:
         name = segment_name(seq)
@@ -215,7 +214,7 @@ def _put_back(
         if m is None:  # the archive lacks it: recovery decides what is left
             prev_hash = have.blake3 if have is not None else None
             continue
-        intact = have is not None and have.blake3 == m.blake3 and name not in damaged
+        intact = have is not None and have.blake3 == m.blake3  # byte for byte its archived copy
         if not intact:
             data = view.store.get(m)  # checked against the manifest (size, BLAKE3)
             header = SegmentHeader.decode(data, name, seq)

@@ -600,6 +600,28 @@ def recover(
                 "restore the log from its archive"
             )
         floor = base.last_commit_seq or 0
+        newer = next(
+            (
+                s
+                for s in segments
+                if s.segment_seq > base.segment_seq and s.first_commit_seq is not None
+            ),
+            None,
+        )
+        if newer is not None and (newer.first_commit_seq or 0) <= floor:
+            raise LogCorruptError(
+                f"{store.location}: {newer.name} holds commit_seq {newer.first_commit_seq}, "
+                f"but the archive holds commit_seqs up to {floor} already (archive record): "
+                "the local numbering went back; nothing was changed"
+            )
+    elif last_seq is None and segments and not scan.anchored:
+        first = segments[0]
+        raise LogCorruptError(
+            f"{store.location}: no local frame, and the segments before {first.name} are gone "
+            "(removed after archiving) with no archive record to say where their numbering "
+            "ended (walship.archive.json is missing): open the log with its archive: section "
+            "to rebuild the record from the archive"
+        )
     if sealed:
         assert base is not None
         next_segment, next_prev = base.segment_seq + 1, base.blake3
