@@ -17,18 +17,22 @@ every byte (xor 0xff) and every bit of every byte.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 import walship
+from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
 from walship.core.frame import decode_all
 from walship.core.header import HEADER_SIZE, segment_name
 from walship.errors import LogCorruptError
 
-from .support import FIGURES, snapshot
+from .support import FIGURES, abandon, snapshot
 
 SEGMENTS = 3
 
@@ -51,10 +55,16 @@ class _Log:
         return [f for f in self.frames if f.segment == name]
 
 
-def _build() -> _Log:
-    store = MemoryStore()
+def _write(store: SegmentStore, crash: bool = False) -> dict[int, bytes]:
+    """The small log every flip starts from; returns its payloads by commit_seq. ``crash``:
+    its process dies instead of closing it (the active segment keeps its preallocated space)."""
     payloads: dict[int, bytes] = {}
-    with walship.open(store=store, instance_id=7, entry_point_plugins=False) as log:
+    log = walship.open(
+        store=store, instance_id=7, entry_point_plugins=False, max_segment_bytes=1 << 20
+    )
+    with contextlib.ExitStack() as stack:
+        if not crash:
+            stack.enter_context(log)
         for s in range(SEGMENTS):
             for i, size in enumerate((0, 3, 40, 9)):
                 body = bytes([s * 16 + i]) * size
@@ -63,6 +73,17 @@ def _build() -> _Log:
                 payloads[seq] = body
             if s < SEGMENTS - 1:
                 log.rotate()
+    if crash:
+        abandon(log)
+        log.store.unlock()
+        assert log._manager.active is not None
+        log._manager.active.file.close()
+    return payloads
+
+
+def _build() -> _Log:
+    store = MemoryStore()
+    payloads = _write(store)
     frames = []
     for n in range(1, SEGMENTS + 1):
         name = segment_name(n)
@@ -95,14 +116,34 @@ def _read_all(log: walship.Log, payloads: dict[int, bytes]) -> list[int]:
     return seqs
 
 
-def check_flip(built: _Log, name: str, offset: int, mask: int, salvage_too: bool) -> str:
-    """Flip ``mask`` at ``offset`` of ``name``; open; check the outcome; return its kind."""
-    store = snapshot(built.store)
-    data = bytearray(store.read(name))
-    data[offset] ^= mask
-    store.truncate(name, 0)
-    store.open_append(name).write(bytes(data))
-    before = store.files()
+def _files(store: SegmentStore) -> dict[str, bytes]:
+    return {n: store.read(n) for n in store.list_names()}
+
+
+def check_flip(
+    built: _Log,
+    name: str,
+    offset: int,
+    mask: int,
+    salvage_too: bool,
+    store: SegmentStore | None = None,
+) -> str:
+    """Flip ``mask`` at ``offset`` of ``name`` (of a copy of the built log, or of ``store``, a
+    fresh log written as it was); open; check the outcome; return its kind."""
+    if store is None:
+        store = snapshot(built.store)
+        data = bytearray(store.read(name))
+        data[offset] ^= mask
+        store.truncate(name, 0)
+        store.open_append(name).write(bytes(data))
+    else:  # a real file: flip the byte in place, the preallocated space stays as it is
+        path = Path(store.location) / name
+        with path.open("r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)[0]
+            f.seek(offset)
+            f.write(bytes([byte ^ mask]))
+    before = _files(store)
     last = segment_name(SEGMENTS)
     hit = next((f for f in built.frames if f.segment == name and f.start <= offset < f.end), None)
     everything = sorted(built.payloads)
@@ -114,7 +155,7 @@ def check_flip(built: _Log, name: str, offset: int, mask: int, salvage_too: bool
         assert name in msg, f"{where}: {msg}"
         if hit is not None:
             assert f"{name} at offset {hit.start}:" in msg, f"{where}: {msg}"
-        assert store.files() == before, f"{where}: a refused open changed files"
+        assert _files(store) == before, f"{where}: a refused open changed files"
         if salvage_too:
             with walship.open(store=store, salvage=True, entry_point_plugins=False) as log:
                 got = _read_all(log, built.payloads)
@@ -163,3 +204,17 @@ def test_flips_are_torn_tails_or_named_corruption(built: _Log) -> None:
 @pytest.mark.slow
 def test_every_byte_and_bit_flipped(built: _Log) -> None:
     _run(built, byte_step=1, bit_step=1, salvage_step=1)
+
+
+def test_flips_on_a_real_directory(built: _Log, tmp_path: Path) -> None:
+    """A sample on a real directory: the last segment is preallocated there (the never-written
+    space is told apart by SEEK_DATA/SEEK_HOLE), and flips are made in place."""
+    last = segment_name(SEGMENTS)
+    cases = [(last, o) for o in range(0, built.store.size(last), 23)]
+    cases += [(segment_name(1), o) for o in (0, 40, HEADER_SIZE + 5, HEADER_SIZE + 60)]
+    for i, (name, offset) in enumerate(cases):
+        store = PosixStore(tmp_path / f"wal-{i}")
+        assert _write(store, crash=True) == built.payloads
+        assert store.size(last) > built.store.size(last)  # preallocated, never written
+        outcome = check_flip(built, name, offset, 0xFF, i % 3 == 0, store)
+        FIGURES[f"bit_rot.posix_{outcome}"] += 1
