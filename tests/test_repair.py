@@ -140,10 +140,21 @@ def test_the_rebuilt_record_keeps_the_anchor_and_lets_retention_go_on(
     assert local == [S4, segment_name(5)]
 
 
-def test_a_fresh_log_gets_an_empty_record_and_reports_nothing(
-    store: SegmentStore, url: str
+def test_a_new_log_opens_without_a_request_and_then_gets_an_empty_record(
+    store: SegmentStore, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with _open(store, url) as log:
+    import walship.repair
+
+    def no_listing(self: object, archive: object) -> None:
+        raise AssertionError("a new log listed the archive")
+
+    with monkeypatch.context() as m:
+        m.setattr(walship.repair._Archive, "__init__", no_listing)
+        with _open(store, url) as log:
+            assert not log.recovery.record_rebuilt
+            log.append(b"one")
+    assert RECORD_NAME not in store.list_names()
+    with _open(store, url) as log:  # segments, no record: the (empty) archive is listed once
         assert not log.recovery.record_rebuilt
     assert ArchiveRecord.load(store).entries() == []
     assert RECORD_NAME in store.list_names()  # the next open does not list the archive again

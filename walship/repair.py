@@ -19,8 +19,10 @@ is kept as ``walship.archive.json.damaged``), the record is rebuilt from the arc
 every archived segment from the one before the first local segment on (each local copy must be
 its archived copy), the anchor, and the archive's last commit_seq, so that numbering continues
 after the archive's last frame and never goes back while the archive holds later frames. A fresh
-log gets an empty record, so that its next open does not list the archive again. The checkpoint
-is not in the archive: set it again with ``Log.checkpoint``.
+log whose archive holds nothing yet gets an empty record, so that its next open does not list
+the archive again. The checkpoint is not in the archive: set it again with ``Log.checkpoint``.
+A new, empty store (no record, no segment) opens without any request: to start it from an
+archive, restore it (:func:`walship.restore.restore`).
 
 If the archive cannot be listed then, the open fails (an :class:`ArchiveError` naming the
 archive): opening without knowing where the archive's numbering stands could hand out
@@ -59,10 +61,14 @@ logger = logging.getLogger("walship.repair")
 _MANIFEST_WORKERS = 8
 
 
+def _segment_seqs(store: SegmentStore) -> list[int]:
+    return [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
+
+
 def _whole_history_local(store: SegmentStore) -> bool:
     """Whether the store holds its log from the start: no segment, or segment 1 with a zero
     prev hash (retention never removed a segment, so no frame exists only in the archive)."""
-    seqs = [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
+    seqs = _segment_seqs(store)
     if not seqs:
         return True
     if min(seqs) != 1:
@@ -169,6 +175,10 @@ def prepare_archived_open(
     if state == "ok" and not repair:
         assert record is not None
         return ArchiveRepair(record)
+    if state == "missing" and not repair and not _segment_seqs(store):
+        # a new log (or one wiped: restore it to start from its archive): no request at all;
+        # its archiver refuses to upload a segment that does not continue the archive
+        return ArchiveRepair(ArchiveRecord(store))
     archive = archive or ArchiveStore(
         settings.url, settings.storage_options, compression=settings.compression
     )
@@ -240,7 +250,7 @@ def _rebuild(store: SegmentStore, view: _Archive, scan: LogScan) -> ArchiveRecor
     local = {s.segment_seq: s for s in scan.segments}
     if newest is None:
         record = ArchiveRecord(store)
-        record.save()
+        record.save()  # the next open need not list the archive again
         return record
     first_local = min(local) if local else None
     lo = max(1, first_local - 1) if first_local is not None else newest

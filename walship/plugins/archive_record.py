@@ -27,7 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from walship.backends.archive_errors import ArchiveConflictError, ArchiveRecordError
+from walship.backends.archive_errors import (
+    ArchiveConflictError,
+    ArchiveIntegrityError,
+    ArchiveRecordError,
+)
 from walship.backends.base import SegmentStore
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
 from walship.core.recovery import ChainBase
@@ -278,7 +282,8 @@ def check_continues(
 
     The segment before it, as the record knows it (else as ``stat`` finds it in the archive;
     when it is not archived yet there is nothing to contradict), must be the BLAKE3 in this
-    segment's prev hash, and this segment's first commit_seq must be above its last one. A log
+    segment's prev hash, and this segment's first commit_seq must be above its last one (a
+    predecessor whose manifest cannot be read is not checked against). A log
     whose numbering went back (a lost record, a local log restored from an old copy) would
     otherwise put frames with commit_seqs the archive holds already into the archive.
 
@@ -296,7 +301,10 @@ def check_continues(
     if entry is not None:
         blake3, last = entry.blake3, entry.last_commit_seq
     else:
-        m = stat(before)
+        try:
+            m = stat(before)
+        except ArchiveIntegrityError:  # an invalid manifest there is that segment's own problem
+            return
         if m is None:
             return
         blake3, last = m.blake3, m.last_commit_seq
