@@ -224,12 +224,12 @@ class Log:
         recovered = None
         try:
             # the record of what is archived; its last removed segment anchors the chain
-            restored = None
+            prepared = None
             if archive_settings is not None:  # rebuilt from the archive when lost; repair
                 from walship.repair import prepare_archived_open
 
-                restored = prepare_archived_open(store, archive_settings, repair=repair)
-                self._record = restored.record
+                prepared = prepare_archived_open(store, archive_settings, repair=repair)
+                self._record = prepared.record
             elif repair:
                 raise ConfigError("repair=True needs the log's archive: section to repair from")
             else:
@@ -245,13 +245,12 @@ class Log:
                 base=self._record.chain_base(),  # numbering goes on after the archive
                 seed_restarts=seed_restarts,
             )
-            self.recovery: RecoveryReport = recovered.report
-            if restored is not None:
-                self.recovery.restored = restored.restored
-                self.recovery.record_rebuilt = restored.record_rebuilt
-            report = recovered.report
+            report = self.recovery = recovered.report
+            if prepared is not None:
+                report.restored = prepared.restored
+                report.record_rebuilt = prepared.record_rebuilt
             if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
-                logger.warning("walship recovery: %s", recovered.report.summary())
+                logger.warning("walship recovery: %s", report.summary())
             self.instance_id: int = (
                 recovered.instance_id
                 if recovered.instance_id is not None
