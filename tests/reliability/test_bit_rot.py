@@ -18,9 +18,11 @@ every byte (xor 0xff) and every bit of every byte.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,12 +57,23 @@ class _Log:
         return [f for f in self.frames if f.segment == name]
 
 
-def _write(store: SegmentStore, crash: bool = False) -> dict[int, bytes]:
+def _archive_options(url: str) -> dict[str, Any]:
+    return {"url": url, "upload_process": False}
+
+
+def _write(
+    store: SegmentStore, crash: bool = False, archive: str | None = None
+) -> dict[int, bytes]:
     """The small log every flip starts from; returns its payloads by commit_seq. ``crash``:
-    its process dies instead of closing it (the active segment keeps its preallocated space)."""
+    its process dies instead of closing it (the active segment keeps its preallocated space).
+    ``archive``: its closed segments are archived there."""
     payloads: dict[int, bytes] = {}
     log = walship.open(
-        store=store, instance_id=7, entry_point_plugins=False, max_segment_bytes=1 << 20
+        store=store,
+        instance_id=7,
+        entry_point_plugins=False,
+        max_segment_bytes=1 << 20,
+        archive=_archive_options(archive) if archive else None,
     )
     with contextlib.ExitStack() as stack:
         if not crash:
@@ -73,6 +86,8 @@ def _write(store: SegmentStore, crash: bool = False) -> dict[int, bytes]:
                 payloads[seq] = body
             if s < SEGMENTS - 1:
                 log.rotate()
+        if log.archiver is not None:
+            assert log.archiver.flush(timeout=60)
     if crash:
         abandon(log)
         log.store.unlock()
@@ -195,6 +210,39 @@ def _run(built: _Log, byte_step: int, bit_step: int, salvage_step: int) -> None:
                 n += 1
     FIGURES["bit_rot.flips"] += n
     FIGURES["bit_rot.seconds"] += round(time.perf_counter() - started)
+
+
+def _run_repairs(built: _Log, step: int) -> None:
+    """Flip bytes of the archived (sealed) segments of an archived copy of the log: each open
+    with ``repair=True`` puts exactly the flipped segment back, and every frame reads back."""
+    url = f"memory://walship-bit-rot-{secrets.token_hex(6)}"
+    archived = MemoryStore()
+    assert _write(archived, archive=url) == built.payloads
+    for seg in range(1, SEGMENTS):
+        name = segment_name(seg)
+        for offset in range(seg, archived.size(name), step):
+            store = snapshot(archived)
+            data = bytearray(store.read(name))
+            data[offset] ^= 0xFF
+            store.truncate(name, 0)
+            store.open_append(name).write(bytes(data))
+            where = f"flip at {name}+{offset}"
+            with walship.open(
+                store=store, entry_point_plugins=False, archive=_archive_options(url), repair=True
+            ) as log:
+                assert log.recovery.restored == [name], where
+                assert _read_all(log, built.payloads) == sorted(built.payloads), where
+            assert store.read(f"{name}.damaged") == bytes(data), where
+            FIGURES["bit_rot.repaired_from_archive"] += 1
+
+
+def test_flips_of_archived_segments_are_repaired(built: _Log) -> None:
+    _run_repairs(built, step=17)
+
+
+@pytest.mark.slow
+def test_every_byte_of_archived_segments_repaired(built: _Log) -> None:
+    _run_repairs(built, step=1)
 
 
 def test_flips_are_torn_tails_or_named_corruption(built: _Log) -> None:
