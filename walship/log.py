@@ -245,7 +245,8 @@ class Log:
                 base=self._record.chain_base(),  # numbering goes on after the archive
                 seed_restarts=seed_restarts,
             )
-            report = self.recovery = recovered.report
+            self.recovery: RecoveryReport = recovered.report
+            report = self.recovery
             if prepared is not None:
                 report.restored = prepared.restored
                 report.record_rebuilt = prepared.record_rebuilt

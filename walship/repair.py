@@ -214,13 +214,16 @@ def _put_back(
     if newest is None or not local:
         return  # nothing archived, or nothing local to repair (restore makes a log anew)
     start = min(local) if not removed_through else min(min(local), removed_through + 1)
-    seqs = list(range(start, newest + 1))
+    # only numbers something holds (a hostile listing cannot make this walk a huge range)
+    seqs = sorted(s for s in set(view.listing.manifests) | set(local) if start <= s <= newest)
     manifests = view.manifests([start - 1, *seqs] if start > 1 else seqs)
     prev_hash: bytes | None = manifests[start - 1].blake3 if start - 1 in manifests else None
-    for seq in seqs:
+    for i, seq in enumerate(seqs):
         name = segment_name(seq)
         m = manifests.get(seq)
         have = local.get(seq)
+        if seq != (seqs[i - 1] if i else start - 1) + 1:
+            prev_hash = None  # a gap: nothing holds the segment before it
         if m is None:  # the archive lacks it: recovery decides what is left
             prev_hash = have.blake3 if have is not None else None
             continue
@@ -254,7 +257,7 @@ def _rebuild(store: SegmentStore, view: _Archive, scan: LogScan) -> ArchiveRecor
         return record
     first_local = min(local) if local else None
     lo = max(1, first_local - 1) if first_local is not None else newest
-    manifests = view.manifests(list(range(lo, newest + 1)))
+    manifests = view.manifests(sorted(s for s in view.listing.manifests if lo <= s <= newest))
     entries: dict[int, ArchivedSegment] = {}
     for seq, m in sorted(manifests.items()):
         have = local.get(seq)
