@@ -340,3 +340,20 @@ def test_repair_refuses_an_archived_copy_that_does_not_match(url: str) -> None:
 def test_repair_needs_an_archive(store: SegmentStore) -> None:
     with pytest.raises(ConfigError, match="repair=True needs the log's archive: section"):
         walship.open(store=store, entry_point_plugins=False, repair=True)
+
+
+def test_a_planted_far_manifest_is_named_not_walked(tmp_path: Path) -> None:
+    """A hostile object named like the manifest of segment 10^15 in the archive: the rebuild
+    reads only the manifests the listing holds, and refuses the invalid one in one line."""
+    import time
+
+    url = f"file://{tmp_path}/archive"
+    store = MemoryStore()
+    _write(store, url, keep="until_archived")
+    store.remove(RECORD_NAME)
+    far = 10**15
+    (tmp_path / "archive" / manifest_name(far)).write_bytes(b'{"format": "nope"}')
+    started = time.perf_counter()
+    with pytest.raises(ArchiveIntegrityError, match=manifest_name(far)) as e:
+        _open(store, url, keep="until_archived")
+    assert time.perf_counter() - started < 10 and "\n" not in str(e.value)
