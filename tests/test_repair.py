@@ -357,3 +357,34 @@ def test_a_planted_far_manifest_is_named_not_walked(tmp_path: Path) -> None:
     with pytest.raises(ArchiveIntegrityError, match=manifest_name(far)) as e:
         _open(store, url, keep="until_archived")
     assert time.perf_counter() - started < 10 and "\n" not in str(e.value)
+
+
+def test_a_repair_interrupted_between_its_steps_is_finished_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the damaged copy was moved aside and before the archived one was in place
+    (here: an interrupt at the write): the segment is missing locally, and the next repair
+    fetches it; the damaged copy is still kept."""
+    url = f"file://{tmp_path}/archive"
+    store = PosixStore(tmp_path / "wal")
+    _write(store, url)
+    _flip(store, S2, HEADER_SIZE + 30)
+    damaged = store.read(S2)
+    real = PosixStore.write_atomic
+
+    def interrupted(self: PosixStore, name: str, data: bytes) -> None:
+        if name == S2:
+            raise KeyboardInterrupt
+        real(self, name, data)
+
+    with monkeypatch.context() as m:
+        m.setattr(PosixStore, "write_atomic", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            _open(store, url, repair=True)
+    assert S2 not in store.list_names() and store.read(f"{S2}.damaged") == damaged
+    with pytest.raises(LogCorruptError, match="missing"):
+        _open(store, url)
+    with _open(store, url, repair=True) as log:
+        assert log.recovery.restored == [S2]
+        assert _read(log) == list(range(1, 16))
+    assert store.read(f"{S2}.damaged") == damaged
