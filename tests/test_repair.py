@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import walship
-from walship.backends.archive import ArchiveStore, manifest_name, object_name
+from walship.backends.archive import ArchiveListing, ArchiveStore, manifest_name, object_name
 from walship.backends.archive_errors import (
     ArchiveConflictError,
     ArchiveError,
@@ -140,24 +140,77 @@ def test_the_rebuilt_record_keeps_the_anchor_and_lets_retention_go_on(
     assert local == [S4, segment_name(5)]
 
 
-def test_a_new_log_opens_without_a_request_and_then_gets_an_empty_record(
+def _count_lists(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the URL of every LIST of an archive from now on."""
+    calls: list[str] = []
+    real = ArchiveStore.list
+
+    def counted(self: ArchiveStore) -> ArchiveListing:
+        calls.append(self.url)
+        return real(self)
+
+    monkeypatch.setattr(ArchiveStore, "list", counted)
+    return calls
+
+
+def test_a_new_log_lists_its_empty_archive_once_and_gets_an_empty_record(
     store: SegmentStore, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import walship.repair
-
-    def no_listing(self: object, archive: object) -> None:
-        raise AssertionError("a new log listed the archive")
-
-    with monkeypatch.context() as m:
-        m.setattr(walship.repair._Archive, "__init__", no_listing)
-        with _open(store, url) as log:
-            assert not log.recovery.record_rebuilt
-            log.append(b"one")
-    assert RECORD_NAME not in store.list_names()
-    with _open(store, url) as log:  # segments, no record: the (empty) archive is listed once
+    lists = _count_lists(monkeypatch)
+    with _open(store, url) as log:
         assert not log.recovery.record_rebuilt
-    assert ArchiveRecord.load(store).entries() == []
-    assert RECORD_NAME in store.list_names()  # the next open does not list the archive again
+        log.append(_payload(1))
+    assert len(lists) == 1
+    assert ArchiveRecord.load(store).entries() == []  # written at creation
+    with _open(store, url) as log:  # the record is there: no request at all
+        assert not log.recovery.record_rebuilt
+        assert _read(log) == [1]
+    assert len(lists) == 1
+
+
+def test_a_wiped_directory_never_numbers_from_1_again(
+    store: SegmentStore, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 item 6 for a new log: a directory wiped (or a second log given the same prefix)
+    while the archive holds segments 1..3 (commit_seqs 1..15) would hand out commit_seq 1
+    again. The open refuses in one line naming restore and repair, and writes nothing."""
+    _write(store, url, segments=3)
+    for name in store.list_names():
+        store.remove(name)
+    lists = _count_lists(monkeypatch)
+    with pytest.raises(
+        ArchiveConflictError, match=f"holds 3 segments \\({S1}..{S3}\\) already"
+    ) as e:
+        _open(store, url)
+    message = str(e.value)
+    assert "\n" not in message and "would number from 1 again" in message
+    assert f"walship restore {ArchiveStore(url).url} NEWDIR" in message
+    assert f"walship repair {store.location} -c CONFIG" in message
+    assert len(lists) == 1
+    assert not [n for n in store.list_names() if n.startswith("segment_") or n == RECORD_NAME]
+    store.lock()  # released
+    store.unlock()
+    # repair continues the archive here: numbering after its last frame, without its frames
+    with _open(store, url, repair=True) as log:
+        assert log.recovery.record_rebuilt
+        assert log.append(_payload(16)) == 16
+        log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=30)
+    assert list(_restored_frames(url, tmp_path)) == list(range(1, 17))
+
+
+def test_a_new_log_opens_on_its_own_when_its_archive_cannot_be_listed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new log holds its whole history: an unreachable archive does not stop it (a warning);
+    no record is written, so that its next open lists the archive again."""
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"a file where the archive directory should be")
+    store = MemoryStore()
+    with _open(store, (blocker / "archive").as_uri()) as log:
+        assert log.append(b"one") == 1
+    assert "cannot be listed" in caplog.text
+    assert RECORD_NAME not in store.list_names()
 
 
 def test_a_local_segment_that_differs_from_its_archived_copy_is_refused(

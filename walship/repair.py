@@ -2,7 +2,8 @@
 
 Both run when a log with an ``archive:`` section opens, before recovery (see
 :func:`prepare_archived_open`), and both cost one LIST of the archive plus the manifests they
-need; neither runs on an ordinary open, whose record is intact and was not asked to repair.
+need; neither runs on an ordinary open, whose record is intact and was not asked to repair (a
+new log lists the archive once, see below).
 
 **Repair** (``walship.open(..., repair=True)``, ``walship repair DIR -c CONFIG``): every archived
 segment from the first local one (or the one after the last removed by retention) up to the
@@ -21,8 +22,12 @@ its archived copy), the anchor, and the archive's last commit_seq, so that numbe
 after the archive's last frame and never goes back while the archive holds later frames. A fresh
 log whose archive holds nothing yet gets an empty record, so that its next open does not list
 the archive again. The checkpoint is not in the archive: set it again with ``Log.checkpoint``.
-A new, empty store (no record, no segment) opens without any request: to start it from an
-archive, restore it (:func:`walship.restore.restore`).
+A new log (a store with no record and no segment) costs one LIST: when the archive holds
+segments already (a wiped directory, or a second log configured with the same prefix), the open
+is refused (:class:`ArchiveConflictError`, naming restore and repair), since the new log would
+number from 1 again; when it holds none, an empty record is written, so that later opens need
+no request. ``repair=True`` on an empty store continues the archive: the record is rebuilt and
+the log continues after the archive's last segment and frame, without their frames locally.
 
 If the archive cannot be listed then, the open fails (an :class:`ArchiveError` naming the
 archive): opening without knowing where the archive's numbering stands could hand out
@@ -41,7 +46,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
-from walship.backends.archive_errors import ArchiveError, ArchiveIntegrityError, ArchiveRecordError
+from walship.backends.archive_errors import (
+    ArchiveConflictError,
+    ArchiveError,
+    ArchiveIntegrityError,
+    ArchiveRecordError,
+)
 from walship.backends.base import SegmentStore, free_name
 from walship.core.header import (
     HEADER_SIZE,
@@ -175,13 +185,11 @@ def prepare_archived_open(
     if state == "ok" and not repair:
         assert record is not None
         return ArchiveRepair(record)
-    if state == "missing" and not repair and not _segment_seqs(store):
-        # a new log (or one wiped: restore it to start from its archive): no request at all;
-        # its archiver refuses to upload a segment that does not continue the archive
-        return ArchiveRepair(ArchiveRecord(store))
     archive = archive or ArchiveStore(
         settings.url, settings.storage_options, compression=settings.compression
     )
+    if state == "missing" and not repair and not _segment_seqs(store):
+        return ArchiveRepair(_new_log_record(store, archive))
     try:
         view = _Archive(archive)
     except ArchiveError:
@@ -204,6 +212,43 @@ def prepare_archived_open(
         # a fresh log's first open writes an empty record: nothing was lost, nothing to report
         out.record_rebuilt = bool(view.listing.manifests) or state == "invalid"
     return out
+
+
+def _new_log_record(store: SegmentStore, archive: ArchiveStore) -> ArchiveRecord:
+    """The record of a new log (no record, no segment), after one LIST of its archive.
+
+    Raises:
+        ArchiveConflictError: the archive holds segments already: a new log there would number
+            from 1 again (a wiped directory, or a second log configured with the same prefix).
+    """
+    try:
+        listing = archive.list()
+    except (OSError, ArchiveError) as e:
+        # a new log holds its whole history; its archiver checks every upload against the
+        # archive (check_continues, conditional puts) and its next open lists the archive again
+        logger.warning(
+            "walship: %s cannot be listed (%s); the new log opens on its own",
+            archive.url,
+            archive.redact(str(e)),
+        )
+        return ArchiveRecord(store)
+    # an archived segment is its object and its manifest (a lone one is a leftover or planted
+    # object, which the archiver names when it gets there)
+    held = sorted(set(listing.manifests) & set(listing.objects))
+    if held:
+        what = segment_name(held[0])
+        if len(held) > 1:
+            what = f"{len(held)} segments ({what}..{segment_name(held[-1])})"
+        raise ArchiveConflictError(
+            f"{store.location} holds no log, but its archive {archive.url} holds "
+            f"{what} already: a new log would number from "
+            f"1 again; restore the log into a new directory (walship restore {archive.url} "
+            f"NEWDIR), continue it here without its old frames (walship repair {store.location} "
+            "-c CONFIG), or configure an empty archive prefix"
+        )
+    record = ArchiveRecord(store)
+    record.save()  # the next open need not list the archive again
+    return record
 
 
 def _put_back(
