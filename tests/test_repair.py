@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crc32c import crc32c
 
 import walship
 from walship.backends.archive import ArchiveListing, ArchiveStore, manifest_name, object_name
@@ -388,6 +390,50 @@ def test_repair_refuses_an_archived_copy_that_does_not_match(url: str) -> None:
         _open(store, url, repair=True)
     assert store.files() == before
     assert archive.fs.exists(f"{archive.root}/{manifest_name(2)}")
+
+
+def _lie_about(url: str, seq: int, tmp_path: Path) -> bytes:
+    """Replace archived segment ``seq`` by a consistent forgery: one payload byte changed, its
+    frame's CRC recomputed, the header (prev hash) kept, and a manifest that matches it."""
+    archive = ArchiveStore(url)
+    with archive.fs.open(f"{archive.root}/{object_name(seq)}", "rb") as f:
+        data = bytearray(f.read())
+    (length,) = struct.unpack_from(">I", data, HEADER_SIZE)
+    body = HEADER_SIZE + 4 + length - 4
+    data[body - 1] ^= 0x01
+    struct.pack_into(">I", data, body, crc32c(bytes(data[HEADER_SIZE:body])))
+    forger = ArchiveStore(f"file://{tmp_path}/forger-{secrets.token_hex(4)}")
+    forger.put(segment_name(seq), bytes(data))
+    for name in (object_name(seq), manifest_name(seq)):
+        with forger.fs.open(f"{forger.root}/{name}", "rb") as f:
+            forged = f.read()
+        archive.fs.rm(f"{archive.root}/{name}")
+        with archive.fs.open(f"{archive.root}/{name}", "wb") as f:
+            f.write(forged)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("record", ["kept", "lost"])
+def test_repair_never_replaces_an_intact_segment_by_a_forged_archived_copy(
+    url: str, tmp_path: Path, record: str
+) -> None:
+    """The archive lies consistently about segment 2 (a frame altered, CRC and manifest made to
+    match, the prev hash kept): the local segment 2 is intact, and its local successor's prev
+    hash is the BLAKE3 of the local copy, not of the forgery. Repair refuses and changes
+    nothing, and the log still opens."""
+    store = MemoryStore()
+    _write(store, url)
+    _lie_about(url, 2, tmp_path)
+    if record == "lost":
+        store.remove(RECORD_NAME)
+    before = store.files()
+    with pytest.raises(ArchiveIntegrityError, match=S2) as e:
+        _open(store, url, repair=True)
+    assert "\n" not in str(e.value)
+    assert store.files() == before
+    if record == "kept":
+        with _open(store, url) as log:
+            assert _read(log) == list(range(1, 16))
 
 
 def test_repair_needs_an_archive(store: SegmentStore) -> None:

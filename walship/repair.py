@@ -203,8 +203,7 @@ def prepare_archived_open(
     scan = scan_store(store)
     out = ArchiveRepair(record or ArchiveRecord(store))
     if repair:
-        removed = record.removed_through if record is not None else 0
-        _put_back(store, view, scan, removed, out)
+        _put_back(store, view, scan, record, out)
         if out.restored:
             scan = scan_store(store)
     if state != "ok":
@@ -252,8 +251,24 @@ def _new_log_record(store: SegmentStore, archive: ArchiveStore) -> ArchiveRecord
 
 
 def _put_back(
-    store: SegmentStore, view: _Archive, scan: LogScan, removed_through: int, out: ArchiveRepair
+    store: SegmentStore,
+    view: _Archive,
+    scan: LogScan,
+    record: ArchiveRecord | None,
+    out: ArchiveRepair,
 ) -> None:
+    """Put back every archived segment missing or not its archived copy locally, in order.
+
+    An archived copy must be what was uploaded (the record's BLAKE3, when the record knows the
+    segment) and must fit the log on both sides: its prev hash is the BLAKE3 of the segment
+    before it, and its BLAKE3 is the prev hash of the local segment after it when that one
+    stays (a forged copy whose manifest matches it never replaces an intact segment).
+
+    Raises:
+        ArchiveIntegrityError: an archived copy fails one of these checks (nothing is put back
+            for it or after it).
+    """
+    removed_through = record.removed_through if record is not None else 0
     newest = view.newest
     local = {s.segment_seq: s for s in scan.segments}
     if newest is None or not local:
@@ -274,12 +289,34 @@ def _put_back(
             continue
         intact = have is not None and have.blake3 == m.blake3  # byte for byte its archived copy
         if not intact:
+            where = view.store.object_url(m.object)
+            entry = record.entry(seq) if record is not None else None
+            if entry is not None and entry.url == view.store.url and entry.blake3 != m.blake3:
+                raise ArchiveIntegrityError(
+                    f"{where}: its BLAKE3 is not the one {RECORD_NAME} recorded when it was "
+                    "uploaded: the archived copy was replaced since; nothing was put back for it",
+                    name,
+                )
             data = view.store.get(m)  # checked against the manifest (size, BLAKE3)
             header = SegmentHeader.decode(data, name, seq)
             if prev_hash is not None and header.prev_segment_hash != prev_hash:
                 raise ArchiveIntegrityError(
-                    f"{view.store.object_url(m.object)}: its prev_segment_hash is not the "
-                    f"BLAKE3 of {segment_name(seq - 1)}: the archive's chain is broken there",
+                    f"{where}: its prev_segment_hash is not the BLAKE3 of "
+                    f"{segment_name(seq - 1)}: the archive's chain is broken there",
+                    name,
+                )
+            after = local.get(seq + 1)
+            if (
+                after is not None
+                and after.header is not None
+                # the local successor stays: it is not archived, or it is its archived copy
+                and (seq + 1 not in manifests or after.blake3 == manifests[seq + 1].blake3)
+                and after.header.prev_segment_hash != m.blake3
+            ):
+                raise ArchiveIntegrityError(
+                    f"{where}: its BLAKE3 is not the prev_segment_hash of the local "
+                    f"{after.name}: the archived copy is not this log's; nothing was put back "
+                    "for it",
                     name,
                 )
             if have is not None:
