@@ -6,10 +6,12 @@ need; neither runs on an ordinary open, whose record is intact and was not asked
 new log lists the archive once, see below).
 
 **Repair** (``walship.open(..., repair=True)``, ``walship repair DIR -c CONFIG``): every archived
-segment from the first local one (or the one after the last removed by retention) up to the
-archive's newest that is missing locally, damaged, or not byte for byte its archived copy is
-fetched, checked against its manifest (size, BLAKE3) and against the chain (its header's prev
-hash is the BLAKE3 of the segment before it), and put back durably (temporary file, sync, rename,
+segment after the last one retention removed (after the record's ``removed_through``; without a
+record, from the first local one) up to the archive's newest that is missing locally, damaged,
+or not byte for byte its archived copy is fetched, checked against its manifest (size, BLAKE3),
+against the record (the BLAKE3 it had when it was uploaded) and against the chain on both sides
+(its prev hash is the BLAKE3 of the segment before it, and its BLAKE3 the prev hash of a local
+segment after it that stays), and put back durably (temporary file, sync, rename,
 directory sync); the local copy it replaces is kept as ``<segment>.damaged``. Only what the
 archive does not hold is left to recovery: a torn tail is cut as usual, other damage still needs
 ``salvage=True``, which then never writes into an archived segment (see
@@ -268,12 +270,13 @@ def _put_back(
         ArchiveIntegrityError: an archived copy fails one of these checks (nothing is put back
             for it or after it).
     """
-    removed_through = record.removed_through if record is not None else 0
     newest = view.newest
     local = {s.segment_seq: s for s in scan.segments}
     if newest is None or not local:
         return  # nothing archived, or nothing local to repair (restore makes a log anew)
-    start = min(local) if not removed_through else min(min(local), removed_through + 1)
+    # the record says which segments retention removed: every later one belongs here (a first
+    # local segment missing is one to put back); without it, from the first local one
+    start = record.removed_through + 1 if record is not None else min(local)
     # only numbers something holds (a hostile listing cannot make this walk a huge range)
     seqs = sorted(s for s in set(view.listing.manifests) | set(local) if start <= s <= newest)
     manifests = view.manifests([start - 1, *seqs] if start > 1 else seqs)
