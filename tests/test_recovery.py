@@ -263,3 +263,27 @@ def test_a_large_damaged_tail_is_scanned_in_linear_time(kind: str) -> None:
         assert log.recovery.repairs[0].cut_bytes == len(tail) + len(encode(16, 1, 0, b"torn")) - 2
     assert time.perf_counter() - started < 20
     assert _frames(store) == seqs
+
+
+def test_a_hostile_tail_cannot_make_the_scan_quadratic() -> None:
+    """After a torn frame, 4 MiB of 12-byte units that each look like the head of a 2 MiB frame
+    with the next commit_seq: every unit passes the cheap filters, so checking each one's CRC
+    costs ~350 GB. The CRC work is bounded by a few times the tail: the open is refused
+    quickly (undecided is not torn: nothing is cut), and salvage opens the prefix."""
+    import struct
+    import time
+
+    store = MemoryStore()
+    seqs = _write_log(store)
+    unit = struct.pack(">IQ", 2 << 20, 16)
+    store.open_append(S3).write(encode(16, 1, 0, b"torn")[:-2] + unit * ((4 << 20) // len(unit)))
+    before = store.read(S3)
+    started = time.perf_counter()
+    with pytest.raises(LogCorruptError, match="too many frame-like candidates") as e:
+        walship.open(store=store)
+    assert time.perf_counter() - started < 5
+    assert f"{S3} at offset " in str(e.value) and "\n" not in str(e.value)
+    assert store.read(S3) == before
+    with walship.open(store=store, salvage=True) as log:
+        assert log.last_seq == 15
+    assert _frames(store) == seqs

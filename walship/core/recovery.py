@@ -239,12 +239,18 @@ def _scan_frames(
         None if zero or not is_last else find_continuation(data, off, None if prev < 0 else prev)
     )
     if after is not None:
+        found, next_seq = after
+        follows = (
+            f"a valid frame with commit_seq {next_seq} follows at offset {found}"
+            if next_seq is not None
+            else f"too many frame-like candidates follow to check them all (stopped at offset "
+            f"{found}; crafted data?)"
+        )
         return Problem(
             ProblemKind.CORRUPT_FRAME,
             seg.name,
             off,
-            f"{problem}, but a valid frame with commit_seq {after[1]} follows at offset "
-            f"{after[0]}: bit rot or tampering, not a torn write",
+            f"{problem}, but {follows}: bit rot or tampering, not a torn write",
         )
     if truncated:
         what = f"segment ends inside a frame ({problem})"
