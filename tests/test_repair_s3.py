@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ S2 = segment_name(2)
 class _Target:
     url: str
     storage_options: dict[str, Any]
+    client: Any = None
+    """A boto3 client when the bucket is to be removed after the test (the shared radosgw
+    allows 1000 buckets per user)."""
+
+
+def _remove_bucket(client: Any, bucket: str) -> None:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for o in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=o["Key"])
+    client.delete_bucket(Bucket=bucket)
 
 
 def _radosgw() -> _Target:
@@ -42,13 +53,14 @@ def _radosgw() -> _Target:
     import boto3
 
     bucket = f"walship-repair-{secrets.token_hex(6)}"
-    boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    )
+    client.create_bucket(Bucket=bucket)
     options = {
         "endpoint_url": endpoint,
         "key": key,
@@ -56,15 +68,18 @@ def _radosgw() -> _Target:
         "skip_instance_cache": True,
         "use_listings_cache": False,
     }
-    return _Target(f"s3://{bucket}/wal", options)
+    return _Target(f"s3://{bucket}/wal", options, client)
 
 
 @pytest.fixture(params=["moto", "radosgw"])
-def target(request: pytest.FixtureRequest) -> _Target:
+def target(request: pytest.FixtureRequest) -> Iterator[_Target]:
     if request.param == "radosgw":
-        return _radosgw()
+        t = _radosgw()
+        yield t
+        _remove_bucket(t.client, t.url.removeprefix("s3://").split("/")[0])
+        return
     bucket = new_bucket(moto_endpoint())
-    return _Target(bucket.url, bucket.storage_options)
+    yield _Target(bucket.url, bucket.storage_options)
 
 
 def _open(wal: Path, target: _Target, **options: Any) -> walship.Log:
