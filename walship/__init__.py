@@ -72,7 +72,9 @@ def open(
         store: any :class:`~walship.backends.base.SegmentStore` instead of ``path``.
         options: without ``config``, see :class:`walship.log.Log`: ``durability`` (``always`` |
             ``interval`` | ``none``), ``sync_interval`` (s), ``max_segment_bytes``,
-            ``max_segment_age`` (s), ``instance_id``, ``salvage``, ``seed_restarts`` (open a
+            ``max_segment_age`` (s), ``instance_id``, ``salvage``, ``repair`` (with an
+            ``archive``: first put back from the archive every archived segment that is
+            damaged or missing locally, see :mod:`walship.repair`), ``seed_restarts`` (open a
             log the seed wrote: its zero prev hash after each restart is then accepted and
             listed in ``log.recovery.chain_restarts``), ``clock``, ``plugins``,
             ``entry_point_plugins``. ``plugins`` may hold plugin objects, and config-style
@@ -80,7 +82,10 @@ def open(
     Raises:
         ConfigError: the config file or an override is invalid (one line, with the key path).
         PluginError: a plugin failed to import, to be created or to validate (named).
-        LogCorruptError: damage other than a torn tail (see ``salvage``).
+        LogCorruptError: damage other than a torn tail (see ``salvage``; damage to an
+            archived segment needs ``repair``: salvage never writes into one).
+        ArchiveError: the archive record must be rebuilt (or ``repair`` was asked) and the
+            archive cannot be listed, or a fetched segment does not match its manifest.
         StoreLockedError: another writer has the log open.
     """
     if config is not None:

@@ -54,6 +54,7 @@ from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemC
 from walship.core.segment import ActiveSegment, Buffers, ClosedSegment, SegmentManager
 from walship.errors import (
     CommitSeqLimitError,
+    ConfigError,
     FramesUnavailableError,
     LogClosedError,
     LogFailedError,
@@ -245,6 +246,7 @@ class Log:
         max_segment_bytes: int = 64 * 1024 * 1024,
         max_segment_age: float = 60.0,
         salvage: bool = False,
+        repair: bool = False,
         seed_restarts: bool = False,
         clock: Clock | None = None,
         plugins: Iterable[object] = (),
@@ -309,7 +311,16 @@ class Log:
         recovered = None
         try:
             # the record of what is archived; its last removed segment anchors the chain
-            self._record = ArchiveRecord.load(store)
+            prepared = None
+            if archive_settings is not None:  # rebuilt from the archive when lost; repair
+                from walship.repair import prepare_archived_open
+
+                prepared = prepare_archived_open(store, archive_settings, repair=repair)
+                self._record = prepared.record
+            elif repair:
+                raise ConfigError("repair=True needs the log's archive: section to repair from")
+            else:
+                self._record = ArchiveRecord.load(store)
             if anchor is None:
                 anchor = self._record.anchor_for(first_local_seq(store))
             recovered = recover(
@@ -322,8 +333,12 @@ class Log:
                 seed_restarts=seed_restarts,
             )
             self.recovery: RecoveryReport = recovered.report
-            if recovered.report.repairs or recovered.report.salvaged:
-                logger.warning("walship recovery: %s", recovered.report.summary())
+            report = self.recovery
+            if prepared is not None:
+                report.restored = prepared.restored
+                report.record_rebuilt = prepared.record_rebuilt
+            if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
+                logger.warning("walship recovery: %s", report.summary())
             self.instance_id: int = (
                 recovered.instance_id
                 if recovered.instance_id is not None

@@ -1,8 +1,9 @@
 """The writer process of the crash harness (run as a script; the parent SIGKILLs it).
 
-    python crash_writer.py DIR FD INCARNATION THREADS
+    python crash_writer.py DIR FD INCARNATION THREADS [DURABILITY]
 
-Opens the POSIX log in DIR (durability ``always``, small segments, short segment age), writes
+Opens the POSIX log in DIR (durability DURABILITY, ``always`` by default; small segments, short
+segment age), writes
 ``ready <last_seq>`` to file descriptor FD, then appends from THREADS threads until killed. After
 each append returns it writes ``<commit_seq> <key>`` for every acknowledged frame to FD, one
 ``os.write`` per append (atomic on a pipe below PIPE_BUF). Payloads are ``make_payload(key)``.
@@ -24,9 +25,10 @@ SEGMENT_AGE = 0.05
 
 def main() -> None:
     path, fd, incarnation, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    durability = sys.argv[5] if len(sys.argv) > 5 else "always"
     log = walship.open(
         path,
-        durability="always",
+        durability=durability,
         max_segment_bytes=SEGMENT_BYTES,
         max_segment_age=SEGMENT_AGE,
         entry_point_plugins=False,

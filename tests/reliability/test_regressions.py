@@ -440,7 +440,9 @@ def test_a_record_that_does_not_know_the_numbering_refuses_to_guess() -> None:
 def test_a_last_segment_shorter_than_its_archived_copy_is_refused(tmp_path: Path) -> None:
     """Issue 6, item 7 (a neighbour): the last local segment is recorded as archived, but holds
     fewer bytes than its archived copy (its successor is gone and its tail was cut). Appending
-    to it would fork the archived segment: the open refuses; ``salvage=True`` resumes it."""
+    to it would fork the archived segment: the open refuses, and so does ``salvage=True``
+    (issue 10 item 5: salvage never writes into an archived segment); ``repair=True`` puts the
+    archived copy back and the log continues after it."""
     store = PosixStore(tmp_path / "wal")
     options = {"url": _archive_url(tmp_path, "posix")}
     with walship.open(store=store, entry_point_plugins=False, archive=options) as log:
@@ -452,8 +454,13 @@ def test_a_last_segment_shorter_than_its_archived_copy_is_refused(tmp_path: Path
     os.truncate(Path(store.location) / segment_name(1), size - 10)
     with pytest.raises(walship.LogCorruptError, match="differs from its archived copy"):
         walship.open(store=store, entry_point_plugins=False, archive=options)
-    with walship.open(store=store, entry_point_plugins=False, salvage=True) as log:
+    with pytest.raises(walship.LogCorruptError, match="walship repair DIR -c CONFIG"):
+        walship.open(store=store, entry_point_plugins=False, salvage=True)
+    with walship.open(store=store, entry_point_plugins=False, archive=options, repair=True) as log:
+        assert log.recovery.restored == [segment_name(1)]
         assert log.last_seq == 3  # commit_seq 3 is in the archive: never handed out again
+        assert log.append(b"next") == 4
+        assert log.stats()["active_segment"] == segment_name(2)  # not appended to segment 1
 
 
 # --- restore from a hostile bucket (test_hostile_bucket.py) ---------------------------------

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "walship.cli.verify",
     "walship.cli.plugins",
     "walship.cli.archive",
+    "walship.cli.repair",
     "walship.cli.bench",
 )
 

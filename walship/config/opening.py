@@ -12,7 +12,7 @@ from walship.config.schema import WalshipConfig
 if TYPE_CHECKING:
     from walship.log import Log
 
-_RUNTIME = ("store", "salvage", "seed_restarts", "clock", "anchor")
+_RUNTIME = ("store", "salvage", "repair", "seed_restarts", "clock", "anchor")
 
 
 def open_log(
@@ -22,9 +22,8 @@ def open_log(
 
     ``overrides`` replace config keys (see :func:`validate_config`); besides, ``store`` (a
     :class:`~walship.backends.base.SegmentStore` object used instead of the ``store:``
-    section), ``salvage``, ``seed_restarts``, ``clock`` and ``anchor`` go to the Log as they
-    are, and plugin
-    objects in ``plugins`` are registered after the configured ones.
+    section), ``salvage``, ``repair``, ``seed_restarts``, ``clock`` and ``anchor`` go to the Log
+    as they are, and plugin objects in ``plugins`` are registered after the configured ones.
 
     Raises:
         ConfigError: the config or an override is invalid.

@@ -11,6 +11,9 @@
   header) raises :class:`walship.errors.LogCorruptError` naming the file and the offset. With
   ``salvage=True`` the log opens on the valid prefix instead: the damaged segment is cut at its
   last valid frame (cut bytes kept) and every later segment is renamed ``<segment>.damaged``.
+  Salvage never cuts, drops or appends to a segment the archive holds (the archive would keep
+  frames whose commit_seqs the log hands out again): that is refused, naming
+  :mod:`walship.repair`, which puts archived segments back from the archive.
 
 Segments whose header is intact are chained: each header's ``prev_segment_hash`` must be the
 BLAKE3 of the whole previous file. The first local segment's prev hash is checked against the
@@ -39,11 +42,16 @@ from walship.core.header import (
 )
 from walship.core.rotation import Clock, SystemClock
 from walship.core.segment import PARALLEL_HASH_MIN, ActiveSegment, _hash_worker
+from walship.core.tail import find_continuation
 from walship.errors import LogCorruptError, SegmentHeaderError, SegmentReadError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+REPAIR_ADVICE = (
+    "put the archived copies back with walship repair DIR -c CONFIG (or open with repair=True)"
+)
+"""How to get past damage to archived segments: never salvage, which would fork the archive."""
 _U32 = struct.Struct(">I")
 _SEQ_TS = struct.Struct(">QQ")
 _LEN_SEQ_TS = struct.Struct(">IQQ")
@@ -150,8 +158,13 @@ def _is_zero(data: memoryview) -> bool:
     return True
 
 
-def _scan_frames(seg: SegmentScan, data: memoryview, last_seq: int | None) -> Problem | None:
+def _scan_frames(
+    seg: SegmentScan, data: memoryview, last_seq: int | None, is_last: bool
+) -> Problem | None:
     """Walk the frames of one segment; fill ``seg``; return the first problem, if any.
+
+    Damage in the last segment is a torn tail (repairable) only when no valid frame continuing
+    the sequence follows it (:func:`walship.core.tail.find_continuation`).
 
     The loop is the recovery hot path: one unpack of length, commit_seq and timestamp, one of
     the stored CRC, one CRC-32C call over a slice of the mapped file per frame.
@@ -221,9 +234,27 @@ def _scan_frames(seg: SegmentScan, data: memoryview, last_seq: int | None) -> Pr
     if problem is None:
         return None
     cut = end - off
+    zero = not truncated and _is_zero(data[off:])
+    after = (
+        None if zero or not is_last else find_continuation(data, off, None if prev < 0 else prev)
+    )
+    if after is not None:
+        found, next_seq = after
+        follows = (
+            f"a valid frame with commit_seq {next_seq} follows at offset {found}"
+            if next_seq is not None
+            else f"too many frame-like candidates follow to check them all (stopped at offset "
+            f"{found}; crafted data?)"
+        )
+        return Problem(
+            ProblemKind.CORRUPT_FRAME,
+            seg.name,
+            off,
+            f"{problem}, but {follows}: bit rot or tampering, not a torn write",
+        )
     if truncated:
         what = f"segment ends inside a frame ({problem})"
-    elif _is_zero(data[off:]):
+    elif zero:
         seg.tail_is_zero = True
         what = f"{cut} zero bytes after the last valid frame"
     else:
@@ -267,6 +298,7 @@ def scan_store(
     seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
     prev: SegmentScan | None = None
     expected_instance = instance_id
+    instance_from = f"the configured {instance_id}"
     last_seq: int | None = None
     for i, seq in enumerate(seqs):
         name = segment_name(seq)
@@ -320,13 +352,14 @@ def scan_store(
         header = seg.header
         if expected_instance is None:
             expected_instance = header.instance_id
+            instance_from = f"the {expected_instance} of {name}"
         elif header.instance_id != expected_instance:
             scan.problems.append(
                 Problem(
                     ProblemKind.BAD_HEADER,
                     name,
                     8,
-                    f"instance_id {header.instance_id} differs from {expected_instance}",
+                    f"instance_id {header.instance_id} differs from {instance_from}",
                 )
             )
         if prev is not None and prev.segment_seq + 1 == seq and prev.header is not None:
@@ -359,7 +392,7 @@ def scan_store(
                     )
             elif header.prev_segment_hash != ZERO_HASH:
                 scan.anchored = False
-        problem = _scan_frames(seg, data, last_seq)
+        problem = _scan_frames(seg, data, last_seq, is_last)
         if seg.last_commit_seq is not None:
             last_seq = seg.last_commit_seq
         if len(data) < seg.size and (problem is None or seg.tail_is_zero):
@@ -411,6 +444,10 @@ class RecoveryReport:
     anchored: bool = True
     chain_restarts: list[str] = field(default_factory=list)
     """Segments whose zero prev hash was accepted as a seed restart (``seed_restarts=True``)."""
+    restored: list[str] = field(default_factory=list)
+    """Segments put back from the archive before recovery (``repair=True``)."""
+    record_rebuilt: bool = False
+    """The archive record was missing or invalid and was rebuilt from the archive."""
     continued_after: str | None = None
     """The archived segment the log continues after (see :class:`ChainBase`), when no newer
     local segment was left."""
@@ -428,6 +465,10 @@ class RecoveryReport:
             parts.append(f"cut {r.cut_bytes} bytes from {r.segment} at {r.offset} ({r.detail})")
         if self.salvaged:
             parts.append(f"salvaged: moved aside {', '.join(self.salvaged)}")
+        if self.restored:
+            parts.append(f"put back from the archive: {', '.join(self.restored)}")
+        if self.record_rebuilt:
+            parts.append("archive record rebuilt from the archive")
         if self.continued_after is not None:
             parts.append(f"continues after the archived {self.continued_after}")
         return "; ".join(parts)
@@ -496,8 +537,9 @@ def recover(
     Args:
         base: the newest archived segment (see :class:`ChainBase`).
     Raises:
-        LogCorruptError: damage that is not a torn tail (unless ``salvage``); local segments
-            that contradict ``base`` (unless ``salvage``); no local frame and ``base`` does not
+        LogCorruptError: damage that is not a torn tail (unless ``salvage``; and even then
+            when the damaged segment is archived, at or below ``base``); a last local segment
+            that contradicts ``base`` (even with ``salvage``); no local frame and ``base`` does not
             know its commit_seq.
         SegmentHeaderError: the log belongs to another ``instance_id``.
         OSError: the store failed.
@@ -510,12 +552,19 @@ def recover(
     )
     segments = scan.segments
     fatal = [p for p in scan.problems if not p.repairable]
-    if fatal and not salvage:
+    archived = _archived_damage(segments, fatal, base) if fatal else None
+    if fatal and (archived is not None or not salvage):
         more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
+        advice = "open with salvage=True to keep the valid prefix"
+        if archived is not None:
+            assert base is not None
+            advice = (
+                f"{archived} is archived (the archive record lists segments up to "
+                f"{segment_name(base.segment_seq)}) and salvage never cuts or writes into an "
+                f"archived segment: {REPAIR_ADVICE}"
+            )
         raise LogCorruptError(
-            f"{store.location}: {fatal[0]}{more}; nothing was changed "
-            "(open with salvage=True to keep the valid prefix)",
-            list(fatal),
+            f"{store.location}: {fatal[0]}{more}; nothing was changed ({advice})", list(fatal)
         )
     if fatal:
         segments = _salvage(store, segments, fatal, report)
@@ -548,7 +597,7 @@ def recover(
     )
     report.last_commit_seq = last_seq
     next_segment, next_prev, floor = 1, anchor, 0
-    sealed = base is not None and _sealed(store, segments, base, salvage)
+    sealed = base is not None and _sealed(store, segments, base)
     if base is not None:
         if base.last_commit_seq is None and last_seq is None:
             raise LogCorruptError(
@@ -557,6 +606,28 @@ def recover(
                 "restore the log from its archive"
             )
         floor = base.last_commit_seq or 0
+        newer = next(
+            (
+                s
+                for s in segments
+                if s.segment_seq > base.segment_seq and s.first_commit_seq is not None
+            ),
+            None,
+        )
+        if newer is not None and (newer.first_commit_seq or 0) <= floor:
+            raise LogCorruptError(
+                f"{store.location}: {newer.name} holds commit_seq {newer.first_commit_seq}, "
+                f"but the archive holds commit_seqs up to {floor} already (archive record): "
+                "the local numbering went back; nothing was changed"
+            )
+    elif last_seq is None and segments and not scan.anchored:
+        first = segments[0]
+        raise LogCorruptError(
+            f"{store.location}: no local frame, and the segments before {first.name} are gone "
+            "(removed after archiving) with no archive record to say where their numbering "
+            "ended (walship.archive.json is missing): open the log with its archive: section "
+            "to rebuild the record from the archive"
+        )
     if sealed:
         assert base is not None
         next_segment, next_prev = base.segment_seq + 1, base.blake3
@@ -590,14 +661,31 @@ def recover(
     )
 
 
-def _sealed(
-    store: SegmentStore, segments: list[SegmentScan], base: ChainBase, salvage: bool
-) -> bool:
+REPAIR_ADVICE = (
+    "put the archived copies back with walship repair DIR -c CONFIG (or open with repair=True)"
+)
+"""How to get past damage to archived segments: never salvage, which would fork the archive."""
+
+
+def _archived_damage(
+    segments: list[SegmentScan], fatal: list[Problem], base: ChainBase | None
+) -> str | None:
+    """The first damaged segment when the archive holds it (at or below ``base``), else
+    ``None``. Salvage must never cut, drop or append to such a segment: the archive would keep
+    the old frames while the local log hands out their commit_seqs again."""
+    if base is None:
+        return None
+    first = min(fatal, key=lambda p: (_damage_index(segments, p), p.offset))
+    damaged = parse_segment_name(first.segment.split("..")[0])
+    return segment_name(damaged) if damaged is not None and damaged <= base.segment_seq else None
+
+
+def _sealed(store: SegmentStore, segments: list[SegmentScan], base: ChainBase) -> bool:
     """Whether no local segment is newer than ``base`` (the log must continue after it).
 
     Raises:
         LogCorruptError: the last local segment is ``base``'s number but not its bytes, or older
-            than ``base`` (unless ``salvage``: the local log is then resumed as it is).
+            than ``base``: appending to it would fork the archived log (even with ``salvage``).
     """
     if not segments:
         return True
@@ -607,8 +695,6 @@ def _sealed(
     assert last.prefix_hasher is not None
     if last.segment_seq == base.segment_seq and last.prefix_hasher.digest() == base.blake3:
         return True  # a sealed segment whose successor was a torn creation
-    if salvage:
-        return False
     what = (
         "differs from its archived copy"
         if last.segment_seq == base.segment_seq
@@ -616,7 +702,7 @@ def _sealed(
     )
     raise LogCorruptError(
         f"{store.location}: the last local segment {last.name} {what} (archive record); "
-        "open with salvage=True to resume the local log as it is"
+        f"{REPAIR_ADVICE}"
     )
 
 

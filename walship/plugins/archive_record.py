@@ -21,14 +21,23 @@ This module is light (no fsspec): the Log reads the record on every open to find
 from __future__ import annotations
 
 import json
+import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from walship.backends.archive_errors import ArchiveRecordError
+from walship.backends.archive_errors import (
+    ArchiveConflictError,
+    ArchiveIntegrityError,
+    ArchiveRecordError,
+)
 from walship.backends.base import SegmentStore
-from walship.core.header import parse_segment_name
+from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
 from walship.core.recovery import ChainBase
+
+if TYPE_CHECKING:
+    from walship.backends.archive import SegmentManifest
 
 RECORD_NAME = "walship.archive.json"
 RECORD_FORMAT = "walship-archive-record"
@@ -83,8 +92,9 @@ class ArchiveRecord:
 
         Raises:
             ArchiveRecordError: the file exists but is not a valid record (named, with what is
-                wrong); move it aside to start a new one (archived segments are then verified and
-                recorded again, idempotently).
+                wrong). An open with the log's ``archive:`` section rebuilds it from the archive
+                (:mod:`walship.repair`; the bad file is kept aside); without the archive it
+                cannot be rebuilt safely (the numbering would not know the archive's frames).
         """
         try:
             data = store.read(RECORD_NAME, 0, _MAX_RECORD_BYTES + 1)
@@ -94,7 +104,9 @@ class ArchiveRecord:
 
         def bad(what: str) -> ArchiveRecordError:
             return ArchiveRecordError(
-                f"{where} is not a valid archive record: {what}; move it aside to rebuild it"
+                f"{where} is not a valid archive record: {what}; open the log with its archive "
+                "configured (walship.open(config=...) or walship repair DIR -c CONFIG) to rebuild "
+                "it from the archive (the bad file is kept aside); never just delete it"
             )
 
         if len(data) > _MAX_RECORD_BYTES:
@@ -220,6 +232,11 @@ class ArchiveRecord:
             self._checkpoint = commit_seq
             self._save()
 
+    def save(self) -> None:
+        """Write the record as it is now (durable on return)."""
+        with self._lock:
+            self._save()
+
     def _save(self) -> None:
         doc: dict[str, Any] = {
             "format": RECORD_FORMAT,
@@ -250,3 +267,56 @@ def load_anchor(store: SegmentStore) -> bytes | None:
         ArchiveRecordError: the record is invalid.
     """
     return ArchiveRecord.load(store).anchor_for(first_local_seq(store))
+
+
+_LEN_SEQ = struct.Struct(">IQ")
+
+
+def check_continues(
+    store: SegmentStore,
+    segment_seq: int,
+    record: ArchiveRecord,
+    stat: Callable[[str], SegmentManifest | None],
+) -> None:
+    """Refuse to archive a local segment that does not continue the archive before it.
+
+    The segment before it, as the record knows it (else as ``stat`` finds it in the archive;
+    when it is not archived yet there is nothing to contradict), must be the BLAKE3 in this
+    segment's prev hash, and this segment's first commit_seq must be above its last one (a
+    predecessor whose manifest cannot be read is not checked against). A log
+    whose numbering went back (a lost record, a local log restored from an old copy) would
+    otherwise put frames with commit_seqs the archive holds already into the archive.
+
+    Raises:
+        ArchiveConflictError: it does not continue the archive (named, with both sides).
+        OSError: the store or the archive failed.
+    """
+    if segment_seq <= 1:
+        return
+    name = segment_name(segment_seq)
+    before = segment_name(segment_seq - 1)
+    head = store.read(name, 0, HEADER_SIZE + _LEN_SEQ.size)
+    header = SegmentHeader.decode(head, name, segment_seq)
+    entry = record.entry(segment_seq - 1)
+    if entry is not None:
+        blake3, last = entry.blake3, entry.last_commit_seq
+    else:
+        try:
+            m = stat(before)
+        except ArchiveIntegrityError:  # an invalid manifest there is that segment's own problem
+            return
+        if m is None:
+            return
+        blake3, last = m.blake3, m.last_commit_seq
+    why = ""
+    if header.prev_segment_hash != blake3:
+        why = f"its prev_segment_hash is not the BLAKE3 of the archived {before}"
+    elif last is not None and len(head) == HEADER_SIZE + _LEN_SEQ.size:
+        first = _LEN_SEQ.unpack_from(head, HEADER_SIZE)[1]
+        if first <= last:
+            why = f"its first commit_seq {first} is not above {last}, the last of {before}"
+    if why:
+        raise ArchiveConflictError(
+            f"{name} does not continue the archive ({why}): not uploaded; the local log's "
+            "numbering went back or it forked (see walship verify and walship repair)"
+        )

@@ -44,7 +44,7 @@ from walship.core.header import segment_name
 from walship.core.segment import ClosedSegment
 from walship.errors import ConfigError
 from walship.plugins import archive_limits as limits
-from walship.plugins.archive_record import ArchivedSegment, ArchiveRecord
+from walship.plugins.archive_record import ArchivedSegment, ArchiveRecord, check_continues
 from walship.plugins.hookspecs import hookimpl
 from walship.plugins.retention import Retention, RetentionPolicy, SegmentRanges
 
@@ -316,6 +316,7 @@ class Archiver:
                 return False
             started = time.monotonic()
             try:
+                check_continues(self.store, seq, self.record, self.archive.stat)
                 result = self._put(name, p.blake3)
                 # record and announce as one step for retention: a segment_removed never
                 # reaches the plugins before its segment_archived
