@@ -169,6 +169,10 @@ def at(k: int, mode: str, window: int = 1) -> Plan:
     return lambda n, method, path: mode if k <= n < k + window else None
 
 
+OPEN_REQUESTS = 2
+"""A new log lists its archive once at open (a new log must not number from 1 again where the
+archive holds segments): s3fs lists the prefix, then its parent when the prefix is empty."""
+
 PROBE_REQUESTS = 3
 """The first put to a bucket probes the conditional create: PUT, PUT (refused), DELETE."""
 
@@ -218,6 +222,12 @@ def sweep(
                 FIGURES["object_store.runs"] += 1
                 continue
             assert faults[0].n == k
+            if k <= OPEN_REQUESTS:
+                # a failed listing at open is retried below walship or opens with a warning
+                # (it lists again at the next open); it is no archive attempt (run() checked
+                # that everything was archived, restored and verified all the same)
+                FIGURES["object_store.runs"] += 1
+                continue
             if faults[0].method == "DELETE" and "probe-" in faults[0].path:
                 # the probe's clean-up is best effort: a leftover probe is a temporary
                 # object, which every listing skips (check() restored and verified)
@@ -237,9 +247,10 @@ def sweep(
 
 def test_kth_request_fails(server: S3Server, baseline: Baseline) -> None:
     """A 500 after the server acted (the answer lost) and a 500 before it acted, at every
-    request of archiving one segment (the probe's three, put the object, put the manifest).
+    request of archiving one segment (the open's listing, the probe's three, put the object,
+    put the manifest).
     The long run: every mode at every request of four segments."""
-    assert baseline[1] == PROBE_REQUESTS + 2
+    assert baseline[1] == OPEN_REQUESTS + PROBE_REQUESTS + 2
     sweep(server, baseline, 1, ["lost", "error"], 1)
 
 
@@ -249,7 +260,7 @@ def test_kth_request_absorbed_or_retried(server: S3Server, baseline: Baseline) -
     there, its first upload's answer lost)."""
     rng = random.Random(6)
     for mode in ("slowdown", "reset", "late"):
-        sweep(server, baseline, 1, [mode], 1, [rng.randint(1, baseline[1])])
+        sweep(server, baseline, 1, [mode], 1, [rng.randint(OPEN_REQUESTS + 1, baseline[1])])
     cut: list[int] = []
     lost: list[int] = []
 
@@ -273,7 +284,7 @@ def test_an_outage_of_several_requests(server: S3Server) -> None:
     """Six requests in a row fail: walship retries the same segment with a growing backoff
     until the store answers again. (A run of resets is absorbed by s3fs, which retries a
     reset up to 25 times; the server stopped mid-upload is the longer outage.)"""
-    out = run(server, at(PROBE_REQUESTS + 2, "error", 6), 2)
+    out = run(server, at(OPEN_REQUESTS + PROBE_REQUESTS + 2, "error", 6), 2)
     assert out.stats["archive"]["failed_attempts"] == 6
     assert [a for _, a, _ in out.watch.failed] == [1, 2, 3, 4, 5, 6]
     FIGURES["object_store.runs"] += 1
