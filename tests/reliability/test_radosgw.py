@@ -21,6 +21,7 @@ from s3server import RadosGW, S3Bucket, new_bucket, radosgw_server, wait_until
 
 import walship
 from walship.backends.archive import ArchiveReadStore, ArchiveStore
+from walship.backends.archive_errors import ArchiveConflictError
 from walship.core.header import segment_name
 from walship.core.recovery import scan_store
 from walship.restore import restore
@@ -76,9 +77,12 @@ def objects(bucket: S3Bucket) -> dict[str, bytes]:
 def test_two_logs_and_a_restored_fork_never_replace_an_archived_object(
     bucket: S3Bucket, tmp_path: Path
 ) -> None:
-    """Log A archives; log B (another log, same names) and C (restored from A's archive while
-    A goes on: a fork) archive to the same URL: each gets a clear conflict, and A's objects
-    stay byte for byte what A wrote (A removed its local copies under until_archived)."""
+    """Log A archives; log B (another log, same names, opened while the archive was still
+    empty) and C (restored from A's archive while A goes on: a fork) archive to the same URL:
+    each gets a clear conflict, and A's objects stay byte for byte what A wrote (A removed its
+    local copies under until_archived). A new log opened once A has archived is refused at
+    open."""
+    b = walship.open(tmp_path / "b", entry_point_plugins=False, archive=section(bucket))
     for segments in (3, 2):
         with walship.open(
             tmp_path / "a",
@@ -92,28 +96,39 @@ def test_two_logs_and_a_restored_fork_never_replace_an_archived_object(
             restore(bucket.url, tmp_path / "c", storage_options=bucket.storage_options)
     archived = objects(bucket)
     assert len(archived) == 10
-    for path, tag in ((tmp_path / "b", "B"), (tmp_path / "c", "C")):
-        with walship.open(path, entry_point_plugins=False, archive=section(bucket)) as log:
+    with pytest.raises(ArchiveConflictError, match="would number from 1 again"):
+        walship.open(tmp_path / "d", entry_point_plugins=False, archive=section(bucket))
+    c = walship.open(tmp_path / "c", entry_point_plugins=False, archive=section(bucket))
+    for log, tag in ((b, "B"), (c, "C")):
+        with log:
             write(log, 2, tag)
             assert log.archiver is not None and not log.archiver.flush(timeout=60)
             stalled = log.archiver.stalled()
         assert stalled, tag
+        # the first segment that collides meets the server's conditional create; the later
+        # ones are refused before any request (their prev hash does not continue the archive)
+        first = min(stalled)
+        assert first in stalled[first] and "refusing to overwrite" in stalled[first]
         for name, error in stalled.items():
-            assert name in error and "refusing to overwrite" in error, error
+            assert name in error, error
+            assert "refusing to overwrite" in error or "does not continue" in error, error
         FIGURES["radosgw.fork_conflicts"] += len(stalled)
     now = objects(bucket)
     assert {n: now[n] for n in archived} == archived  # nothing replaced
     assert scan_store(ArchiveReadStore(bucket.url, bucket.storage_options)).ok
 
 
-def big_log(path: Path, bucket: S3Bucket, mib: int, segments: int, tag: bytes) -> walship.Log:
-    log = walship.open(
+def big_log(path: Path, bucket: S3Bucket) -> walship.Log:
+    return walship.open(
         path,
         entry_point_plugins=False,
         archive=section(bucket, retries={"attempts": 2, "backoff": 0.05}, upload_process=False),
         retention={"keep_local": "until_archived"},
         max_segment_bytes=4 << 30,
     )
+
+
+def fill(log: walship.Log, mib: int, segments: int, tag: bytes) -> walship.Log:
     for s in range(segments):
         left = mib
         while left > 0:
@@ -125,7 +140,8 @@ def big_log(path: Path, bucket: S3Bucket, mib: int, segments: int, tag: bytes) -
 
 
 def two_big_logs(bucket: S3Bucket, tmp_path: Path, segments: int) -> None:
-    a = big_log(tmp_path / "a", bucket, 101, segments, b"A")
+    b = big_log(tmp_path / "b", bucket)  # opened while the archive is empty: a race with A
+    a = fill(big_log(tmp_path / "a", bucket), 101, segments, b"A")
     try:
         assert a.archiver is not None and a.archiver.flush(timeout=600)
     finally:
@@ -133,8 +149,8 @@ def two_big_logs(bucket: S3Bucket, tmp_path: Path, segments: int) -> None:
     sizes = {n: len(bucket.get(n)) for n in bucket.names() if n.endswith(".aedbwal")}
     assert len(sizes) == segments and min(sizes.values()) > 100 << 20
     digest = {n: bucket.get(n)[:64] + bucket.get(n)[-64:] for n in sizes}
-    b = big_log(tmp_path / "b", bucket, 101, segments, b"B")
     try:
+        fill(b, 101, segments, b"B")
         assert b.archiver is not None and not b.archiver.flush(timeout=600)
         stalled = b.archiver.stalled()
     finally:
