@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 import walship
-from walship.backends.archive import ArchiveStore
+from walship.archive import ArchiveStore
 from walship.backends.memory import MemoryStore
 from walship.core.rotation import ManualClock
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.core.rotation import ManualClock
+from walship.store import SegmentStore
 
 pytest_plugins = ["s3server"]  # s3_bucket, s3_server (moto and radosgw), s3_target
 

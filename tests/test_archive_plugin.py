@@ -17,15 +17,20 @@ import pytest
 from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
-from walship.backends.archive import ArchiveReadStore, ArchiveStore
-from walship.backends.archive_errors import ArchiveRecordError, CheckpointError
+from walship.archive import ArchiveReadStore, ArchiveStore
+from walship.archive.archiver import ArchiveSettings, backoff_delay
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
+from walship.core.record import RECORD_NAME, ArchiveRecord, load_anchor
 from walship.core.recovery import scan_store
-from walship.errors import ConfigError, LogClosedError, LogCorruptError
-from walship.plugins.archive_record import RECORD_NAME, ArchiveRecord, load_anchor
-from walship.plugins.archiver import ArchiveSettings, backoff_delay
+from walship.errors import (
+    ArchiveRecordError,
+    CheckpointError,
+    ConfigError,
+    LogClosedError,
+    LogCorruptError,
+)
 
 QUICK = {"attempts": 50, "backoff": 0.005, "max_backoff": 0.02}
 
@@ -161,7 +166,7 @@ def test_a_restart_with_uploads_pending_archives_them() -> None:
         assert log.archiver is not None and log.archiver.flush(timeout=20)
         assert wait_until(lambda: sorted(rec.seqs("removed")) == [1, 2, 3])
     assert_removed_only_after_archived(rec)
-    from walship.restore import open_archive
+    from walship.archive.restore import open_archive
 
     assert [f.payload for f in open_archive(url).read()] == payloads
 
@@ -394,7 +399,7 @@ def test_import_walship_does_not_load_fsspec() -> None:
 
     code = (
         "import sys, walship; "
-        "bad = [m for m in ('fsspec', 's3fs', 'pydantic', 'zstandard', 'walship.restore') "
+        "bad = [m for m in ('fsspec', 's3fs', 'pydantic', 'zstandard', 'walship.archive.restore') "
         "if m in sys.modules]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -402,10 +407,10 @@ def test_import_walship_does_not_load_fsspec() -> None:
 
 
 def test_python_and_yaml_archive_settings_share_their_limits(tmp_path: Path) -> None:
+    from walship.archive.archiver import ArchiveSettings
+    from walship.archive.retention import RetentionPolicy
     from walship.config import load_config
     from walship.errors import ConfigError
-    from walship.plugins.archiver import ArchiveSettings
-    from walship.plugins.retention import RetentionPolicy
 
     cfg = tmp_path / "w.yaml"
     cfg.write_text("archive:\n  url: memory://limits\n  retries: {attempts: 5000}\n")

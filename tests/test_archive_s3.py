@@ -24,17 +24,17 @@ from s3server import (
 )
 
 import walship
-from walship.backends.archive import ArchiveReadStore, ArchiveStore, manifest_name
-from walship.backends.archive_errors import (
+from walship.archive import ArchiveReadStore, ArchiveStore, manifest_name
+from walship.archive.restore import restore
+from walship.backends.posix import PosixStore
+from walship.core.header import parse_segment_name, segment_name
+from walship.core.record import ArchiveRecord
+from walship.core.recovery import scan_store
+from walship.errors import (
     ArchiveConflictError,
     ArchiveIntegrityError,
     ArchiveMissingError,
 )
-from walship.backends.posix import PosixStore
-from walship.core.header import parse_segment_name, segment_name
-from walship.core.recovery import scan_store
-from walship.plugins.archive_record import ArchiveRecord
-from walship.restore import restore
 
 SEGMENTS = closed_segments(3)
 

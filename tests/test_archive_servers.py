@@ -13,14 +13,14 @@ import pytest
 from reliability.s3proxy import FaultProxy
 from s3server import S3Bucket, closed_segments, moto_endpoint, new_bucket, radosgw_server
 
-from walship.backends.archive import ArchiveReadStore, ArchiveStore, manifest_name, store
-from walship.backends.archive_errors import (
+from walship.archive import ArchiveReadStore, ArchiveStore, manifest_name, objects
+from walship.core.recovery import scan_store
+from walship.errors import (
     ArchiveBucketMissingError,
     ArchiveConflictError,
     ArchiveStorageError,
     ArchiveUnsupportedError,
 )
-from walship.core.recovery import scan_store
 
 SEGMENTS = closed_segments(2)
 NAMES = sorted(SEGMENTS)
@@ -201,7 +201,7 @@ def test_a_server_ignoring_the_condition_is_refused_unless_checked() -> None:
 def test_a_segment_larger_than_one_put_is_refused(
     s3_target: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "MAX_PUT_BYTES", 1000)
+    monkeypatch.setattr(objects, "MAX_PUT_BYTES", 1000)
     name = NAMES[0]
     assert len(SEGMENTS[name]) >= 1000
     with pytest.raises(ArchiveUnsupportedError, match="more than one PUT may carry"):
@@ -303,7 +303,7 @@ def client_error(status: int, code: str, message: str = "") -> OSError:
 
 
 def test_refused_creates_are_known_by_status_and_code_never_by_text() -> None:
-    from walship.backends.archive.failures import describe_failure, is_refused_create
+    from walship.archive.failures import describe_failure, is_refused_create
 
     assert is_refused_create(client_error(412, "PreconditionFailed"))
     assert is_refused_create(client_error(409, "ConditionalRequestConflict"))
@@ -328,7 +328,7 @@ def test_refused_creates_are_known_by_status_and_code_never_by_text() -> None:
 def test_an_empty_manifest_is_an_invalid_manifest_not_a_storage_error(s3_target: S3Bucket) -> None:
     """A ranged GET of an empty object is 416 InvalidRange (radosgw: no message): read as
     empty, by its code."""
-    from walship.backends.archive_errors import ArchiveIntegrityError
+    from walship.errors import ArchiveIntegrityError
 
     s3_target.put(manifest_name(1), b"")
     with pytest.raises(ArchiveIntegrityError) as e:

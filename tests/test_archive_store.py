@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from s3server import FlakyFileSystem, closed_segments, moto_endpoint, new_bucket, radosgw_server
 
-from walship.backends.archive import (
+from walship.archive import (
     MAX_MANIFEST_BYTES,
     TEMP_PREFIX,
     ArchiveReadStore,
@@ -25,17 +25,17 @@ from walship.backends.archive import (
     object_name,
     parse_object_name,
 )
-from walship.backends.archive_errors import (
+from walship.core.header import HEADER_SIZE, parse_segment_name
+from walship.core.recovery import ProblemKind, scan_store
+from walship.errors import (
     ArchiveConflictError,
     ArchiveError,
     ArchiveIntegrityError,
     ArchiveMissingError,
     ArchiveNameError,
     ArchiveReadOnlyError,
+    WalshipError,
 )
-from walship.core.header import HEADER_SIZE, parse_segment_name
-from walship.core.recovery import ProblemKind, scan_store
-from walship.errors import WalshipError
 
 SEGMENTS = closed_segments(4)
 NAMES = sorted(SEGMENTS)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import walship
-from walship.backends.base import SegmentFile
 from walship.backends.memory import MemorySegmentFile, MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.recovery import scan_store
+from walship.store import SegmentFile
 
 THREADS = 16
 

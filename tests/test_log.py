@@ -14,12 +14,12 @@ import pytest
 
 import walship
 from walship import hookimpl
-from walship.backends.base import SegmentFile
 from walship.backends.memory import MemoryStore
 from walship.core.frame import MAX_PAYLOAD
 from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
 from walship.errors import FrameTooLargeError, LogClosedError, LogFailedError, StoreLockedError
+from walship.store import SegmentFile
 
 
 def _wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -6,12 +6,12 @@ import pytest
 from blake3 import blake3
 
 import walship
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.core.frame import encode
 from walship.core.header import HEADER_SIZE, SegmentHeader, segment_name
 from walship.core.recovery import ProblemKind, recover, scan_store
 from walship.errors import LogCorruptError, SegmentHeaderError
+from walship.store import SegmentStore
 
 S1, S2, S3 = segment_name(1), segment_name(2), segment_name(3)
 

@@ -13,21 +13,22 @@ import pytest
 from crc32c import crc32c
 
 import walship
-from walship.backends.archive import ArchiveListing, ArchiveStore, manifest_name, object_name
-from walship.backends.archive_errors import (
+from walship.archive import ArchiveListing, ArchiveStore, manifest_name, object_name
+from walship.archive.restore import restore
+from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
+from walship.core.header import HEADER_SIZE, segment_name
+from walship.core.record import RECORD_NAME, ArchiveRecord, check_continues
+from walship.core.recovery import scan_store
+from walship.errors import (
     ArchiveConflictError,
     ArchiveError,
     ArchiveIntegrityError,
     ArchiveRecordError,
+    ConfigError,
+    LogCorruptError,
 )
-from walship.backends.base import SegmentStore
-from walship.backends.memory import MemoryStore
-from walship.backends.posix import PosixStore
-from walship.core.header import HEADER_SIZE, segment_name
-from walship.core.recovery import scan_store
-from walship.errors import ConfigError, LogCorruptError
-from walship.plugins.archive_record import RECORD_NAME, ArchiveRecord, check_continues
-from walship.restore import restore
+from walship.store import SegmentStore
 
 S1, S2, S3, S4 = (segment_name(n) for n in (1, 2, 3, 4))
 

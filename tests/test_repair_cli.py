@@ -10,7 +10,7 @@ from typing import Any
 
 import walship
 from walship.core.header import HEADER_SIZE, segment_name
-from walship.plugins.archive_record import RECORD_NAME
+from walship.core.record import RECORD_NAME
 
 WALSHIP = str(Path(sys.executable).with_name("walship"))
 S2, S4 = segment_name(2), segment_name(4)

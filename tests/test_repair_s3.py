@@ -17,7 +17,7 @@ from s3server import moto_endpoint, new_bucket
 
 import walship
 from walship.core.header import HEADER_SIZE, segment_name
-from walship.plugins.archive_record import RECORD_NAME
+from walship.core.record import RECORD_NAME
 
 S2 = segment_name(2)
 

@@ -14,20 +14,20 @@ import pytest
 from archive_target import Archive, frames_in
 
 import walship
-from walship.backends.archive import ArchiveStore, manifest_name
-from walship.backends.archive_errors import (
+from walship.archive import ArchiveStore, manifest_name
+from walship.archive.restore import RestoreProgress, parse_time, restore
+from walship.backends.memory import MemoryStore
+from walship.backends.posix import PosixStore
+from walship.core.header import segment_name
+from walship.core.record import ArchiveRecord
+from walship.core.recovery import scan_store
+from walship.core.rotation import ManualClock
+from walship.errors import (
     ArchiveIntegrityError,
     ArchiveMissingError,
     ArchiveNameError,
     RestoreError,
 )
-from walship.backends.memory import MemoryStore
-from walship.backends.posix import PosixStore
-from walship.core.header import segment_name
-from walship.core.recovery import scan_store
-from walship.core.rotation import ManualClock
-from walship.plugins.archive_record import ArchiveRecord
-from walship.restore import RestoreProgress, parse_time, restore
 
 T0 = 1_700_000_000_000_000
 

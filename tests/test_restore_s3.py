@@ -18,10 +18,10 @@ from blake3 import blake3
 from s3server import S3Bucket, new_bucket
 
 import walship
-from walship.archive_plan import ArchiveIncompleteError
-from walship.backends.archive import ArchiveStore
+from walship.archive import ArchiveStore
+from walship.archive.plan import ArchiveIncompleteError
+from walship.archive.restore import restore
 from walship.core.header import parse_segment_name
-from walship.restore import restore
 
 SEGMENTS = 50
 

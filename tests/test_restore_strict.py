@@ -1,4 +1,4 @@
-"""Restore and verify agree on what an archive lacks, built on one plan (walship.archive_plan):
+"""Restore and verify agree on what an archive lacks, built on one plan (walship.archive.plan):
 a restore that does not start at the log's first segment, or would leave out a segment (a gap,
 an object whose manifest never arrived, a manifest whose object is gone), or whose numbering goes
 back, fails naming every piece, unless a partial restore was asked for; ``walship verify URL``
@@ -27,12 +27,12 @@ from archive_target import verify_json as verify
 from blake3 import blake3
 
 import walship
-from walship.archive_plan import ArchiveIncompleteError, ArchivePlanError
-from walship.backends.archive import ArchiveStore, manifest_name
-from walship.backends.archive_errors import ArchiveIntegrityError, RestoreError
+from walship.archive import ArchiveStore, manifest_name
+from walship.archive.plan import ArchiveIncompleteError, ArchivePlanError
+from walship.archive.restore import restore
 from walship.core.frame import encode_batch
 from walship.core.header import SegmentHeader, segment_name
-from walship.restore import restore
+from walship.errors import ArchiveIntegrityError, RestoreError
 
 T0 = 1_700_000_000_000_000
 
@@ -412,7 +412,7 @@ def test_a_point_in_time_never_yields_a_frame_stamped_after_it(
     ],
 )
 def test_iso_times_parse_the_same_on_every_python(text: str, seconds: float) -> None:
-    from walship.restore import parse_time
+    from walship.archive.restore import parse_time
 
     assert parse_time(text) == T0 + round(seconds * 1_000_000)
 
@@ -421,14 +421,14 @@ def test_iso_times_parse_the_same_on_every_python(text: str, seconds: float) -> 
     "text", ["yesterday", "2023-02-30", "2023-11-14T24:00", "2023-11-14T22:13:45+24:00", "12:00"]
 )
 def test_bad_times_are_one_clear_error(text: str) -> None:
-    from walship.restore import parse_time
+    from walship.archive.restore import parse_time
 
     with pytest.raises(RestoreError, match="is not an ISO 8601 time"):
         parse_time(text)
 
 
 def test_a_day_is_a_time_too() -> None:
-    from walship.restore import parse_time
+    from walship.archive.restore import parse_time
 
     assert parse_time("2023-11-14") == 1_699_920_000_000_000  # midnight UTC
 

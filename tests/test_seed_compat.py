@@ -24,7 +24,6 @@ import pytest
 from blake3 import blake3
 
 import walship
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.frame import Frame, FrameReader, decode_all, encode_into
@@ -38,6 +37,7 @@ from walship.core.header import (
 from walship.core.recovery import ProblemKind, recover, scan_store
 from walship.core.rotation import ManualClock, RotationPolicy, RotationReason
 from walship.core.segment import ClosedSegment, SegmentManager
+from walship.store import SegmentStore
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "seed_fixtures"

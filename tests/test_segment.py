@@ -7,7 +7,6 @@ import struct
 import pytest
 from blake3 import blake3
 
-from walship.backends.base import SegmentStore
 from walship.core.frame import decode_all, encode, encode_batch
 from walship.core.header import (
     HEADER_SIZE,
@@ -20,6 +19,7 @@ from walship.core.header import (
 from walship.core.rotation import ManualClock, RotationPolicy, RotationReason
 from walship.core.segment import SegmentManager
 from walship.errors import SegmentHeaderError
+from walship.store import SegmentStore
 
 
 def _manager(

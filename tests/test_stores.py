@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import LOCK_NAME, PosixStore
 from walship.errors import StoreLockedError
+from walship.store import SegmentStore
 
 
 def test_store_contract(store: SegmentStore) -> None:

@@ -14,12 +14,12 @@ import pytest
 from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
-from walship.backends.archive import ArchiveReadStore, ArchiveStore
-from walship.backends.archive_errors import ArchiveConflictError, ArchiveIntegrityError
+from walship.archive import ArchiveReadStore, ArchiveStore
+from walship.archive.upload_process import UploadProcess, _flatten, _rebuild
 from walship.backends.memory import MemoryStore
 from walship.core.header import segment_name
 from walship.core.recovery import scan_store
-from walship.plugins.upload_process import UploadProcess, _flatten, _rebuild
+from walship.errors import ArchiveConflictError, ArchiveIntegrityError
 
 
 def _write(log: walship.Log, segments: int) -> None:
@@ -148,7 +148,7 @@ def test_errors_cross_the_process_boundary_whole() -> None:
 
 QUIET_CHILD = """
 import asyncio, logging, sys, threading
-from walship.plugins.upload_process import _quiet
+from walship.archive.upload_process import _quiet
 from fsspec.asyn import get_loop, sync
 _quiet()
 logging.getLogger("aiohttp.client").exception("failed", exc_info=RuntimeError("one"))

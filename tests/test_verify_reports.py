@@ -19,7 +19,7 @@ import pytest
 from archive_target import SHARED_KINDS, Archive, archived_log, frames_in, make_archive
 
 import walship
-from walship.backends.archive import manifest_name
+from walship.archive import manifest_name
 from walship.core.header import segment_name
 
 WALSHIP = str(Path(sys.executable).with_name("walship"))

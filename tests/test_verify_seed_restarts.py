@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import walship
-from walship.backends.archive import ArchiveStore
+from walship.archive import ArchiveStore
 from walship.cli import build_cli
 
 FIXTURE = Path(__file__).resolve().parent / "seed_fixtures" / "seed_restart_new_segment"

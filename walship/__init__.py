@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from walship.backends.base import SegmentStore
 from walship.core.frame import Frame
 from walship.core.recovery import Problem, ProblemKind, RecoveryReport
 from walship.core.rotation import ManualClock, RotationReason
@@ -42,9 +41,10 @@ from walship.errors import (
 from walship.log import Durability, Log
 from walship.plugins.hookspecs import hookimpl
 from walship.plugins.manager import PluginError
+from walship.store import SegmentStore
 
 if TYPE_CHECKING:
-    from walship.restore import ArchiveReader
+    from walship.archive.restore import ArchiveReader
 
 __version__ = "0.1.0"
 
@@ -69,13 +69,13 @@ def open(
             replaces ``store.path``.
         config: a YAML file (or an already-parsed mapping) as described in
             :mod:`walship.config`; ``options`` then override its keys.
-        store: any :class:`~walship.backends.base.SegmentStore` instead of ``path``.
+        store: any :class:`~walship.store.SegmentStore` instead of ``path``.
         options: without ``config``, see :class:`walship.log.Log`: ``durability`` (``always`` |
             ``interval`` | ``none``), ``sync_interval`` (s), ``max_segment_bytes``,
             ``max_segment_age`` (s), ``instance_id``, ``salvage``, ``repair`` (with an
             ``archive``: first put back from the archive every archived segment that is
-            damaged or missing locally, see :mod:`walship.repair`), ``seed_restarts`` (open a
-            log the seed wrote: its zero prev hash after each restart is then accepted and
+            damaged or missing locally, see :mod:`walship.archive.repair`), ``seed_restarts``
+            (open a log the seed wrote: its zero prev hash after each restart is then accepted and
             listed in ``log.recovery.chain_restarts``), ``clock``, ``plugins``,
             ``entry_point_plugins``. ``plugins`` may hold plugin objects, and config-style
             specs (``"module:attr"``, an entry-point name, ``{"name": ..., "options": ...}``).
@@ -116,9 +116,10 @@ def open(
 def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> ArchiveReader:
     """Read a log straight from its archive: ``open_archive(url).read(from_seq=N)`` streams
     frames, each segment checked against its manifest and the chain (see
-    :class:`walship.restore.ArchiveReader`). fsspec (and s3fs) load only when this is called.
+    :class:`walship.archive.restore.ArchiveReader`). fsspec (and s3fs) load only when this is
+    called.
     """
-    from walship.restore import open_archive as _open_archive
+    from walship.archive.restore import open_archive as _open_archive
 
     return _open_archive(url, storage_options)
 

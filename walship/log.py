@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import pluggy
 from crc32c import crc32c
 
-from walship.backends.archive_errors import CheckpointError
-from walship.backends.base import SegmentStore
 from walship.core import frame as framing
 from walship.core.frame import (
     MAX_COMMIT_SEQ,
@@ -49,10 +47,12 @@ from walship.core.frame import (
     encode_pieces,
 )
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
+from walship.core.record import ArchiveRecord, first_local_seq
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import ActiveSegment, Buffers, ClosedSegment, SegmentManager
 from walship.errors import (
+    CheckpointError,
     CommitSeqLimitError,
     ConfigError,
     FramesUnavailableError,
@@ -62,13 +62,13 @@ from walship.errors import (
     TruncatedFrameError,
     WalshipError,
 )
-from walship.plugins.archive_record import ArchiveRecord, first_local_seq
 from walship.plugins.events import EventDispatcher
 from walship.plugins.manager import new_plugin_manager
+from walship.store import SegmentStore
 
 if TYPE_CHECKING:
-    from walship.plugins.archiver import Archiver, ArchiveSettings
-    from walship.plugins.retention import RetentionPolicy
+    from walship.archive.archiver import Archiver, ArchiveSettings
+    from walship.archive.retention import RetentionPolicy
 
 logger = logging.getLogger("walship")
 T = TypeVar("T")
@@ -258,7 +258,7 @@ class Log:
         archive_settings: ArchiveSettings | None = None
         retention_policy: RetentionPolicy | None = None
         if archive is not None or retention is not None:
-            from walship.plugins.archiver import build_archiving  # fsspec loads only when used
+            from walship.archive.archiver import build_archiving  # fsspec loads only when used
 
             archive_settings, retention_policy = build_archiving(archive, retention)
         self._archiver: Archiver | None = None
@@ -313,7 +313,7 @@ class Log:
             # the record of what is archived; its last removed segment anchors the chain
             prepared = None
             if archive_settings is not None:  # rebuilt from the archive when lost; repair
-                from walship.repair import prepare_archived_open
+                from walship.archive.repair import prepare_archived_open
 
                 prepared = prepare_archived_open(store, archive_settings, repair=repair)
                 self._record = prepared.record
@@ -404,8 +404,8 @@ class Log:
         return stamp
 
     def _start_archiver(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
-        from walship.plugins.archiver import Archiver
-        from walship.plugins.retention import Retention
+        from walship.archive.archiver import Archiver
+        from walship.archive.retention import Retention
 
         archiver = Archiver(
             self.store, settings, self._record, self._events.emit, self._closed_segments

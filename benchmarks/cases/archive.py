@@ -6,7 +6,7 @@ walship's half uses the archive API of the archive issue::
 
     walship.open(dir, archive={"url": "s3://bucket/prefix", "storage_options": {...},
                                "workers": N})
-    walship.restore.restore(url, directory, jobs=N)
+    walship.archive.restore.restore(url, directory, jobs=N)
 
 and learns that a segment is archived from the ``segment_archived`` hook. When that API is not
 installed, walship's half is skipped with an "archive not available" line and only the baseline
@@ -39,7 +39,7 @@ ARCHIVE_TIMEOUT = 300.0
 
 def archive_missing() -> str | None:
     """Why walship's archive cannot be measured here, or ``None`` when it can."""
-    for module in ("walship.backends.archive", "walship.plugins.archiver", "walship.restore"):
+    for module in ("walship.archive", "walship.archive.archiver", "walship.archive.restore"):
         try:
             importlib.import_module(module)
         except ImportError as e:
@@ -306,7 +306,7 @@ def restore(ctx: Context) -> Result:
     url = f"s3://{bucket(ctx)}/{prefix}"
 
     def ours() -> float:
-        from walship.restore import restore as walship_restore  # type: ignore[import-not-found]
+        from walship.archive.restore import restore as walship_restore  # type: ignore[import-not-found]
 
         d = ctx.fresh_dir("restored") / "wal"
         try:
@@ -343,7 +343,7 @@ def _restore_options(ctx: Context) -> dict[str, Any]:
     """How restore reaches the server: its storage options, when it takes them."""
     import inspect
 
-    from walship.restore import restore as walship_restore
+    from walship.archive.restore import restore as walship_restore
 
     params = inspect.signature(walship_restore).parameters
     if "storage_options" in params:

@@ -10,7 +10,7 @@ from typing import Any
 from blake3 import blake3 as Blake3
 from s3server import S3Bucket
 
-from walship.backends.archive import manifest_name
+from walship.archive import manifest_name
 from walship.core.header import segment_name
 from walship.plugins.hookspecs import hookimpl
 

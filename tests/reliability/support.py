@@ -8,12 +8,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore, _File
 from walship.core import frame as framing
 from walship.core.frame import Frame
 from walship.core.header import HEADER_SIZE, parse_segment_name
 from walship.log import Log
+from walship.store import SegmentStore
 
 # --- payloads that check themselves ---------------------------------------------------------
 

@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 
 import walship
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.frame import decode_all
 from walship.core.header import HEADER_SIZE, segment_name
 from walship.errors import LogCorruptError
+from walship.store import SegmentStore
 
 from .support import FIGURES, abandon, snapshot
 

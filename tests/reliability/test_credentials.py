@@ -32,8 +32,8 @@ from s3server import S3Bucket, free_port, moto_endpoint, new_bucket, radosgw_ser
 
 import walship
 from walship.config import load_config, validate_config
+from walship.core.record import ArchiveRecord
 from walship.errors import WalshipError
-from walship.plugins.archive_record import ArchiveRecord
 from walship.plugins.hookspecs import hookimpl
 from walship.plugins.logging import LoggingPlugin
 from walship.plugins.metrics import MetricsPlugin

@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 
 import walship
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import SegmentHeader, segment_name
 from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
 from walship.errors import LogClosedError, LogFailedError
+from walship.store import SegmentStore
 from walship.testing.faults import Fault, FaultyStore
 
 from .support import FIGURES, Ledger, check_frames, make_payload, segment_names, snapshot

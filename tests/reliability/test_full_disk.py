@@ -23,8 +23,8 @@ import pytest
 
 import walship
 from reliability.support import FIGURES
+from walship.archive.restore import restore
 from walship.errors import LogFailedError
-from walship.restore import restore
 
 SEGMENT = 256 * 1024
 

@@ -31,12 +31,11 @@ from click.testing import CliRunner
 from s3server import S3Bucket, S3Server, moto_endpoint, new_bucket, radosgw_server
 
 import walship
-from walship.backends.archive import manifest_name
-from walship.backends.archive_errors import ArchiveError
+from walship.archive import manifest_name
+from walship.archive.restore import restore
 from walship.cli import build_cli
 from walship.core.header import segment_name
-from walship.errors import WalshipError
-from walship.restore import restore
+from walship.errors import ArchiveError, WalshipError
 
 from .s3proxy import FaultProxy
 from .support import FIGURES

@@ -33,17 +33,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import walship
-from walship.backends.base import SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.cli import build_cli
 from walship.core import frame as framing
 from walship.core.frame import MAX_FRAME_LENGTH, FrameReader, encode
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
+from walship.core.record import RECORD_NAME, load_anchor
 from walship.core.recovery import ProblemKind, scan_store
 from walship.core.rotation import ManualClock
 from walship.errors import FrameError, SegmentHeaderError, WalshipError
-from walship.plugins.archive_record import RECORD_NAME, load_anchor
+from walship.store import SegmentStore
 
 from .support import FIGURES, make_payload
 

@@ -28,11 +28,11 @@ import pytest
 
 import walship
 from reliability.support import FIGURES, make_payload, payload_key, snapshot
-from walship.backends.base import SegmentFile, SegmentStore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.errors import LogClosedError, LogFailedError
 from walship.log import Log
+from walship.store import SegmentFile, SegmentStore
 
 MODES = ("always", "interval", "none")
 

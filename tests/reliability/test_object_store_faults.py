@@ -42,16 +42,16 @@ from s3server import (
 )
 
 import walship
-from walship.backends.archive import ArchiveReadStore, manifest_name
-from walship.backends.base import SegmentStore
+from walship.archive import ArchiveReadStore, manifest_name
+from walship.archive.restore import restore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
+from walship.core.record import ArchiveRecord
 from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
-from walship.plugins.archive_record import ArchiveRecord
 from walship.plugins.metrics import MetricsPlugin
-from walship.restore import restore
+from walship.store import SegmentStore
 
 from .archive_watch import Watch
 from .s3proxy import FaultProxy, Plan
@@ -478,7 +478,7 @@ def test_a_new_segment_costs_two_requests_and_no_read_back(server: S3Server) -> 
     Content-MD5; the ETag answered is the MD5 the server computed of what it stored) and the
     manifest's conditional PUT: no lookup first, and the object is never read back when the
     ETag proves it whole. (Before the first put to a bucket, the probe's three requests.)"""
-    from walship.backends.archive import ArchiveStore
+    from walship.archive import ArchiveStore
 
     raw = segment_bytes(1)[1]
     bucket = new_bucket(server)

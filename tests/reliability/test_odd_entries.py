@@ -13,8 +13,8 @@ import pytest
 import walship
 from walship.backends.posix import LOCK_NAME, PosixStore
 from walship.core.header import segment_name
+from walship.core.record import RECORD_NAME
 from walship.errors import LogFailedError, StoreEntryError
-from walship.plugins.archive_record import RECORD_NAME
 
 
 def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import walship
-from walship.backends.archive import ArchiveStore
+from walship.archive import ArchiveStore
 from walship.backends.memory import MemoryStore
 from walship.core import frame as framing
 from walship.core.frame import Frame

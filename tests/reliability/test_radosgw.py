@@ -20,11 +20,11 @@ import pytest
 from s3server import RadosGW, S3Bucket, new_bucket, radosgw_server, wait_until
 
 import walship
-from walship.backends.archive import ArchiveReadStore, ArchiveStore
-from walship.backends.archive_errors import ArchiveConflictError
+from walship.archive import ArchiveReadStore, ArchiveStore
+from walship.archive.restore import restore
 from walship.core.header import segment_name
 from walship.core.recovery import scan_store
-from walship.restore import restore
+from walship.errors import ArchiveConflictError
 
 from .s3proxy import FaultProxy
 from .support import FIGURES

@@ -15,15 +15,15 @@ import pytest
 from blake3 import blake3
 
 import walship
-from walship.backends.archive import ArchiveReadStore, manifest_name
-from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveNameError
-from walship.backends.base import SegmentStore
+from walship.archive import ArchiveReadStore, manifest_name
+from walship.archive.restore import restore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
+from walship.core.record import RECORD_NAME
 from walship.core.recovery import scan_store
-from walship.plugins.archive_record import RECORD_NAME
-from walship.restore import restore
+from walship.errors import ArchiveIntegrityError, ArchiveNameError
+from walship.store import SegmentStore
 from walship.testing.faults import Fault, FaultyStore
 
 from .support import abandon
@@ -530,7 +530,7 @@ def test_an_absolute_object_name_in_s3_is_refused(tmp_path: Path) -> None:
 def test_the_archive_settings_repr_hides_the_storage_options() -> None:
     """Credentials harness: ``repr(log.archiver.settings)`` printed every storage option, keys
     and secrets included (the config's own model hid them, the log's did not)."""
-    from walship.plugins.archiver import ArchiveSettings
+    from walship.archive.archiver import ArchiveSettings
 
     settings = ArchiveSettings.from_mapping(
         {"url": "https://user:pass-word-1@host/wal", "storage_options": {"secret": "sec-ret-2"}}

@@ -40,14 +40,14 @@ import pytest
 from s3server import S3Bucket, moto_endpoint, new_bucket
 
 import walship
-from walship.backends.archive import ArchiveReadStore
+from walship.archive import ArchiveReadStore
+from walship.archive.restore import restore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name
+from walship.core.record import ArchiveRecord
 from walship.core.recovery import scan_store
 from walship.errors import FramesUnavailableError
-from walship.plugins.archive_record import ArchiveRecord
 from walship.plugins.metrics import MetricsPlugin
-from walship.restore import restore
 
 from .archive_watch import Watch
 from .support import FIGURES, make_payload, payload_key

@@ -18,8 +18,8 @@ import errno
 import threading
 from dataclasses import dataclass, field
 
-from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
 from walship.errors import StoreLockedError
+from walship.store import SegmentFile, SegmentStore, StoreCapabilities
 
 
 @dataclass

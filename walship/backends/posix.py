@@ -54,8 +54,8 @@ from walship.backends._platform import (
     lock_directory,
     try_lock,
 )
-from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
 from walship.errors import LockLostError, StoreEntryError, StoreLockedError
+from walship.store import SegmentFile, SegmentStore, StoreCapabilities
 
 logger = logging.getLogger("walship")
 

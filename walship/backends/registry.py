@@ -1,7 +1,7 @@
 """Store backends by name: the ``walship.backends`` entry-point group.
 
 A third party adds a store without touching walship: it ships a
-:class:`~walship.backends.base.SegmentStore` subclass and declares it in its package::
+:class:`~walship.store.SegmentStore` subclass and declares it in its package::
 
     [project.entry-points."walship.backends"]
     mystore = "mypkg.store:MyStore"
@@ -18,8 +18,8 @@ import importlib
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from walship.backends.base import SegmentStore
 from walship.errors import WalshipError
+from walship.store import SegmentStore
 
 ENTRY_POINT_GROUP = "walship.backends"
 
@@ -75,8 +75,7 @@ def load_backend(name: str) -> type[SegmentStore]:
         ) from e
     if not (isinstance(cls, type) and issubclass(cls, SegmentStore)):
         raise BackendError(
-            f"store backend {name!r} is {cls!r}, not a subclass of "
-            "walship.backends.base.SegmentStore"
+            f"store backend {name!r} is {cls!r}, not a subclass of walship.store.SegmentStore"
         )
     return cls
 

@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 import walship
-from walship.backends.archive_errors import ArchiveIntegrityError
 from walship.cli.errors import CliError
 from walship.cli.target import storage_options_from, target_options
+from walship.errors import ArchiveIntegrityError
 
 
 @click.command("archive")
@@ -117,8 +117,8 @@ def restore(
     """
     from tqdm import tqdm
 
-    from walship.restore import RestoreProgress
-    from walship.restore import restore as run_restore
+    from walship.archive.restore import RestoreProgress
+    from walship.archive.restore import restore as run_restore
 
     if to_seq is not None and to_time is not None:
         raise click.UsageError("give at most one of --to-seq and --to-time")

@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 import walship
-from walship.backends.base import SegmentStore
 from walship.core.recovery import scan_store
 from walship.plugins.logging import LoggingPlugin
 from walship.plugins.metrics import MetricsPlugin
+from walship.store import SegmentStore
 
 
 @click.command()
@@ -104,9 +104,9 @@ def _archive_and_restore(
 ) -> bool:
     """Verify the archive, restore the demo log from it into ``restored_dir``, compare every
     frame with the original, and print two lines. True when all of it holds."""
-    from walship.archive_check import verify_archive
-    from walship.backends.archive import ArchiveStore
-    from walship.restore import restore
+    from walship.archive import ArchiveStore
+    from walship.archive.check import verify_archive
+    from walship.archive.restore import restore
 
     archived = verify_archive(ArchiveStore(archive_url))  # what `walship verify URL` checks
     click.echo(

@@ -8,12 +8,12 @@ import sys
 
 import click
 
-from walship.backends.base import SegmentStore
 from walship.cli.errors import CliError
 from walship.cli.target import open_target, segment_names, storage_options_from, target_options
 from walship.core.frame import LENGTH_SIZE, decode_all, decode_at
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name
 from walship.errors import FrameError, SegmentHeaderError
+from walship.store import SegmentStore
 
 DAMAGED = 1
 

@@ -20,7 +20,7 @@ from walship.core.header import ZERO_HASH
 from walship.core.recovery import LogScan, ProblemKind, SegmentScan
 
 if TYPE_CHECKING:
-    from walship.archive_check import ArchiveScan
+    from walship.archive.check import ArchiveScan
 
 DAMAGED = 1
 """Exit status when ``inspect`` or ``verify`` finds damage (2 is for usage and I/O errors)."""
@@ -46,7 +46,7 @@ def scan_for_report(
 ) -> LogScan | ArchiveScan:
     """What ``inspect`` and ``verify`` show of ``target``: a directory's scan
     (:func:`scan_target`), or for an archive URL the check of everything it holds
-    (:func:`walship.archive_check.verify_archive`: the plan a restore follows, and every
+    (:func:`walship.archive.check.verify_archive`: the plan a restore follows, and every
     segment's bytes). Reads only.
 
     Raises:
@@ -55,8 +55,8 @@ def scan_for_report(
     """
     if "://" not in target:
         return scan_target(target, config, storage_option, seed_restarts=seed_restarts)
-    from walship.archive_check import verify_archive
-    from walship.backends.archive import ArchiveStore
+    from walship.archive import ArchiveStore
+    from walship.archive.check import verify_archive
 
     archive = ArchiveStore(target, storage_options_from(config, storage_option))
     scan = verify_archive(archive, seed_restarts=seed_restarts)

@@ -9,10 +9,10 @@ from typing import Any
 import click
 import yaml
 
-from walship.backends.base import SegmentStore
 from walship.cli.errors import CliError
 from walship.core.header import ZERO_HASH, parse_segment_name, segment_name
 from walship.core.recovery import LogScan, ProblemKind, scan_store
+from walship.store import SegmentStore
 
 
 def open_target(target: str, storage_options: dict[str, Any] | None = None) -> SegmentStore:
@@ -25,7 +25,7 @@ def open_target(target: str, storage_options: dict[str, Any] | None = None) -> S
     """
     if "://" in target:
         try:
-            from walship.backends.archive import ArchiveReadStore  # type: ignore[import-not-found,unused-ignore]
+            from walship.archive import ArchiveReadStore  # type: ignore[import-not-found,unused-ignore]
         except ImportError as e:
             raise CliError(f"{target}: cannot read archive URLs here ({e})") from e
         store: SegmentStore = ArchiveReadStore(target, storage_options or {})
@@ -112,7 +112,7 @@ def scan_target(
     segment_names(store, target)
     anchor = None
     if "://" not in target:  # segments removed by retention: the record anchors the chain
-        from walship.plugins.archive_record import load_anchor
+        from walship.core.record import load_anchor
 
         anchor = load_anchor(store)
     return scan_store(store, anchor=anchor, seed_restarts=seed_restarts)

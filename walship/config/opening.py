@@ -21,7 +21,7 @@ def open_log(
     """Open a log as ``config`` says (a file path, a mapping, or a :class:`WalshipConfig`).
 
     ``overrides`` replace config keys (see :func:`validate_config`); besides, ``store`` (a
-    :class:`~walship.backends.base.SegmentStore` object used instead of the ``store:``
+    :class:`~walship.store.SegmentStore` object used instead of the ``store:``
     section), ``salvage``, ``repair``, ``seed_restarts``, ``clock`` and ``anchor`` go to the Log
     as they are, and plugin objects in ``plugins`` are registered after the configured ones.
 

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from walship.archive import settings as limits
 from walship.config.redaction import _without_userinfo
 from walship.config.values import (
     U64_MAX,
@@ -33,10 +34,9 @@ from walship.config.values import (
     _url,
 )
 from walship.errors import ConfigError
-from walship.plugins import archive_limits as limits
 
 if TYPE_CHECKING:
-    from walship.backends.base import SegmentStore
+    from walship.store import SegmentStore
 
 
 class _Section(BaseModel):

@@ -13,7 +13,7 @@
   last valid frame (cut bytes kept) and every later segment is renamed ``<segment>.damaged``.
   Salvage never cuts, drops or appends to a segment the archive holds (the archive would keep
   frames whose commit_seqs the log hands out again): that is refused, naming
-  :mod:`walship.repair`, which puts archived segments back from the archive.
+  :mod:`walship.archive.repair`, which puts archived segments back from the archive.
 
 Segments whose header is intact are chained: each header's ``prev_segment_hash`` must be the
 BLAKE3 of the whole previous file. The first local segment's prev hash is checked against the
@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 from blake3 import blake3 as Blake3
 from crc32c import crc32c
 
-from walship.backends.base import SegmentStore, free_name, written_bytes
 from walship.core.frame import CRC_SIZE, LENGTH_SIZE, MAX_FRAME_LENGTH, MIN_FRAME_LENGTH
 from walship.core.header import (
     HEADER_SIZE,
@@ -44,6 +43,7 @@ from walship.core.rotation import Clock, SystemClock
 from walship.core.segment import PARALLEL_HASH_MIN, ActiveSegment, _hash_worker
 from walship.core.tail import find_continuation
 from walship.errors import LogCorruptError, SegmentHeaderError, SegmentReadError
+from walship.store import SegmentStore, free_name, written_bytes
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
-from walship.backends.base import SegmentFile, SegmentStore, free_name, written_bytes
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, Stamper, SystemClock
+from walship.store import SegmentFile, SegmentStore, free_name, written_bytes
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor

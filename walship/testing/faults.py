@@ -1,6 +1,6 @@
 """Fault injection for segment stores: make the k-th write, sync, create, ... of a store fail.
 
-Wrap any :class:`~walship.backends.base.SegmentStore` in a :class:`FaultyStore` and hand it to
+Wrap any :class:`~walship.store.SegmentStore` in a :class:`FaultyStore` and hand it to
 :func:`walship.open` to see what your service does when the disk fails under the log::
 
     store = FaultyStore(MemoryStore(), Fault("sync", at=3))
@@ -25,8 +25,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from walship.backends.base import SegmentFile, SegmentStore
 from walship.backends.memory import MemoryStore
+from walship.store import SegmentFile, SegmentStore
 
 OPERATIONS = ("write", "sync", "create", "rename", "truncate", "remove", "write_atomic")
 """The operations a :class:`Fault` can target."""

@@ -6,15 +6,15 @@ import errno
 import threading
 from typing import Any
 
-from walship.backends.archive.manifest import SegmentManifest
-from walship.backends.archive.store import ArchiveListing, ArchiveStore
-from walship.backends.archive_errors import ArchiveReadOnlyError
-from walship.backends.base import SegmentFile, SegmentStore, StoreCapabilities
+from walship.archive.manifest import SegmentManifest
+from walship.archive.objects import ArchiveListing, ArchiveStore
 from walship.core.header import parse_segment_name, segment_name
+from walship.errors import ArchiveReadOnlyError
+from walship.store import SegmentFile, SegmentStore, StoreCapabilities
 
 
 class ArchiveReadStore(SegmentStore):
-    """A read-only :class:`~walship.backends.base.SegmentStore` over an archive, for reading
+    """A read-only :class:`~walship.store.SegmentStore` over an archive, for reading
     frames from it in place (``walship dump URL``).
 
     ``list_names``, ``read`` and ``size`` work (objects are decompressed): each segment with a
@@ -22,7 +22,7 @@ class ArchiveReadStore(SegmentStore):
     :class:`ArchiveIntegrityError` (naming the segment) on a mismatch and
     :class:`ArchiveMissingError` when a manifest's object is gone; an object without its
     manifest is served as it is (nothing vouches for it). To *verify* an archive, use
-    :func:`walship.archive_check.verify_archive` (``walship verify URL``): it checks what a
+    :func:`walship.archive.check.verify_archive` (``walship verify URL``): it checks what a
     restore relies on (the log's start, a missing manifest, numbering across segments) with
     the restore's own plan. Every mutating method raises :class:`ArchiveReadOnlyError`.
 

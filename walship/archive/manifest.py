@@ -8,16 +8,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from walship.backends.archive.names import (
+from walship.archive.names import (
     COMPRESSIONS,
     MAX_MANIFEST_BYTES,
     manifest_name,
     object_name,
 )
-from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveNameError
 from walship.backends.memory import MemoryStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.recovery import scan_store
+from walship.errors import ArchiveIntegrityError, ArchiveNameError
 
 MANIFEST_FORMAT = "walship-segment-manifest"
 MANIFEST_VERSION = 1

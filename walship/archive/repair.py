@@ -37,7 +37,7 @@ commit_seqs the archive already holds. The exception is a missing record while t
 its whole log (no segment yet, or segment 1 with a zero prev hash: retention never removed
 anything, so no frame lives only in the archive): it opens (a warning is logged) and lists the
 archive at its next open; meanwhile its archiver refuses to upload a segment that does not
-continue the archive (:func:`walship.plugins.archive_record.check_continues`).
+continue the archive (:func:`walship.core.record.check_continues`).
 """
 
 from __future__ import annotations
@@ -47,14 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
-from walship.backends.archive_errors import (
-    ArchiveConflictError,
-    ArchiveError,
-    ArchiveIntegrityError,
-    ArchiveRecordError,
-)
-from walship.backends.base import SegmentStore, free_name
+from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
@@ -62,14 +55,22 @@ from walship.core.header import (
     parse_segment_name,
     segment_name,
 )
+from walship.core.record import RECORD_NAME, ArchivedSegment, ArchiveRecord
 from walship.core.recovery import LogScan, scan_store
-from walship.errors import LogCorruptError, SegmentHeaderError
-from walship.plugins.archive_record import RECORD_NAME, ArchivedSegment, ArchiveRecord
+from walship.errors import (
+    ArchiveConflictError,
+    ArchiveError,
+    ArchiveIntegrityError,
+    ArchiveRecordError,
+    LogCorruptError,
+    SegmentHeaderError,
+)
+from walship.store import SegmentStore, free_name
 
 if TYPE_CHECKING:
-    from walship.plugins.archiver import ArchiveSettings
+    from walship.archive.archiver import ArchiveSettings
 
-logger = logging.getLogger("walship.repair")
+logger = logging.getLogger("walship.archive.repair")
 _MANIFEST_WORKERS = 8
 
 

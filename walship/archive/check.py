@@ -1,4 +1,4 @@
-"""The checks of an archive's bytes, the other half of :mod:`walship.archive_plan`: one segment
+"""The checks of an archive's bytes, the other half of :mod:`walship.archive.plan`: one segment
 against its manifest (:func:`check_segment`), a whole archive as ``walship verify URL`` checks it
 (:func:`verify_archive`), and a restore's broken links judged on the bytes (:func:`diagnose`)."""
 
@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from walship.archive_plan import (
+from walship.archive import ArchiveStore, SegmentManifest
+from walship.archive.manifest import _OneSegment
+from walship.archive.plan import (
     ALTERED_SEGMENT,
     BAD_HEADER,
     BAD_MANIFEST,
@@ -21,11 +23,9 @@ from walship.archive_plan import (
     describe_problems,
     short,
 )
-from walship.backends.archive import ArchiveStore, SegmentManifest
-from walship.backends.archive.manifest import _OneSegment
-from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveMissingError
 from walship.core.header import ZERO_HASH
 from walship.core.recovery import ProblemKind, SegmentScan, scan_store
+from walship.errors import ArchiveIntegrityError, ArchiveMissingError
 
 _CLAIMS = (
     "instance_id",

@@ -1,6 +1,6 @@
 """Keeping credentials out of what the archive says: URL passwords and secret storage options
 are redacted from messages, and storage-library errors become one redacted
-:class:`~walship.backends.archive_errors.ArchiveStorageError` (an ``OSError``) that names the
+:class:`~walship.errors.ArchiveStorageError` (an ``OSError``) that names the
 URL, the operation, the HTTP status and the error code (:mod:`.failures` reads them)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from walship.backends.archive.failures import describe_failure, is_missing_bucket, server_answer
-from walship.backends.archive_errors import ArchiveError
+from walship.archive.failures import describe_failure, is_missing_bucket, server_answer
+from walship.errors import ArchiveError
 
 # --- credentials ----------------------------------------------------------------------------
 

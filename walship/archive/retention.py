@@ -24,10 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from walship.backends.base import SegmentStore
 from walship.core.header import segment_name
+from walship.core.record import ArchiveRecord
 from walship.errors import ConfigError
-from walship.plugins.archive_record import ArchiveRecord
+from walship.store import SegmentStore
 
 logger = logging.getLogger("walship.retention")
 

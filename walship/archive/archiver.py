@@ -3,9 +3,9 @@
 It hears ``segment_closed`` and queues the segment for a bounded pool of background workers
 (``workers`` threads). A worker reads the closed segment from the local store, checks it (every
 frame, and the BLAKE3 it had when it was closed), puts it into the archive
-(:class:`walship.backends.archive.ArchiveStore`: whole or not at all, never over different
+(:class:`walship.archive.ArchiveStore`: whole or not at all, never over different
 content, verified against the local bytes), and only then records it as archived in the
-durable local record (:mod:`walship.plugins.archive_record`) and fires ``segment_archived``.
+durable local record (:mod:`walship.core.record`) and fires ``segment_archived``.
 Retention runs after each success.
 
 A failed attempt fires ``archive_failed`` (with the attempt number, from 1) and is retried after
@@ -37,16 +37,15 @@ from pydantic import (
     model_validator,
 )
 
-from walship.backends.archive import ArchiveStore, PutResult, redact_url
-from walship.backends.archive_errors import ArchiveError
-from walship.backends.base import SegmentStore
+from walship.archive import ArchiveStore, PutResult, redact_url
+from walship.archive import settings as limits
+from walship.archive.retention import Retention, RetentionPolicy, SegmentRanges
 from walship.core.header import segment_name
+from walship.core.record import ArchivedSegment, ArchiveRecord, check_continues
 from walship.core.segment import ClosedSegment
-from walship.errors import ConfigError
-from walship.plugins import archive_limits as limits
-from walship.plugins.archive_record import ArchivedSegment, ArchiveRecord, check_continues
+from walship.errors import ArchiveError, ConfigError
 from walship.plugins.hookspecs import hookimpl
-from walship.plugins.retention import Retention, RetentionPolicy, SegmentRanges
+from walship.store import SegmentStore
 
 logger = logging.getLogger("walship.archiver")
 
@@ -77,7 +76,7 @@ class ArchiveSettings(BaseModel):
     retries: RetrySettings = RetrySettings()
     lag_warning: int = Field(default=64, ge=1, le=limits.MAX_LAG_WARNING)
     upload_process: bool = True
-    """Upload from the shared child process (:mod:`walship.plugins.upload_process`); a
+    """Upload from the shared child process (:mod:`walship.archive.upload_process`); a
     ``memory://`` archive, which lives in this process, always uploads from threads here."""
     conditional_create: str = "required"
     """``required``: archive to S3 only where the server honours ``If-None-Match: *`` on PUT
@@ -381,7 +380,7 @@ class Archiver:
     def _put(self, name: str, blake3: bytes | None) -> PutResult:
         if not self._in_child:
             return self.archive.put(name, self.store.read(name), expected_blake3=blake3)
-        from walship.plugins.upload_process import UploadProcess
+        from walship.archive.upload_process import UploadProcess
 
         s = self.settings
         key = (s.url, s.storage_options, s.compression, s.conditional_create)

@@ -27,17 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from walship.backends.archive_errors import (
+from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
+from walship.core.recovery import ChainBase
+from walship.errors import (
     ArchiveConflictError,
     ArchiveIntegrityError,
     ArchiveRecordError,
 )
-from walship.backends.base import SegmentStore
-from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
-from walship.core.recovery import ChainBase
+from walship.store import SegmentStore
 
 if TYPE_CHECKING:
-    from walship.backends.archive import SegmentManifest
+    from walship.archive import SegmentManifest
 
 RECORD_NAME = "walship.archive.json"
 RECORD_FORMAT = "walship-archive-record"
@@ -93,7 +93,7 @@ class ArchiveRecord:
         Raises:
             ArchiveRecordError: the file exists but is not a valid record (named, with what is
                 wrong). An open with the log's ``archive:`` section rebuilds it from the archive
-                (:mod:`walship.repair`; the bad file is kept aside); without the archive it
+                (:mod:`walship.archive.repair`; the bad file is kept aside); without the archive it
                 cannot be rebuilt safely (the numbering would not know the archive's frames).
         """
         try:

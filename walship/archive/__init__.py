@@ -36,25 +36,25 @@ Promises of :meth:`ArchiveStore.put`:
   that the retry can upload it whole.
 
 Every storage failure is an
-:class:`~walship.backends.archive_errors.ArchiveStorageError` (an ``OSError``) naming the URL,
+:class:`~walship.errors.ArchiveStorageError` (an ``OSError``) naming the URL,
 the operation, the HTTP status and the error code; a missing bucket is an
-:class:`~walship.backends.archive_errors.ArchiveBucketMissingError`, never an empty archive.
+:class:`~walship.errors.ArchiveBucketMissingError`, never an empty archive.
 
 Object names from a listing are trusted only in their exact forms above: anything else (``../x``,
 absolute paths, directories, other suffixes, objects larger than the limit) is refused with an
-:class:`~walship.backends.archive_errors.ArchiveNameError` and never downloaded or written.
+:class:`~walship.errors.ArchiveNameError` and never downloaded or written.
 """
 
 from __future__ import annotations
 
-from walship.backends.archive.credentials import redact_url
-from walship.backends.archive.manifest import (
+from walship.archive.credentials import redact_url
+from walship.archive.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
     SegmentManifest,
     describe_segment,
 )
-from walship.backends.archive.names import (
+from walship.archive.names import (
     COMPRESSIONS,
     DEFAULT_MAX_OBJECT_BYTES,
     MANIFEST_SUFFIX,
@@ -66,8 +66,8 @@ from walship.backends.archive.names import (
     object_name,
     parse_object_name,
 )
-from walship.backends.archive.read_store import ArchiveReadStore
-from walship.backends.archive.store import ArchiveListing, ArchiveStore, PutResult
+from walship.archive.objects import ArchiveListing, ArchiveStore, PutResult
+from walship.archive.read_store import ArchiveReadStore
 
 __all__ = [
     "COMPRESSIONS",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from walship.backends.archive_errors import ArchiveBucketMissingError, ArchiveStorageError
+from walship.errors import ArchiveBucketMissingError, ArchiveStorageError
 
 REFUSED_CREATE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 """A create with ``If-None-Match: *`` refused because the object exists (AWS and radosgw answer

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from walship.backends.archive_errors import ArchiveNameError
 from walship.core.header import parse_segment_name, segment_name
+from walship.errors import ArchiveNameError
 
 COMPRESSIONS = ("none", "zstd")
 ZSTD_SUFFIX = ".zst"

@@ -6,11 +6,11 @@ holds the interpreter lock for milliseconds at a time. In the log's own process 
 interval (5 ms): that is what the p99 of appends while archiving showed. In a child process it
 competes only for a CPU, and at niceness :data:`NICENESS` it yields one to the appenders.
 
-One child serves every archive of this process: ``python -m walship.plugins.upload_process``,
+One child serves every archive of this process: ``python -m walship.archive.upload_process``,
 started on first use (a new interpreter: not forked, since the parent has threads, and not
 multiprocessing's spawn, which would import the user's main module again), talking over a
 socket pair. It runs :meth:`ArchiveStore.put` on a thread pool, one
-:class:`~walship.backends.archive.ArchiveStore` per (URL, options, compression). When the child
+:class:`~walship.archive.ArchiveStore` per (URL, options, compression). When the child
 dies, every put in flight fails with an ``OSError`` (the archiver retries it) and the next put
 starts a new child.
 
@@ -36,10 +36,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from walship.backends import archive_errors
-from walship.backends.archive import ArchiveStore, PutResult
-from walship.backends.archive_errors import ArchiveError
-from walship.errors import SegmentReadError
+from walship import errors as archive_errors
+from walship.archive import ArchiveStore, PutResult
+from walship.errors import ArchiveError, SegmentReadError
 
 NICENESS = 10
 """Added to the child's niceness: uploads are background work."""
@@ -60,7 +59,7 @@ class UploadProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "walship.plugins.upload_process", str(theirs.fileno())],
+                [sys.executable, "-m", "walship.archive.upload_process", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 env=env,

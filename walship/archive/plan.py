@@ -1,6 +1,6 @@
 """What an archive holds, planned once from one LIST and its manifests, and checked the same
 way by ``restore``, ``open_archive().read()`` and ``walship verify URL`` (the checks of the bytes
-are in :mod:`walship.archive_check`).
+are in :mod:`walship.archive.check`).
 
 :class:`ArchivePlan` is that plan. :meth:`ArchivePlan.check` lists, for a range of segments,
 every piece that is missing or does not fit (nothing is downloaded):
@@ -19,11 +19,11 @@ every piece that is missing or does not fit (nothing is downloaded):
   (a log that restarted its numbering: such an archive restores into a directory that does not
   open, so it is refused).
 
-:func:`walship.archive_check.check_segment` downloads one segment and checks its bytes against
+:func:`walship.archive.check.check_segment` downloads one segment and checks its bytes against
 its manifest (size and BLAKE3: ``altered_segment``), its header and every frame (``bad_header``,
 ``corrupt_frame``, at the offset of the damage), and every other claim of the manifest
 (``bad_manifest``): once every segment passes, what the plan checked on the manifests holds for
-the bytes too. :func:`walship.archive_check.verify_archive` is ``walship verify URL``.
+the bytes too. :func:`walship.archive.check.verify_archive` is ``walship verify URL``.
 
 Where a log starts: a walship log (and the seed) starts at segment 1, whose prev_segment_hash is
 32 zero bytes. An archive starts at the log's first segment when it holds segment 1; a zero
@@ -39,10 +39,10 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from walship.backends.archive import ArchiveListing, ArchiveStore, SegmentManifest
-from walship.backends.archive_errors import ArchiveIntegrityError, ArchiveMissingError
+from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.core.header import HEADER_SIZE, ZERO_HASH, segment_name
 from walship.core.recovery import ProblemKind
+from walship.errors import ArchiveIntegrityError, ArchiveMissingError
 
 LOG_FIRST_SEGMENT = 1
 """The segment_seq every log starts at (its prev_segment_hash is zero)."""
@@ -106,7 +106,7 @@ class ArchiveProblem:
 class ArchivePlanError(ArchiveIntegrityError):
     """Pieces of the archive that a restore or read needs are damaged (or missing);
     ``problems`` lists every one (the message names them all), ``segment`` the first. Catch it
-    as :class:`~walship.backends.archive_errors.ArchiveIntegrityError` where importing this
+    as :class:`~walship.errors.ArchiveIntegrityError` where importing this
     module (and fsspec) is not wanted."""
 
     def __init__(self, message: str, problems: list[ArchiveProblem]) -> None:
@@ -116,7 +116,7 @@ class ArchivePlanError(ArchiveIntegrityError):
 
 class ArchiveIncompleteError(ArchivePlanError, ArchiveMissingError):
     """An :class:`ArchivePlanError` whose every problem is a missing piece (it is an
-    :class:`~walship.backends.archive_errors.ArchiveMissingError` too)."""
+    :class:`~walship.errors.ArchiveMissingError` too)."""
 
 
 def plan_error(message: str, problems: list[ArchiveProblem]) -> ArchivePlanError:

@@ -19,15 +19,14 @@ import fsspec
 from blake3 import blake3 as Blake3
 from fsspec.registry import known_implementations
 
-from walship.backends._platform import OPEN_FLAGS
-from walship.backends.archive.credentials import _secret_values, _storage_errors, redact_url
-from walship.backends.archive.failures import (
+from walship.archive.credentials import _secret_values, _storage_errors, redact_url
+from walship.archive.failures import (
     is_missing_bucket,
     is_refused_create,
     is_unsatisfiable_range,
 )
-from walship.backends.archive.manifest import SegmentManifest, describe_segment
-from walship.backends.archive.names import (
+from walship.archive.manifest import SegmentManifest, describe_segment
+from walship.archive.names import (
     COMPRESSIONS,
     DEFAULT_MAX_OBJECT_BYTES,
     MAX_MANIFEST_BYTES,
@@ -36,7 +35,10 @@ from walship.backends.archive.names import (
     object_name,
     parse_object_name,
 )
-from walship.backends.archive_errors import (
+from walship.backends._platform import OPEN_FLAGS
+from walship.backends.posix import fsync_dir, write_all
+from walship.core.header import parse_segment_name, segment_name
+from walship.errors import (
     ArchiveConflictError,
     ArchiveError,
     ArchiveIntegrityError,
@@ -44,8 +46,6 @@ from walship.backends.archive_errors import (
     ArchiveNameError,
     ArchiveUnsupportedError,
 )
-from walship.backends.posix import fsync_dir, write_all
-from walship.core.header import parse_segment_name, segment_name
 
 _MEMORY_LOCK = threading.Lock()  # fsspec's memory store is one global dict
 _CHUNK = 1024 * 1024
