@@ -22,7 +22,7 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core import frame as framing
 from walship.core.header import HEADER_SIZE, parse_segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 
 
 def segments(d: Path) -> list[Path]:

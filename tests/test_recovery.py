@@ -9,7 +9,8 @@ import walship
 from walship.backends.memory import MemoryStore
 from walship.core.frame import encode
 from walship.core.header import HEADER_SIZE, SegmentHeader, segment_name
-from walship.core.recovery import ProblemKind, recover, scan_store
+from walship.core.repair import recover
+from walship.core.scan import ProblemKind, scan_store
 from walship.errors import LogCorruptError, SegmentHeaderError
 from walship.store import SegmentStore
 

@@ -34,8 +34,9 @@ from walship.core.header import (
     parse_segment_name,
     segment_name,
 )
-from walship.core.recovery import ProblemKind, recover, scan_store
+from walship.core.repair import recover
 from walship.core.rotation import ManualClock, RotationPolicy, RotationReason
+from walship.core.scan import ProblemKind, scan_store
 from walship.core.segment import ClosedSegment, SegmentManager
 from walship.store import SegmentStore
 

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from walship.core.frame import Frame
-from walship.core.recovery import Problem, ProblemKind, RecoveryReport
+from walship.core.repair import RecoveryReport
 from walship.core.rotation import ManualClock, RotationReason
+from walship.core.scan import Problem, ProblemKind
 from walship.core.segment import ClosedSegment
 from walship.errors import (
     CommitSeqLimitError,

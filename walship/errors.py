@@ -56,7 +56,7 @@ class SegmentReadError(WalshipError):
 class LogCorruptError(WalshipError):
     """The log is damaged somewhere recovery must not repair on its own.
 
-    ``problems`` lists every :class:`walship.core.recovery.Problem` found; the message names the
+    ``problems`` lists every :class:`walship.core.scan.Problem` found; the message names the
     first one's file and offset.
     """
 

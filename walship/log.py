@@ -48,7 +48,7 @@ from walship.core.frame import (
 )
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.record import ArchiveRecord, first_local_seq
-from walship.core.recovery import RecoveryReport, recover
+from walship.core.repair import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import ActiveSegment, Buffers, ClosedSegment, SegmentManager
 from walship.errors import (

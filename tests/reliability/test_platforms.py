@@ -83,7 +83,7 @@ import walship
 from walship.backends import _platform
 from walship.backends.posix import PosixStore
 from walship.cli import main
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 
 d = sys.argv[1]
 out = {"flush": _platform.FLUSH_NAME, "dir_sync": _platform.DIRECTORY_SYNC,

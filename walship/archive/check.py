@@ -24,7 +24,7 @@ from walship.archive.plan import (
     short,
 )
 from walship.core.header import ZERO_HASH
-from walship.core.recovery import ProblemKind, SegmentScan, scan_store
+from walship.core.scan import ProblemKind, SegmentScan, scan_store
 from walship.errors import ArchiveIntegrityError, ArchiveMissingError
 
 _CLAIMS = (

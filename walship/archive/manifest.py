@@ -16,7 +16,7 @@ from walship.archive.names import (
 )
 from walship.backends.memory import MemoryStore
 from walship.core.header import parse_segment_name, segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import ArchiveIntegrityError, ArchiveNameError
 
 MANIFEST_FORMAT = "walship-segment-manifest"

@@ -15,7 +15,7 @@ segment after it that stays), and put back durably (temporary file, sync, rename
 directory sync); the local copy it replaces is kept as ``<segment>.damaged``. Only what the
 archive does not hold is left to recovery: a torn tail is cut as usual, other damage still needs
 ``salvage=True``, which then never writes into an archived segment (see
-:func:`walship.core.recovery.recover`).
+:func:`walship.core.repair.recover`).
 
 **Rebuilding the record**: when ``walship.archive.json`` is missing or invalid (the invalid file
 is kept as ``walship.archive.json.damaged``), the record is rebuilt from the archive: an entry for
@@ -56,7 +56,7 @@ from walship.core.header import (
     segment_name,
 )
 from walship.core.record import RECORD_NAME, ArchivedSegment, ArchiveRecord
-from walship.core.recovery import LogScan, scan_store
+from walship.core.scan import LogScan, scan_store
 from walship.errors import (
     ArchiveConflictError,
     ArchiveError,

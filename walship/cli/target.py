@@ -11,7 +11,7 @@ import yaml
 
 from walship.cli.errors import CliError
 from walship.core.header import ZERO_HASH, parse_segment_name, segment_name
-from walship.core.recovery import LogScan, ProblemKind, scan_store
+from walship.core.scan import LogScan, ProblemKind, scan_store
 from walship.store import SegmentStore
 
 

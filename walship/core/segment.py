@@ -50,7 +50,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_hash_worker)
 
 
-def _hash_worker() -> ThreadPoolExecutor | None:
+def hash_worker() -> ThreadPoolExecutor | None:
     """The process's one hashing thread, or ``None`` on a single-core machine."""
     global _hash_pool
     if _hash_pool is None and (os.cpu_count() or 1) > 1:
@@ -246,7 +246,7 @@ class SegmentManager:
             self._reserve(active, active.size + size)
         synced = False
         try:
-            pool = _hash_worker() if size >= PARALLEL_HASH_MIN else None
+            pool = hash_worker() if size >= PARALLEL_HASH_MIN else None
             if pool is None:
                 if sync and active.synced_size == active.size:
                     active.file.write_durable(buffers)  # everything before is durable already
