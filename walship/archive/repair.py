@@ -52,8 +52,8 @@ from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
     SegmentHeader,
-    parse_segment_name,
     segment_name,
+    segment_seqs,
 )
 from walship.core.record import RECORD_NAME, ArchivedSegment, ArchiveRecord
 from walship.core.scan import LogScan, scan_store
@@ -74,14 +74,10 @@ logger = logging.getLogger("walship.archive.repair")
 _MANIFEST_WORKERS = 8
 
 
-def _segment_seqs(store: SegmentStore) -> list[int]:
-    return [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
-
-
 def _whole_history_local(store: SegmentStore) -> bool:
     """Whether the store holds its log from the start: no segment, or segment 1 with a zero
     prev hash (retention never removed a segment, so no frame exists only in the archive)."""
-    seqs = _segment_seqs(store)
+    seqs = segment_seqs(store)
     if not seqs:
         return True
     if min(seqs) != 1:
@@ -191,7 +187,7 @@ def prepare_archived_open(
     archive = archive or ArchiveStore(
         settings.url, settings.storage_options, compression=settings.compression
     )
-    if state == "missing" and not repair and not _segment_seqs(store):
+    if state == "missing" and not repair and not segment_seqs(store):
         return ArchiveRepair(_new_log_record(store, archive))
     try:
         view = _Archive(archive)

@@ -27,7 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
+from walship.core.header import (
+    HEADER_SIZE,
+    SegmentHeader,
+    segment_name,
+    segment_seqs,
+)
 from walship.errors import (
     ArchiveConflictError,
     ArchiveIntegrityError,
@@ -80,8 +85,8 @@ class ChainBase:
 
 def first_local_seq(store: SegmentStore) -> int | None:
     """The lowest segment_seq among the store's segment files (``None`` when there is none)."""
-    seqs = [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
-    return min(seqs) if seqs else None
+    seqs = segment_seqs(store)
+    return seqs[0] if seqs else None
 
 
 class ArchiveRecord:

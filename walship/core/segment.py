@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from blake3 import blake3
 
-from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
+from walship.core.header import (
+    HEADER_SIZE,
+    ZERO_HASH,
+    SegmentHeader,
+    create_segment,
+    segment_name,
+)
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, Stamper, SystemClock
 from walship.store import SegmentFile, SegmentStore, free_name, written_bytes
 
@@ -178,12 +184,16 @@ class SegmentManager:
         if prev_hash is not None:
             self.prev_hash = prev_hash
         header = SegmentHeader(self.instance_id, segment_seq, self.stamp(), self.prev_hash)
-        raw = header.encode()
-        file = self.store.create(segment_name(segment_seq), raw)
+        file = create_segment(self.store, header)
         self.active = ActiveSegment(
-            file, header, self.clock.monotonic(), len(raw), blake3(raw), synced_size=len(raw)
+            file,
+            header,
+            self.clock.monotonic(),
+            HEADER_SIZE,
+            blake3(header.encode()),
+            synced_size=HEADER_SIZE,
         )
-        self._reserve(self.active, len(raw))
+        self._reserve(self.active, HEADER_SIZE)
         return self.active
 
     def _reserve(self, active: ActiveSegment, need: int) -> None:
