@@ -78,6 +78,7 @@ class StoreContract:
         assert store.read("a", 5) == b"tail"
         assert store.read("a", 7, 100) == b"il"  # fewer bytes only at the end
         assert store.read("a", 9) == b""
+        assert store.read("a", 20) == b""
         assert store.size("a") == 9
         f.close()
         f.close()  # idempotent
@@ -142,9 +143,12 @@ class StoreContract:
             lambda: store.remove("nope"),
             lambda: store.written_end("nope"),
             lambda: store.map("nope"),
+            lambda: store.truncate("nope", 0),
+            lambda: store.rename("nope", "other"),
         ):
             with pytest.raises(FileNotFoundError):
                 op()
+        assert self.names(store) == []
 
     def test_list_names_of_an_empty_store(self, store: SegmentStore) -> None:
         assert self.names(store) == []
