@@ -23,6 +23,7 @@ cannot keep one should not pass by overriding its test.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,6 +196,36 @@ class StoreContract:
     def test_location_names_the_store(self, store: SegmentStore) -> None:
         assert isinstance(store.location, str)
         assert store.location
+
+    def test_reads_while_another_thread_appends(self, store: SegmentStore) -> None:
+        """The log's readers and archive threads use the store while its writer appends."""
+        chunk = bytes(range(256))
+        f = store.create("a", b"")
+        store.write_atomic("record", b"0")
+        failures: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                for i in range(200):
+                    f.write(chunk)
+                    if i % 20 == 0:
+                        f.sync()
+                        store.write_atomic("record", b"%d" % i)
+                f.sync()
+            except BaseException as e:  # seen by the test's thread below
+                failures.append(e)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        while writer.is_alive():
+            seen = store.read("a")
+            assert seen == (chunk * 200)[: len(seen)]  # whole bytes written, up to some point
+            assert store.read("record").isdigit()  # the old record or the new, never a mix
+        writer.join()
+        assert not failures, failures
+        assert store.read("a") == chunk * 200
+        assert store.read("record") == b"180"
+        f.close()
 
     # --- the lock ------------------------------------------------------------------------
 
