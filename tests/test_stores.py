@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from walship.backends.memory import MemoryStore
+from walship.backends.platform import RWF_DSYNC
 from walship.backends.posix import LOCK_NAME, RESERVE_NAME, PosixStore
 from walship.errors import StoreLockedError
 from walship.store import SegmentStore
@@ -94,6 +95,43 @@ def test_posix_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert store.read("s") == b"0123456789"
     assert len(calls) == 4
     assert f.size == 10
+
+
+def test_posix_finishes_short_gathering_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PosixStore(tmp_path)
+    f = store.create("s", b"")
+    real_writev = os.writev
+
+    def short_writev(fd: int, buffers: list[bytes]) -> int:
+        return real_writev(fd, [b"".join(bytes(b) for b in buffers)[:3]])  # 3 bytes at most
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    f.write_many([b"0123", b"45", b"6789"])
+    monkeypatch.undo()
+    assert store.read("s") == b"0123456789"
+    assert f.size == 10
+
+
+@pytest.mark.skipif(RWF_DSYNC is None, reason="no pwritev2 with RWF_DSYNC here")
+def test_posix_finishes_a_short_durable_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PosixStore(tmp_path)
+    f = store.create("s", b"ab")
+    real_pwritev = os.pwritev
+
+    def short_pwritev(fd: int, buffers: list[bytes], offset: int, flags: int) -> int:
+        return real_pwritev(fd, [b"".join(bytes(b) for b in buffers)[:3]], offset, flags)
+
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
+    f.write_durable([b"0123", b"456789"])
+    monkeypatch.undo()
+    assert store.read("s") == b"ab0123456789"
+    assert f.size == 12
+    f.write(b"!")  # and the file goes on at its end
+    assert store.read("s") == b"ab0123456789!"
 
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])

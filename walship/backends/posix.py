@@ -43,6 +43,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from walship.backends.platform import (
     OPEN_FLAGS,
@@ -174,16 +175,20 @@ class PosixSegmentFile(SegmentFile):
             logger.error("walship could not take back a failed write: %s", cut)
         raise_if_full(e, self._path)
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._check_open()
-        start = self._size
+    def _append(self, write: Callable[[Any], None], data: Any, start: int) -> None:
+        """``write(data)`` at the end; on a failure take back what was written since ``start``
+        (a full disk, see :meth:`_take_back`) and raise."""
         try:
-            self._write(memoryview(data))
+            write(data)
         except OSError as e:
             self._take_back(e, start)
             raise
         if self._size > self._reserved:
             self._reserved = self._size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        self._append(self._write, memoryview(data), self._size)
 
     def _write(self, view: memoryview) -> None:
         fd = self._fd
@@ -196,14 +201,7 @@ class PosixSegmentFile(SegmentFile):
 
     def write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         self._check_open()
-        start = self._size
-        try:
-            self._write_many(buffers)
-        except OSError as e:
-            self._take_back(e, start)
-            raise
-        if self._size > self._reserved:
-            self._reserved = self._size
+        self._append(self._write_many, buffers, self._size)
 
     def _write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         if not _HAS_WRITEV:  # Windows: no gathering write
@@ -218,14 +216,8 @@ class PosixSegmentFile(SegmentFile):
             n = os.writev(fd, chunk)
             self._size += n
             if n != want:  # short: finish this chunk buffer by buffer
-                done = n
-                for b in chunk:
-                    blen = len(b)
-                    if done >= blen:
-                        done -= blen
-                        continue
-                    self._write(memoryview(b)[done:])
-                    done = 0
+                for b in _remainder(chunk, n):
+                    self._write(memoryview(b))
             i += _IOV_MAX
 
     def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
@@ -248,22 +240,9 @@ class PosixSegmentFile(SegmentFile):
         os.lseek(self._fd, self._size, os.SEEK_SET)  # pwritev2 leaves the position alone
         if self._size > self._reserved:
             self._reserved = self._size
-        rest: list[bytes | bytearray | memoryview] = []
-        for b in buffers:  # a short write: finish it, then sync the rest the usual way
-            blen = len(b)
-            if n >= blen:
-                n -= blen
-                continue
-            rest.append(memoryview(b)[n:] if n else b)
-            n = 0
-        if rest:
-            try:
-                self._write_many(rest)
-            except OSError as e:
-                self._take_back(e, start)
-                raise
-            if self._size > self._reserved:
-                self._reserved = self._size
+        rest = _remainder(buffers, n)
+        if rest:  # a short write: finish it, then sync the rest the usual way
+            self._append(self._write_many, rest, start)
             flush_data(self._fd)
 
     def sync(self) -> None:
@@ -714,6 +693,21 @@ class PosixStore(SegmentStore):
 
     def __repr__(self) -> str:
         return f"PosixStore({self.location!r})"
+
+
+def _remainder(
+    buffers: list[bytes | bytearray | memoryview], n: int
+) -> list[bytes | bytearray | memoryview]:
+    """What is left of ``buffers`` once their first ``n`` bytes are written (a short write)."""
+    rest: list[bytes | bytearray | memoryview] = []
+    for b in buffers:
+        blen = len(b)
+        if n >= blen:
+            n -= blen
+            continue
+        rest.append(memoryview(b)[n:] if n else b)
+        n = 0
+    return rest
 
 
 def _file_id(fd: int) -> tuple[int, int]:
