@@ -15,7 +15,9 @@ it from its own tests by subclassing :class:`StoreContract` in a class whose nam
         def make_other(self, store, tmp_path):  # optional: a second writer's view
             return MyStore(root=tmp_path / "wal")
 
-pytest collects every ``test_*`` method of the subclass. This module imports pytest, which
+pytest collects every ``test_*`` method of the subclass (for its detailed assertion messages,
+call ``pytest.register_assert_rewrite("walship.testing.store_contract")`` in a ``conftest.py``
+before the import). This module imports pytest, which
 ``import walship`` never does: pytest is a dependency of the tests (the ``test`` extra), not of
 walship. What each test checks is a promise written in :mod:`walship.store`; a store that
 cannot keep one should not pass by overriding its test.
