@@ -118,6 +118,11 @@ class PlatformUnsupportedError(WalshipError, OSError):
     what is missing."""
 
 
+class BackendError(WalshipError, ValueError):
+    """A store backend is unknown, failed to load, or is not a ``SegmentStore`` class (see
+    :mod:`walship.backends.registry`)."""
+
+
 class ConfigError(WalshipError, ValueError):
     """A configuration value is invalid; the message names the key path."""
 

@@ -62,7 +62,8 @@ from walship.archive.plan import (
     describe_problems,
     plan_error,
 )
-from walship.backends.posix import PosixStore, fsync_dir
+from walship.backends.platform import fsync_dir
+from walship.backends.posix import PosixStore
 from walship.core import frame as framing
 from walship.core.frame import LENGTH_SIZE, Frame
 from walship.core.header import HEADER_SIZE, SegmentHeader, create_segment, segment_name
