@@ -19,7 +19,7 @@ import fsspec
 from blake3 import blake3 as Blake3
 from fsspec.registry import known_implementations
 
-from walship.archive.credentials import _secret_values, _storage_errors, redact_url
+from walship.archive.credentials import redact_url, secret_values, storage_errors
 from walship.archive.failures import (
     is_missing_bucket,
     is_refused_create,
@@ -210,7 +210,7 @@ class ArchiveStore:
         if not url:
             raise ArchiveError("the archive URL is empty")
         self.url = redact_url(url.rstrip("/") or url)  # shown in messages, stats, events
-        self._secrets = _secret_values(url, storage_options or {})
+        self._secrets = secret_values(url, storage_options or {})
         self.compression = compression
         self.max_object_bytes = max_object_bytes
         try:
@@ -265,7 +265,7 @@ class ArchiveStore:
 
     # --- low-level object I/O -----------------------------------------------------------
 
-    @_storage_errors
+    @storage_errors
     def _create(self, name: str, data: bytes, md5: str | None = None) -> str | None:
         """Create object ``name`` whole or not at all. Raises ``FileExistsError`` if it exists.
 
@@ -382,7 +382,7 @@ class ArchiveStore:
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.path(name))
 
-    @_storage_errors
+    @storage_errors
     def _read_small(self, name: str, limit: int) -> bytes | None:
         """Object ``name`` (at most ``limit + 1`` bytes read), or ``None`` if it is absent."""
         # a ranged GET: one request, no HEAD and no LIST (which open() would add on S3)
@@ -397,7 +397,7 @@ class ArchiveStore:
                 return b""  # S3 answers a range on an empty object with 416
             raise
 
-    @_storage_errors
+    @storage_errors
     def _digest(
         self, name: str, compression: str, max_stored: int, max_raw: int, keep: bool
     ) -> _Digest:
@@ -496,7 +496,7 @@ class ArchiveStore:
 
     # --- the archive interface ----------------------------------------------------------
 
-    @_storage_errors
+    @storage_errors
     def stat(self, name: str) -> SegmentManifest | None:
         """The manifest of segment ``name``, or ``None`` when it is not archived.
 
@@ -513,7 +513,7 @@ class ArchiveStore:
             return None
         return SegmentManifest.from_json(data, seq, self.object_url(manifest_name(seq)))
 
-    @_storage_errors
+    @storage_errors
     def put(self, name: str, raw: bytes, *, expected_blake3: bytes | None = None) -> PutResult:
         """Archive closed segment ``name`` holding ``raw``, verified; idempotent.
 
@@ -646,7 +646,7 @@ class ArchiveStore:
                 manifest = other
         return PutResult(manifest, uploaded, self.object_url(manifest.object))
 
-    @_storage_errors
+    @storage_errors
     def list(self) -> ArchiveListing:
         """One LIST of the archive prefix, every name validated (see :class:`ArchiveListing`).
 
@@ -705,7 +705,7 @@ class ArchiveStore:
                 listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size
         return listing
 
-    @_storage_errors
+    @storage_errors
     def get(self, manifest: SegmentManifest) -> bytes:
         """The raw bytes of the segment ``manifest`` describes, verified against it.
 
@@ -717,7 +717,7 @@ class ArchiveStore:
         assert data is not None
         return data
 
-    @_storage_errors
+    @storage_errors
     def get_unverified(self, segment_seq: int, compression: str = "none") -> bytes:
         """The raw bytes of a segment object that has no manifest (nothing to verify against).
 

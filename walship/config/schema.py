@@ -17,7 +17,8 @@ from pydantic import (
 )
 
 from walship.archive import settings as limits
-from walship.config.redaction import _without_userinfo
+from walship.archive.credentials import redact_url
+from walship.config.redaction import HIDDEN
 from walship.config.values import (
     U64_MAX,
     Bool,
@@ -99,7 +100,7 @@ class ArchiveConfig(_Section):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            yield name, _without_userinfo(value) if name == "url" else value  # no password
+            yield name, redact_url(value, HIDDEN) if name == "url" else value  # no password
 
 
 class RetentionConfig(_Section):
