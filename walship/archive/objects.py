@@ -35,6 +35,7 @@ from walship.archive.names import (
     object_name,
     parse_object_name,
 )
+from walship.archive.settings import CONDITIONAL_CREATE
 from walship.backends._platform import OPEN_FLAGS
 from walship.backends.posix import fsync_dir, write_all
 from walship.core.header import parse_segment_name, segment_name
@@ -53,9 +54,6 @@ MAX_PUT_BYTES = 5 * 1024**3
 """S3's limit of one PUT. An object is always created by one PUT (the conditional create is
 not honoured on CompleteMultipartUpload by every server: radosgw ignores it there), so a larger
 one is refused. s3fs sends less than ``min(5 GiB, 2 * chunksize)`` as one PUT."""
-CONDITIONAL_CREATE_MODES = ("required", "checked")
-"""``required``: archive only where the server honours ``If-None-Match: *`` on PUT (probed);
-``checked``: where it does not, check before and read back after each create (weaker)."""
 _PROBE_BODY = b"walship: does this server honour If-None-Match: * on PUT?\n"
 _probed: dict[tuple[str, str], bool] = {}
 _probe_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -195,10 +193,9 @@ class ArchiveStore:
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         conditional_create: str = "required",
     ) -> None:
-        if conditional_create not in CONDITIONAL_CREATE_MODES:
+        if conditional_create not in CONDITIONAL_CREATE:
             raise ArchiveError(
-                f"conditional_create {conditional_create!r} is not one of "
-                f"{CONDITIONAL_CREATE_MODES}"
+                f"conditional_create {conditional_create!r} is not one of {CONDITIONAL_CREATE}"
             )
         self.conditional_create = conditional_create
         anon = (storage_options or {}).get("anon", False)  # "true" from ``-o anon=true``

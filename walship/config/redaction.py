@@ -22,7 +22,7 @@ def _sensitive(loc: Loc) -> bool:
     return any(isinstance(p, str) and (p in _HIDDEN_UNDER or _SECRET_KEY.search(p)) for p in loc)
 
 
-def _show(loc: Loc, value: object, refs: Mapping[Loc, str]) -> str:
+def shown(loc: Loc, value: object, refs: Mapping[Loc, str]) -> str:
     """The value as it may appear in a message: never a secret."""
     if _sensitive(loc):
         return HIDDEN

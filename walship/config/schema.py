@@ -25,14 +25,14 @@ from walship.config.values import (
     Duration,
     Name,
     SegmentSize,
-    _choice,
-    _compression,
-    _duration,
-    _expected,
-    _integer,
-    _keep_local,
-    _plugin_entry,
-    _url,
+    compression_name,
+    duration_at_most,
+    expected,
+    fsspec_url,
+    integer_in,
+    keep_local_rule,
+    one_of,
+    plugin_entry,
 )
 from walship.errors import ConfigError
 
@@ -67,34 +67,34 @@ class RotationConfig(_Section):
 class RetriesConfig(_Section):
     """``archive.retries:``: exponential backoff of failed uploads."""
 
-    attempts: Annotated[int, _integer(1, limits.MAX_ATTEMPTS)] = 10
-    backoff: Annotated[float, _duration(limits.MAX_BACKOFF)] = 0.5
-    max_backoff: Annotated[float, _duration(limits.MAX_BACKOFF_CAP)] = 60.0
+    attempts: Annotated[int, integer_in(1, limits.MAX_ATTEMPTS)] = 10
+    backoff: Annotated[float, duration_at_most(limits.MAX_BACKOFF)] = 0.5
+    max_backoff: Annotated[float, duration_at_most(limits.MAX_BACKOFF_CAP)] = 60.0
 
     @model_validator(mode="after")
     def _ordered(self) -> RetriesConfig:
         if self.max_backoff < self.backoff:
-            raise _expected(f"a duration of at least backoff ({self.backoff}s)", "max_backoff")
+            raise expected(f"a duration of at least backoff ({self.backoff}s)", "max_backoff")
         return self
 
 
 def _conditional_create(value: object) -> str:
     if value not in limits.CONDITIONAL_CREATE:
-        raise _expected(f"one of {', '.join(limits.CONDITIONAL_CREATE)}")
+        raise expected(f"one of {', '.join(limits.CONDITIONAL_CREATE)}")
     return str(value)
 
 
 class ArchiveConfig(_Section):
     """``archive:``: where closed segments are shipped."""
 
-    url: Annotated[str, BeforeValidator(_url)] = Field(
+    url: Annotated[str, BeforeValidator(fsspec_url)] = Field(
         description="an fsspec URL like s3://bucket/prefix"
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
-    workers: Annotated[int, _integer(1, limits.MAX_WORKERS)] = 4
-    compression: Annotated[str, BeforeValidator(_compression)] = "none"
+    workers: Annotated[int, integer_in(1, limits.MAX_WORKERS)] = 4
+    compression: Annotated[str, BeforeValidator(compression_name)] = "none"
     retries: RetriesConfig = Field(default_factory=RetriesConfig)
-    lag_warning: Annotated[int, _integer(1, limits.MAX_LAG_WARNING)] = 64
+    lag_warning: Annotated[int, integer_in(1, limits.MAX_LAG_WARNING)] = 64
     upload_process: Bool = True
     conditional_create: Annotated[str, BeforeValidator(_conditional_create)] = "required"
 
@@ -106,7 +106,7 @@ class ArchiveConfig(_Section):
 class RetentionConfig(_Section):
     """``retention:``: which closed local segments may be removed (archived ones only)."""
 
-    keep_local: Annotated[str, BeforeValidator(_keep_local)] = "all"
+    keep_local: Annotated[str, BeforeValidator(keep_local_rule)] = "all"
 
 
 class PluginEntry(_Section):
@@ -122,13 +122,13 @@ class WalshipConfig(_Section):
     store: StoreConfig = Field(
         default_factory=lambda: StoreConfig.model_validate({"path": "./wal"})
     )
-    instance_id: Annotated[int, _integer(0, U64_MAX)] | None = None
-    durability: Annotated[str, _choice("always", "interval", "none")] = "always"
+    instance_id: Annotated[int, integer_in(0, U64_MAX)] | None = None
+    durability: Annotated[str, one_of("always", "interval", "none")] = "always"
     sync_interval: Duration = 0.01
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     archive: ArchiveConfig | None = None
     retention: RetentionConfig | None = None
-    plugins: list[Annotated[PluginEntry, BeforeValidator(_plugin_entry)]] = Field(
+    plugins: list[Annotated[PluginEntry, BeforeValidator(plugin_entry)]] = Field(
         default_factory=list
     )
     entry_point_plugins: Bool = True
@@ -139,7 +139,7 @@ class WalshipConfig(_Section):
     def _retention_needs_archive(self) -> WalshipConfig:
         keep = self.retention.keep_local if self.retention is not None else "all"
         if keep != "all" and self.archive is None:
-            raise _expected(
+            raise expected(
                 "'all' without an archive: section (only archived segments are ever removed)",
                 "retention.keep_local",
             )
