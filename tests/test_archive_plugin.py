@@ -201,6 +201,45 @@ def test_close_does_not_wait_for_backoff() -> None:
     assert local_segments(mem) == [1, 2]
 
 
+@pytest.mark.parametrize("through", ["archiver", "log"])
+def test_an_interrupt_in_close_loses_nothing_and_the_next_open_resumes(through: str) -> None:
+    """A KeyboardInterrupt inside close()'s wait for the workers (the Python code of
+    Thread.join): the interrupt goes on, the archiver is sealed all the same (the upload still
+    in flight finishes later and records nothing), the log closes, and the next open archives
+    what was pending."""
+    gate = threading.Event()
+    flaky = FlakyFileSystem.make(gate=gate)
+    mem = MemoryStore()
+    url = f"{flaky.protocol[0]}://b/wal"
+    rec = Recorder()
+    log = open_log(mem, url, rec, workers=1)
+    write_segments(log, 2)
+    archiver = log.archiver
+    assert archiver is not None
+    assert wait_until(lambda: flaky.puts == 1)  # segment 1 in flight, segment 2 queued
+    [worker] = archiver._workers
+    join = worker.join
+
+    def interrupted_join(timeout: float | None = None) -> None:
+        worker.join = join  # type: ignore[method-assign]  # once: a retry waits as usual
+        raise KeyboardInterrupt
+
+    worker.join = interrupted_join  # type: ignore[method-assign]
+    opener = threading.Timer(0.3, gate.set)  # the upload in flight finishes after the interrupt
+    opener.start()
+    with pytest.raises(KeyboardInterrupt):
+        archiver.close() if through == "archiver" else log.close()
+    join(timeout=20)
+    assert not worker.is_alive()
+    assert not archiver.record.archived(1, archiver.url) and rec.seqs("archived") == []
+    log.close()  # (again, through the log: idempotent)
+    assert log.closed and archiver.stats()["archived"] == 0
+    with open_log(mem, url) as again:
+        assert again.archiver is not None and again.archiver.flush(timeout=20)
+        assert again.archiver.record.archived(1, again.archiver.url)
+        assert again.archiver.record.archived(2, again.archiver.url)
+
+
 def test_falling_behind_fires_archive_lagging_once_per_crossing() -> None:
     flaky = FlakyFileSystem.make(fail_puts=10**6)
     mem = MemoryStore()

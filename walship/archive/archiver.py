@@ -219,19 +219,37 @@ class Archiver:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop: no new attempt starts, backoff waits end, in-flight uploads get ``timeout``
-        seconds to finish. What is still pending stays pending (queued again at the next open).
-        Nothing is recorded after this returns. Idempotent."""
-        with self._cond:
-            if self._closed:
-                return
-            self._stop.set()
-            self._cond.notify_all()
-        deadline = time.monotonic() + timeout
-        for w in self._workers:
-            if w.is_alive() and w is not threading.current_thread():
-                w.join(max(0.0, deadline - time.monotonic()))
-        with self._cond:
-            self._closed = True
+        seconds to finish (and are recorded when they do). What is still pending stays pending
+        (queued again at the next open). Nothing is recorded after this returns. Idempotent;
+        called on the thread that closes the log.
+
+        Interrupt-safe: a ``KeyboardInterrupt`` (or any exception) landing anywhere in here, the
+        wait for the workers included, still leaves the archiver sealed: the workers are told to
+        stop and nothing is recorded after the interrupt either (an upload still in flight stays
+        pending, and the next open queues it again: uploads are idempotent). A second call
+        finishes the wait. The interrupt itself goes on to the caller.
+        """
+        self._stop.set()
+        try:
+            with self._cond:
+                self._cond.notify_all()
+            deadline = time.monotonic() + timeout
+            for w in self._workers:
+                if w.is_alive() and w is not threading.current_thread():
+                    w.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            self._seal()
+
+    def _seal(self) -> None:
+        """Record nothing from now on. A worker checks the flag under the announce lock, and
+        holds that lock while it records: taking the lock here waits for a record under way,
+        so none lands after :meth:`close` returns."""
+        self._closed = True  # a plain store: an interrupt cannot leave it half done
+        with self._announce_lock():
+            pass
+
+    def _announce_lock(self) -> threading.Lock:
+        return self.retention.lock if self.retention is not None else self._announce
 
     # --- the hook -----------------------------------------------------------------------
 
@@ -252,7 +270,9 @@ class Archiver:
             self._pending[segment_seq] = _Pending(blake3)
             self._queue.append(segment_seq)
             self.counters["queued"] += 1
-            self._cond.notify()
+            # every waiter: an interrupted flush() may have left a stale waiter behind, which
+            # would swallow a notify() meant for a worker
+            self._cond.notify_all()
             self._check_lag_locked()
 
     def _check_lag_locked(self) -> None:
@@ -319,10 +339,9 @@ class Archiver:
                 result = self._put(name, p.blake3)
                 # record and announce as one step for retention: a segment_removed never
                 # reaches the plugins before its segment_archived
-                with self.retention.lock if self.retention is not None else self._announce:
-                    with self._cond:
-                        if self._closed:  # the log may be open elsewhere by now: record nothing
-                            return False
+                with self._announce_lock():
+                    if self._closed:  # the log may be open elsewhere by now: record nothing
+                        return False
                     m = result.manifest
                     self.record.mark_archived(
                         ArchivedSegment(
