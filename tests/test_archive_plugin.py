@@ -166,7 +166,7 @@ def test_a_restart_with_uploads_pending_archives_them() -> None:
         assert log.archiver is not None and log.archiver.flush(timeout=20)
         assert wait_until(lambda: sorted(rec.seqs("removed")) == [1, 2, 3])
     assert_removed_only_after_archived(rec)
-    from walship.archive.restore import open_archive
+    from walship.archive.reader import open_archive
 
     assert [f.payload for f in open_archive(url).read()] == payloads
 
