@@ -18,7 +18,8 @@ from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
-from walship.archive.archiver import ArchiveSettings, backoff_delay
+from walship.archive.archiver import backoff_delay
+from walship.archive.settings import ArchiveSettings
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
@@ -446,8 +447,7 @@ def test_import_walship_does_not_load_fsspec() -> None:
 
 
 def test_python_and_yaml_archive_settings_share_their_limits(tmp_path: Path) -> None:
-    from walship.archive.archiver import ArchiveSettings
-    from walship.archive.retention import RetentionPolicy
+    from walship.archive.settings import ArchiveSettings, RetentionPolicy
     from walship.config import load_config
     from walship.errors import ConfigError
 

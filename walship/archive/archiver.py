@@ -18,7 +18,6 @@ does not list. When more than ``lag_warning`` segments are pending, ``archive_la
 
 from __future__ import annotations
 
-import difflib
 import logging
 import random
 import threading
@@ -26,20 +25,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from walship.archive import ArchiveStore, PutResult
+from walship.archive.retention import Retention, SegmentRanges
+from walship.archive.settings import (
+    ArchiveSettings,
+    RetentionPolicy,
+    RetrySettings,
+    retention_without_archive,
 )
-
-from walship.archive import ArchiveStore, PutResult, redact_url
-from walship.archive import settings as limits
-from walship.archive.retention import Retention, RetentionPolicy, SegmentRanges
 from walship.core.header import segment_name
 from walship.core.record import ArchivedSegment, ArchiveRecord, check_continues
 from walship.core.segment import ClosedSegment
@@ -49,75 +44,7 @@ from walship.store import SegmentStore
 
 logger = logging.getLogger("walship.archiver")
 
-
-class RetrySettings(BaseModel):
-    """``archive.retries``: attempts per segment, first backoff and its cap (seconds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    attempts: int = Field(default=10, ge=1, le=limits.MAX_ATTEMPTS)
-    backoff: float = Field(default=0.5, gt=0, le=limits.MAX_BACKOFF)
-    max_backoff: float = Field(default=60.0, gt=0, le=limits.MAX_BACKOFF_CAP)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RetrySettings:
-        if self.max_backoff < self.backoff:
-            raise ValueError(f"max_backoff must be at least backoff ({self.backoff}s)")
-        return self
-
-
-class ArchiveSettings(BaseModel):
-    """The ``archive:`` section, as the Log receives it (durations in seconds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    url: str = Field(min_length=1)
-    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)  # credentials
-    workers: int = Field(default=4, ge=1, le=limits.MAX_WORKERS)
-    compression: Literal["none", "zstd"] = "none"
-    retries: RetrySettings = RetrySettings()
-    lag_warning: int = Field(default=64, ge=1, le=limits.MAX_LAG_WARNING)
-    upload_process: bool = True
-    """Upload from the shared child process (:mod:`walship.archive.upload_process`); a
-    ``memory://`` archive, which lives in this process, always uploads from threads here."""
-    conditional_create: str = "required"
-    """``required``: archive to S3 only where the server honours ``If-None-Match: *`` on PUT
-    (probed at first use); ``checked``: elsewhere, check before and read back after each
-    create (weaker: two writers racing can still overwrite each other)."""
-
-    @field_validator("conditional_create")
-    @classmethod
-    def _conditional_create(cls, value: str) -> str:
-        if value not in limits.CONDITIONAL_CREATE:
-            raise ValueError(f"must be one of {', '.join(limits.CONDITIONAL_CREATE)}")
-        return value
-
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name == "url" else value  # no URL password
-
-    @classmethod
-    def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:
-        """Validate an ``archive:`` mapping; missing keys take their defaults.
-
-        Raises:
-            ConfigError: one line naming the key path and what was expected (storage option
-                values are never shown: they may be secrets).
-        """
-        if not isinstance(archive, Mapping):
-            raise ConfigError(f"archive: expected a mapping, got {type(archive).__name__}")
-        try:
-            return cls.model_validate(dict(archive))
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            path = f"archive.{loc}" if loc else "archive"
-            if err["type"] == "extra_forbidden":
-                parent: type[BaseModel] = cls if len(err["loc"]) == 1 else RetrySettings
-                known = list(parent.model_fields)
-                close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-                raise ConfigError(f"{path}: unknown key{hint}") from None
-            shown = "" if loc.startswith("storage_options") else f" (got {err.get('input')!r})"
-            raise ConfigError(f"{path}: {err['msg']}{shown}") from None
+__all__ = ["ArchiveSettings", "Archiver", "RetrySettings", "backoff_delay", "build_archiving"]
 
 
 def backoff_delay(attempt: int, backoff: float, max_backoff: float, rng: random.Random) -> float:
@@ -486,9 +413,7 @@ def build_archiving(
     """
     settings = ArchiveSettings.from_mapping(archive) if archive is not None else None
     policy = RetentionPolicy.from_mapping(retention)
-    if settings is None and policy.mode != "all":
-        raise ConfigError(
-            f"retention.keep_local: {policy.text!r} removes local segments once archived, "
-            "but there is no archive: section"
-        )
+    error = retention_without_archive(policy) if settings is None else None
+    if error is not None:
+        raise ConfigError(error.message())
     return settings, policy
