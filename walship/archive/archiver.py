@@ -103,11 +103,15 @@ class Archiver:
         self.retention = retention
         self._emit = emit
         self._closed_segments = closed_segments
-        self._cond = threading.Condition()
+        # entered as `with self._lock` (a C lock: no Python frame between its acquire and the
+        # block, where an interrupt could leave it held), waited on through the condition
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._announce = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._queue: deque[int] = deque()
-        self._stop = threading.Event()
+        self._stopping = False
+        """Set by :meth:`close` (a plain store: an interrupt cannot leave it half set)."""
         self._closed = False
         self._lagging = False
         self._rng = random.Random()
@@ -135,7 +139,7 @@ class Archiver:
         when ``retry_stalled``, every stalled one). Returns how many are pending now."""
         for seq, _first, _last in self._closed_segments():
             self.submit(seq, None)
-        with self._cond:
+        with self._lock:
             if retry_stalled:
                 for seq, p in self._pending.items():
                     if p.state == "stalled":
@@ -156,9 +160,9 @@ class Archiver:
         pending, and the next open queues it again: uploads are idempotent). A second call
         finishes the wait. The interrupt itself goes on to the caller.
         """
-        self._stop.set()
+        self._stopping = True
         try:
-            with self._cond:
+            with self._lock:
                 self._cond.notify_all()
             deadline = time.monotonic() + timeout
             for w in self._workers:
@@ -187,8 +191,8 @@ class Archiver:
 
     def submit(self, segment_seq: int, blake3: bytes | None = None) -> None:
         """Queue segment ``segment_seq`` unless it is pending already or archived here."""
-        with self._cond:
-            if self._stop.is_set() or segment_seq in self._pending:
+        with self._lock:
+            if self._stopping or segment_seq in self._pending:
                 return
             if segment_seq <= self.record.removed_through:
                 return  # archived and removed by retention (maybe before a new URL was set)
@@ -224,10 +228,10 @@ class Archiver:
 
     def _work(self) -> None:
         while True:
-            with self._cond:
-                while not self._queue and not self._stop.is_set():
+            with self._lock:
+                while not self._queue and not self._stopping:
                     self._cond.wait()
-                if self._stop.is_set():
+                if self._stopping:
                     return
                 seq = self._queue.popleft()
                 p = self._pending[seq]
@@ -238,16 +242,16 @@ class Archiver:
                 logger.exception("walship archiver failed on %s", segment_name(seq))
                 done = False
                 p.state = "stalled"
-            if done and self.retention is not None and not self._stop.is_set():
+            if done and self.retention is not None and not self._stopping:
                 try:
                     self.retention.apply()  # before flush() can see the segment done
                 except Exception:
                     logger.exception("walship retention failed")
-            with self._cond:
+            with self._lock:
                 if done:
                     del self._pending[seq]
                 elif p.state == "running":
-                    p.state = "queued" if not self._stop.is_set() else "stalled"
+                    p.state = "queued" if not self._stopping else "stalled"
                     if p.state == "queued":
                         self._queue.append(seq)
                 self._check_lag_locked()
@@ -258,7 +262,7 @@ class Archiver:
         name = segment_name(seq)
         retries = self.settings.retries
         for attempt in range(1, retries.attempts + 1):
-            if self._stop.is_set():
+            if self._stopping:
                 return False
             started = time.monotonic()
             try:
@@ -312,7 +316,9 @@ class Archiver:
                     )
                     return False
                 delay = backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng)
-                if self._stop.wait(delay):
+                with self._lock:  # a backoff wait, cut short by close()
+                    self._cond.wait_for(lambda: self._stopping, delay)
+                if self._stopping:
                     return False
                 continue
             self.counters["archived"] += 1
@@ -341,9 +347,9 @@ class Archiver:
         some segment stalled (again) or the timeout passed."""
         self.requeue(retry_stalled)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while any(p.state != "stalled" for p in self._pending.values()):
-                if self._stop.is_set():
+                if self._stopping:
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -353,12 +359,12 @@ class Archiver:
 
     def pending(self) -> list[str]:
         """Names of the segments waiting for upload (queued, running or stalled), oldest first."""
-        with self._cond:
+        with self._lock:
             return [segment_name(s) for s in sorted(self._pending)]
 
     def stalled(self) -> dict[str, str]:
         """Segments that used up their attempts, with their last error."""
-        with self._cond:
+        with self._lock:
             return {
                 segment_name(s): p.last_error
                 for s, p in sorted(self._pending.items())
@@ -367,13 +373,13 @@ class Archiver:
 
     def wait_for_progress(self, timeout: float) -> None:
         """Block until a segment finishes (archived or stalled) or ``timeout`` passes."""
-        with self._cond:
+        with self._lock:
             self._cond.wait(timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counters: archived, uploaded, already_archived, bytes, failed_attempts, stalled,
         lag_warnings, max_pending; and pending, lagging, seconds (mean, max), removed."""
-        with self._cond:
+        with self._lock:
             out: dict[str, Any] = {
                 k: self.counters[k]
                 for k in (
