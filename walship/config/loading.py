@@ -106,7 +106,7 @@ def validate_config(
         raise ConfigError(f"{source}: {error_line(first, refs, expanded)}{more}") from None
     check_store(cfg, source, refs)
     if base_dir is not None:
-        cfg._base_dir = Path(base_dir)
+        cfg.set_base_dir(Path(base_dir))
     return cfg
 
 

@@ -145,6 +145,11 @@ class WalshipConfig(_Section):
         """The directory a relative ``store.path`` is resolved against (the file's)."""
         return self._base_dir
 
+    def set_base_dir(self, base_dir: Path) -> None:
+        """Resolve a relative ``store.path`` against ``base_dir`` from now on (the loader sets
+        the config file's directory)."""
+        self._base_dir = base_dir
+
     # --- what the Log receives ------------------------------------------------------------
 
     def store_options(self) -> dict[str, Any]:
