@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest
-from walship.archive.objects import ArchiveListing
 from walship.archive.plan import ArchiveIncompleteError, ArchivePlan
 from walship.archive.restore_plan import plan_restore
 from walship.core.header import ZERO_HASH, segment_name

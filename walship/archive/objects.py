@@ -1,5 +1,6 @@
 """The archive store: one fsspec URL holding closed segments (see the package docstring for
-its promises), and what a listing of it finds."""
+its promises): put and verify, stat, list, get. Creating an object is :mod:`.create`'s job,
+classifying a listing :mod:`.listing`'s."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import hashlib
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 import fsspec
@@ -20,12 +21,12 @@ from walship.archive.failures import (
     is_missing_bucket,
     is_unsatisfiable_range,
 )
+from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest, describe_segment
 from walship.archive.names import (
     COMPRESSIONS,
     DEFAULT_MAX_OBJECT_BYTES,
     MAX_MANIFEST_BYTES,
-    TEMP_PREFIX,
     manifest_name,
     object_name,
     parse_object_name,
@@ -41,35 +42,6 @@ from walship.errors import (
 )
 
 _CHUNK = 1024 * 1024
-
-
-# --- listing --------------------------------------------------------------------------------
-
-
-@dataclass
-class ArchiveListing:
-    """One LIST of the archive, classified.
-
-    ``objects`` maps a segment_seq to its data objects (compression -> size), ``manifests`` to
-    its manifest's size. ``rejected`` holds (name, reason) of everything refused; ``temporary``
-    the names of leftover temporary objects (skipped).
-    """
-
-    objects: dict[int, dict[str, int]] = field(default_factory=dict)
-    manifests: dict[int, int] = field(default_factory=dict)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    temporary: list[str] = field(default_factory=list)
-
-    @property
-    def segment_seqs(self) -> list[int]:
-        """Every segment_seq with a manifest or an object, ascending."""
-        return sorted(set(self.objects) | set(self.manifests))
-
-    def raise_rejected(self, url: str) -> None:
-        """Raise :class:`ArchiveNameError` naming the first refused object, if any."""
-        if self.rejected:
-            more = f" (and {len(self.rejected) - 1} more)" if len(self.rejected) > 1 else ""
-            raise ArchiveNameError(f"{url}: {self.rejected[0][1]}{more}")
 
 
 @dataclass(frozen=True)
@@ -511,7 +483,6 @@ class ArchiveStore:
         Raises:
             OSError: the store failed.
         """
-        listing = ArchiveListing()
         with contextlib.suppress(Exception):
             self.fs.invalidate_cache(self.root)
         try:
@@ -522,46 +493,7 @@ class ArchiveStore:
             entries = []
         with contextlib.suppress(Exception):
             self.fs.invalidate_cache(self.root)  # never answer a later lookup from this LIST
-        prefix = self.root + "/"
-        for e in entries:
-            raw = str(e.get("name", ""))
-            full = raw.rstrip("/")
-            if not full.startswith(prefix):
-                if full == self.root:
-                    if e.get("type") == "directory" and raw.endswith("/"):
-                        # S3 lists keys "<prefix>//..." as a directory with an empty name
-                        listing.rejected.append(
-                            ("/", "object '/...' refused: not a plain name (an absolute path)")
-                        )
-                    continue
-                listing.rejected.append((full, f"object {full!r} refused: outside {self.url}"))
-                continue
-            rel = full[len(prefix) :]
-            if rel.startswith(TEMP_PREFIX):
-                listing.temporary.append(rel)
-                continue
-            try:
-                parsed = parse_object_name(rel)
-            except ArchiveNameError as err:
-                listing.rejected.append((rel, str(err)))
-                continue
-            if e.get("type") != "file":
-                listing.rejected.append(
-                    (rel, f"object {rel!r} refused: it is a {e.get('type')}, not a file")
-                )
-                continue
-            size = int(e.get("size") or 0)
-            limit = MAX_MANIFEST_BYTES if parsed.kind == "manifest" else self.max_object_bytes
-            if size > limit:
-                listing.rejected.append(
-                    (rel, f"object {rel!r} refused: {size} bytes, more than the {limit} limit")
-                )
-                continue
-            if parsed.kind == "manifest":
-                listing.manifests[parsed.segment_seq] = size
-            else:
-                listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size
-        return listing
+        return ArchiveListing.classify(entries, self.root, self.url, self.max_object_bytes)
 
     @storage_errors
     def get(self, manifest: SegmentManifest) -> bytes:
