@@ -65,3 +65,20 @@ def test_python_m_walship_is_the_command() -> None:
         [sys.executable, "-m", "walship", "--version"], capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == f"walship, version {walship.__version__}"
+
+
+def test_a_missing_extra_names_its_pip_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['s3fs'] = None  # as if walship[s3] was not installed\n"
+        "from walship.archive import ArchiveStore\n"
+        "try:\n"
+        "    ArchiveStore('s3://bucket/prefix')\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert proc.stdout.startswith("ArchiveError cannot open archive s3://bucket/prefix: ")
+    assert proc.stdout.endswith(": pip install 'walship[s3]'\n")
