@@ -292,7 +292,8 @@ BAD_PLUGINS: list[tuple[object, str]] = [
         "walship.plugins.metrix",
         "plugin 'walship.plugins.metrix': no entry point of that name in group "
         "'walship.plugins' and no module of that name (did you mean 'walship.plugins.metrics'? "
-        "known: walship.plugins.logging, walship.plugins.metrics; or write 'module:attr')",
+        "known: walship.plugins.logging, walship.plugins.metrics, walship.plugins.prometheus; "
+        "or write 'module:attr')",
     ),
     (
         {"name": "walship.plugins.metrics", "options": {"window": 0}},

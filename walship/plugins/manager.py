@@ -45,6 +45,7 @@ log = logging.getLogger("walship.plugins")
 BUILTIN_PLUGINS = {
     "walship.plugins.logging": "walship.plugins.logging:LoggingPlugin",
     "walship.plugins.metrics": "walship.plugins.metrics:MetricsPlugin",
+    "walship.plugins.prometheus": "walship.plugins.prometheus:PrometheusPlugin",
 }
 """Names the config may use for the built-in plugins, and the class each one makes."""
 
