@@ -645,13 +645,19 @@ _MISSING = (
 )
 
 
-def test_a_broken_discovered_plugin_is_skipped_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installs (on sys.path) a distribution with the three broken entry points above."""
     site = tmp_path / "site"
     site.mkdir()
     _fake_distribution(site, "broken_plugin", _BROKEN_EPS, "broken_plugin_mod", _BROKEN_CODE)
     monkeypatch.syspath_prepend(str(site))
+
+
+@pytest.mark.usefixtures("broken_plugins")
+def test_a_broken_discovered_plugin_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     recorder = Recorder()
     caplog.set_level(logging.WARNING, logger="walship.plugins")
     for how in ("path", "plugins", "config"):  # the three ways an open finds entry points
@@ -681,13 +687,8 @@ def test_a_broken_discovered_plugin_is_skipped_with_a_warning(
     assert recorder.events  # the healthy plugin next to them heard its events
 
 
-def test_a_broken_plugin_named_in_the_config_fails_the_open_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    _fake_distribution(site, "broken_plugin", _BROKEN_EPS, "broken_plugin_mod", _BROKEN_CODE)
-    monkeypatch.syspath_prepend(str(site))
+@pytest.mark.usefixtures("broken_plugins")
+def test_a_broken_plugin_named_in_the_config_fails_the_open_in_one_line(tmp_path: Path) -> None:
     for name, message in (
         ("broken", _MISSING),
         ("hookless", "plugin 'hookless' (broken_plugin_mod.Hookless instance) implements no "),
@@ -700,17 +701,12 @@ def test_a_broken_plugin_named_in_the_config_fails_the_open_in_one_line(
     walship.open(tmp_path / "wal", entry_point_plugins=False).close()  # nothing was locked
 
 
-def test_walship_plugins_shows_why_a_plugin_is_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("broken_plugins")
+def test_walship_plugins_shows_why_a_plugin_is_skipped() -> None:
     from click.testing import CliRunner
 
     from walship.cli import build_cli
 
-    site = tmp_path / "site"
-    site.mkdir()
-    _fake_distribution(site, "broken_plugin", _BROKEN_EPS, "broken_plugin_mod", _BROKEN_CODE)
-    monkeypatch.syspath_prepend(str(site))
     result = CliRunner().invoke(build_cli(), ["plugins", "--json"])
     assert result.exit_code == 0, result.output
     listed = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
