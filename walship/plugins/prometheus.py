@@ -85,8 +85,9 @@ _HISTOGRAMS = {  # MetricsPlugin summary -> (metric, help)
 
 
 class PrometheusPlugin(MetricsPlugin):
-    """A :class:`~walship.plugins.metrics.MetricsPlugin` whose counts, and its log's
-    ``stats()``, a Prometheus registry collects (see the module docstring).
+    """A :class:`~walship.plugins.metrics.MetricsPlugin` that follows its log (and the close
+    time of each segment waiting for upload), with a :class:`Collector` in a Prometheus
+    registry and, on request, an HTTP server for it (see the module docstring).
 
     Args:
         registry: where to register (default ``prometheus_client.REGISTRY``).
@@ -115,12 +116,14 @@ class PrometheusPlugin(MetricsPlugin):
         self._server: Any = None
         self.port: int | None = None
         """The port served on (the one bound when ``port=0``), or ``None``."""
-        self.registry.register(self)
+        self.collector = Collector(self)
+        """What the registry scrapes."""
+        self.registry.register(self.collector)
         if port is not None:
             try:
                 self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
             except BaseException:
-                self.registry.unregister(self)
+                self.registry.unregister(self.collector)
                 raise
             self.port = int(self._server.server_port)
 
@@ -131,7 +134,7 @@ class PrometheusPlugin(MetricsPlugin):
             self._server.server_close()
             self._server = None
         with contextlib.suppress(KeyError):  # not registered (any more)
-            self.registry.unregister(self)
+            self.registry.unregister(self.collector)
 
     def follow(self, log: Any) -> None:
         """Export ``log``'s stats from now on (done for you when it opens, on the event
@@ -150,6 +153,14 @@ class PrometheusPlugin(MetricsPlugin):
                     self._retired[f"plugin.{name}"] += n
             self._log = weakref.ref(log)
 
+    def followed(self) -> tuple[Any, Counter[str]]:
+        """The log followed now (``None`` before the first open, or once it is gone) and,
+        read together with it, the counters carried over from the logs followed before it
+        (``log.stats()`` keys; ``archive.KEY`` for its archive's, ``plugin.NAME`` for plugin
+        errors)."""
+        with self._follow_lock:
+            return (self._log() if self._log is not None else None), Counter(self._retired)
+
     # --- hooks (on the event thread) --------------------------------------------------
     # pluggy passes each implementation the hook arguments it names, by keyword: two of these
     # name more than their parent's (hence the ignored override checks)
@@ -164,7 +175,8 @@ class PrometheusPlugin(MetricsPlugin):
         super().segment_closed(log, segment, reason)
         if log.archiver is not None:
             with self._follow_lock:
-                self._closed_at[segment.name] = log.clock.now_micros()
+                # (a scrape may have seen it pending first: the earlier sighting stays)
+                self._closed_at.setdefault(segment.name, log.clock.now_micros())
 
     @hookimpl
     def segment_archived(  # type: ignore[override]
@@ -174,7 +186,27 @@ class PrometheusPlugin(MetricsPlugin):
         with self._follow_lock:
             self._closed_at.pop(name, None)
 
-    # --- the collector (on the scraping thread) ----------------------------------------
+    def archive_lag(self, log: Any) -> float:
+        """Seconds since the oldest pending segment closed; a segment pending since before the
+        plugin heard it close (queued at open) counts from the first scrape that saw it."""
+        try:
+            waiting: list[str] = log.archiver.pending()
+            now: int = log.clock.now_micros()
+        except (AttributeError, WalshipError):
+            return 0.0
+        with self._follow_lock:
+            for name in set(self._closed_at) - set(waiting):  # archived while not followed
+                del self._closed_at[name]
+            oldest = min((self._closed_at.setdefault(n, now) for n in waiting), default=now)
+        return max(0.0, (now - oldest) / 1_000_000)
+
+
+class Collector:
+    """The metric families of a :class:`PrometheusPlugin` and the log it follows, read when
+    the registry is scraped (on the scraping thread)."""
+
+    def __init__(self, plugin: PrometheusPlugin) -> None:
+        self.plugin = plugin
 
     def describe(self) -> Iterator[Metric]:
         """The metric families without samples: the registry checks names with it."""
@@ -182,17 +214,17 @@ class PrometheusPlugin(MetricsPlugin):
 
     def collect(self, samples: bool = True) -> Iterator[Metric]:
         """Every metric family, read now (see the module docstring)."""
-        log = self._log() if self._log is not None else None
+        log, carried = self.plugin.followed()
         stats = _stats_of(log) if samples and log is not None else {}
-        yield from self._log_metrics(stats)
-        yield from self._archive_metrics(log, stats)
+        yield from self._log_metrics(stats, carried)
+        yield from self._archive_metrics(log, stats, carried)
         yield from self._hook_metrics(samples)
 
-    def _log_metrics(self, stats: dict[str, Any]) -> Iterator[Metric]:
+    def _log_metrics(self, stats: dict[str, Any], carried: Counter[str]) -> Iterator[Metric]:
         for key, (name, doc) in _LOG_COUNTERS.items():
             counter = CounterMetricFamily(name, doc)
             if stats:
-                counter.add_metric([], self._retired[key] + stats.get(key, 0))
+                counter.add_metric([], carried[key] + stats.get(key, 0))
             yield counter
         for key, doc in (
             ("last_seq", "The commit_seq of the last frame written."),
@@ -210,7 +242,7 @@ class PrometheusPlugin(MetricsPlugin):
         if stats:
             failed.add_metric([], 1 if stats["failed"] else 0)
             per_plugin = Counter(stats["plugin_errors"])
-            for key, n in self._retired.items():
+            for key, n in carried.items():
                 if key.startswith("plugin."):
                     per_plugin[key.removeprefix("plugin.")] += n
             for plugin, n in sorted(per_plugin.items()):
@@ -218,12 +250,14 @@ class PrometheusPlugin(MetricsPlugin):
         yield failed
         yield errors
 
-    def _archive_metrics(self, log: Any, stats: dict[str, Any]) -> Iterator[Metric]:
+    def _archive_metrics(
+        self, log: Any, stats: dict[str, Any], carried: Counter[str]
+    ) -> Iterator[Metric]:
         archive: dict[str, Any] = stats.get("archive") or {}
         for key, (name, doc) in _ARCHIVE_COUNTERS.items():
             counter = CounterMetricFamily(name, doc)
             if archive:
-                counter.add_metric([], self._retired[f"archive.{key}"] + archive[key])
+                counter.add_metric([], carried[f"archive.{key}"] + archive[key])
             yield counter
         pending = GaugeMetricFamily(
             "walship_archive_pending_segments", "Closed segments waiting for upload."
@@ -238,27 +272,13 @@ class PrometheusPlugin(MetricsPlugin):
         if archive:
             pending.add_metric([], archive["pending"])
             stalled.add_metric([], archive["stalled_now"])
-            lag.add_metric([], self._archive_lag(log))
+            lag.add_metric([], self.plugin.archive_lag(log))
         yield pending
         yield stalled
         yield lag
 
-    def _archive_lag(self, log: Any) -> float:
-        """Seconds since the oldest pending segment closed; a segment pending since before the
-        plugin heard it close (queued at open) counts from when the plugin first saw it."""
-        try:
-            waiting: list[str] = log.archiver.pending()
-            now: int = log.clock.now_micros()
-        except (AttributeError, WalshipError):
-            return 0.0
-        with self._follow_lock:
-            for name in set(self._closed_at) - set(waiting):  # archived while not followed
-                del self._closed_at[name]
-            oldest = min((self._closed_at.setdefault(n, now) for n in waiting), default=now)
-        return max(0.0, (now - oldest) / 1_000_000)
-
     def _hook_metrics(self, samples: bool) -> Iterator[Metric]:
-        snap = self.snapshot() if samples else None
+        snap = self.plugin.snapshot() if samples else None
         closed = CounterMetricFamily(
             "walship_segments_closed", "Segments rotated out, by reason.", labels=["reason"]
         )
@@ -274,7 +294,7 @@ class PrometheusPlugin(MetricsPlugin):
         yield closed
         yield removed
         yield recoveries
-        histograms = self.histograms() if samples else {}
+        histograms = self.plugin.histograms() if samples else {}
         for key, (name, doc) in _HISTOGRAMS.items():
             if key not in histograms:
                 yield HistogramMetricFamily(name, doc)
