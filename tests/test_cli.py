@@ -147,7 +147,11 @@ def test_plugins_lists_builtins_and_backends() -> None:
     assert "  walship.plugins.metrics\n" in result.stdout
     assert "  posix\n" in result.stdout
     doc = json.loads(run("plugins", "--json").stdout)
-    assert doc["builtin_plugins"] == ["walship.plugins.logging", "walship.plugins.metrics"]
+    assert doc["builtin_plugins"] == [
+        "walship.plugins.logging",
+        "walship.plugins.metrics",
+        "walship.plugins.prometheus",
+    ]
     assert {"memory", "posix"} <= set(doc["backends"])
 
 
