@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,11 @@ def test_plugins_lists_builtins_and_backends() -> None:
     assert "  walship.plugins.metrics\n" in result.stdout
     assert "  posix\n" in result.stdout
     doc = json.loads(run("plugins", "--json").stdout)
-    assert doc["builtin_plugins"] == ["walship.plugins.logging", "walship.plugins.metrics"]
+    assert doc["builtin_plugins"] == [
+        "walship.plugins.logging",
+        "walship.plugins.metrics",
+        "walship.plugins.prometheus",
+    ]
     assert {"memory", "posix"} <= set(doc["backends"])
 
 
@@ -165,6 +170,24 @@ def test_append_lines_and_print_the_durable_seq(tmp_path: Path) -> None:
     assert [f.payload for f in frames] == [b"alpha", b"beta", b"", b"gamma", b"delta"]
     assert [f.payload_type for f in frames] == [0, 0, 0, 0, 9]
     assert run("append", "-c", config, input=b"").stdout == "5\n"
+
+
+def test_append_strips_the_cr_of_crlf_lines(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = run("append", "-c", config, input=b"alpha\r\nbeta\r\n\r\ncr\rinside\r\nlast\r")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "5\n"
+    result = run("append", "-c", config, "--sep", ";", input=b"kept\r;")  # --sep: as given
+    assert result.stdout == "6\n"
+    with walship.open(tmp_path / "wal") as log:
+        assert [f.payload for f in log.read()] == [
+            b"alpha",
+            b"beta",
+            b"",
+            b"cr\rinside",
+            b"last",
+            b"kept\r",
+        ]
 
 
 def test_append_records_split_at_a_separator_in_batches(tmp_path: Path) -> None:
@@ -508,6 +531,29 @@ def test_demo_runs_with_plugins_on(tmp_path: Path) -> None:
     assert len(closed) == len(scan.segments) - 1
     quiet = run("demo", "--dir", tmp_path / "quiet", "--frames", "50", "--quiet")
     assert quiet.exit_code == 0 and "event=" not in quiet.stderr
+    assert scan_store(PosixStore(tmp_path / "quiet")).ok  # a --dir is kept
+    assert (tmp_path / "quiet.archive").is_dir() and (tmp_path / "quiet.restored").is_dir()
+
+
+def test_demo_removes_its_temporary_directories_unless_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # mkdtemp reads TMPDIR again
+    result = run("demo", "--frames", "50", "--quiet")
+    assert result.exit_code == 0, result.output
+    (made,) = re.findall(r"^log directory +(\S+)$", result.stdout, re.M)
+    assert Path(made).parent == tmp_path
+    assert f"removed          {made} and its archive (--keep keeps them)" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+    result = run("demo", "--frames", "50", "--quiet", "--keep")
+    assert result.exit_code == 0, result.output
+    assert "--keep keeps them" not in result.stdout
+    (made,) = re.findall(r"^log directory +(\S+)$", result.stdout, re.M)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    name = Path(made).name
+    assert kept == [name, f"{name}.archive", f"{name}.restored"]
+    assert scan_store(PosixStore(made)).ok
 
 
 # --- the installed script ---------------------------------------------------------------

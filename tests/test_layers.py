@@ -51,6 +51,7 @@ LAYERS = {
     "api": 5,
     "testing": 6,
     "cli": 7,
+    "__main__": 7,  # `python -m walship`: the cli
 }
 """Each layer's rank: a module imports only its own rank and below (with the rules below)."""
 API = {"walship", "walship.restore"}

@@ -292,7 +292,8 @@ BAD_PLUGINS: list[tuple[object, str]] = [
         "walship.plugins.metrix",
         "plugin 'walship.plugins.metrix': no entry point of that name in group "
         "'walship.plugins' and no module of that name (did you mean 'walship.plugins.metrics'? "
-        "known: walship.plugins.logging, walship.plugins.metrics; or write 'module:attr')",
+        "known: walship.plugins.logging, walship.plugins.metrics, walship.plugins.prometheus; "
+        "or write 'module:attr')",
     ),
     (
         {"name": "walship.plugins.metrics", "options": {"window": 0}},
@@ -627,26 +628,127 @@ def test_entry_point_plugins_load_and_a_config_can_configure_one(
         assert log.plugins.get_plugin("counter") is None
 
 
-def test_a_broken_entry_point_plugin_fails_the_open_by_name(
+_BROKEN_EPS = (
+    "[walship.plugins]\nbroken = broken_plugin_missing_mod:Plugin\n"
+    "hookless = broken_plugin_mod:Hookless\nfussy = broken_plugin_mod:Fussy\n"
+)
+_BROKEN_CODE = (
+    "class Hookless:\n"  # loads, but implements no hook: refused at registration
+    "    pass\n"
+    "class Fussy:\n"  # needs an argument no entry point gives
+    "    def __init__(self, colour):\n"
+    "        pass\n"
+)
+_MISSING = (
+    "plugin 'broken' (entry point broken_plugin_missing_mod:Plugin of broken_plugin) failed "
+    "to load: ModuleNotFoundError: No module named 'broken_plugin_missing_mod'"
+)
+
+
+@pytest.fixture
+def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installs (on sys.path) a distribution with the three broken entry points above."""
+    site = tmp_path / "site"
+    site.mkdir()
+    _fake_distribution(site, "broken_plugin", _BROKEN_EPS, "broken_plugin_mod", _BROKEN_CODE)
+    monkeypatch.syspath_prepend(str(site))
+
+
+@pytest.mark.usefixtures("broken_plugins")
+def test_a_broken_discovered_plugin_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    caplog.set_level(logging.WARNING, logger="walship.plugins")
+    for how in ("path", "plugins", "config"):  # the three ways an open finds entry points
+        caplog.clear()
+        if how == "path":
+            log = walship.open(tmp_path / how)
+        elif how == "plugins":
+            log = walship.open(tmp_path / how, plugins=[recorder])
+        else:
+            log = walship.open(config={"store": {"path": str(tmp_path / how)}})
+        with log:
+            log.append(b"opened all the same")
+            skipped = log.plugins.skipped  # type: ignore[attr-defined]
+            assert sorted(skipped) == ["broken", "fussy", "hookless"]
+            assert skipped["broken"] == _MISSING
+            assert skipped["fussy"].startswith(
+                "plugin 'fussy': creating Fussy failed (options given: none): TypeError:"
+            )
+            assert skipped["hookless"].startswith("plugin 'hookless' (broken_plugin_mod.Hookless")
+            assert not {"broken", "fussy", "hookless"} & {
+                n for n, _ in log.plugins.list_name_plugin()
+            }
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 3, [r.getMessage() for r in warnings]
+        assert warnings[0].getMessage().startswith(_MISSING + "; skipped: it was only discovered")
+        assert all("\n" not in r.getMessage() for r in warnings)
+    assert recorder.events  # the healthy plugin next to them heard its events
+
+
+@pytest.mark.usefixtures("broken_plugins")
+def test_a_broken_plugin_named_in_the_config_fails_the_open_in_one_line(tmp_path: Path) -> None:
+    for name, message in (
+        ("broken", _MISSING),
+        ("hookless", "plugin 'hookless' (broken_plugin_mod.Hookless instance) implements no "),
+        ("fussy", "plugin 'fussy': creating Fussy failed (options given: none): TypeError: "),
+    ):
+        config = {"store": {"path": str(tmp_path / "wal")}, "plugins": [name]}
+        with pytest.raises(PluginError) as info:
+            walship.open(config=config)
+        assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    walship.open(tmp_path / "wal", entry_point_plugins=False).close()  # nothing was locked
+
+
+@pytest.mark.usefixtures("broken_plugins")
+def test_walship_plugins_shows_why_a_plugin_is_skipped() -> None:
+    from click.testing import CliRunner
+
+    from walship.cli import build_cli
+
+    result = CliRunner().invoke(build_cli(), ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+    assert listed["broken"] == {
+        "name": "broken",
+        "value": "broken_plugin_missing_mod:Plugin",
+        "distribution": "broken_plugin",
+        "version": "1.0",
+        "error": _MISSING,
+    }
+    assert listed["hookless"]["error"].startswith("plugin 'hookless' (broken_plugin_mod.Hookless")
+    result = CliRunner().invoke(build_cli(), ["plugins"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "  broken = broken_plugin_missing_mod:Plugin [broken_plugin 1.0]\n"
+        f"    FAILED, skipped by every log: {_MISSING}\n" in result.stdout
+    )
+
+
+def test_two_entry_points_of_one_name_are_skipped_unless_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = tmp_path / "site"
     site.mkdir()
+    code = (
+        "from walship import hookimpl\n"
+        "class P:\n"
+        "    @hookimpl\n"
+        "    def segment_opened(self):\n"
+        "        pass\n"
+    )
     _fake_distribution(
-        site,
-        "broken_plugin",
-        "[walship.plugins]\nbroken = broken_plugin_missing_mod:Plugin\n",
-        "broken_plugin_unused",
-        "",
+        site, "twin_a", "[walship.plugins]\ntwin = twin_a_mod:P\n", "twin_a_mod", code
+    )
+    _fake_distribution(
+        site, "twin_b", "[walship.plugins]\ntwin = twin_b_mod:P\n", "twin_b_mod", code
     )
     monkeypatch.syspath_prepend(str(site))
-    with pytest.raises(PluginError) as info:
-        walship.open(tmp_path / "wal")
-    assert str(info.value) == (
-        "plugin 'broken' (entry point broken_plugin_missing_mod:Plugin of broken_plugin) failed "
-        "to load: ModuleNotFoundError: No module named 'broken_plugin_missing_mod'"
-    )
-    walship.open(tmp_path / "wal", entry_point_plugins=False).close()  # nothing was locked
+    with walship.open(tmp_path / "wal") as log:
+        assert "two installed entry points" in log.plugins.skipped["twin"]  # type: ignore[attr-defined]
+    with pytest.raises(PluginError, match="'twin': two installed entry points"):
+        walship.open(config={"store": {"path": str(tmp_path / "wal")}, "plugins": ["twin"]})
 
 
 def test_an_unknown_backend_suggests_a_name() -> None:
@@ -793,4 +895,5 @@ def test_example_package_is_listed_by_the_cli(example_python: Path) -> None:
         "value": "walship_rotation_journal:RotationJournal",
         "distribution": "walship-rotation-journal",
         "version": "0.1.0",
+        "error": None,
     } in doc["plugins"]

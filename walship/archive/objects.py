@@ -147,7 +147,9 @@ class ArchiveStore:
         try:
             fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         except (ImportError, ValueError, TypeError) as e:
-            raise ArchiveError(f"cannot open archive {self.url}: {e}") from None
+            s3 = isinstance(e, ImportError) and fsspec.utils.get_protocol(url) in ("s3", "s3a")
+            hint = ": pip install 'walship[s3]'" if s3 else ""
+            raise ArchiveError(f"cannot open archive {self.url}: {e}{hint}") from None
         self.fs: Any = fs
         self.root: str = root.rstrip("/")
         protocols = set(fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))

@@ -80,8 +80,9 @@ def append_command(
     """Append each line of stdin (or each record split at --sep) as a frame, then print the
     last durable commit_seq.
 
-    Every record is durable once its append returns, as the config's durability says (and at
-    the end in any case: the log is closed, which syncs it).
+    Lines may end in CRLF (a file from Windows): without --sep, the CR before a newline is not
+    part of the record. Every record is durable once its append returns, as the config's
+    durability says (and at the end in any case: the log is closed, which syncs it).
     """
     separator = b"\n" if sep is None else parse_sep(sep)
     from walship.plugins.metrics import MetricsPlugin
@@ -91,6 +92,8 @@ def append_command(
     with walship.open(config=config, plugins=plugins) as log:
         try:
             for records in read_chunks(sys.stdin.buffer, separator):
+                if sep is None:
+                    records = [r[:-1] if r.endswith(b"\r") else r for r in records]
                 for i in range(0, len(records), batch):
                     group = records[i : i + batch]
                     if len(group) == 1:

@@ -29,8 +29,9 @@ def _suite_main() -> object:
         sys.path.insert(0, str(root))
         return importlib.import_module("benchmarks.cli").main
     raise WalshipError(
-        "the benchmark suite ships with walship's source tree (benchmarks/); "
-        "run walship bench from an editable install of a checkout"
+        "walship bench needs a source checkout: the benchmark suite (benchmarks/) ships with "
+        "walship's source tree and sdist, not with the wheel; run it from an editable install "
+        "(git clone, then pip install -e '.[bench]')"
     )
 
 
@@ -68,7 +69,8 @@ def bench(
 ) -> None:
     """Run the benchmark suite: each case alternates walship and its baseline in the same run
     and reports medians and their ratio against the target (see docs/PERFORMANCE.md). A full
-    run writes docs/PERFORMANCE.md and its chart."""
+    run writes docs/PERFORMANCE.md and its chart. Needs a source checkout (or an unpacked
+    sdist) installed with pip install -e: the suite is not part of the wheel."""
     argv: list[str] = []
     flags = {"--quick": quick, "--smoke": smoke, "--json": as_json, "--no-doc": no_doc}
     argv += [flag for flag, on in flags.items() if on]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +25,8 @@ from walship.store import SegmentStore
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to write the demo log (default: a new temporary directory).",
+    help="Where to write the demo log; it is kept (default: a new temporary directory, "
+    "removed at the end unless --keep).",
 )
 @click.option("--frames", default=5000, show_default=True, help="How many frames to write.")
 @click.option(
@@ -38,19 +40,32 @@ from walship.store import SegmentStore
     show_default=True,
     help="Archive closed segments to a file:// archive next to the log, then restore from it.",
 )
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the temporary log, archive and restored directories (a --dir is always kept).",
+)
 def demo(
-    directory: Path | None, frames: int, segment_bytes: int, quiet: bool, archive: bool
+    directory: Path | None,
+    frames: int,
+    segment_bytes: int,
+    quiet: bool,
+    archive: bool,
+    keep: bool,
 ) -> None:
     """Write frames into small segments, rotate, reopen, verify, archive to a file:// archive
     next to the log, restore from it, and print a summary.
 
     The built-in plugins are on: ``logging`` prints one line per event (to stderr) and
-    ``metrics`` counts them; its summary ends the output.
+    ``metrics`` counts them; its summary ends the output. Without ``--dir``, the directories
+    are temporary and removed at the end (unless ``--keep``, or the demo failed: then they are
+    kept for a look).
     """
     metrics = MetricsPlugin()
     plugins = [metrics, LoggingPlugin(logger=_EVENTS_LOGGER)]
     if not quiet:
         _log_events_to_stderr()
+    temporary = directory is None
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="walship-demo-"))
     elif directory.exists() and any(directory.iterdir()):
@@ -97,6 +112,10 @@ def demo(
         for p in scan.problems:
             click.echo(f"  {p}", err=True)
         sys.exit(1)
+    if temporary and not keep:
+        for d in (directory, archive_dir, restored_dir):
+            shutil.rmtree(d, ignore_errors=True)
+        click.echo(f"removed          {directory} and its archive (--keep keeps them)")
 
 
 def _archive_and_restore(

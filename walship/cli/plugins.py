@@ -9,7 +9,7 @@ import click
 
 from walship.backends.registry import ENTRY_POINT_GROUP as BACKENDS
 from walship.backends.registry import backend_names
-from walship.plugins.manager import BUILTIN_PLUGINS
+from walship.plugins.manager import BUILTIN_PLUGINS, new_plugin_manager
 from walship.plugins.manager import ENTRY_POINT_GROUP as PLUGINS
 
 
@@ -25,12 +25,21 @@ def _entry_points(group: str) -> list[dict[str, str | None]]:
     ]
 
 
+def _plugin_entry_points() -> list[dict[str, str | None]]:
+    """The plugin entry points, each with ``error``: ``None`` when it loads, is created and
+    validates as a log's open does it (it is imported and created here), else why every log
+    skips it."""
+    skipped = new_plugin_manager().skipped
+    return [{**ep, "error": skipped.get(ep["name"] or "")} for ep in _entry_points(PLUGINS)]
+
+
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 def plugins_command(as_json: bool) -> None:
-    """List installed plugins (loaded by every log unless entry_point_plugins is false), the
-    built-in plugins a config can name, and the store backends."""
-    plugins = _entry_points(PLUGINS)
+    """List installed plugins (loaded by every log unless entry_point_plugins is false; one that
+    fails to load is shown with its error and skipped by every log), the built-in plugins a
+    config can name, and the store backends."""
+    plugins = _plugin_entry_points()
     builtins = sorted(BUILTIN_PLUGINS)
     backends = backend_names()
     doc = {
@@ -46,6 +55,8 @@ def plugins_command(as_json: bool) -> None:
     for ep in plugins:
         dist = f" [{ep['distribution']} {ep['version']}]" if ep["distribution"] else ""
         click.echo(f"  {ep['name']} = {ep['value']}{dist}")
+        if ep["error"]:
+            click.echo(f"    FAILED, skipped by every log: {ep['error']}")
     if not plugins:
         click.echo("  (none)")
     click.echo("built-in plugins (name them in the config's plugins:):")

@@ -2,17 +2,22 @@
 
 1. The entry-point group ``walship.plugins``: every installed plugin is loaded when a log opens
    (unless ``entry_point_plugins`` is off). An entry point names a module, an instance, or a class
-   (instantiated without arguments).
+   (instantiated without arguments). One that fails to load, to be created or to validate is
+   skipped with a warning (logger ``walship.plugins``) and listed in the manager's
+   :attr:`~WalshipPluginManager.skipped`, so that one broken installed package cannot stop every
+   log from opening; ``walship plugins`` shows its error.
 2. The config's ``plugins:`` list (:func:`resolve_plugin`): ``module:attr``, an entry-point name,
-   or a built-in (``walship.plugins.logging``, ``walship.plugins.metrics``), each with optional
-   ``options`` given to a class as keyword arguments.
+   or a built-in (``walship.plugins.logging``, ``walship.plugins.metrics``,
+   ``walship.plugins.prometheus``), each with optional ``options`` given to a class as keyword
+   arguments. A plugin named there that fails is an error: the open fails with one line.
 3. ``log.plugins.register(obj)`` at any time.
 
 Every plugin is checked when it is registered, before anything changes: each ``@hookimpl`` must
 name a walship hook and take only that hook's arguments, wrappers are refused (hooks are
 notifications delivered one by one), a method named like a hook but not marked is an error (a
 forgotten ``@hookimpl`` would otherwise be silently ignored), and a plugin must implement at least
-one hook. Any failure raises :class:`PluginError` naming the plugin.
+one hook. Any failure raises :class:`PluginError` naming the plugin (except for a plugin only
+discovered through its entry point, see 1.).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -34,9 +40,12 @@ from walship.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "walship.plugins"
 
+log = logging.getLogger("walship.plugins")
+
 BUILTIN_PLUGINS = {
     "walship.plugins.logging": "walship.plugins.logging:LoggingPlugin",
     "walship.plugins.metrics": "walship.plugins.metrics:MetricsPlugin",
+    "walship.plugins.prometheus": "walship.plugins.prometheus:PrometheusPlugin",
 }
 """Names the config may use for the built-in plugins, and the class each one makes."""
 
@@ -59,6 +68,23 @@ class NamedPlugin:
 
     name: str
     plugin: object
+    discovered: bool = False
+    """Found through its entry point and named by nobody: if it fails to validate, it is
+    skipped with a warning instead of failing the registration."""
+
+
+@dataclass(frozen=True)
+class SkippedPlugin:
+    """An entry-point plugin, named by nobody, that failed to load or to be created: registering
+    it records it in :attr:`WalshipPluginManager.skipped` (with a warning) instead."""
+
+    name: str
+    error: str
+    """One line: what failed, naming the plugin, its entry point and its distribution."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _describe(obj: object) -> str:
@@ -74,6 +100,8 @@ class WalshipPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
+        self.skipped: dict[str, str] = {}
+        """Entry-point plugins left out because they failed (name -> the one-line error)."""
 
     def get_canonical_name(self, plugin: object) -> str:
         """A module's name, or ``module:Class`` of an instance."""
@@ -92,12 +120,19 @@ class WalshipPluginManager(pluggy.PluginManager):
         """Validate and register ``plugin`` (or a :class:`NamedPlugin`); return its name.
 
         Without a name, instances of one class get ``module:Class``, ``module:Class#2``, ...
+        A :class:`SkippedPlugin`, or a discovered :class:`NamedPlugin` that fails to validate,
+        is not registered but logged as a warning and kept in :attr:`skipped`; its name is
+        returned all the same.
 
         Raises:
             PluginError: the plugin is invalid or already registered (nothing was changed).
         """
+        if isinstance(plugin, SkippedPlugin):
+            return self._skip(plugin.name, plugin.error)
+        discovered = False
         if isinstance(plugin, NamedPlugin):
             name = name or plugin.name
+            discovered = plugin.discovered
             plugin = plugin.plugin
         if plugin is None:
             raise PluginError("cannot register None as a walship plugin")
@@ -109,7 +144,12 @@ class WalshipPluginManager(pluggy.PluginManager):
             raise PluginError(
                 f"plugin {name!r}: this object is registered already as {self.get_name(plugin)!r}"
             )
-        self._validate(plugin, name)
+        try:
+            self._validate(plugin, name)
+        except PluginError as e:
+            if not discovered:
+                raise
+            return self._skip(name, str(e))
         try:
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as e:  # _validate should have caught it
@@ -118,6 +158,15 @@ class WalshipPluginManager(pluggy.PluginManager):
             raise PluginError(f"plugin {name!r}: {' '.join(str(e).split())}") from e
         assert registered is not None
         return registered
+
+    def _skip(self, name: str, error: str) -> str:
+        self.skipped[name] = error
+        log.warning(
+            "%s; skipped: it was only discovered through its entry point (name it in the "
+            "config's plugins: to make this an error, or set entry_point_plugins: false)",
+            error,
+        )
+        return name
 
     def _validate(self, plugin: object, name: str) -> None:
         if isinstance(plugin, type):
@@ -186,7 +235,8 @@ def _import_target(spec: str, target: str) -> object:
         obj: object = importlib.import_module(module_name)
     except Exception as e:
         raise PluginError(
-            f"plugin {spec!r}: cannot import module {module_name!r}: {type(e).__name__}: {e}"
+            f"plugin {spec!r}: cannot import module {module_name!r}: {type(e).__name__}: "
+            f"{_one_line(str(e))}"
         ) from e
     for part in attr_path.split(".") if attr_path else ():
         try:
@@ -205,7 +255,7 @@ def _load_entry_point(ep: EntryPoint) -> object:
         dist = f" of {ep.dist.name}" if ep.dist is not None else ""
         raise PluginError(
             f"plugin {ep.name!r} (entry point {ep.value}{dist}) failed to load: "
-            f"{type(e).__name__}: {e}"
+            f"{type(e).__name__}: {_one_line(str(e))}"
         ) from e
 
 
@@ -217,7 +267,7 @@ def _instantiate(spec: str, obj: object, options: Mapping[str, Any] | None) -> o
             given = ", ".join(sorted(options or {})) or "none"
             raise PluginError(
                 f"plugin {spec!r}: creating {obj.__qualname__} failed (options given: {given}): "
-                f"{type(e).__name__}: {e}"
+                f"{type(e).__name__}: {_one_line(str(e))}"
             ) from e
     if options:
         raise PluginError(
@@ -227,17 +277,26 @@ def _instantiate(spec: str, obj: object, options: Mapping[str, Any] | None) -> o
     return obj
 
 
-def _plugin_entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
+def _plugin_entry_points() -> dict[str, EntryPoint | PluginError]:
+    """The installed entry points by name; a name two of them give differently maps to the
+    error that says so."""
+    found: dict[str, EntryPoint | PluginError] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         other = found.get(ep.name)
-        if other is not None and other.value != ep.value:
-            raise PluginError(
+        if isinstance(other, EntryPoint) and other.value != ep.value:
+            found[ep.name] = PluginError(
                 f"plugin {ep.name!r}: two installed entry points in group {ENTRY_POINT_GROUP!r} "
                 f"have that name ({other.value} and {ep.value})"
             )
-        found[ep.name] = ep
+        elif other is None:
+            found[ep.name] = ep
     return found
+
+
+def _load_named_entry_point(ep: EntryPoint | PluginError) -> object:
+    if isinstance(ep, PluginError):
+        raise PluginError(str(ep))
+    return _load_entry_point(ep)
 
 
 def resolve_plugin(spec: str, options: Mapping[str, Any] | None = None) -> NamedPlugin:
@@ -259,7 +318,7 @@ def resolve_plugin(spec: str, options: Mapping[str, Any] | None = None) -> Named
     else:
         eps = _plugin_entry_points()
         if spec in eps:
-            obj = _load_entry_point(eps[spec])
+            obj = _load_named_entry_point(eps[spec])
         else:
             try:
                 found = importlib.util.find_spec(spec) is not None
@@ -278,19 +337,23 @@ def resolve_plugin(spec: str, options: Mapping[str, Any] | None = None) -> Named
     return NamedPlugin(spec, _instantiate(spec, obj, options))
 
 
-def entry_point_plugins(exclude: Iterable[str] = ()) -> list[NamedPlugin]:
+def entry_point_plugins(exclude: Iterable[str] = ()) -> list[NamedPlugin | SkippedPlugin]:
     """Every installed plugin of group ``walship.plugins`` except those in ``exclude``, loaded
-    (a class is instantiated without arguments) and named after its entry point.
-
-    Raises:
-        PluginError: one failed to load or to be created (named).
+    (a class is instantiated without arguments) and named after its entry point: a
+    :class:`NamedPlugin` marked ``discovered``, or a :class:`SkippedPlugin` for one that failed
+    to load or to be created (registering it warns). Never raises for a plugin's failure.
     """
     skip = set(exclude)
-    out = []
+    out: list[NamedPlugin | SkippedPlugin] = []
     for name, ep in sorted(_plugin_entry_points().items()):
         if name in skip:
             continue
-        out.append(NamedPlugin(name, _instantiate(name, _load_entry_point(ep), None)))
+        try:
+            plugin = _instantiate(name, _load_named_entry_point(ep), None)
+        except PluginError as e:
+            out.append(SkippedPlugin(name, str(e)))
+            continue
+        out.append(NamedPlugin(name, plugin, discovered=True))
     return out
 
 
@@ -325,11 +388,8 @@ def collect_plugins(items: Iterable[object], *, autoload: bool = True) -> list[o
 
 def new_plugin_manager(entry_points: bool = True) -> WalshipPluginManager:
     """A :class:`WalshipPluginManager` with, if ``entry_points``, every plugin of the
-    ``walship.plugins`` entry-point group registered.
-
-    Raises:
-        PluginError: an entry-point plugin failed to load or to validate (named).
-    """
+    ``walship.plugins`` entry-point group registered (those that fail are skipped, see
+    :attr:`WalshipPluginManager.skipped`)."""
     pm = WalshipPluginManager()
     if entry_points:
         for plugin in entry_point_plugins():

@@ -23,13 +23,17 @@ or, when the config registered it, ``MetricsPlugin.of(log)``.
                (size of each closed segment), recovery_seconds
 
 A summary holds count, sum, min, max and mean over every value, and p50/p90/p99 over the last
-``window`` values. Hooks run on the event thread; reading from another thread is safe.
+``window`` values; :meth:`MetricsPlugin.histograms` gives each one's cumulative bucket counts
+too (what :mod:`walship.plugins.prometheus` exports). Hooks run on the event thread; reading
+from another thread is safe.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 from walship.plugins.hookspecs import hookimpl
@@ -37,14 +41,18 @@ from walship.plugins.manager import find_plugin
 
 
 class Summary:
-    """count/sum/min/max/mean of every observation, percentiles over a recent window."""
+    """count/sum/min/max/mean of every observation, percentiles over a recent window, and a
+    count per bucket of ``bounds`` (ascending upper bounds) over every observation. Not
+    thread-safe: the plugin holds its lock around it."""
 
-    def __init__(self, window: int = 1024) -> None:
+    def __init__(self, window: int = 1024, bounds: Sequence[float] = ()) -> None:
         self.count = 0
         self.total = 0.0
         self.min: float | None = None
         self.max: float | None = None
         self._recent: deque[float] = deque(maxlen=window)
+        self.bounds = tuple(bounds)
+        self._in_bucket = [0] * (len(self.bounds) + 1)  # the last one: above every bound
 
     def observe(self, value: float) -> None:
         self.count += 1
@@ -52,6 +60,16 @@ class Summary:
         self.min = value if self.min is None else min(self.min, value)
         self.max = value if self.max is None else max(self.max, value)
         self._recent.append(value)
+        self._in_bucket[bisect.bisect_left(self.bounds, value)] += 1  # value <= bound
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """(upper bound, how many observations were <= it), ascending, ending with
+        ``(inf, count)``: a Prometheus histogram's ``le`` buckets."""
+        out, seen = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self._in_bucket, strict=True):
+            seen += n
+            out.append((bound, seen))
+        return out
 
     def _quantile(self, ordered: list[float], q: float) -> float | None:
         if not ordered:
@@ -99,6 +117,10 @@ _COUNTERS = (
 )
 _SUMMARIES = ("archive_seconds", "segment_seconds", "segment_bytes", "recovery_seconds")
 _REASONS = ("forced", "size", "age")
+_SECONDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+_SIZES = tuple(float(4**k) for k in range(6, 16))  # 4 KiB .. 1 GiB
+BUCKETS = {name: _SIZES if name == "segment_bytes" else _SECONDS for name in _SUMMARIES}
+"""The histogram bounds of each summary (seconds, or bytes for segment_bytes)."""
 
 
 class MetricsPlugin:
@@ -114,7 +136,7 @@ class MetricsPlugin:
         self._mutex = threading.Lock()
         self._counters: Counter[str] = Counter({name: 0 for name in _COUNTERS})
         self._by_reason: Counter[str] = Counter({reason: 0 for reason in _REASONS})
-        self._summaries = {name: Summary(window) for name in _SUMMARIES}
+        self._summaries = {name: Summary(window, BUCKETS[name]) for name in _SUMMARIES}
         self._archive_lag_pending = 0
         self._last_closed: str | None = None
 
@@ -133,6 +155,11 @@ class MetricsPlugin:
             for name, summary in self._summaries.items():
                 out[name] = summary.as_dict()
         return out
+
+    def histograms(self) -> dict[str, tuple[list[tuple[float, int]], float]]:
+        """Each summary's cumulative buckets (see :meth:`Summary.buckets`) and sum, now."""
+        with self._mutex:
+            return {name: (s.buckets(), s.total) for name, s in self._summaries.items()}
 
     def render(self) -> str:
         """The snapshot as aligned text lines, for a terminal."""

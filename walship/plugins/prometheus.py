@@ -1,0 +1,322 @@
+"""The ``prometheus`` plugin: a log's metrics for Prometheus (``pip install
+'walship[prometheus]'``).
+
+Served on a port of its own::
+
+    from walship.plugins.prometheus import PrometheusPlugin
+    log = walship.open("./wal", plugins=[PrometheusPlugin(port=9464)])   # GET :9464/metrics
+
+or registered in the application's registry (``registry=my_registry``; the default is
+``prometheus_client.REGISTRY``, which ``start_http_server`` and most frameworks serve). From
+the config: ``plugins: [{name: walship.plugins.prometheus, options: {port: 9464}}]``.
+
+Nothing is measured on the append path: the collector reads ``log.stats()`` (the log's own
+counters, one dict copy) and the counts of :class:`~walship.plugins.metrics.MetricsPlugin`,
+which this class extends, when it is scraped. It exports:
+
+* from ``log.stats()``, of the log the plugin follows: ``walship_appends_total`` (frames),
+  ``walship_commits_total`` (group commits: one write each), ``walship_fsyncs_total``,
+  ``walship_bytes_written_total`` (frames with their headers), ``walship_last_seq`` and
+  ``walship_durable_seq``, ``walship_segments`` (local), ``walship_failed`` (1 once the log
+  failed), ``walship_plugin_errors_total{plugin}``; with an archive,
+  ``walship_archive_pending_segments``, ``walship_archive_stalled_segments``,
+  ``walship_archive_uploads_total``, ``walship_archive_uploaded_bytes_total``,
+  ``walship_archive_failures_total`` (failed attempts) and ``walship_archive_lag_seconds``
+  (how long the oldest segment waiting for upload has been closed; 0 when none waits);
+* from the hooks, over every log the plugin heard: ``walship_segments_closed_total{reason}``,
+  ``walship_segments_removed_total``, ``walship_recoveries_total`` and histograms
+  ``walship_archive_upload_seconds``, ``walship_segment_open_seconds``,
+  ``walship_segment_size_bytes``, ``walship_recovery_seconds``.
+
+There is no per-append or per-fsync latency histogram: no hook carries those timings (an append
+never waits for a plugin), and timing every append in the log would cost the append path.
+
+The plugin follows the log it last heard open (``log_recovered``, on the event thread; or
+:meth:`PrometheusPlugin.follow`). If it follows a new log (a reopen in the same process), the
+old log's counters are carried over, so every ``_total`` only grows. One plugin per log: two
+in one registry are refused (``ValueError``: duplicated timeseries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.utils import floatToGoString
+except ImportError as e:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        f"walship.plugins.prometheus needs prometheus_client ({e}): "
+        "pip install 'walship[prometheus]'"
+    ) from e
+
+from walship.errors import WalshipError
+from walship.plugins.hookspecs import hookimpl
+from walship.plugins.metrics import MetricsPlugin
+
+_LOG_COUNTERS = {  # stats() key -> (metric, help)
+    "frames": ("walship_appends", "Frames appended (every frame of a batch counts)."),
+    "batches": ("walship_commits", "Group commits: one write of one or more frames each."),
+    "syncs": ("walship_fsyncs", "fsyncs (fdatasync) of the active segment."),
+    "bytes": ("walship_bytes_written", "Bytes of frames written (payloads and frame headers)."),
+}
+_ARCHIVE_COUNTERS = {  # stats()["archive"] key -> (metric, help)
+    "uploaded": ("walship_archive_uploads", "Segments uploaded and verified."),
+    "bytes": ("walship_archive_uploaded_bytes", "Bytes of segments uploaded."),
+    "failed_attempts": ("walship_archive_failures", "Failed upload attempts (each retried)."),
+}
+_HISTOGRAMS = {  # MetricsPlugin summary -> (metric, help)
+    "archive_seconds": ("walship_archive_upload_seconds", "Upload time per archived segment."),
+    "segment_seconds": ("walship_segment_open_seconds", "How long each closed segment was open."),
+    "segment_bytes": ("walship_segment_size_bytes", "Size of each closed segment."),
+    "recovery_seconds": ("walship_recovery_seconds", "Recovery time of each open."),
+}
+
+
+class PrometheusPlugin(MetricsPlugin):
+    """A :class:`~walship.plugins.metrics.MetricsPlugin` that follows its log (and the close
+    time of each segment waiting for upload), with a :class:`Collector` in a Prometheus
+    registry and, on request, an HTTP server for it (see the module docstring).
+
+    Args:
+        registry: where to register (default ``prometheus_client.REGISTRY``).
+        port: also serve ``registry`` over HTTP on this port (``0``: any free one, see
+            :attr:`port`); ``None``: no server (the application serves its registry).
+        addr: the address the server listens on.
+        window: as :class:`~walship.plugins.metrics.MetricsPlugin`.
+    Raises:
+        ValueError: the registry holds these metrics already (another plugin).
+        OSError: the port cannot be bound (nothing stays registered).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        port: int | None = None,
+        addr: str = "0.0.0.0",
+        window: int = 1024,
+    ) -> None:
+        super().__init__(window)
+        self.registry = REGISTRY if registry is None else registry
+        self._log: weakref.ref[Any] | None = None
+        self._retired: Counter[str] = Counter()  # counters of logs followed before this one
+        self._closed_at: dict[str, int] = {}  # segment name -> clock micros it was closed at
+        self._follow_lock = threading.Lock()
+        self._server: Any = None
+        self.port: int | None = None
+        """The port served on (the one bound when ``port=0``), or ``None``."""
+        self.collector = Collector(self)
+        """What the registry scrapes."""
+        self.registry.register(self.collector)
+        if port is not None:
+            try:
+                self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
+            except BaseException:
+                self.registry.unregister(self.collector)
+                raise
+            self.port = int(self._server.server_port)
+
+    def close(self) -> None:
+        """Stop the HTTP server (if any) and unregister from the registry. Idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with contextlib.suppress(KeyError):  # not registered (any more)
+            self.registry.unregister(self.collector)
+
+    def follow(self, log: Any) -> None:
+        """Export ``log``'s stats from now on (done for you when it opens, on the event
+        thread); the counters of the log followed until now carry over."""
+        with self._follow_lock:
+            old = self._log() if self._log is not None else None
+            if old is log:
+                return
+            if old is not None:
+                stats = _stats_of(old)
+                for key in _LOG_COUNTERS:
+                    self._retired[key] += stats.get(key, 0)
+                for key in _ARCHIVE_COUNTERS:
+                    self._retired[f"archive.{key}"] += (stats.get("archive") or {}).get(key, 0)
+                for name, n in (stats.get("plugin_errors") or {}).items():
+                    self._retired[f"plugin.{name}"] += n
+            self._log = weakref.ref(log)
+
+    def followed(self) -> tuple[Any, Counter[str]]:
+        """The log followed now (``None`` before the first open, or once it is gone) and,
+        read together with it, the counters carried over from the logs followed before it
+        (``log.stats()`` keys; ``archive.KEY`` for its archive's, ``plugin.NAME`` for plugin
+        errors)."""
+        with self._follow_lock:
+            return (self._log() if self._log is not None else None), Counter(self._retired)
+
+    # --- hooks (on the event thread) --------------------------------------------------
+    # pluggy passes each implementation the hook arguments it names, by keyword: two of these
+    # name more than their parent's (hence the ignored override checks)
+
+    @hookimpl
+    def log_recovered(self, log: Any, report: Any) -> None:  # type: ignore[override]
+        self.follow(log)
+        super().log_recovered(report)
+
+    @hookimpl
+    def segment_closed(self, log: Any, segment: Any, reason: str) -> None:
+        super().segment_closed(log, segment, reason)
+        if log.archiver is not None:
+            with self._follow_lock:
+                # (a scrape may have seen it pending first: the earlier sighting stays)
+                self._closed_at.setdefault(segment.name, log.clock.now_micros())
+
+    @hookimpl
+    def segment_archived(  # type: ignore[override]
+        self, name: str, size: int, seconds: float
+    ) -> None:
+        super().segment_archived(size, seconds)
+        with self._follow_lock:
+            self._closed_at.pop(name, None)
+
+    def archive_lag(self, log: Any) -> float:
+        """Seconds since the oldest pending segment closed; a segment pending since before the
+        plugin heard it close (queued at open) counts from the first scrape that saw it."""
+        try:
+            waiting: list[str] = log.archiver.pending()
+            now: int = log.clock.now_micros()
+        except (AttributeError, WalshipError):
+            return 0.0
+        with self._follow_lock:
+            for name in set(self._closed_at) - set(waiting):  # archived while not followed
+                del self._closed_at[name]
+            oldest = min((self._closed_at.setdefault(n, now) for n in waiting), default=now)
+        return max(0.0, (now - oldest) / 1_000_000)
+
+
+class Collector:
+    """The metric families of a :class:`PrometheusPlugin` and the log it follows, read when
+    the registry is scraped (on the scraping thread)."""
+
+    def __init__(self, plugin: PrometheusPlugin) -> None:
+        self.plugin = plugin
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric families without samples: the registry checks names with it."""
+        return self.collect(samples=False)
+
+    def collect(self, samples: bool = True) -> Iterator[Metric]:
+        """Every metric family, read now (see the module docstring)."""
+        log, carried = self.plugin.followed()
+        stats = _stats_of(log) if samples and log is not None else {}
+        yield from self._log_metrics(stats, carried)
+        yield from self._archive_metrics(log, stats, carried)
+        yield from self._hook_metrics(samples)
+
+    def _log_metrics(self, stats: dict[str, Any], carried: Counter[str]) -> Iterator[Metric]:
+        for key, (name, doc) in _LOG_COUNTERS.items():
+            counter = CounterMetricFamily(name, doc)
+            if stats:
+                counter.add_metric([], carried[key] + stats.get(key, 0))
+            yield counter
+        for key, doc in (
+            ("last_seq", "The commit_seq of the last frame written."),
+            ("durable_seq", "Every frame up to this commit_seq is durable."),
+            ("segments", "Local segments, the active one included."),
+        ):
+            gauge = GaugeMetricFamily(f"walship_{key}", doc)
+            if stats:
+                gauge.add_metric([], stats[key])
+            yield gauge
+        failed = GaugeMetricFamily("walship_failed", "1 once the log failed (reopen it).")
+        errors = CounterMetricFamily(
+            "walship_plugin_errors", "Hook calls that raised, per plugin.", labels=["plugin"]
+        )
+        if stats:
+            failed.add_metric([], 1 if stats["failed"] else 0)
+            per_plugin = Counter(stats["plugin_errors"])
+            for key, n in carried.items():
+                if key.startswith("plugin."):
+                    per_plugin[key.removeprefix("plugin.")] += n
+            for plugin, n in sorted(per_plugin.items()):
+                errors.add_metric([plugin], n)
+        yield failed
+        yield errors
+
+    def _archive_metrics(
+        self, log: Any, stats: dict[str, Any], carried: Counter[str]
+    ) -> Iterator[Metric]:
+        archive: dict[str, Any] = stats.get("archive") or {}
+        for key, (name, doc) in _ARCHIVE_COUNTERS.items():
+            counter = CounterMetricFamily(name, doc)
+            if archive:
+                counter.add_metric([], carried[f"archive.{key}"] + archive[key])
+            yield counter
+        pending = GaugeMetricFamily(
+            "walship_archive_pending_segments", "Closed segments waiting for upload."
+        )
+        stalled = GaugeMetricFamily(
+            "walship_archive_stalled_segments", "Pending segments whose retries gave up."
+        )
+        lag = GaugeMetricFamily(
+            "walship_archive_lag_seconds",
+            "How long the oldest segment waiting for upload has been closed (0: none waits).",
+        )
+        if archive:
+            pending.add_metric([], archive["pending"])
+            stalled.add_metric([], archive["stalled_now"])
+            lag.add_metric([], self.plugin.archive_lag(log))
+        yield pending
+        yield stalled
+        yield lag
+
+    def _hook_metrics(self, samples: bool) -> Iterator[Metric]:
+        snap = self.plugin.snapshot() if samples else None
+        closed = CounterMetricFamily(
+            "walship_segments_closed", "Segments rotated out, by reason.", labels=["reason"]
+        )
+        removed = CounterMetricFamily(
+            "walship_segments_removed", "Local segments removed by retention."
+        )
+        recoveries = CounterMetricFamily("walship_recoveries", "Opens (each one recovers).")
+        if snap is not None:
+            for reason, n in sorted(snap["segments_closed_by_reason"].items()):
+                closed.add_metric([reason], n)
+            removed.add_metric([], snap["segments_removed"])
+            recoveries.add_metric([], snap["recoveries"])
+        yield closed
+        yield removed
+        yield recoveries
+        histograms = self.plugin.histograms() if samples else {}
+        for key, (name, doc) in _HISTOGRAMS.items():
+            if key not in histograms:
+                yield HistogramMetricFamily(name, doc)
+                continue
+            buckets, total = histograms[key]
+            yield HistogramMetricFamily(
+                name,
+                doc,
+                buckets=[(_le(bound), n) for bound, n in buckets],
+                sum_value=total,
+            )
+
+
+def _le(bound: float) -> str:
+    """A bucket's ``le`` label, written as prometheus_client writes its own."""
+    text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+    return text
+
+
+def _stats_of(log: Any) -> dict[str, Any]:
+    try:
+        stats: dict[str, Any] = log.stats()
+    except WalshipError:  # a forked child's copy of the log: nothing to read
+        return {}
+    return stats
