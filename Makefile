@@ -37,7 +37,8 @@ FLOORS_PYTHON ?= $(PYTHON)
 FLOORS_VENV ?= .venv-floors
 FLOORS_EXTRAS := s3,zstd,test
 FLOORS_TESTS ?= tests/test_archive*.py tests/test_restore*.py tests/test_config.py \
-	tests/test_cli.py tests/test_plugins.py tests/reliability/test_object_store_faults.py
+	tests/test_cli.py tests/test_plugins.py tests/test_prometheus.py \
+	tests/reliability/test_object_store_faults.py
 
 floors: $(STAMP)
 	rm -rf $(FLOORS_VENV)
