@@ -15,10 +15,12 @@ allocate or read anything, so a hostile length never costs more than the 64 MiB 
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from types import ModuleType
 from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
@@ -44,6 +46,26 @@ MAX_PAYLOAD = MAX_FRAME_LENGTH - MIN_FRAME_LENGTH
 MAX_COMMIT_SEQ = 2**64 - 1
 """The highest commit_seq the format can hold (an unsigned 64-bit field)."""
 _U64_MAX = (1 << 64) - 1
+
+
+def _load_codec() -> ModuleType | None:
+    if os.environ.get("WALSHIP_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        import walship.core._codec as native  # a private module of this package
+    except ImportError:  # not built (no compiler where it was installed): the pure path
+        return None
+    return native
+
+
+codec: ModuleType | None = _load_codec()
+"""The native codec (``walship/core/_codec.c``) the functions below hand their loops to, or
+``None``: not built, or ``WALSHIP_PURE_PYTHON=1`` (any value but empty and ``0``) at import.
+The pure-Python loops are the reference; setting this to ``None`` selects them (tests)."""
+NATIVE = codec is not None
+"""Whether the native codec was active at import (:data:`codec`)."""
+SCAN_CHUNK = 4096
+"""Frames per call into the native scanner: bounds the memory of one call's list."""
 
 
 class Frame(NamedTuple):
@@ -151,6 +173,12 @@ def encode_batch_at(
     """
     items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
+    native = codec
+    if native is not None and offset >= 0:
+        off_after: int = native.encode_batch_at(
+            buf, offset, first_seq, timestamp_micros, payload_type, items
+        )
+        return off_after
     need = sum(map(len, items)) + FRAME_OVERHEAD * len(items)
     if offset + need > len(buf):
         raise ValueError(f"buffer of {len(buf)} bytes is too short for {need} at {offset}")
@@ -369,8 +397,17 @@ class FrameScan:
 
     def __iter__(self) -> Iterator[FrameAt]:
         data = self.data
-        end = len(data)
         off = self.offset
+        native = codec
+        if native is not None and off >= 0:
+            while True:  # the native loop, SCAN_CHUNK frames per call
+                frames, off = native.scan(data, off, SCAN_CHUNK)
+                yield from frames
+                if len(frames) < SCAN_CHUNK:
+                    break
+            self.stop = classify(data, off)
+            return
+        end = len(data)
         fast_end = end - HEAD_SIZE  # at or below it a whole head can be unpacked
         unpack_head = HEAD.unpack_from
         unpack_crc = CRC.unpack_from
@@ -400,6 +437,19 @@ def decode_all(data: bytes | bytearray | memoryview, base_offset: int = 0) -> It
         TruncatedFrameError / CorruptFrameError: at the first damaged frame, with its offset
             (after every frame before it was yielded).
     """
+    native = codec
+    if native is not None:
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        off = 0
+        while True:
+            frames, off = native.decode(mv, off, SCAN_CHUNK, Frame)
+            yield from frames
+            if len(frames) < SCAN_CHUNK:
+                break
+        end = classify(mv, off)
+        if end.reason is not StopReason.END:
+            raise end.error(base_offset)
+        return
     scan = FrameScan(data)
     mv = scan.data
     new_frame = Frame
