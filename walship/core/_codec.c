@@ -22,6 +22,8 @@
 #define MAX_FRAME_LENGTH (64u * 1024u * 1024u)
 /* Below this many bytes a loop keeps the GIL: releasing it costs more than it frees. */
 #define NOGIL_MIN_BYTES (256 * 1024)
+/* The most payload bytes one decode call copies (beyond the first frame). */
+#define DECODE_CHUNK_BYTES (256 * 1024)
 
 /* --- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, init and final xor ~0) ---------- */
 
@@ -380,16 +382,18 @@ done:
 
 /* --- the scanner ----------------------------------------------------------------------------- */
 
-/* Walk valid frames from *off, at most max of them, recording each one's start in starts[];
+/* Walk valid frames from *off, at most max of them (and none that starts max_bytes or more
+ * after *off), recording each one's start in starts[];
  * return how many; *off ends where the walk stopped (just after the last valid frame). The
  * conditions are FrameScan's: a whole head, a length in range, the frame within the data,
  * its CRC. */
 static Py_ssize_t
 walk(const unsigned char *data, Py_ssize_t size, Py_ssize_t *off, Py_ssize_t max,
-     Py_ssize_t *starts)
+     Py_ssize_t max_bytes, Py_ssize_t *starts)
 {
     Py_ssize_t o = *off, count = 0;
-    while (count < max && size - o >= HEAD_SIZE) {
+    Py_ssize_t limit = max_bytes >= size - o ? size : o + max_bytes;
+    while (count < max && o < limit && size - o >= HEAD_SIZE) {
         uint32_t flen = get32(data + o);
         if (flen < MIN_FRAME_LENGTH || flen > MAX_FRAME_LENGTH ||
             (Py_ssize_t)flen > size - o - LENGTH_SIZE)
@@ -424,6 +428,9 @@ scan_common(PyObject *args, int decode)
     PyObject *frame_cls = NULL, *list = NULL, *result = NULL;
     Py_ssize_t *starts = NULL;
     int fill;
+    /* decode copies the payloads: a bounded chunk keeps them in the cache and reuses freed
+     * memory, instead of allocating a whole segment's worth of new pages per call */
+    Py_ssize_t max_bytes = decode ? DECODE_CHUNK_BYTES : PY_SSIZE_T_MAX;
 
     if (decode) {
         if (!PyArg_ParseTuple(args, "y*nnO", &view, &off, &max, &frame_cls))
@@ -449,11 +456,11 @@ scan_common(PyObject *args, int decode)
         const unsigned char *data = view.buf;
         if (view.len - off >= NOGIL_MIN_BYTES) {
             Py_BEGIN_ALLOW_THREADS;
-            count = walk(data, view.len, &off, max, starts);
+            count = walk(data, view.len, &off, max, max_bytes, starts);
             Py_END_ALLOW_THREADS;
         }
         else
-            count = walk(data, view.len, &off, max, starts);
+            count = walk(data, view.len, &off, max, max_bytes, starts);
         list = PyList_New(count);
         if (!list)
             goto done;
@@ -462,8 +469,21 @@ scan_common(PyObject *args, int decode)
             Py_ssize_t end = starts[i] + LENGTH_SIZE + (Py_ssize_t)get32(p);
             PyObject *item;
             if (!decode) {
-                item = Py_BuildValue("(nnKKi)", starts[i], end, (unsigned long long)get64(p + 4),
-                                     (unsigned long long)get64(p + 12), (int)p[20]);
+                PyObject *f[5];
+                f[0] = PyLong_FromSsize_t(starts[i]);
+                f[1] = PyLong_FromSsize_t(end);
+                f[2] = PyLong_FromUnsignedLongLong(get64(p + 4));
+                f[3] = PyLong_FromUnsignedLongLong(get64(p + 12));
+                f[4] = PyLong_FromLong(p[20]);
+                item = PyTuple_New(5);
+                if (!item || !f[0] || !f[1] || !f[2] || !f[3] || !f[4]) {
+                    Py_XDECREF(item);
+                    for (int k = 0; k < 5; k++)
+                        Py_XDECREF(f[k]);
+                    goto done;
+                }
+                for (int k = 0; k < 5; k++)
+                    PyTuple_SET_ITEM(item, k, f[k]);
             }
             else {
                 PyObject *f[4];

@@ -65,7 +65,7 @@ The pure-Python loops are the reference; setting this to ``None`` selects them (
 NATIVE = codec is not None
 """Whether the native codec was active at import (:data:`codec`)."""
 SCAN_CHUNK = 4096
-"""Frames per call into the native scanner: bounds the memory of one call's list."""
+"""The most frames one call into the native scanner returns: bounds the memory of its list."""
 
 
 class Frame(NamedTuple):
@@ -400,11 +400,11 @@ class FrameScan:
         off = self.offset
         native = codec
         if native is not None and off >= 0:
-            while True:  # the native loop, SCAN_CHUNK frames per call
+            while True:  # the native loop, a chunk per call, until a call finds none
                 frames, off = native.scan(data, off, SCAN_CHUNK)
-                yield from frames
-                if len(frames) < SCAN_CHUNK:
+                if not frames:
                     break
+                yield from frames
             self.stop = classify(data, off)
             return
         end = len(data)
@@ -441,11 +441,11 @@ def decode_all(data: bytes | bytearray | memoryview, base_offset: int = 0) -> It
     if native is not None:
         mv = data if isinstance(data, memoryview) else memoryview(data)
         off = 0
-        while True:
+        while True:  # a chunk per call (at most SCAN_CHUNK frames, about 256 KiB)
             frames, off = native.decode(mv, off, SCAN_CHUNK, Frame)
-            yield from frames
-            if len(frames) < SCAN_CHUNK:
+            if not frames:
                 break
+            yield from frames
         end = classify(mv, off)
         if end.reason is not StopReason.END:
             raise end.error(base_offset)
