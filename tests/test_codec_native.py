@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from walship.core import frame
+from walship.errors import FrameError
 
 needs_native = pytest.mark.skipif(
     frame.codec is None, reason="the native codec is not built, or WALSHIP_PURE_PYTHON is set"
@@ -89,7 +90,7 @@ payload_bytes = st.binary(max_size=300)
 payload_objects = st.one_of(
     payload_bytes,
     payload_bytes.map(bytearray),
-    payload_bytes.map(memoryview),
+    payload_bytes.map(lambda b: memoryview(b)),
     payload_bytes.map(lambda b: memoryview(b)[::2]),  # not contiguous: PayloadError
     st.lists(st.integers(0, 2**32 - 1), max_size=20).map(lambda v: array.array("I", v)),
     st.text(max_size=5),  # not bytes-like: PayloadError
@@ -187,7 +188,7 @@ def decode(data: Any, base: int) -> tuple[list[frame.Frame], Any]:
     try:
         for f in frame.decode_all(data, base):
             out.append(f)
-    except frame.FrameError as e:
+    except FrameError as e:
         return out, (type(e), str(e), e.offset)
     return out, None
 
@@ -265,3 +266,17 @@ def test_walship_pure_python_selects_the_pure_path(value: str, expect: bool) -> 
 def test_the_native_codec_is_active_where_it_is_built() -> None:
     pure_env = os.environ.get("WALSHIP_PURE_PYTHON", "") not in ("", "0")
     assert frame.NATIVE is (BUILT and not pure_env)
+
+
+def test_without_the_extension_the_pure_path_runs() -> None:
+    code = (
+        "import sys; sys.modules['walship.core._codec'] = None\n"  # as if it was never built
+        "import walship.core.frame as f\n"
+        "assert f.decode_all(f.encode(1, 2, 3, b'x')).__next__().payload == b'x'\n"
+        "print(f.NATIVE)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WALSHIP_PURE_PYTHON"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False"]
