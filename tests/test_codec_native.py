@@ -101,8 +101,10 @@ payload_objects = st.one_of(
 @SETTINGS
 @given(
     payloads=st.lists(payload_objects, max_size=12),
-    first_seq=st.one_of(st.integers(0, 1000), st.integers(2**64 - 20, 2**64 + 2), st.just(-1)),
-    ts=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**64])),
+    first_seq=st.one_of(
+        st.integers(0, 1000), st.integers(2**64 - 20, 2**64 + 2), st.sampled_from([-1, 1.0, True])
+    ),
+    ts=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**64, 2.0, False])),
     ptype=st.one_of(st.integers(-1, 256), st.sampled_from([True, 1.0, "1"])),
     offset=st.integers(0, 40),
     slack=st.integers(-30, 30),

@@ -174,7 +174,14 @@ def encode_batch_at(
     items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
     native = codec
-    if native is not None and offset >= 0:
+    if (  # anything unusual takes the reference path, to fail exactly as it does
+        native is not None
+        and type(buf) is bytearray
+        and type(offset) is int
+        and offset >= 0
+        and type(first_seq) is int
+        and type(timestamp_micros) is int
+    ):
         off_after: int = native.encode_batch_at(
             buf, offset, first_seq, timestamp_micros, payload_type, items
         )
