@@ -282,3 +282,17 @@ def test_without_the_extension_the_pure_path_runs() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False"]
+
+
+@needs_native
+def test_decode_builds_any_frame_class() -> None:
+    class Plain:  # not a tuple: built by calling it
+        def __init__(self, *fields: object) -> None:
+            self.fields = fields
+
+    data = frame.encode(1, 2, 3, b"ab") + frame.encode(2, 2, 3, b"")
+    frames, stop = native.decode(data, 0, 10, Plain)
+    assert [f.fields for f in frames] == [(1, 2, 3, b"ab"), (2, 2, 3, b"")]
+    assert stop == len(data)
+    assert native.decode(data, 0, 10, frame.Frame)[0] == [(1, 2, 3, b"ab"), (2, 2, 3, b"")]
+    assert hash(native.decode(data, 0, 1, frame.Frame)[0][0]) == hash(frame.Frame(1, 2, 3, b"ab"))

@@ -67,7 +67,7 @@ crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
     return ~crc;
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_SSE42_PATH 1
 #include <nmmintrin.h>
 
@@ -408,12 +408,13 @@ walk(const unsigned char *data, Py_ssize_t size, Py_ssize_t *off, Py_ssize_t max
     return count;
 }
 
-/* A tuple subclass without extra fields (a NamedTuple) can be filled like a tuple. */
+/* A tuple subclass without extra fields (a NamedTuple) can be filled like a tuple (up to 3.13:
+ * 3.14's tuples cache their hash in a field that only CPython's own constructors reset). */
 static int
 is_plain_tuple_type(PyObject *cls)
 {
     PyTypeObject *t = (PyTypeObject *)cls;
-    return PyType_Check(cls) && PyType_IsSubtype(t, &PyTuple_Type) &&
+    return PY_VERSION_HEX < 0x030E0000 && PyType_Check(cls) && PyType_IsSubtype(t, &PyTuple_Type) &&
            t->tp_basicsize == PyTuple_Type.tp_basicsize &&
            t->tp_itemsize == PyTuple_Type.tp_itemsize && t->tp_dictoffset == 0;
 }

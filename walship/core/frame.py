@@ -11,6 +11,11 @@ A frame (all integers big-endian)::
 
 ``MIN_FRAME_LENGTH <= frame_length <= MAX_FRAME_LENGTH``. Readers check the length before they
 allocate or read anything, so a hostile length never costs more than the 64 MiB limit.
+
+The loops of :func:`encode_batch_at`, :class:`FrameScan` and :func:`decode_all` run in the
+native codec (``walship/core/_codec.c``) when it is built and not turned off
+(:data:`NATIVE`); the Python loops here are the reference it is tested against, with the same
+results, offsets and exceptions. The checks that raise are always these Python ones.
 """
 
 from __future__ import annotations
@@ -389,7 +394,9 @@ class FrameScan:
     Reads only what it checks: the length is validated before the frame is touched, so a
     hostile length costs nothing. The loop is the hot path of reading and of recovery: one
     unpack of the head, one of the stored CRC and one CRC-32C call over a slice of the (mapped)
-    data per frame; :func:`frame_end` and :func:`crc_ok` written inline. Not thread-safe (one
+    data per frame; :func:`frame_end` and :func:`crc_ok` written inline. With the native codec
+    the loop runs in C, up to :data:`SCAN_CHUNK` frames per call (without the interpreter lock
+    over large data), and :func:`classify` still names the stop. Not thread-safe (one
     iteration at a time); ``data`` must not change while it runs.
     """
 
