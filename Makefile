@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench floors clean
 
-$(STAMP): pyproject.toml
+# the native codec is built by the editable install: again when its source changes
+$(STAMP): pyproject.toml setup.py walship/core/_codec.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

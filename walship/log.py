@@ -791,7 +791,7 @@ class Log:
                 for r in batch:
                     r.first_seq = seq
                     seq += encode_pieces(data, seq, ts, r.payload_type, r.payloads)
-            elif written >= _FIXED_BUFFER_MIN:
+            elif written >= _FIXED_BUFFER_MIN or (framing.NATIVE and frames >= 4 * len(batch)):
                 big = self._big
                 if len(big) < written:
                     big = self._big = bytearray(max(written, 2 * len(big)))

@@ -11,14 +11,21 @@ A frame (all integers big-endian)::
 
 ``MIN_FRAME_LENGTH <= frame_length <= MAX_FRAME_LENGTH``. Readers check the length before they
 allocate or read anything, so a hostile length never costs more than the 64 MiB limit.
+
+The loops of :func:`encode_batch_at`, :class:`FrameScan` and :func:`decode_all` run in the
+native codec (``walship/core/_codec.c``) when it is built and not turned off
+(:data:`NATIVE`); the Python loops here are the reference it is tested against, with the same
+results, offsets and exceptions. The checks that raise are always these Python ones.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from types import ModuleType
 from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
@@ -44,6 +51,26 @@ MAX_PAYLOAD = MAX_FRAME_LENGTH - MIN_FRAME_LENGTH
 MAX_COMMIT_SEQ = 2**64 - 1
 """The highest commit_seq the format can hold (an unsigned 64-bit field)."""
 _U64_MAX = (1 << 64) - 1
+
+
+def _load_codec() -> ModuleType | None:
+    if os.environ.get("WALSHIP_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        import walship.core._codec as native  # a private module of this package
+    except ImportError:  # not built (no compiler where it was installed): the pure path
+        return None
+    return native
+
+
+codec: ModuleType | None = _load_codec()
+"""The native codec (``walship/core/_codec.c``) the functions below hand their loops to, or
+``None``: not built, or ``WALSHIP_PURE_PYTHON=1`` (any value but empty and ``0``) at import.
+The pure-Python loops are the reference; setting this to ``None`` selects them (tests)."""
+NATIVE = codec is not None
+"""Whether the native codec was active at import (:data:`codec`)."""
+SCAN_CHUNK = 4096
+"""The most frames one call into the native scanner returns: bounds the memory of its list."""
 
 
 class Frame(NamedTuple):
@@ -151,6 +178,19 @@ def encode_batch_at(
     """
     items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
+    native = codec
+    if (  # anything unusual takes the reference path, to fail exactly as it does
+        native is not None
+        and type(buf) is bytearray
+        and type(offset) is int
+        and offset >= 0
+        and type(first_seq) is int
+        and type(timestamp_micros) is int
+    ):
+        off_after: int = native.encode_batch_at(
+            buf, offset, first_seq, timestamp_micros, payload_type, items
+        )
+        return off_after
     need = sum(map(len, items)) + FRAME_OVERHEAD * len(items)
     if offset + need > len(buf):
         raise ValueError(f"buffer of {len(buf)} bytes is too short for {need} at {offset}")
@@ -354,7 +394,9 @@ class FrameScan:
     Reads only what it checks: the length is validated before the frame is touched, so a
     hostile length costs nothing. The loop is the hot path of reading and of recovery: one
     unpack of the head, one of the stored CRC and one CRC-32C call over a slice of the (mapped)
-    data per frame; :func:`frame_end` and :func:`crc_ok` written inline. Not thread-safe (one
+    data per frame; :func:`frame_end` and :func:`crc_ok` written inline. With the native codec
+    the loop runs in C, up to :data:`SCAN_CHUNK` frames per call (without the interpreter lock
+    over large data), and :func:`classify` still names the stop. Not thread-safe (one
     iteration at a time); ``data`` must not change while it runs.
     """
 
@@ -369,8 +411,17 @@ class FrameScan:
 
     def __iter__(self) -> Iterator[FrameAt]:
         data = self.data
-        end = len(data)
         off = self.offset
+        native = codec
+        if native is not None and off >= 0:
+            while True:  # the native loop, a chunk per call, until a call finds none
+                frames, off = native.scan(data, off, SCAN_CHUNK)
+                if not frames:
+                    break
+                yield from frames
+            self.stop = classify(data, off)
+            return
+        end = len(data)
         fast_end = end - HEAD_SIZE  # at or below it a whole head can be unpacked
         unpack_head = HEAD.unpack_from
         unpack_crc = CRC.unpack_from
@@ -400,6 +451,19 @@ def decode_all(data: bytes | bytearray | memoryview, base_offset: int = 0) -> It
         TruncatedFrameError / CorruptFrameError: at the first damaged frame, with its offset
             (after every frame before it was yielded).
     """
+    native = codec
+    if native is not None:
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        off = 0
+        while True:  # a chunk per call (at most SCAN_CHUNK frames, about 256 KiB)
+            frames, off = native.decode(mv, off, SCAN_CHUNK, Frame)
+            if not frames:
+                break
+            yield from frames
+        end = classify(mv, off)
+        if end.reason is not StopReason.END:
+            raise end.error(base_offset)
+        return
     scan = FrameScan(data)
     mv = scan.data
     new_frame = Frame

@@ -1,0 +1,589 @@
+/* walship.core._codec: the per-frame loops of walship.core.frame in C (optional).
+ *
+ * The pure-Python code of walship/core/frame.py is the reference: every function here does
+ * exactly what its Python counterpart does (tests/test_codec_native.py compares both on random
+ * and damaged inputs). The checks that raise (payload types and sizes, the u64 ranges) stay in
+ * Python and run before these are called; what is checked here again only keeps the C safe.
+ *
+ * Frame (big-endian): u32 length, u64 commit_seq, u64 timestamp_micros, u8 payload_type,
+ * payload, u32 CRC-32C of everything before it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#define HEAD_SIZE 21
+#define CRC_SIZE 4
+#define LENGTH_SIZE 4
+#define FRAME_OVERHEAD (HEAD_SIZE + CRC_SIZE)
+#define MIN_FRAME_LENGTH (FRAME_OVERHEAD - LENGTH_SIZE)
+#define MAX_FRAME_LENGTH (64u * 1024u * 1024u)
+/* Below this many bytes a loop keeps the GIL: releasing it costs more than it frees. */
+#define NOGIL_MIN_BYTES (256 * 1024)
+/* The most payload bytes one decode call copies (beyond the first frame). */
+#define DECODE_CHUNK_BYTES (256 * 1024)
+
+/* --- CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, init and final xor ~0) ---------- */
+
+#define POLY 0x82f63b78u
+
+static uint32_t sw_table[8][256];
+
+static void
+sw_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ POLY : c >> 1;
+        sw_table[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = sw_table[0][n];
+        for (int k = 1; k < 8; k++) {
+            c = sw_table[0][c & 0xff] ^ (c >> 8);
+            sw_table[k][n] = c;
+        }
+    }
+}
+
+/* Slice-by-8, byte order independent (the words are assembled byte by byte). */
+static uint32_t
+crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
+{
+    crc = ~crc;
+    while (len >= 8) {
+        crc ^= (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        crc = sw_table[7][crc & 0xff] ^ sw_table[6][(crc >> 8) & 0xff] ^
+              sw_table[5][(crc >> 16) & 0xff] ^ sw_table[4][crc >> 24] ^ sw_table[3][p[4]] ^
+              sw_table[2][p[5]] ^ sw_table[1][p[6]] ^ sw_table[0][p[7]];
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        crc = sw_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_SSE42_PATH 1
+#include <nmmintrin.h>
+
+/* Three interleaved streams hide the instruction's latency; the streams are joined by
+ * multiplying a CRC by x^(8*block) (the "zeros" operators, M. Adler's method). */
+#define LONG_BLOCK 8192
+#define SHORT_BLOCK 256
+
+static uint32_t zeros_long[4][256];
+static uint32_t zeros_short[4][256];
+
+static uint32_t
+gf2_times(const uint32_t *mat, uint32_t vec)
+{
+    uint32_t sum = 0;
+    while (vec) {
+        if (vec & 1)
+            sum ^= *mat;
+        vec >>= 1;
+        mat++;
+    }
+    return sum;
+}
+
+static void
+gf2_square(uint32_t *square, const uint32_t *mat)
+{
+    for (int n = 0; n < 32; n++)
+        square[n] = gf2_times(mat, mat[n]);
+}
+
+/* The operator that appends len zero bytes (len a power of two) to a raw CRC register. */
+static void
+zeros_op(uint32_t *even, size_t len)
+{
+    uint32_t odd[32];
+    uint32_t row = 1;
+    odd[0] = POLY;
+    for (int n = 1; n < 32; n++) {
+        odd[n] = row;
+        row <<= 1;
+    }
+    gf2_square(even, odd); /* two zero bits */
+    gf2_square(odd, even); /* four */
+    do {
+        gf2_square(even, odd); /* one zero byte, then four, ... */
+        len >>= 1;
+        if (len == 0)
+            return;
+        gf2_square(odd, even);
+        len >>= 1;
+    } while (len);
+    memcpy(even, odd, sizeof(odd));
+}
+
+static void
+zeros_init(uint32_t zeros[4][256], size_t len)
+{
+    uint32_t op[32];
+    zeros_op(op, len);
+    for (uint32_t n = 0; n < 256; n++) {
+        zeros[0][n] = gf2_times(op, n);
+        zeros[1][n] = gf2_times(op, n << 8);
+        zeros[2][n] = gf2_times(op, n << 16);
+        zeros[3][n] = gf2_times(op, n << 24);
+    }
+}
+
+static inline uint32_t
+zeros_shift(uint32_t zeros[4][256], uint32_t crc)
+{
+    return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^
+           zeros[3][crc >> 24];
+}
+
+static inline uint64_t
+load64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
+{
+    uint64_t c0 = (uint32_t)~crc;
+    while (len && ((uintptr_t)p & 7)) {
+        c0 = _mm_crc32_u8((uint32_t)c0, *p++);
+        len--;
+    }
+    while (len >= 3 * LONG_BLOCK) {
+        uint64_t c1 = 0, c2 = 0;
+        const unsigned char *end = p + LONG_BLOCK;
+        do {
+            c0 = _mm_crc32_u64(c0, load64(p));
+            c1 = _mm_crc32_u64(c1, load64(p + LONG_BLOCK));
+            c2 = _mm_crc32_u64(c2, load64(p + 2 * LONG_BLOCK));
+            p += 8;
+        } while (p < end);
+        c0 = zeros_shift(zeros_long, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = zeros_shift(zeros_long, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * LONG_BLOCK;
+        len -= 3 * LONG_BLOCK;
+    }
+    while (len >= 3 * SHORT_BLOCK) {
+        uint64_t c1 = 0, c2 = 0;
+        const unsigned char *end = p + SHORT_BLOCK;
+        do {
+            c0 = _mm_crc32_u64(c0, load64(p));
+            c1 = _mm_crc32_u64(c1, load64(p + SHORT_BLOCK));
+            c2 = _mm_crc32_u64(c2, load64(p + 2 * SHORT_BLOCK));
+            p += 8;
+        } while (p < end);
+        c0 = zeros_shift(zeros_short, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = zeros_shift(zeros_short, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * SHORT_BLOCK;
+        len -= 3 * SHORT_BLOCK;
+    }
+    while (len >= 8) {
+        c0 = _mm_crc32_u64(c0, load64(p));
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        c0 = _mm_crc32_u8((uint32_t)c0, *p++);
+    return ~(uint32_t)c0;
+}
+#endif
+
+static int use_hw = 0;
+
+static inline uint32_t
+crc32c(uint32_t crc, const unsigned char *p, size_t len)
+{
+#ifdef HAVE_SSE42_PATH
+    if (use_hw)
+        return crc32c_hw(crc, p, len);
+#endif
+    return crc32c_sw(crc, p, len);
+}
+
+/* --- big-endian fields ----------------------------------------------------------------------- */
+
+static inline uint32_t
+get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline uint64_t
+get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+static inline void
+put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static inline void
+put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+/* --- crc32c(data, value=0) ------------------------------------------------------------------- */
+
+static PyObject *
+crc_common(PyObject *args, int force_sw)
+{
+    Py_buffer view;
+    unsigned long value = 0;
+    uint32_t crc;
+    if (!PyArg_ParseTuple(args, "y*|k", &view, &value))
+        return NULL;
+    if (view.len >= NOGIL_MIN_BYTES) {
+        Py_BEGIN_ALLOW_THREADS;
+        crc = force_sw ? crc32c_sw((uint32_t)value, view.buf, (size_t)view.len)
+                       : crc32c((uint32_t)value, view.buf, (size_t)view.len);
+        Py_END_ALLOW_THREADS;
+    }
+    else {
+        crc = force_sw ? crc32c_sw((uint32_t)value, view.buf, (size_t)view.len)
+                       : crc32c((uint32_t)value, view.buf, (size_t)view.len);
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(crc);
+}
+
+static PyObject *
+py_crc32c(PyObject *self, PyObject *args)
+{
+    return crc_common(args, 0);
+}
+
+static PyObject *
+py_crc32c_sw(PyObject *self, PyObject *args)
+{
+    return crc_common(args, 1);
+}
+
+/* --- the encoder ----------------------------------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *ptr;
+    Py_ssize_t len;
+    PyObject *held; /* a bytes object (a reference) when view.obj is NULL */
+    Py_buffer view;
+} Piece;
+
+static void
+release_pieces(Piece *pieces, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (pieces[i].held)
+            Py_DECREF(pieces[i].held);
+        else
+            PyBuffer_Release(&pieces[i].view);
+    }
+    PyMem_Free(pieces);
+}
+
+/* encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items) -> int
+ * items: a list or tuple of bytes-like objects, already checked by frame._check_batch. */
+static PyObject *
+py_encode_batch_at(PyObject *self, PyObject *args)
+{
+    Py_buffer out;
+    Py_ssize_t offset;
+    unsigned long long first_seq, ts;
+    int ptype;
+    PyObject *items, *seq_obj = NULL, *result = NULL;
+    Piece *pieces = NULL;
+    Py_ssize_t n, got = 0, need = 0;
+
+    if (!PyArg_ParseTuple(args, "w*nKKiO", &out, &offset, &first_seq, &ts, &ptype, &items))
+        return NULL;
+    seq_obj = PySequence_Fast(items, "payloads must be a list or tuple");
+    if (!seq_obj)
+        goto done;
+    n = PySequence_Fast_GET_SIZE(seq_obj);
+    if (ptype < 0 || ptype > 255 || offset < 0) {
+        PyErr_SetString(PyExc_ValueError, "payload_type or offset out of range");
+        goto done;
+    }
+    pieces = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Piece));
+    if (!pieces) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (got = 0; got < n; got++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq_obj, got);
+        Piece *pc = &pieces[got];
+        if (PyBytes_CheckExact(item)) {
+            Py_INCREF(item);
+            pc->held = item;
+            pc->ptr = (const unsigned char *)PyBytes_AS_STRING(item);
+            pc->len = PyBytes_GET_SIZE(item);
+        }
+        else {
+            if (PyObject_GetBuffer(item, &pc->view, PyBUF_C_CONTIGUOUS) < 0)
+                goto done;
+            pc->ptr = pc->view.buf;
+            pc->len = pc->view.len;
+        }
+        if ((size_t)pc->len > MAX_FRAME_LENGTH - MIN_FRAME_LENGTH) {
+            got++;
+            PyErr_SetString(PyExc_ValueError, "payload too large");
+            goto done;
+        }
+        need += pc->len + FRAME_OVERHEAD;
+    }
+    if (offset > out.len || need > out.len - offset) {
+        PyErr_Format(PyExc_ValueError, "buffer of %zd bytes is too short for %zd at %zd", out.len,
+                     need, offset);
+        goto done;
+    }
+    {
+        unsigned char *base = (unsigned char *)out.buf + offset;
+        unsigned char *p = base;
+        int nogil = need >= NOGIL_MIN_BYTES;
+        PyThreadState *ts_state = nogil ? PyEval_SaveThread() : NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t len = pieces[i].len;
+            put32(p, (uint32_t)(MIN_FRAME_LENGTH + len));
+            put64(p + 4, first_seq + (unsigned long long)i);
+            put64(p + 12, ts);
+            p[20] = (unsigned char)ptype;
+            if (len)
+                memcpy(p + HEAD_SIZE, pieces[i].ptr, (size_t)len);
+            put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
+            p += HEAD_SIZE + len + CRC_SIZE;
+        }
+        if (nogil)
+            PyEval_RestoreThread(ts_state);
+        result = PyLong_FromSsize_t(offset + (Py_ssize_t)(p - base));
+    }
+done:
+    if (pieces)
+        release_pieces(pieces, got);
+    Py_XDECREF(seq_obj);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* --- the scanner ----------------------------------------------------------------------------- */
+
+/* Walk valid frames from *off, at most max of them (and none that starts max_bytes or more
+ * after *off), recording each one's start in starts[];
+ * return how many; *off ends where the walk stopped (just after the last valid frame). The
+ * conditions are FrameScan's: a whole head, a length in range, the frame within the data,
+ * its CRC. */
+static Py_ssize_t
+walk(const unsigned char *data, Py_ssize_t size, Py_ssize_t *off, Py_ssize_t max,
+     Py_ssize_t max_bytes, Py_ssize_t *starts)
+{
+    Py_ssize_t o = *off, count = 0;
+    Py_ssize_t limit = max_bytes >= size - o ? size : o + max_bytes;
+    while (count < max && o < limit && size - o >= HEAD_SIZE) {
+        uint32_t flen = get32(data + o);
+        if (flen < MIN_FRAME_LENGTH || flen > MAX_FRAME_LENGTH ||
+            (Py_ssize_t)flen > size - o - LENGTH_SIZE)
+            break;
+        Py_ssize_t body = o + LENGTH_SIZE + (Py_ssize_t)flen - CRC_SIZE;
+        if (crc32c(0, data + o, (size_t)(body - o)) != get32(data + body))
+            break;
+        starts[count++] = o;
+        o = body + CRC_SIZE;
+    }
+    *off = o;
+    return count;
+}
+
+/* A tuple subclass without extra fields (a NamedTuple) can be filled like a tuple (up to 3.13:
+ * 3.14's tuples cache their hash in a field that only CPython's own constructors reset). */
+static int
+is_plain_tuple_type(PyObject *cls)
+{
+    PyTypeObject *t = (PyTypeObject *)cls;
+    return PY_VERSION_HEX < 0x030E0000 && PyType_Check(cls) && PyType_IsSubtype(t, &PyTuple_Type) &&
+           t->tp_basicsize == PyTuple_Type.tp_basicsize &&
+           t->tp_itemsize == PyTuple_Type.tp_itemsize && t->tp_dictoffset == 0;
+}
+
+/* scan_common: kind 0 (scan): (off, end, seq, ts, type) tuples; kind 1 (decode): frame_cls
+ * instances (seq, ts, type, payload bytes). Returns (list, stop_offset). */
+static PyObject *
+scan_common(PyObject *args, int decode)
+{
+    Py_buffer view;
+    Py_ssize_t off, max, count;
+    PyObject *frame_cls = NULL, *list = NULL, *result = NULL;
+    Py_ssize_t *starts = NULL;
+    int fill;
+    /* decode copies the payloads: a bounded chunk keeps them in the cache and reuses freed
+     * memory, instead of allocating a whole segment's worth of new pages per call */
+    Py_ssize_t max_bytes = decode ? DECODE_CHUNK_BYTES : PY_SSIZE_T_MAX;
+
+    if (decode) {
+        if (!PyArg_ParseTuple(args, "y*nnO", &view, &off, &max, &frame_cls))
+            return NULL;
+    }
+    else if (!PyArg_ParseTuple(args, "y*nn", &view, &off, &max))
+        return NULL;
+    if (off < 0 || max < 1) {
+        PyErr_SetString(PyExc_ValueError, "offset must be >= 0 and max_frames >= 1");
+        goto done;
+    }
+    fill = decode && is_plain_tuple_type(frame_cls);
+    if (off < view.len && max > (view.len - off) / FRAME_OVERHEAD + 1)
+        max = (view.len - off) / FRAME_OVERHEAD + 1;
+    if (off >= view.len)
+        max = 1;
+    starts = PyMem_Malloc((size_t)max * sizeof(Py_ssize_t));
+    if (!starts) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        const unsigned char *data = view.buf;
+        if (view.len - off >= NOGIL_MIN_BYTES) {
+            Py_BEGIN_ALLOW_THREADS;
+            count = walk(data, view.len, &off, max, max_bytes, starts);
+            Py_END_ALLOW_THREADS;
+        }
+        else
+            count = walk(data, view.len, &off, max, max_bytes, starts);
+        list = PyList_New(count);
+        if (!list)
+            goto done;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const unsigned char *p = data + starts[i];
+            Py_ssize_t end = starts[i] + LENGTH_SIZE + (Py_ssize_t)get32(p);
+            PyObject *item;
+            if (!decode) {
+                PyObject *f[5];
+                f[0] = PyLong_FromSsize_t(starts[i]);
+                f[1] = PyLong_FromSsize_t(end);
+                f[2] = PyLong_FromUnsignedLongLong(get64(p + 4));
+                f[3] = PyLong_FromUnsignedLongLong(get64(p + 12));
+                f[4] = PyLong_FromLong(p[20]);
+                item = PyTuple_New(5);
+                if (!item || !f[0] || !f[1] || !f[2] || !f[3] || !f[4]) {
+                    Py_XDECREF(item);
+                    for (int k = 0; k < 5; k++)
+                        Py_XDECREF(f[k]);
+                    goto done;
+                }
+                for (int k = 0; k < 5; k++)
+                    PyTuple_SET_ITEM(item, k, f[k]);
+            }
+            else {
+                PyObject *f[4];
+                f[0] = PyLong_FromUnsignedLongLong(get64(p + 4));
+                f[1] = PyLong_FromUnsignedLongLong(get64(p + 12));
+                f[2] = PyLong_FromLong(p[20]);
+                f[3] = PyBytes_FromStringAndSize((const char *)p + HEAD_SIZE,
+                                                 end - CRC_SIZE - starts[i] - HEAD_SIZE);
+                if (!f[0] || !f[1] || !f[2] || !f[3]) {
+                    for (int k = 0; k < 4; k++)
+                        Py_XDECREF(f[k]);
+                    goto done;
+                }
+                if (fill) {
+                    /* what tuple.__new__(cls, ...) does for a subclass without fields */
+                    item = ((PyTypeObject *)frame_cls)->tp_alloc((PyTypeObject *)frame_cls, 4);
+                    if (item) {
+                        for (int k = 0; k < 4; k++)
+                            PyTuple_SET_ITEM(item, k, f[k]);
+                    }
+                    else {
+                        for (int k = 0; k < 4; k++)
+                            Py_DECREF(f[k]);
+                    }
+                }
+                else {
+                    item = PyObject_CallFunctionObjArgs(frame_cls, f[0], f[1], f[2], f[3], NULL);
+                    for (int k = 0; k < 4; k++)
+                        Py_DECREF(f[k]);
+                }
+            }
+            if (!item)
+                goto done;
+            PyList_SET_ITEM(list, i, item);
+        }
+        result = Py_BuildValue("(On)", list, off);
+    }
+done:
+    Py_XDECREF(list);
+    PyMem_Free(starts);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *
+py_scan(PyObject *self, PyObject *args)
+{
+    return scan_common(args, 0);
+}
+
+static PyObject *
+py_decode(PyObject *self, PyObject *args)
+{
+    return scan_common(args, 1);
+}
+
+static PyMethodDef methods[] = {
+    {"crc32c", py_crc32c, METH_VARARGS,
+     "crc32c(data, value=0) -> int: CRC-32C of data, continuing value (as the crc32c package)."},
+    {"crc32c_sw", py_crc32c_sw, METH_VARARGS,
+     "crc32c_sw(data, value=0) -> int: the same by the table (slice-by-8) path, for tests."},
+    {"encode_batch_at", py_encode_batch_at, METH_VARARGS,
+     "encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items) -> int:\n"
+     "the loop of walship.core.frame.encode_batch_at, items already checked."},
+    {"scan", py_scan, METH_VARARGS,
+     "scan(data, offset, max_frames) -> (list of (off, end, seq, ts, type), stop_offset)."},
+    {"decode", py_decode, METH_VARARGS,
+     "decode(data, offset, max_frames, frame_cls) -> (list of frame_cls(seq, ts, type,\n"
+     "payload)), stop_offset)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "walship.core._codec",
+    .m_doc = "The per-frame loops of walship.core.frame in C (see that module).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__codec(void)
+{
+    PyObject *m;
+    sw_init();
+#ifdef HAVE_SSE42_PATH
+    __builtin_cpu_init();
+    use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    if (use_hw) {
+        zeros_init(zeros_long, LONG_BLOCK);
+        zeros_init(zeros_short, SHORT_BLOCK);
+    }
+#endif
+    m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "HW_CRC", use_hw) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
