@@ -46,6 +46,7 @@ from walship.errors import (
     LogForkedError,
     PayloadError,
     PlatformUnsupportedError,
+    PluginError,
     RestoreError,
     SegmentHeaderError,
     SegmentReadError,
@@ -56,7 +57,6 @@ from walship.errors import (
 )
 from walship.log import Durability, Log
 from walship.plugins.hookspecs import hookimpl
-from walship.plugins.manager import PluginError
 from walship.store import SegmentStore
 
 if TYPE_CHECKING:

@@ -123,6 +123,11 @@ class BackendError(WalshipError, ValueError):
     :mod:`walship.backends.registry`)."""
 
 
+class PluginError(WalshipError, ValueError):
+    """A plugin failed to import, to be created, or to validate. The message names it (see
+    :mod:`walship.plugins.manager`)."""
+
+
 class ConfigError(WalshipError, ValueError):
     """A configuration value is invalid; the message names the key path."""
 

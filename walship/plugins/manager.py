@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from walship.errors import WalshipError
+from walship.errors import PluginError
 from walship.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "walship.plugins"
@@ -56,10 +56,6 @@ HOOK_NAMES = frozenset(
 )
 
 T = TypeVar("T")
-
-
-class PluginError(WalshipError, ValueError):
-    """A plugin failed to import, to be created, or to validate. The message names it."""
 
 
 @dataclass(frozen=True)
