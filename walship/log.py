@@ -136,6 +136,7 @@ class _Request:
         "payload_type",
         "payloads",
         "then",
+        "turn",
         "wake",
         "woken",
     )
@@ -153,7 +154,9 @@ class _Request:
         """A lock its thread holds and blocks on until a leader releases it (``None``: the
         thread leads itself)."""
         self.lead = False
-        """Set with the release: the thread is the leader now."""
+        """Set with the release: the thread is the leader now, in ``turn``."""
+        self.turn = -1
+        """The I/O turn handed over with the lead, which the thread must give up."""
         self.then: _Request | None = None
         """The next request of the same batch, whose thread this one wakes once woken."""
         self.woken = False
@@ -576,11 +579,14 @@ class Log:
                     if self._gather_target and len(self._queue) >= self._gather_target:
                         _open_gate(self._gather_gate)  # the leader waits for us (_gather_locked)
             if lead:
-                self._lead([req], turn)
+                self._lead(req, turn)
             else:
                 wake.acquire()  # released by a leader: done, or ours is the lead now
+                self._pass_wakeup(req)
+                if req.lead:
+                    self._lead(req, req.turn)
         finally:
-            if queued or (lead and self._turn == turn):
+            if queued or lead:
                 error: BaseException | None = None
                 for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
                     try:
@@ -589,8 +595,10 @@ class Log:
                             # interrupted before the outcome (even before waiting), wait for it.
                             if not (req.done or req.lead):
                                 wake.acquire()
-                            self._pass_on(req)
-                        else:  # interrupted before _lead began: give the turn up here
+                            self._pass_wakeup(req)
+                            if req.lead:  # (given up by _lead already unless it never began)
+                                self._release_turn(req.turn)
+                        else:  # (given up by _lead already unless it never began)
                             self._release_turn(turn)
                         break
                     except BaseException as e:
@@ -605,9 +613,10 @@ class Log:
         with self._mutex:
             self._release_busy_locked(turn, after_exclusive)
 
-    def _pass_on(self, req: _Request) -> None:
-        """A woken follower's duties: wake the next thread of its batch; lead if handed the
-        lead. Idempotent: a second call (after an interrupt) does what the first did not."""
+    @staticmethod
+    def _pass_wakeup(req: _Request) -> None:
+        """A woken follower's duty: wake the next thread of its batch. Idempotent: a second
+        call (after an interrupt) does what the first did not."""
         then = req.then
         if then is not None:
             assert then.wake is not None
@@ -616,18 +625,9 @@ class Log:
             except RuntimeError:  # released already (an interrupted call)
                 pass
             req.then = None
-        if req.lead:
-            turn = self._turn  # handed to us with the lead: nobody else moves it now
-            try:
-                req.lead = False
-                req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
-                self._lead([], turn)  # takes the queue, ours first
-            finally:
-                if self._turn == turn:  # interrupted before _lead began
-                    self._release_turn(turn)
 
-    def _lead(self, batch: list[_Request], turn: int) -> None:
-        """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by
+    def _lead(self, own: _Request, turn: int) -> None:
+        """Leader (holds ``_busy``): write ``own`` plus whatever queued meanwhile, batch by
         batch until the queue is empty, at most :data:`_LEADER_BATCHES` batches; then hand
         ``_busy`` on (:meth:`_release_busy_locked`); ``turn`` is the holder's turn.
 
@@ -638,10 +638,11 @@ class Log:
         the batch in hand is settled (:meth:`_settle_locked`) and ``_busy`` handed on."""
         rounds = 0
         pending: list[_Request] = []
+        batch = [own]
         try:
-            if not batch:
-                with self._mutex:
-                    batch, self._queue = self._queue, []
+            with self._mutex:
+                batch += self._queue
+                self._queue = []
             while True:
                 if batch:
                     pending = self._write_batch(batch, pending)
@@ -747,11 +748,18 @@ class Log:
             return
         self._turn += 1  # first: nothing below may run twice for one turn
         if self._queue and (after_exclusive or not self._exclusive_waiters):
+            # Handed over whole, with no call an interrupt could land after (only the release,
+            # last): the request leaves the queue, is no longer woken through its lock (its
+            # thread leads it), and carries the turn its thread must give up.
             head = self._queue[0]
-            assert head.wake is not None  # a request without a lock is its leader's own
+            del self._queue[0]
+            wake = head.wake
+            assert wake is not None  # a request without a lock is its leader's own
+            head.wake = None
+            head.turn = self._turn
             head.lead = True
-            try:  # noqa: SIM105 - not contextlib.suppress (see _wake): nothing between the
-                head.wake.release()  # turn's move and this release may be interruptible
+            try:  # noqa: SIM105 - not contextlib.suppress (see _wake)
+                wake.release()
             except RuntimeError:  # (released by an interrupted call)
                 pass
         else:

@@ -567,5 +567,151 @@ def test_a_signal_timer_interrupts_at_random_moments(mode: str, tmp_path: Path) 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no signal.setitimer")
 @pytest.mark.parametrize("mode", MODES)
 def test_a_signal_timer_interrupts_at_random_moments_long(mode: str, tmp_path: Path) -> None:
-    runs = int(os.environ.get("WALSHIP_INTERRUPT_RUNS", "400"))
+    runs = int(os.environ.get("WALSHIP_INTERRUPT_RUNS", "700"))  # about 2,000 in all
     _timer_runs(mode, runs, random.randrange(1 << 30), tmp_path)
+
+
+# --- at every point of the group commit's hand-off, one by one --------------------------------
+
+_HANDOFF_FILES = ("walship/log.py", "walship/core/commit.py")
+"""The modules whose code runs between taking the I/O turn and passing it on."""
+
+
+class _HeldSyncs(MemoryStore):
+    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set
+    once one waits): the thread in the sync holds the log's I/O turn meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+
+    def _wrap(self, f: SegmentFile) -> SegmentFile:
+        real_sync = f.sync
+
+        def sync() -> None:
+            if not self.hold.is_set():
+                self.entered.set()
+                self.hold.wait(30)
+            real_sync()
+
+        f.sync = sync  # type: ignore[method-assign]
+        return f
+
+    def create(self, name: str, data: bytes) -> SegmentFile:
+        return self._wrap(super().create(name, data))
+
+    def open_append(self, name: str) -> SegmentFile:
+        return self._wrap(super().open_append(name))
+
+
+def _interrupt_at(k: int, fired: list[str]) -> Callable[[Any, str, Any], None]:
+    """A profile function raising KeyboardInterrupt at the ``k``-th point of the hand-off
+    modules where CPython delivers a signal's exception: entering a Python function (its
+    RESUME) and right after a call of a C function returns (a lock's acquire or release)."""
+    seen = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event not in ("call", "c_return"):
+            return
+        if not frame.f_code.co_filename.endswith(_HANDOFF_FILES):
+            return
+        seen += 1
+        if seen == k:
+            where = f"{event} {getattr(arg, '__qualname__', '')} in {frame.f_code.co_name}"
+            fired.append(f"{where}:{frame.f_lineno}")
+            raise KeyboardInterrupt(f"injected at point {k}: {where}")
+
+    return profile
+
+
+def _queued(log: Log) -> int:
+    return len(log._queue)
+
+
+def _handoff_run(k: int, mode: str, handed: bool = True) -> bool:
+    """``handed``: a rotation holds the I/O turn in its sync while appender B (interrupted at its
+    ``k``-th hand-off point) and then C queue; the rotation ends and hands B the lead. Else B
+    leads at once and C queues while B waits in its sync. Every thread must end, B with its
+    commit_seq or the interrupt, C with its commit_seq or LogFailedError, and the log must
+    check out. Returns whether the point was reached."""
+    store = _HeldSyncs()
+    acks = Acks()
+    log = _open(store, mode)
+    append_one(log, acks)
+    fired: list[str] = []
+    outcomes: dict[str, BaseException | None] = {}
+
+    def appender(name: str, profile: Callable[[Any, str, Any], None] | None) -> None:
+        p = acks.payload()
+        try:
+            if profile is not None:
+                sys.setprofile(profile)
+            try:
+                seq = log.append(p)
+            finally:
+                sys.setprofile(None)
+            acks.ack([seq], [p])
+            outcomes[name] = None
+        except BaseException as e:
+            outcomes[name] = e
+
+    store.hold.clear()
+    rotation = threading.Thread(target=log.rotate if handed else lambda: None)
+    rotation.start()
+    if handed:
+        assert store.entered.wait(10)
+    b = threading.Thread(target=appender, args=("B", _interrupt_at(k, fired)))
+    b.start()
+    deadline = time.monotonic() + 10
+    while not (_queued(log) if handed else store.entered.is_set()) and b.is_alive():
+        time.sleep(0.001)
+        assert time.monotonic() < deadline
+    c = threading.Thread(target=appender, args=("C", None))
+    c.start()
+    deadline = time.monotonic() + 0.5  # (C leads itself when B is gone already)
+    while _queued(log) < 1 + handed and b.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    store.hold.set()
+    for t in (rotation, b, c):
+        t.join(10)
+    hung = [t.name for t in (rotation, b, c) if t.is_alive()]
+    assert not hung, f"interrupt at {fired}: threads hang: {hung}" + _state(log)
+    assert isinstance(outcomes["B"], (KeyboardInterrupt, type(None))), (fired, outcomes)
+    assert isinstance(outcomes["C"], (LogFailedError, type(None))), (fired, outcomes)
+    if log.failed is None:
+        after = threading.Thread(target=append_one, args=(log, acks))
+        after.start()
+        after.join(10)
+        assert not after.is_alive(), f"interrupt at {fired}: the next append hangs" + _state(log)
+    durable = log.durable_seq
+    try:
+        log.close()
+    except LogFailedError:
+        assert log.failed is not None
+    lost = snapshot(store)
+    lost.crash()
+    reopen_and_check(lost, Acks(dict(acks.payloads)), durable=durable)
+    reopen_and_check(store, acks, durable=max(acks.payloads, default=0))
+    FIGURES["interrupts.handoff_points"] += bool(fired)
+    return bool(fired)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_interrupt_at_every_point_of_a_handed_over_lead(mode: str) -> None:
+    """Deterministic: a KeyboardInterrupt at each point where CPython can deliver one, one by
+    one, in the appender that is handed the lead (from queueing to passing the turn on)."""
+    k = 1
+    while _handoff_run(k, mode):
+        k += 1
+    assert k > 20, f"only {k - 1} points reached"
+
+
+def test_an_interrupt_at_every_point_of_a_leader_with_a_follower() -> None:
+    """The same in a thread that leads at once, a follower queued behind its sync."""
+    k = 1
+    while _handoff_run(k, "always", handed=False):
+        k += 1
+    assert k > 20, f"only {k - 1} points reached"
