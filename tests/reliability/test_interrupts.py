@@ -535,8 +535,7 @@ def _state(log: Log) -> str:
     """The log's hand-off state and every thread's stack, for a hang's message."""
     import traceback
 
-    queue = [(r.done, r.lead, r.woken, r.first_seq) for r in log._queue]
-    out = [f"\nbusy={log._busy} turn={log._turn} failed={log.failed!r} queue={queue}"]
+    out = [f"\n{log._commit.state()} failed={log.failed!r}"]
     for ident, frame in sys._current_frames().items():
         if ident != threading.get_ident():
             out.append("".join(traceback.format_stack(frame)[-6:]))
@@ -609,12 +608,16 @@ class _HeldSyncs(MemoryStore):
 def _interrupt_at(k: int, fired: list[str]) -> Callable[[Any, str, Any], None]:
     """A profile function raising KeyboardInterrupt at the ``k``-th point of the hand-off
     modules where CPython delivers a signal's exception: entering a Python function (its
-    RESUME) and right after a call of a C function returns (a lock's acquire or release)."""
+    RESUME), right after a call of a C function returns (a lock's acquire or release), and
+    inside a blocking lock acquire (which a signal handler's exception ends unacquired)."""
     seen = 0
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         nonlocal seen
-        if event not in ("call", "c_return"):
+        if event == "c_call":
+            if getattr(arg, "__name__", "") != "acquire":
+                return
+        elif event not in ("call", "c_return"):
             return
         if not frame.f_code.co_filename.endswith(_HANDOFF_FILES):
             return
@@ -628,15 +631,23 @@ def _interrupt_at(k: int, fired: list[str]) -> Callable[[Any, str, Any], None]:
 
 
 def _queued(log: Log) -> int:
-    return len(log._queue)
+    return log._commit.queued()
 
 
-def _handoff_run(k: int, mode: str, handed: bool = True) -> bool:
-    """``handed``: a rotation holds the I/O turn in its sync while appender B (interrupted at its
-    ``k``-th hand-off point) and then C queue; the rotation ends and hands B the lead. Else B
-    leads at once and C queues while B waits in its sync. Every thread must end, B with its
-    commit_seq or the interrupt, C with its commit_seq or LogFailedError, and the log must
-    check out. Returns whether the point was reached."""
+SCENARIOS = {
+    "handed": "a rotation holds the I/O turn in its sync while B appends and C queues; the "
+    "rotation ends and hands B the lead",
+    "leader": "B appends and leads at once; C queues while B waits in its sync",
+    "exclusive": "A appends (rotates) and holds the turn in its sync; B rotates (waits for "
+    "the turn), C queues behind B; A's sync ends",
+}
+
+
+def _handoff_run(k: int, mode: str, scenario: str) -> bool:
+    """One run of ``scenario`` (:data:`SCENARIOS`) with B interrupted at its ``k``-th hand-off
+    point. Every thread must end, B with its result or the interrupt, the others with their
+    commit_seq or LogFailedError, and the log must check out. Returns whether the point was
+    reached."""
     store = _HeldSyncs()
     acks = Acks()
     log = _open(store, mode)
@@ -644,43 +655,63 @@ def _handoff_run(k: int, mode: str, handed: bool = True) -> bool:
     fired: list[str] = []
     outcomes: dict[str, BaseException | None] = {}
 
-    def appender(name: str, profile: Callable[[Any, str, Any], None] | None) -> None:
+    def run(name: str, op: str, profile: Callable[[Any, str, Any], None] | None) -> None:
         p = acks.payload()
         try:
             if profile is not None:
                 sys.setprofile(profile)
             try:
-                seq = log.append(p)
+                if op == "rotate":
+                    log.rotate()
+                else:
+                    seq = log.append(p)
             finally:
                 sys.setprofile(None)
-            acks.ack([seq], [p])
+            if op == "append":
+                acks.ack([seq], [p])
             outcomes[name] = None
         except BaseException as e:
             outcomes[name] = e
 
+    def thread(name: str, op: str, k: int | None = None) -> threading.Thread:
+        profile = _interrupt_at(k, fired) if k is not None else None
+        t = threading.Thread(target=run, args=(name, op, profile), name=name)
+        t.start()
+        return t
+
+    def until(done: Callable[[], bool], seconds: float, required: bool) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline or not required, f"{scenario}: setup stuck"
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
+
     store.hold.clear()
-    rotation = threading.Thread(target=log.rotate if handed else lambda: None)
-    rotation.start()
-    if handed:
-        assert store.entered.wait(10)
-    b = threading.Thread(target=appender, args=("B", _interrupt_at(k, fired)))
-    b.start()
-    deadline = time.monotonic() + 10
-    while not (_queued(log) if handed else store.entered.is_set()) and b.is_alive():
-        time.sleep(0.001)
-        assert time.monotonic() < deadline
-    c = threading.Thread(target=appender, args=("C", None))
-    c.start()
-    deadline = time.monotonic() + 0.5  # (C leads itself when B is gone already)
-    while _queued(log) < 1 + handed and b.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.001)
+    threads = []
+    if scenario == "handed":
+        threads.append(thread("A", "rotate"))
+        until(store.entered.is_set, 10, True)
+        threads.append(b := thread("B", "append", k))
+        until(lambda: _queued(log) >= 1 or not b.is_alive(), 10, True)
+    elif scenario == "leader":
+        threads.append(b := thread("B", "append", k))
+        until(lambda: store.entered.is_set() or not b.is_alive(), 10, True)
+    else:  # (a leader syncs only under "always"; a rotation always does)
+        threads.append(thread("A", "append" if mode == "always" else "rotate"))
+        until(store.entered.is_set, 10, True)
+        threads.append(b := thread("B", "rotate", k))
+        time.sleep(0.01)  # (B waits for the turn, or was interrupted already)
+    threads.append(thread("C", "append"))
+    until(lambda: _queued(log) >= 1 + (scenario == "handed") or not b.is_alive(), 0.5, False)
     store.hold.set()
-    for t in (rotation, b, c):
+    for t in threads:
         t.join(10)
-    hung = [t.name for t in (rotation, b, c) if t.is_alive()]
+    hung = [t.name for t in threads if t.is_alive()]
     assert not hung, f"interrupt at {fired}: threads hang: {hung}" + _state(log)
     assert isinstance(outcomes["B"], (KeyboardInterrupt, type(None))), (fired, outcomes)
-    assert isinstance(outcomes["C"], (LogFailedError, type(None))), (fired, outcomes)
+    for name in ("A", "C"):
+        assert isinstance(outcomes.get(name), (LogFailedError, type(None))), (fired, outcomes)
     if log.failed is None:
         after = threading.Thread(target=append_one, args=(log, acks))
         after.start()
@@ -699,19 +730,27 @@ def _handoff_run(k: int, mode: str, handed: bool = True) -> bool:
     return bool(fired)
 
 
+def _handoff_sweep(mode: str, scenario: str) -> None:
+    k = 1
+    while _handoff_run(k, mode, scenario):
+        k += 1
+    assert k > 20, f"only {k - 1} points reached"
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_an_interrupt_at_every_point_of_a_handed_over_lead(mode: str) -> None:
     """Deterministic: a KeyboardInterrupt at each point where CPython can deliver one, one by
     one, in the appender that is handed the lead (from queueing to passing the turn on)."""
-    k = 1
-    while _handoff_run(k, mode):
-        k += 1
-    assert k > 20, f"only {k - 1} points reached"
+    _handoff_sweep(mode, "handed")
 
 
 def test_an_interrupt_at_every_point_of_a_leader_with_a_follower() -> None:
     """The same in a thread that leads at once, a follower queued behind its sync."""
-    k = 1
-    while _handoff_run(k, "always", handed=False):
-        k += 1
-    assert k > 20, f"only {k - 1} points reached"
+    _handoff_sweep("always", "leader")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_interrupt_at_every_point_of_an_exclusive_caller(mode: str) -> None:
+    """The same in a rotation that waits for the turn while a leader syncs, an appender
+    queued behind it."""
+    _handoff_sweep(mode, "exclusive")
