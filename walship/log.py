@@ -27,7 +27,6 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -37,6 +36,7 @@ from walship.core import frame as framing
 from walship.core.commit import RETRIES, GroupCommit, Request
 from walship.core.frame import MAX_COMMIT_SEQ, MAX_PAYLOAD, Frame, as_payloads, check_payload
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
+from walship.core.index import Index
 from walship.core.record import ArchiveRecord, first_local_seq
 from walship.core.recovery import RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
@@ -88,15 +88,6 @@ class Durability(str, Enum):
     ALWAYS = "always"
     INTERVAL = "interval"
     NONE = "none"
-
-
-@dataclass
-class _SegmentRange:
-    """The commit_seq range of one local segment, for ``read``."""
-
-    segment_seq: int
-    first_commit_seq: int | None
-    last_commit_seq: int | None
 
 
 _open_logs: dict[int, weakref.ref[Log]] = {}
@@ -253,9 +244,10 @@ class Log:
             self._next_seq = recovered.next_commit_seq
             self._written_seq = self._next_seq - 1
             self._durable_seq = self._written_seq  # what recovery found is on disk
-            self._ranges = [_SegmentRange(*r) for r in recovered.segment_ranges]
+            ranges = recovered.segment_ranges
             # older segments of the log are gone from the store (retention removed them)
-            self._trimmed = bool(self._ranges) and self._first_prev_hash() != ZERO_HASH
+            trimmed = bool(ranges) and self._prev_hash_of(ranges[0][0]) != ZERO_HASH
+            self._index = Index.of(ranges, trimmed)
             # stamps never go back, across restarts too: start from the newest one on disk
             self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
             if recovered.active is not None:
@@ -291,9 +283,9 @@ class Log:
             last = active.last_timestamp_micros
             created = active.header.created_at_micros
             return created if last is None else max(last, created)
-        if not self._ranges:
+        if not self._index.ranges:
             return None
-        name = segment_name(self._ranges[-1].segment_seq)  # sealed: rare, read it once
+        name = segment_name(self._index.ranges[-1].segment_seq)  # sealed: rare, read it once
         data = self.store.read(name)
         stamp = SegmentHeader.decode(data[:HEADER_SIZE], name).created_at_micros
         for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
@@ -326,19 +318,15 @@ class Log:
 
         The last local segment is never closed: it is the active one, or the one whose successor
         a failed rotation never created (no ``segment_closed`` event was sent for it)."""
-        with self._index_lock:
-            return [
-                (r.segment_seq, r.first_commit_seq, r.last_commit_seq) for r in self._ranges[:-1]
-            ]
+        return self._index.closed()
 
     def _forget_segment(self, segment_seq: int) -> None:
         """Retention removed a local segment: drop it from the index ``read`` uses."""
         with self._index_lock:
-            self._ranges = [r for r in self._ranges if r.segment_seq != segment_seq]
-            self._trimmed = True
+            self._index = self._index.without(segment_seq)
 
-    def _first_prev_hash(self) -> bytes:
-        name = segment_name(self._ranges[0].segment_seq)
+    def _prev_hash_of(self, segment_seq: int) -> bytes:
+        name = segment_name(segment_seq)
         return SegmentHeader.decode(self.store.read(name, 0, HEADER_SIZE), name).prev_segment_hash
 
     # --- archive and retention ----------------------------------------------------------
@@ -584,15 +572,13 @@ class Log:
         with self._index_lock:
             closing = self._manager.active
             if closing is not None:
-                last = self._ranges[-1]
-                last.first_commit_seq = closing.first_commit_seq
-                last.last_commit_seq = closing.last_commit_seq
+                self._index = self._index.sealed(closing.first_commit_seq, closing.last_commit_seq)
         try:  # all of it, or the log fails: never left without an active segment
             closed = self._manager.rotate(reason)
             active = self._manager.active
             assert active is not None
             with self._index_lock:
-                self._ranges.append(_SegmentRange(active.segment_seq, None, None))
+                self._index = self._index.opened(active.segment_seq)
             self._durable_seq = written  # rotate synced the closed segment
             # "closed" only now: its successor exists, so the segment will never be written again
             self._events.emit("segment_closed", segment=closed, reason=reason.value)
@@ -614,7 +600,7 @@ class Log:
 
     def _open_segment(self, segment_seq: int, prev_hash: bytes | None) -> None:
         active = self._manager.open_new(segment_seq, prev_hash)
-        self._ranges.append(_SegmentRange(segment_seq, None, None))
+        self._index = self._index.opened(segment_seq)
         self._events.emit(
             "segment_opened",
             name=active.name,
@@ -733,12 +719,9 @@ class Log:
         self._check_process()
         with self._index_lock:
             self._check_usable()
-            ranges = [
-                _SegmentRange(r.segment_seq, r.first_commit_seq, r.last_commit_seq)
-                for r in self._ranges
-            ]
+            index = self._index  # immutable: this read's picture, whatever happens meanwhile
             lowest = self._first_seq_locked()
-            trimmed = self._trimmed
+        ranges, trimmed = index.ranges, index.trimmed
         if from_seq is None:
             from_seq = lowest
         elif from_seq < lowest and trimmed:
@@ -813,9 +796,9 @@ class Log:
             return self._first_seq_locked()
 
     def _first_seq_locked(self) -> int:
-        for r in self._ranges:
-            if r.first_commit_seq is not None:
-                return r.first_commit_seq
+        first = self._index.first_commit_seq()
+        if first is not None:
+            return first
         active = self._manager.active
         if active is not None and active.first_commit_seq is not None:
             return active.first_commit_seq
@@ -840,7 +823,7 @@ class Log:
             last_seq=self._written_seq,
             durable_seq=self._durable_seq,
             active_segment=active.name if active else None,
-            segments=len(self._ranges),
+            segments=len(self._index.ranges),
             plugin_errors=dict(self._events.errors),
             failed=_describe(self._failed) if self._failed else None,
         )
