@@ -26,19 +26,20 @@ import secrets
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import pluggy
 
 from walship.core import frame as framing
 from walship.core.commit import RETRIES, GroupCommit, Request
+from walship.core.events import EventDispatcher
 from walship.core.frame import MAX_COMMIT_SEQ, MAX_PAYLOAD, Frame, as_payloads, check_payload
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.index import Index
 from walship.core.record import ArchiveRecord, first_local_seq
-from walship.core.recovery import RecoveryReport, recover
+from walship.core.recovery import RecoveredLog, RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import (
     ActiveSegment,
@@ -58,13 +59,7 @@ from walship.errors import (
     TruncatedFrameError,
     WalshipError,
 )
-from walship.plugins.events import EventDispatcher
-from walship.plugins.manager import new_plugin_manager
 from walship.store import SegmentStore
-
-if TYPE_CHECKING:
-    from walship.archive.archiver import Archiver, ArchiveSettings
-    from walship.archive.retention import RetentionPolicy
 
 logger = logging.getLogger("walship")
 T = TypeVar("T")
@@ -114,6 +109,67 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class PreparedArchive(Protocol):
+    """What an :class:`Archiving` prepared before recovery."""
+
+    @property
+    def record(self) -> ArchiveRecord:
+        """The archive record (rebuilt from the archive when it was lost)."""
+
+    @property
+    def restored(self) -> list[str]:
+        """Segments put back from the archive (``repair``)."""
+
+    @property
+    def record_rebuilt(self) -> bool:
+        """Whether the record was rebuilt from the archive."""
+
+
+class Retaining(Protocol):
+    """Retention, as the log drives it (:meth:`Log.checkpoint`)."""
+
+    def apply(self) -> object:
+        """Remove what the policy lets go now."""
+
+
+class ArchiveService(Protocol):
+    """The running archiver, as :attr:`Log.archiver` shows it (see
+    :class:`walship.archive.archiver.Archiver`)."""
+
+    @property
+    def retention(self) -> Retaining | None: ...
+
+    def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool: ...
+
+    def pending(self) -> list[str]: ...
+
+    def stalled(self) -> dict[str, str]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self, timeout: float = 30.0) -> None: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def requeue(self, retry_stalled: bool = True) -> int: ...
+
+    def wait_for_progress(self, timeout: float) -> None: ...
+
+
+class Archiving(Protocol):
+    """The archive and retention of a log, built by the caller (``walship.open``: see
+    :func:`walship.archive.archiver.build_archiving`) and handed to the :class:`Log`, which
+    calls it on its opening thread: ``prepare_open`` holding the store's lock, before
+    recovery; ``start`` once the log is open (wired through :meth:`Log.closed_segments`,
+    :meth:`Log.segment_removed`, :meth:`Log.notify` and ``log.plugins``). What either raises
+    fails the open (the log is closed again)."""
+
+    def prepare_open(self, store: SegmentStore, repair: bool) -> PreparedArchive: ...
+
+    def start(self, log: Log) -> ArchiveService: ...
+
+
 class _Writer:
     """The :class:`~walship.core.commit.BatchWriter` of a :class:`Log` (its write path, run by
     the holder of the I/O turn; ``check_usable`` by any appender)."""
@@ -140,10 +196,16 @@ class Log:
     Use :func:`walship.open` rather than the constructor. Args as there.
     """
 
+    _archiver: ArchiveService | None
+    _events: EventDispatcher
+    _stop: threading.Event
+    _maintenance: threading.Thread
+
     def __init__(
         self,
         store: SegmentStore,
         *,
+        plugins: pluggy.PluginManager,
         instance_id: int | None = None,
         durability: Durability | str = Durability.ALWAYS,
         sync_interval: float = 0.01,
@@ -153,63 +215,22 @@ class Log:
         repair: bool = False,
         seed_restarts: bool = False,
         clock: Clock | None = None,
-        plugins: Iterable[object] = (),
-        entry_point_plugins: bool = True,
         anchor: bytes | None = None,
-        archive: Mapping[str, Any] | None = None,
-        retention: Mapping[str, Any] | None = None,
+        archiving: Archiving | None = None,
     ) -> None:
-        archive_settings: ArchiveSettings | None = None
-        retention_policy: RetentionPolicy | None = None
-        if archive is not None or retention is not None:
-            from walship.archive.archiver import build_archiving  # fsspec loads only when used
+        """Lock ``store``, recover it and open it for appends; then start the archive.
 
-            archive_settings, retention_policy = build_archiving(archive, retention)
-        self._archiver: Archiver | None = None
-        self.store = store
-        self.durability = Durability(durability)
-        if sync_interval <= 0:
-            raise ValueError(f"sync_interval must be positive, got {sync_interval}")
-        self.sync_interval = sync_interval
-        self.clock: Clock = clock or SystemClock()
-        policy = RotationPolicy(max_segment_bytes, max_segment_age)
-        # guards the index of segment ranges, which readers and retention use off the I/O turn
-        self._index_lock = threading.Lock()
-        self._commit = GroupCommit(_Writer(self))
-        self._encoder = BatchEncoder()
-        self._failed: BaseException | None = None
-        self._closed = False
-        self._counters: Counter[str] = Counter()
-        self._lock_held = False
-
-        self.plugins: pluggy.PluginManager = new_plugin_manager(entry_points=entry_point_plugins)
-        for plugin in plugins:
-            self.plugins.register(plugin)
-        # its thread starts with the first event, after the lock: a refused open starts none
-        self._events = EventDispatcher(self.plugins, self)
-        self._pid = os.getpid()
-        self._forked = False  # set in a forked child (see _after_fork_in_child)
-        self._stop = threading.Event()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="walship-maintenance", daemon=True
-        )
-
+        ``plugins`` (built by the caller, with the hookspecs) hears the log's events;
+        ``archiving`` (built by the caller from the ``archive:`` and ``retention:`` sections)
+        prepares the archive record before recovery and starts the archiver after.
+        """
+        self._configure(store, plugins, durability, sync_interval, clock)
         store.lock()
         self._lock_held = True
         recovered = None
         try:
-            # the record of what is archived; its last removed segment anchors the chain
-            prepared = None
-            if archive_settings is not None:  # rebuilt from the archive when lost; repair
-                from walship.archive.repair import prepare_archived_open
-
-                prepared = prepare_archived_open(store, archive_settings, repair=repair)
-                self._record = prepared.record
-            elif repair:
-                raise ConfigError("repair=True needs the log's archive: section to repair from")
-            else:
-                self._record = ArchiveRecord.load(store)
-            if anchor is None:
+            prepared = self._load_record(archiving, repair)
+            if anchor is None:  # the record's last removed segment anchors the chain
                 anchor = self._record.anchor_for(first_local_seq(store))
             recovered = recover(
                 store,
@@ -220,44 +241,8 @@ class Log:
                 base=self._record.chain_base(),  # numbering goes on after the archive
                 seed_restarts=seed_restarts,
             )
-            self.recovery: RecoveryReport = recovered.report
-            report = self.recovery
-            if prepared is not None:
-                report.restored = prepared.restored
-                report.record_rebuilt = prepared.record_rebuilt
-            if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
-                logger.warning("walship recovery: %s", report.summary())
-            self.instance_id: int = (
-                recovered.instance_id
-                if recovered.instance_id is not None
-                else instance_id
-                if instance_id is not None
-                else secrets.randbits(63)
-            )
-            self._manager = SegmentManager(
-                store,
-                self.instance_id,
-                policy,
-                self.clock,
-                preallocate=self.durability is not Durability.NONE,
-            )
-            self._next_seq = recovered.next_commit_seq
-            self._written_seq = self._next_seq - 1
-            self._durable_seq = self._written_seq  # what recovery found is on disk
-            ranges = recovered.segment_ranges
-            # older segments of the log are gone from the store (retention removed them)
-            trimmed = bool(ranges) and self._prev_hash_of(ranges[0][0]) != ZERO_HASH
-            self._index = Index.of(ranges, trimmed)
-            # stamps never go back, across restarts too: start from the newest one on disk
-            self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
-            if recovered.active is not None:
-                self._manager.resume(recovered.active)
-                # what recovery read may still be only in the page cache (the file's bytes, or
-                # its directory entry): make it durable before durable_seq claims it
-                self._manager.sync()
-                store.sync_dir()
-            else:
-                self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
+            self._report(recovered.report, prepared)
+            self._resume(recovered, instance_id, RotationPolicy(max_segment_bytes, max_segment_age))
             self._events.emit("log_recovered", report=self.recovery)
             self._maintenance.start()
             _register_open(self)
@@ -269,12 +254,103 @@ class Log:
             self._lock_held = False
             store.unlock()
             raise
-        if archive_settings is not None and retention_policy is not None:
+        if archiving is not None:
             try:
-                self._start_archiver(archive_settings, retention_policy)
+                self._archiver = archiving.start(self)
             except BaseException:
                 self.close()
                 raise
+
+    def _configure(
+        self,
+        store: SegmentStore,
+        plugins: pluggy.PluginManager,
+        durability: Durability | str,
+        sync_interval: float,
+        clock: Clock | None,
+    ) -> None:
+        """The settings, the state of a log not yet open, and its (unstarted) threads."""
+        self.store = store
+        self.durability = Durability(durability)
+        if sync_interval <= 0:
+            raise ValueError(f"sync_interval must be positive, got {sync_interval}")
+        self.sync_interval = sync_interval
+        self.clock: Clock = clock or SystemClock()
+        self._archiver = None
+        # guards the index of segment ranges, which readers and retention use off the I/O turn
+        self._index_lock = threading.Lock()
+        self._commit = GroupCommit(_Writer(self))
+        self._encoder = BatchEncoder()
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._counters: Counter[str] = Counter()
+        self._lock_held = False
+        self.plugins = plugins
+        # its thread starts with the first event, after the lock: a refused open starts none
+        self._events = EventDispatcher(plugins, self)
+        self._pid = os.getpid()
+        self._forked = False  # set in a forked child (see _after_fork_in_child)
+        self._stop = threading.Event()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="walship-maintenance", daemon=True
+        )
+
+    def _load_record(self, archiving: Archiving | None, repair: bool) -> PreparedArchive | None:
+        """The record of what is archived: rebuilt from the archive when lost; with
+        ``repair``, archived segments damaged or missing locally put back first."""
+        if archiving is not None:
+            prepared = archiving.prepare_open(self.store, repair)
+            self._record = prepared.record
+            return prepared
+        if repair:
+            raise ConfigError("repair=True needs the log's archive: section to repair from")
+        self._record = ArchiveRecord.load(self.store)
+        return None
+
+    def _report(self, report: RecoveryReport, prepared: PreparedArchive | None) -> None:
+        self.recovery: RecoveryReport = report
+        if prepared is not None:
+            report.restored = prepared.restored
+            report.record_rebuilt = prepared.record_rebuilt
+        if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
+            logger.warning("walship recovery: %s", report.summary())
+
+    def _resume(
+        self, recovered: RecoveredLog, instance_id: int | None, policy: RotationPolicy
+    ) -> None:
+        """Take the recovered log up: the counters, the index, the active segment (made
+        durable: recovery may have read it from the page cache) or a new one."""
+        self.instance_id: int = (
+            recovered.instance_id
+            if recovered.instance_id is not None
+            else instance_id
+            if instance_id is not None
+            else secrets.randbits(63)
+        )
+        self._manager = SegmentManager(
+            self.store,
+            self.instance_id,
+            policy,
+            self.clock,
+            preallocate=self.durability is not Durability.NONE,
+        )
+        self._next_seq = recovered.next_commit_seq
+        self._written_seq = self._next_seq - 1
+        self._durable_seq = self._written_seq  # what recovery found is on disk
+        ranges = recovered.segment_ranges
+        # older segments of the log are gone from the store (retention removed them)
+        trimmed = bool(ranges) and self._prev_hash_of(ranges[0][0]) != ZERO_HASH
+        self._index = Index.of(ranges, trimmed)
+        # stamps never go back, across restarts too: start from the newest one on disk
+        self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
+        if recovered.active is not None:
+            self._manager.resume(recovered.active)
+            # what recovery read may still be only in the page cache (the file's bytes, or
+            # its directory entry): make it durable before durable_seq claims it
+            self._manager.sync()
+            self.store.sync_dir()
+        else:
+            self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
 
     def _last_stamp_on_disk(self, active: ActiveSegment | None) -> int | None:
         """The newest timestamp in the local log: the last frame's (or header's) of its last
@@ -292,38 +368,27 @@ class Log:
             stamp = max(stamp, f.timestamp_micros)
         return stamp
 
-    def _start_archiver(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
-        from walship.archive.archiver import Archiver
-        from walship.archive.retention import Retention
+    # --- the seam the archive is wired through --------------------------------------------
 
-        archiver = Archiver(
-            self.store, settings, self._record, self._events.emit, self._closed_segments
-        )
-        if policy.mode != "all":
-            archiver.retention = Retention(
-                policy,
-                self.store,
-                self._record,
-                archiver.url,
-                self._closed_segments,
-                self._forget_segment,
-                self._events.emit,
-            )
-        self.plugins.register(archiver, name="walship.archiver")
-        self._archiver = archiver
-        archiver.start()
-
-    def _closed_segments(self) -> list[tuple[int, int | None, int | None]]:
-        """(segment_seq, first, last commit_seq) of every local segment that has a successor.
+    def closed_segments(self) -> list[tuple[int, int | None, int | None]]:
+        """(segment_seq, first, last commit_seq) of every local segment that has a successor,
+        oldest first. Any thread (the archiver's, retention's).
 
         The last local segment is never closed: it is the active one, or the one whose successor
         a failed rotation never created (no ``segment_closed`` event was sent for it)."""
         return self._index.closed()
 
-    def _forget_segment(self, segment_seq: int) -> None:
-        """Retention removed a local segment: drop it from the index ``read`` uses."""
+    def segment_removed(self, segment_seq: int) -> None:
+        """Tell the log that a closed local segment was removed (by retention, once archived):
+        ``read`` no longer looks for its frames and says they are gone. Any thread."""
         with self._index_lock:
             self._index = self._index.without(segment_seq)
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Deliver the event ``hook`` to the plugins: on the event thread, in order, after
+        the events before it; never blocks, never raises a plugin's error (see
+        :class:`~walship.core.events.EventDispatcher`). Any thread."""
+        self._events.emit(hook, **kwargs)
 
     def _prev_hash_of(self, segment_seq: int) -> bytes:
         name = segment_name(segment_seq)
@@ -332,7 +397,7 @@ class Log:
     # --- archive and retention ----------------------------------------------------------
 
     @property
-    def archiver(self) -> Archiver | None:
+    def archiver(self) -> ArchiveService | None:
         """The archiver (``None`` without an ``archive`` section): ``flush()``, ``pending()``,
         ``stalled()``, ``stats()``."""
         return self._archiver
