@@ -497,7 +497,9 @@ class Log:
             BaseException: whatever interrupted the write (the log is failed then, see
                 :meth:`_commit_locked`).
         """
-        self._check_usable()
+        refusal = self._refusal()  # (failed before closed, as _settle_locked says it)
+        if refusal is not None:
+            raise refusal
         first = self._next_seq
         frames = 0
         nbytes = 0

@@ -1,7 +1,8 @@
 """Interrupts harness: a BaseException (KeyboardInterrupt, SystemExit, a bug's exception) at
 every I/O call of append, append_batch, rotate, sync, checkpoint and close, one by one, before
-and after the call does its work; and at random moments from a signal timer while several
-threads append, in every durability mode.
+and after the call does its work; at every point of the group commit's hand-offs where CPython
+can deliver one (a profile hook raises it there, one point after the other); and at random
+moments from a signal timer while several threads append, in every durability mode.
 
 After each: the call finished or the log is failed (an interrupted call never returns as if
 nothing happened, and its exception goes on in its own thread); every acknowledged frame comes
