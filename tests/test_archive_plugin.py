@@ -23,7 +23,7 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.record import RECORD_NAME, ArchiveRecord, load_anchor
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import (
     ArchiveRecordError,
     CheckpointError,

@@ -29,7 +29,7 @@ from walship.archive.restore import restore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.record import ArchiveRecord
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import (
     ArchiveConflictError,
     ArchiveIntegrityError,

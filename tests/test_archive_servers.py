@@ -14,7 +14,7 @@ from reliability.s3proxy import FaultProxy
 from s3server import S3Bucket, closed_segments, moto_endpoint, new_bucket, radosgw_server
 
 from walship.archive import ArchiveReadStore, ArchiveStore, manifest_name, objects
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import (
     ArchiveBucketMissingError,
     ArchiveConflictError,

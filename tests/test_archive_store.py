@@ -26,7 +26,7 @@ from walship.archive import (
     parse_object_name,
 )
 from walship.core.header import HEADER_SIZE, parse_segment_name
-from walship.core.recovery import ProblemKind, scan_store
+from walship.core.scan import ProblemKind, scan_store
 from walship.errors import (
     ArchiveConflictError,
     ArchiveError,

@@ -23,7 +23,7 @@ from walship.cli.append import parse_sep
 from walship.cli.init import TEMPLATE
 from walship.config import load_config
 from walship.core.header import segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 
 WALSHIP = Path(sys.executable).parent / "walship"
 

@@ -27,7 +27,7 @@ def test_round_trip_1000_frames() -> None:
     buf = bytearray()
     payloads = [bytes([i % 256]) * (i % 300) for i in range(1000)]
     for i, p in enumerate(payloads):
-        fr.encode_into(buf, i + 1, 10 * i, i % 256, p)
+        buf += fr.encode(i + 1, 10 * i, i % 256, p)
     frames = list(fr.decode_all(bytes(buf)))
     assert [f.commit_seq for f in frames] == list(range(1, 1001))
     assert [f.payload for f in frames] == payloads
@@ -36,15 +36,25 @@ def test_round_trip_1000_frames() -> None:
     assert list(fr.FrameReader(io.BytesIO(bytes(buf)))) == frames
 
 
+def _frame_by_hand(seq: int, ts: int, ptype: int, payload: bytes) -> bytes:
+    body = struct.pack(">IQQB", 21 + len(payload), seq, ts, ptype) + payload
+    return body + struct.pack(">I", crc32c(body))
+
+
 def test_batch_encoding_matches_single_frames_and_reuses_buffer() -> None:
-    buf = bytearray()
-    assert fr.encode_batch(buf, 5, 99, 3, [b"a", b"", b"ccc"]) == 3
-    assert bytes(buf) == fr.encode(5, 99, 3, b"a") + fr.encode(6, 99, 3) + fr.encode(
+    buf = bytearray(b"\xee" * 200)
+    end = fr.encode_batch_at(buf, 3, 5, 99, 3, [b"a", b"", b"ccc"])
+    expected = _frame_by_hand(5, 99, 3, b"a") + _frame_by_hand(6, 99, 3, b"")
+    expected += _frame_by_hand(7, 99, 3, b"ccc")
+    assert end == 3 + len(expected) == 3 + 3 * fr.FRAME_OVERHEAD + 4
+    assert buf[3:end] == expected and buf[:3] + buf[end:] == b"\xee" * (200 - len(expected))
+    assert bytes(buf[3:end]) == fr.encode(5, 99, 3, b"a") + fr.encode(6, 99, 3) + fr.encode(
         7, 99, 3, b"ccc"
     )
-    buf.clear()
-    fr.encode_batch(buf, 1, 1, 1, (memoryview(b"xy"), bytearray(b"z")))
-    assert [f.payload for f in fr.decode_all(buf)] == [b"xy", b"z"]
+    end = fr.encode_batch_at(buf, 0, 1, 1, 1, (memoryview(b"xy"), bytearray(b"z")))
+    assert [f.payload for f in fr.decode_all(memoryview(buf)[:end])] == [b"xy", b"z"]
+    wide = memoryview(bytes(8)).cast("Q")  # a buffer of wider items is its bytes, not items
+    assert fr.encode(1, 1, 1, wide) == _frame_by_hand(1, 1, 1, bytes(8))
 
 
 def test_empty_input_is_a_clean_end() -> None:
@@ -121,13 +131,40 @@ def test_out_of_range_length_rejected_before_allocating(length: int) -> None:
 
 
 def test_limits_enforced_when_writing() -> None:
-    buf = bytearray(b"keep")
+    buf = bytearray(b"keep" * 16)
     with pytest.raises(FrameTooLargeError, match="exceeds the frame limit"):
-        fr.encode_batch(buf, 1, 1, 1, [b"ok", bytes(fr.MAX_PAYLOAD + 1)])
+        fr.encode_batch_at(buf, 0, 1, 1, 1, [b"ok", bytes(fr.MAX_PAYLOAD + 1)])
     with pytest.raises(ValueError, match="payload_type"):
-        fr.encode_batch(buf, 1, 1, 256, [b"ok"])
+        fr.encode_batch_at(buf, 0, 1, 1, 256, [b"ok"])
     with pytest.raises(ValueError, match="64-bit"):
-        fr.encode_batch(buf, 2**64 - 1, 1, 1, [b"a", b"b"])
-    assert buf == b"keep"  # nothing written on any error
-    fr.encode_into(buf, 1, 1, 1, bytes(fr.MAX_PAYLOAD))  # the largest frame is fine
-    assert len(buf) == 4 + 4 + fr.MAX_FRAME_LENGTH
+        fr.encode_batch_at(buf, 0, 2**64 - 1, 1, 1, [b"a", b"b"])
+    with pytest.raises(ValueError, match="64-bit"):
+        fr.encode_batch_at(buf, 0, 1, 2**64, 1, [b"a"])
+    with pytest.raises(ValueError, match="too short"):
+        fr.encode_batch_at(buf, 40, 1, 1, 1, [b"a"])
+    assert buf == b"keep" * 16  # nothing written on any error
+    with pytest.raises(FrameTooLargeError):
+        fr.encode(1, 1, 1, bytes(fr.MAX_PAYLOAD + 1))
+    raw = fr.encode(1, 1, 1, bytes(fr.MAX_PAYLOAD))  # the largest frame is fine
+    assert len(raw) == 4 + fr.MAX_FRAME_LENGTH
+
+
+def test_the_scanner_says_where_and_why_it_stopped() -> None:
+    good = fr.encode(1, 2, 3, b"abc") + fr.encode(2, 2, 3, b"")
+    cases = [
+        (good, fr.StopReason.END, len(good), "end of data"),
+        (good[:-1], fr.StopReason.TRUNCATED, 28, "frame needs 25 bytes, 24 remain"),
+        (good + b"\0\0", fr.StopReason.TRUNCATED, 53, "2 bytes are too few for a frame length"),
+        (good + bytes(30), fr.StopReason.ZEROS, 53, "frame length 0 is outside 21..67108864"),
+        (good + bytes(29) + b"\1", fr.StopReason.BAD_LENGTH, 53, "frame length 0 is outside"),
+        (good[:10] + b"\xff" + good[11:], fr.StopReason.BAD_CRC, 0, "CRC-32C mismatch"),
+    ]
+    for data, reason, offset, detail in cases:
+        scan = fr.FrameScan(data)
+        frames = list(scan)
+        assert scan.stop is not None
+        assert (scan.stop.reason, scan.stop.offset) == (reason, offset), data
+        assert scan.stop.detail.startswith(detail)
+        assert [f[0] for f in frames] == [0, 28][: (offset + 27) // 28]
+    scan = fr.FrameScan(b"\0" * 5 + good, 5)
+    assert [(off, end, seq) for off, end, seq, _, _ in scan] == [(5, 33, 1), (33, 58, 2)]

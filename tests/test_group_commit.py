@@ -12,7 +12,7 @@ import pytest
 import walship
 from walship.backends.memory import MemorySegmentFile, MemoryStore
 from walship.backends.posix import PosixStore
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.store import SegmentFile
 
 THREADS = 16

@@ -16,8 +16,8 @@ import walship
 from walship import hookimpl
 from walship.backends.memory import MemoryStore
 from walship.core.frame import MAX_PAYLOAD
-from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import scan_store
 from walship.errors import FrameTooLargeError, LogClosedError, LogFailedError, StoreLockedError
 from walship.store import SegmentFile
 

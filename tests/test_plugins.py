@@ -22,8 +22,8 @@ from walship import hookimpl
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.backends.registry import BackendError, backend_names, create_store, load_backend
-from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import scan_store
 from walship.errors import ConfigError
 from walship.plugins.logging import LoggingPlugin
 from walship.plugins.manager import (

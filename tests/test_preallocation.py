@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -14,13 +15,14 @@ from pathlib import Path
 
 import pytest
 from blake3 import blake3
+from crc32c import crc32c
 
 import walship
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core import frame as framing
 from walship.core.header import HEADER_SIZE, parse_segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 
 
 def segments(d: Path) -> list[Path]:
@@ -188,8 +190,8 @@ def test_batch_encoders_write_the_seed_bytes(tmp_path: Path, size: int) -> None:
 
 def test_encode_batch_at_and_pieces_match_encode_batch() -> None:
     payloads = [b"", b"a", os.urandom(5000), memoryview(b"xyz"), bytearray(b"q" * 70)]
-    ref = bytearray()
-    framing.encode_batch(ref, 10, 99, 3, payloads)
+    frames = [struct.pack(">IQQB", 21 + len(p), 10 + i, 99, 3) + p for i, p in enumerate(payloads)]
+    ref = b"".join(f + struct.pack(">I", crc32c(f)) for f in frames)
     buf = bytearray(len(ref) + 7)
     end = framing.encode_batch_at(buf, 7, 10, 99, 3, payloads)
     assert end == len(buf) and buf[7:] == ref

@@ -9,7 +9,8 @@ import walship
 from walship.backends.memory import MemoryStore
 from walship.core.frame import encode
 from walship.core.header import HEADER_SIZE, SegmentHeader, segment_name
-from walship.core.recovery import ProblemKind, recover, scan_store
+from walship.core.repair import recover
+from walship.core.scan import ProblemKind, scan_segment, scan_store
 from walship.errors import LogCorruptError, SegmentHeaderError
 from walship.store import SegmentStore
 
@@ -206,6 +207,28 @@ def test_verify_is_read_only(store: SegmentStore) -> None:
     scan = scan_store(store)
     assert not scan.ok
     assert {n: store.read(n) for n in store.list_names()} == before
+
+
+def test_scan_segment_checks_one_segment_as_the_store_scan_does(store: SegmentStore) -> None:
+    _write_log(store)
+    whole = scan_store(store)
+    for seg in whole.segments:
+        one = scan_segment(seg.name, store.read(seg.name))
+        assert one.ok and len(one.segments) == 1
+        got = one.segments[0]
+        assert (got.header, got.frame_count, got.first_commit_seq, got.last_commit_seq) == (
+            seg.header,
+            seg.frame_count,
+            seg.first_commit_seq,
+            seg.last_commit_seq,
+        )
+        assert got.blake3 == seg.blake3 == blake3(store.read(seg.name)).digest()
+    damaged = store.read(S2)[:-3]
+    (problem,) = scan_segment(S2, damaged).problems
+    assert problem.kind is ProblemKind.TRUNCATED_TAIL and "ends inside a frame" in problem.detail
+    assert scan_segment(S2, damaged).segments[0].valid_end < len(damaged)
+    with pytest.raises(ValueError, match="not a segment file name"):
+        scan_segment("segment_1.aedbwal", store.read(S2))
 
 
 @pytest.mark.parametrize("where", ["crc", "length-longer", "length-shorter", "length-hostile"])

@@ -19,7 +19,7 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import HEADER_SIZE, segment_name
 from walship.core.record import RECORD_NAME, ArchiveRecord, check_continues
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import (
     ArchiveConflictError,
     ArchiveError,

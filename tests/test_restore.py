@@ -20,8 +20,8 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import segment_name
 from walship.core.record import ArchiveRecord
-from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import scan_store
 from walship.errors import (
     ArchiveIntegrityError,
     ArchiveMissingError,

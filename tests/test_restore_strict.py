@@ -30,7 +30,7 @@ import walship
 from walship.archive import ArchiveStore, manifest_name
 from walship.archive.plan import ArchiveIncompleteError, ArchivePlanError
 from walship.archive.restore import restore
-from walship.core.frame import encode_batch
+from walship.core.frame import encode
 from walship.core.header import SegmentHeader, segment_name
 from walship.errors import ArchiveIntegrityError, RestoreError
 
@@ -213,7 +213,7 @@ def chained_segment(
     """Segment ``seq`` chained to ``prev`` (its bytes), one frame per stamp from ``first_seq``."""
     buf = bytearray(SegmentHeader(instance_id, seq, stamps[0], blake3(prev).digest()).encode())
     for i, ts in enumerate(stamps):
-        encode_batch(buf, first_seq + i, ts, 0, [b"frame %d at %d" % (first_seq + i, ts)])
+        buf += encode(first_seq + i, ts, 0, b"frame %d at %d" % (first_seq + i, ts))
     return bytes(buf)
 
 

@@ -12,7 +12,7 @@ import walship
 from walship import hookimpl
 from walship.backends.posix import PosixStore
 from walship.core.header import segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import LogClosedError
 
 

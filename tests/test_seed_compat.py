@@ -26,7 +26,7 @@ from blake3 import blake3
 import walship
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
-from walship.core.frame import Frame, FrameReader, decode_all, encode_into
+from walship.core.frame import Frame, FrameReader, decode_all, encode
 from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
@@ -34,8 +34,9 @@ from walship.core.header import (
     parse_segment_name,
     segment_name,
 )
-from walship.core.recovery import ProblemKind, recover, scan_store
+from walship.core.repair import recover
 from walship.core.rotation import ManualClock, RotationPolicy, RotationReason
+from walship.core.scan import ProblemKind, scan_store
 from walship.core.segment import ClosedSegment, SegmentManager
 from walship.store import SegmentStore
 
@@ -201,7 +202,7 @@ class ManagerReplay:
         buf = bytearray()
         frames = step["frames"]
         for f in frames:
-            encode_into(buf, f["seq"], f.get("ts", self.clock.micros), f["type"], payload_of(f))
+            buf += encode(f["seq"], f.get("ts", self.clock.micros), f["type"], payload_of(f))
         last_ts = frames[-1].get("ts", self.clock.micros)
         self.manager.append(
             buf, len(frames), frames[0]["seq"], frames[-1]["seq"], last_ts, step.get("sync", True)

@@ -7,7 +7,7 @@ import struct
 import pytest
 from blake3 import blake3
 
-from walship.core.frame import decode_all, encode, encode_batch
+from walship.core.frame import decode_all, encode
 from walship.core.header import (
     HEADER_SIZE,
     SEGMENT_MAGIC,
@@ -101,8 +101,7 @@ def test_size_rotation_trigger_and_no_split_invariant(store: SegmentStore) -> No
     assert closed.size > 160  # overshoots by one batch rather than splitting it
     assert closed.reason is RotationReason.SIZE
     # a batch that crosses the limit lands whole in one segment
-    buf = bytearray()
-    encode_batch(buf, 2, 2, 1, [bytes(60)] * 5)
+    buf = b"".join(encode(seq, 2, 1, bytes(60)) for seq in range(2, 7))
     m.append(buf, 5, 2, 6, 2, True)
     closed2 = m.rotate()
     data = store.read(closed2.name)

@@ -1,4 +1,5 @@
-"""The store contract, on both stores; the POSIX store's specifics; the memory store's model."""
+"""The store conformance suite (:mod:`walship.testing.store_contract`) on both stores and the
+fault-injecting wrapper; the POSIX store's specifics; the memory store's model."""
 
 from __future__ import annotations
 
@@ -12,56 +13,42 @@ from pathlib import Path
 import pytest
 
 from walship.backends.memory import MemoryStore
-from walship.backends.posix import LOCK_NAME, PosixStore
+from walship.backends.platform import RWF_DSYNC
+from walship.backends.posix import LOCK_NAME, RESERVE_NAME, PosixStore
 from walship.errors import StoreLockedError
 from walship.store import SegmentStore
+from walship.testing.faults import FaultyStore
+from walship.testing.store_contract import StoreContract
 
 
-def test_store_contract(store: SegmentStore) -> None:
-    f = store.create("a", b"head")
-    f.write(b"-tail")
-    f.sync()
-    assert f.size == 9
-    assert store.read("a") == b"head-tail"
-    assert store.read("a", 2, 3) == b"ad-"
-    assert store.read("a", 5) == b"tail"
-    assert store.size("a") == 9
-    f.close()
-    f.close()  # idempotent
-    with pytest.raises(FileExistsError):
-        store.create("a", b"")
-    g = store.open_append("a")
-    g.write(b"!")
-    g.close()
-    assert store.read("a") == b"head-tail!"
-    store.truncate("a", 4)
-    assert store.read("a") == b"head"
-    store.rename("a", "b")
-    store.write_atomic("c", b"record")
-    store.write_atomic("c", b"record2")
-    assert sorted(n for n in store.list_names() if n != LOCK_NAME) == ["b", "c"]
-    assert store.read("c") == b"record2"
-    store.remove("b")
-    with pytest.raises(FileNotFoundError):
-        store.read("b")
-    with pytest.raises(FileNotFoundError):
-        store.open_append("b")
-    with pytest.raises(FileNotFoundError):
-        store.remove("b")
+class TestPosixStoreContract(StoreContract):
+    own_names = frozenset({LOCK_NAME, RESERVE_NAME})
+
+    def make_store(self, tmp_path: Path) -> SegmentStore:
+        return PosixStore(tmp_path / "wal")
+
+    def make_other(self, store: SegmentStore, tmp_path: Path) -> SegmentStore:
+        return PosixStore(tmp_path / "wal")
 
 
-def test_single_writer_lock(store: SegmentStore, tmp_path: Path) -> None:
+class TestMemoryStoreContract(StoreContract):
+    def make_store(self, tmp_path: Path) -> SegmentStore:
+        return MemoryStore()
+
+
+class TestFaultyStoreContract(StoreContract):
+    """The fault-injecting wrapper, unarmed, is a store like the one it wraps."""
+
+    def make_store(self, tmp_path: Path) -> SegmentStore:
+        return FaultyStore(MemoryStore())
+
+
+def test_posix_lock_names_the_other_writer(tmp_path: Path) -> None:
+    store = PosixStore(tmp_path / "wal")
     store.lock()
-    other = PosixStore(tmp_path / "wal") if isinstance(store, PosixStore) else store
-    if other is not store:
-        with pytest.raises(StoreLockedError, match="locked by another writer"):
-            other.lock()
-    else:
-        with pytest.raises(StoreLockedError):
-            store.lock()
-    store.unlock()
-    other.lock()
-    other.unlock()
+    with pytest.raises(StoreLockedError, match="locked by another writer"):
+        PosixStore(tmp_path / "wal").lock()
+    store.close()
 
 
 def test_posix_lock_excludes_another_process(tmp_path: Path) -> None:
@@ -108,6 +95,43 @@ def test_posix_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert store.read("s") == b"0123456789"
     assert len(calls) == 4
     assert f.size == 10
+
+
+def test_posix_finishes_short_gathering_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PosixStore(tmp_path)
+    f = store.create("s", b"")
+    real_writev = os.writev
+
+    def short_writev(fd: int, buffers: list[bytes]) -> int:
+        return real_writev(fd, [b"".join(bytes(b) for b in buffers)[:3]])  # 3 bytes at most
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    f.write_many([b"0123", b"45", b"6789"])
+    monkeypatch.undo()
+    assert store.read("s") == b"0123456789"
+    assert f.size == 10
+
+
+@pytest.mark.skipif(RWF_DSYNC is None, reason="no pwritev2 with RWF_DSYNC here")
+def test_posix_finishes_a_short_durable_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PosixStore(tmp_path)
+    f = store.create("s", b"ab")
+    real_pwritev = os.pwritev
+
+    def short_pwritev(fd: int, buffers: list[bytes], offset: int, flags: int) -> int:
+        return real_pwritev(fd, [b"".join(bytes(b) for b in buffers)[:3]], offset, flags)
+
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
+    f.write_durable([b"0123", b"456789"])
+    monkeypatch.undo()
+    assert store.read("s") == b"ab0123456789"
+    assert f.size == 12
+    f.write(b"!")  # and the file goes on at its end
+    assert store.read("s") == b"ab0123456789!"
 
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])

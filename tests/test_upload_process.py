@@ -18,7 +18,7 @@ from walship.archive import ArchiveReadStore, ArchiveStore
 from walship.archive.upload_process import UploadProcess, _flatten, _rebuild
 from walship.backends.memory import MemoryStore
 from walship.core.header import segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import ArchiveConflictError, ArchiveIntegrityError
 
 

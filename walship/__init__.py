@@ -16,14 +16,28 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from walship.core.frame import Frame
-from walship.core.recovery import Problem, ProblemKind, RecoveryReport
+from walship.core.repair import RecoveryReport
 from walship.core.rotation import ManualClock, RotationReason
+from walship.core.scan import Problem, ProblemKind
 from walship.core.segment import ClosedSegment
 from walship.errors import (
+    ArchiveBucketMissingError,
+    ArchiveConflictError,
+    ArchiveError,
+    ArchiveIntegrityError,
+    ArchiveMissingError,
+    ArchiveNameError,
+    ArchiveReadOnlyError,
+    ArchiveRecordError,
+    ArchiveStorageError,
+    ArchiveUnsupportedError,
+    BackendError,
+    CheckpointError,
     CommitSeqLimitError,
     ConfigError,
     CorruptFrameError,
     FrameError,
+    FramesUnavailableError,
     FrameTooLargeError,
     LockLostError,
     LogClosedError,
@@ -32,7 +46,9 @@ from walship.errors import (
     LogForkedError,
     PayloadError,
     PlatformUnsupportedError,
+    RestoreError,
     SegmentHeaderError,
+    SegmentReadError,
     StoreEntryError,
     StoreLockedError,
     TruncatedFrameError,
@@ -127,6 +143,18 @@ def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> 
 
 
 __all__ = [
+    "ArchiveBucketMissingError",
+    "ArchiveConflictError",
+    "ArchiveError",
+    "ArchiveIntegrityError",
+    "ArchiveMissingError",
+    "ArchiveNameError",
+    "ArchiveReadOnlyError",
+    "ArchiveRecordError",
+    "ArchiveStorageError",
+    "ArchiveUnsupportedError",
+    "BackendError",
+    "CheckpointError",
     "ClosedSegment",
     "CommitSeqLimitError",
     "ConfigError",
@@ -135,6 +163,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "FrameTooLargeError",
+    "FramesUnavailableError",
     "LockLostError",
     "Log",
     "LogClosedError",
@@ -148,8 +177,10 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "RecoveryReport",
+    "RestoreError",
     "RotationReason",
     "SegmentHeaderError",
+    "SegmentReadError",
     "StoreEntryError",
     "StoreLockedError",
     "TruncatedFrameError",

@@ -56,7 +56,7 @@ class SegmentReadError(WalshipError):
 class LogCorruptError(WalshipError):
     """The log is damaged somewhere recovery must not repair on its own.
 
-    ``problems`` lists every :class:`walship.core.recovery.Problem` found; the message names the
+    ``problems`` lists every :class:`walship.core.scan.Problem` found; the message names the
     first one's file and offset.
     """
 
@@ -116,6 +116,11 @@ class StoreEntryError(WalshipError, OSError):
 class PlatformUnsupportedError(WalshipError, OSError):
     """The platform cannot do what walship needs here (e.g. lock a file); the message says
     what is missing."""
+
+
+class BackendError(WalshipError, ValueError):
+    """A store backend is unknown, failed to load, or is not a ``SegmentStore`` class (see
+    :mod:`walship.backends.registry`)."""
 
 
 class ConfigError(WalshipError, ValueError):

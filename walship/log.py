@@ -39,7 +39,7 @@ from walship.core.frame import MAX_COMMIT_SEQ, MAX_PAYLOAD, Frame, as_payloads, 
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
 from walship.core.index import Index
 from walship.core.record import ArchiveRecord, first_local_seq
-from walship.core.recovery import RecoveredLog, RecoveryReport, recover
+from walship.core.repair import RecoveredLog, RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
 from walship.core.segment import (
     ActiveSegment,

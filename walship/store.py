@@ -1,7 +1,12 @@
-"""The segment-store interface: where the active log lives.
+"""The segment-store interface: where the active log lives. A leaf: it imports nothing of
+walship but :mod:`walship.errors` (as raft-wal keeps its VFS in ``types/``).
 
 The core engine does every byte of I/O through these two small classes. A store is a flat
 namespace of files (segment files, side files of cut bytes, small records written atomically).
+Implementations: :mod:`walship.backends.posix`, :mod:`walship.backends.memory`, and any a
+package declares in the ``walship.backends`` entry-point group
+(:mod:`walship.backends.registry`). A new store proves it keeps the contracts below by passing
+the conformance suite, :class:`walship.testing.store_contract.StoreContract`.
 
 Contracts every implementation keeps (the core's correctness rests on them):
 
@@ -21,6 +26,23 @@ Contracts every implementation keeps (the core's correctness rests on them):
   raises :class:`walship.errors.LockLostError` (an ``OSError``) from the next write or sync.
 * Capability flags (:class:`StoreCapabilities`) say what a store can promise; a store that cannot
   make data survive a power loss says so with ``durable = False``.
+
+Threads. A store is shared by the threads of one log, and must allow concurrent calls on
+different files and reads of a file while it is appended to (a read returns bytes that were
+written, up to some point):
+
+* the writer (the appending thread leading a group commit, or the background flusher) writes
+  and syncs the active segment through its :class:`SegmentFile` and creates the next one at a
+  rotation; the log serialises these calls, so one :class:`SegmentFile` is used by one thread
+  at a time;
+* readers (``log.read`` on the caller's threads, the archiver's workers) read and map closed
+  segments and the active one;
+* the archiver's workers write the archive record (``write_atomic``) and retention removes
+  closed segments (``remove``), while appends go on.
+
+Open (``lock``, ``sync_dir``, ``list_names``, recovery's ``truncate``, ``rename`` and
+``write_atomic`` of side files) and close (``close``) run on the caller's thread with no other
+log thread running.
 """
 
 from __future__ import annotations
@@ -51,7 +73,9 @@ class StoreCapabilities:
 
 
 class SegmentFile(ABC):
-    """An open segment, written only at its end."""
+    """An open segment, written only at its end: what :meth:`SegmentStore.create` and
+    :meth:`SegmentStore.open_append` return. Used by one thread at a time (the log's writer);
+    after a failed ``write`` or ``sync`` the log stops using it (it fails closed)."""
 
     @property
     @abstractmethod
@@ -123,7 +147,10 @@ class SegmentStore(ABC):
 
     @abstractmethod
     def lock(self) -> None:
-        """Take the single-writer lock of this store.
+        """Take the single-writer lock of this store: at open, before anything else is read or
+        written. Whether taking it twice through the same object is an error is the store's
+        choice; a second holder (another object on the same storage, another process) is
+        always refused.
 
         Raises:
             StoreLockedError: another writer (here or in another process) holds it.
@@ -131,7 +158,8 @@ class SegmentStore(ABC):
 
     @abstractmethod
     def unlock(self) -> None:
-        """Release the lock taken by ``lock``. Idempotent."""
+        """Release the lock taken by ``lock`` (at close). Idempotent; never raises for a lock
+        that is not held."""
 
     def check_lock(self) -> None:  # noqa: B027 - optional, nothing to check by default
         """Check that the lock taken by ``lock`` still holds, taking it back where that is
@@ -149,22 +177,27 @@ class SegmentStore(ABC):
     @abstractmethod
     def list_names(self) -> list[str]:
         """Every file name in the store (segments, side files, records), in no given order;
-        also the name of any other entry (a directory) that would be in a file's way."""
+        also the name of any other entry (a directory) that would be in a file's way, and the
+        names a store keeps for itself (the POSIX lock file). Read at open (recovery), by
+        :func:`free_name`, and by repair and restore; empty for a store never written."""
 
     @abstractmethod
     def create(self, name: str, data: bytes) -> SegmentFile:
         """Create file ``name`` holding ``data`` and open it for appending.
 
-        Durable on return: ``data`` and the directory entry are synced. On failure nothing is
-        left behind (no partial file for recovery to find).
+        Called at a rotation (on the writer's thread) and when a new log starts. Durable on
+        return: ``data`` and the directory entry are synced. On failure nothing is left behind
+        (no partial file for recovery to find).
 
         Raises:
             FileExistsError: the name exists already (``StoreEntryError``: as a directory).
+            OSError: the create failed (``ENOSPC`` naming the file and the space left).
         """
 
     @abstractmethod
     def open_append(self, name: str) -> SegmentFile:
-        """Open an existing file for appending at its end.
+        """Open an existing file for appending at its end (at open: the last segment, which
+        the log resumes). The returned file's :attr:`~SegmentFile.size` is the file's size.
 
         Raises:
             FileNotFoundError: no such file.
@@ -174,7 +207,8 @@ class SegmentStore(ABC):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         """Read ``length`` bytes (all to the end when ``None``) from ``offset``.
 
-        Returns fewer bytes only at the end of the file. Raises ``FileNotFoundError``.
+        Returns fewer bytes only at the end of the file (none from or past its end). Any
+        thread (see the module docstring). Raises ``FileNotFoundError``.
         """
 
     @abstractmethod
@@ -183,21 +217,30 @@ class SegmentStore(ABC):
 
     @abstractmethod
     def truncate(self, name: str, size: int) -> None:
-        """Cut file ``name`` to ``size`` bytes, durably."""
+        """Cut file ``name`` to ``size`` bytes, durably (recovery cutting a torn tail, the log
+        taking back a failed write). Raises ``FileNotFoundError`` and ``OSError``."""
 
     @abstractmethod
     def remove(self, name: str) -> None:
-        """Delete file ``name``, durably. Raises ``FileNotFoundError``."""
+        """Delete file ``name``, durably (retention, on an archiver worker; repair and
+        restore). Raises ``FileNotFoundError``."""
 
     @abstractmethod
     def rename(self, src: str, dst: str) -> None:
-        """Rename ``src`` to ``dst`` atomically and durably, replacing ``dst``."""
+        """Rename ``src`` to ``dst`` atomically and durably, replacing ``dst`` (recovery and
+        repair setting a damaged file aside). Raises ``FileNotFoundError`` for a missing
+        ``src``."""
 
     @abstractmethod
     def write_atomic(self, name: str, data: bytes) -> None:
         """Replace file ``name`` with ``data`` so that a crash leaves the old or the new file.
 
-        Temporary file, sync, rename, directory sync.
+        Temporary file, sync, rename, directory sync. Used for the archive record (on the
+        archiver's workers) and side files of cut bytes; on a full store it may use space it
+        kept for this (the POSIX store's reserve).
+
+        Raises:
+            OSError: the write failed; the old file, if any, is untouched.
         """
 
     def written_end(self, name: str, offset: int = 0) -> int:

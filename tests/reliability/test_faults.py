@@ -30,8 +30,8 @@ import walship
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import SegmentHeader, segment_name
-from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import scan_store
 from walship.errors import LogClosedError, LogFailedError
 from walship.store import SegmentStore
 from walship.testing.faults import Fault, FaultyStore

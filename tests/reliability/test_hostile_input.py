@@ -40,8 +40,8 @@ from walship.core import frame as framing
 from walship.core.frame import MAX_FRAME_LENGTH, FrameReader, encode
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
 from walship.core.record import RECORD_NAME, load_anchor
-from walship.core.recovery import ProblemKind, scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import ProblemKind, scan_store
 from walship.errors import FrameError, SegmentHeaderError, WalshipError
 from walship.store import SegmentStore
 

@@ -19,7 +19,7 @@ import pytest
 
 import walship
 from reliability.support import FIGURES
-from walship.backends import _platform
+from walship.backends import platform as backend_platform
 from walship.backends.posix import LOCK_NAME, PosixStore
 from walship.errors import LockLostError, LogFailedError, StoreLockedError
 
@@ -126,7 +126,7 @@ def test_a_new_lock_file_held_by_someone_else_fails_the_log_closed(tmp_path: Pat
     (tmp_path / LOCK_NAME).unlink()
     foreign = os.open(tmp_path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
-        assert _platform.try_lock(foreign, "test")  # e.g. an older walship, file lock only
+        assert backend_platform.try_lock(foreign, "test")  # e.g. an older walship, file lock only
         with pytest.raises(LockLostError, match="locked by another process"):
             store.check_lock()
     finally:

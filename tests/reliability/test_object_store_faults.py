@@ -48,8 +48,8 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.record import ArchiveRecord
-from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import scan_store
 from walship.plugins.metrics import MetricsPlugin
 from walship.store import SegmentStore
 

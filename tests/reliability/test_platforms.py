@@ -80,13 +80,13 @@ PRELUDES = {
 BODY = """
 import json, os, sys
 import walship
-from walship.backends import _platform
+from walship.backends import platform as backend_platform
 from walship.backends.posix import PosixStore
 from walship.cli import main
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 
 d = sys.argv[1]
-out = {"flush": _platform.FLUSH_NAME, "dir_sync": _platform.DIRECTORY_SYNC,
+out = {"flush": backend_platform.FLUSH_NAME, "dir_sync": backend_platform.DIRECTORY_SYNC,
        "preallocates": PosixStore.capabilities.preallocates}
 try:
     log = walship.open(d, max_segment_bytes=4096)

@@ -35,8 +35,8 @@ from walship.backends.memory import MemoryStore
 from walship.core import frame as framing
 from walship.core.frame import Frame
 from walship.core.header import HEADER_SIZE, parse_segment_name, segment_name
-from walship.core.recovery import scan_store
 from walship.core.rotation import ManualClock
+from walship.core.scan import scan_store
 
 from .support import FIGURES, Ledger, abandon, check_frames, make_payload, snapshot
 

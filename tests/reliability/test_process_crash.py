@@ -28,7 +28,7 @@ from walship.backends.posix import PosixStore
 from walship.core import frame as framing
 from walship.core.frame import Frame
 from walship.core.header import HEADER_SIZE
-from walship.core.recovery import ProblemKind, scan_store
+from walship.core.scan import ProblemKind, scan_store
 
 from .support import FIGURES, Ledger, check_frames, make_payload, payload_key
 

@@ -23,7 +23,7 @@ import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
 from walship.archive.restore import restore
 from walship.core.header import segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import ArchiveConflictError
 
 from .s3proxy import FaultProxy

@@ -21,7 +21,7 @@ from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
 from walship.core.record import RECORD_NAME
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.errors import ArchiveIntegrityError, ArchiveNameError
 from walship.store import SegmentStore
 from walship.testing.faults import Fault, FaultyStore

@@ -9,7 +9,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from walship.archive import ArchiveStore, SegmentManifest
-from walship.archive.manifest import _OneSegment
 from walship.archive.plan import (
     ALTERED_SEGMENT,
     BAD_HEADER,
@@ -24,7 +23,7 @@ from walship.archive.plan import (
     short,
 )
 from walship.core.header import ZERO_HASH
-from walship.core.recovery import ProblemKind, SegmentScan, scan_store
+from walship.core.scan import ProblemKind, ScanResult, SegmentScan, scan_segment
 from walship.errors import ArchiveIntegrityError, ArchiveMissingError
 
 _CLAIMS = (
@@ -111,7 +110,7 @@ def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
             m, None, None, [ArchiveProblem(ALTERED_SEGMENT, name, 0, str(e), m.segment_seq)]
         )
     problems: list[ArchiveProblem] = []
-    scanned = scan_store(_OneSegment(name, data))  # header, every frame, and the BLAKE3
+    scanned = scan_segment(name, data)  # header, every frame, and the BLAKE3
     seg = scanned.segments[0]
     digest = seg.blake3
     altered = len(data) != m.size or digest != m.blake3
@@ -173,33 +172,14 @@ def check_segments(
 
 
 @dataclass
-class ArchiveScan:
+class ArchiveScan(ScanResult[ArchiveProblem]):
     """What :func:`verify_archive` found: a scan of each segment whose bytes were read (chained
-    on those bytes), and every problem of the archive, in segment order. Shaped like
-    :class:`walship.core.recovery.LogScan`, so that ``inspect`` and ``verify`` show either."""
+    on those bytes), and every problem of the archive, in segment order (``anchored``: the
+    archive starts at the log's first segment). The shape of
+    :class:`walship.core.scan.LogScan`, so that ``inspect`` and ``verify`` show either."""
 
-    url: str
-    segments: list[SegmentScan] = field(default_factory=list)
-    problems: list[ArchiveProblem] = field(default_factory=list)
-    anchored: bool = True
-    """False when the archive does not start at the log's first segment."""
-    chain_restarts: list[str] = field(default_factory=list)
+    url: str = ""
     zero_hash_breaks: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def frame_count(self) -> int:
-        return sum(s.frame_count for s in self.segments)
-
-    @property
-    def last_commit_seq(self) -> int | None:
-        return next(
-            (s.last_commit_seq for s in reversed(self.segments) if s.last_commit_seq is not None),
-            None,
-        )
 
 
 def verify_archive(
@@ -215,7 +195,7 @@ def verify_archive(
         OSError: the store failed.
     """
     plan = ArchivePlan.load(archive)
-    scan = ArchiveScan(archive.url, anchored=plan.starts_at_log_start)
+    scan = ArchiveScan(url=archive.url, anchored=plan.starts_at_log_start)
     if plan.first_seq is None or plan.last_seq is None:
         return scan
     first, last = plan.first_seq, plan.last_seq

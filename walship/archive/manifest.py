@@ -14,9 +14,8 @@ from walship.archive.names import (
     manifest_name,
     object_name,
 )
-from walship.backends.memory import MemoryStore
 from walship.core.header import parse_segment_name, segment_name
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_segment
 from walship.errors import ArchiveIntegrityError, ArchiveNameError
 
 MANIFEST_FORMAT = "walship-segment-manifest"
@@ -149,35 +148,6 @@ class SegmentManifest:
         return cls(name=name, compression=compression, stored_size=stored, **values)
 
 
-class _OneSegment(MemoryStore):
-    """A read-only store of one segment's bytes, served as they are: no copy (a segment is
-    megabytes, and copying it cost more than checking it)."""
-
-    def __init__(self, name: str, raw: bytes) -> None:
-        super().__init__()
-        self._name, self._raw = name, raw
-
-    def list_names(self) -> list[str]:
-        return [self._name]
-
-    def _own(self, name: str) -> bytes:
-        if name != self._name:
-            raise FileNotFoundError(name)
-        return self._raw
-
-    def size(self, name: str) -> int:
-        return len(self._own(name))
-
-    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        raw = self._own(name)
-        if offset == 0 and (length is None or length >= len(raw)):
-            return raw
-        return raw[offset : None if length is None else offset + length]
-
-    def map(self, name: str, length: int | None = None) -> memoryview:
-        return memoryview(self._own(name))[:length]
-
-
 def describe_segment(name: str, raw: bytes) -> SegmentManifest:
     """Read a closed segment's bytes and return its manifest (compression ``none``).
 
@@ -190,7 +160,7 @@ def describe_segment(name: str, raw: bytes) -> SegmentManifest:
     seq = parse_segment_name(name)
     if seq is None:
         raise ArchiveNameError(f"{name!r} is not a segment name")
-    scan = scan_store(_OneSegment(name, raw))  # the one place that knows how to check one
+    scan = scan_segment(name, raw)
     if scan.problems:
         raise ArchiveIntegrityError(f"segment {name} is damaged: {scan.problems[0]}", name)
     seg = scan.segments[0]

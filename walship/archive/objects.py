@@ -35,8 +35,7 @@ from walship.archive.names import (
     object_name,
     parse_object_name,
 )
-from walship.backends._platform import OPEN_FLAGS
-from walship.backends.posix import fsync_dir, write_all
+from walship.backends.platform import OPEN_FLAGS, fsync_dir, write_all
 from walship.core.header import parse_segment_name, segment_name
 from walship.errors import (
     ArchiveConflictError,

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.core.header import HEADER_SIZE, ZERO_HASH, segment_name
-from walship.core.recovery import ProblemKind
+from walship.core.scan import ProblemKind
 from walship.errors import ArchiveIntegrityError, ArchiveMissingError
 
 LOG_FIRST_SEGMENT = 1

@@ -15,7 +15,7 @@ segment after it that stays), and put back durably (temporary file, sync, rename
 directory sync); the local copy it replaces is kept as ``<segment>.damaged``. Only what the
 archive does not hold is left to recovery: a torn tail is cut as usual, other damage still needs
 ``salvage=True``, which then never writes into an archived segment (see
-:func:`walship.core.recovery.recover`).
+:func:`walship.core.repair.recover`).
 
 **Rebuilding the record**: when ``walship.archive.json`` is missing or invalid (the invalid file
 is kept as ``walship.archive.json.damaged``), the record is rebuilt from the archive: an entry for
@@ -52,11 +52,11 @@ from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
     SegmentHeader,
-    parse_segment_name,
     segment_name,
+    segment_seqs,
 )
 from walship.core.record import RECORD_NAME, ArchivedSegment, ArchiveRecord
-from walship.core.recovery import LogScan, scan_store
+from walship.core.scan import LogScan, scan_store
 from walship.errors import (
     ArchiveConflictError,
     ArchiveError,
@@ -74,14 +74,10 @@ logger = logging.getLogger("walship.archive.repair")
 _MANIFEST_WORKERS = 8
 
 
-def _segment_seqs(store: SegmentStore) -> list[int]:
-    return [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
-
-
 def _whole_history_local(store: SegmentStore) -> bool:
     """Whether the store holds its log from the start: no segment, or segment 1 with a zero
     prev hash (retention never removed a segment, so no frame exists only in the archive)."""
-    seqs = _segment_seqs(store)
+    seqs = segment_seqs(store)
     if not seqs:
         return True
     if min(seqs) != 1:
@@ -191,7 +187,7 @@ def prepare_archived_open(
     archive = archive or ArchiveStore(
         settings.url, settings.storage_options, compression=settings.compression
     )
-    if state == "missing" and not repair and not _segment_seqs(store):
+    if state == "missing" and not repair and not segment_seqs(store):
         return ArchiveRepair(_new_log_record(store, archive))
     try:
         view = _Archive(archive)

@@ -62,10 +62,11 @@ from walship.archive.plan import (
     describe_problems,
     plan_error,
 )
-from walship.backends.posix import PosixStore, fsync_dir
+from walship.backends.platform import fsync_dir
+from walship.backends.posix import PosixStore
 from walship.core import frame as framing
 from walship.core.frame import LENGTH_SIZE, Frame
-from walship.core.header import HEADER_SIZE, SegmentHeader, segment_name
+from walship.core.header import HEADER_SIZE, SegmentHeader, create_segment, segment_name
 from walship.core.record import ArchivedSegment, ArchiveRecord
 from walship.errors import RestoreError
 
@@ -476,7 +477,7 @@ def restore(
         last = written[-1]
         active_seq = last.seq + 1
         header = SegmentHeader(run[0].instance_id, active_seq, time.time_ns() // 1000, last.blake3)
-        store.create(segment_name(active_seq), header.encode()).close()
+        create_segment(store, header).close()
         # what is byte for byte in the archive need not be uploaded again (not a cut segment)
         ArchiveRecord(store).mark_many(
             [

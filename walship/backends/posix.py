@@ -1,7 +1,7 @@
 """The POSIX store: a local directory, real flushes, a single-writer lock.
 
 Assumptions (written down, like raft-wal's): a filesystem where the flush of
-:mod:`walship.backends._platform` (``fdatasync``; ``F_FULLFSYNC`` on macOS) makes a file's
+:mod:`walship.backends.platform` (``fdatasync``; ``F_FULLFSYNC`` on macOS) makes a file's
 data durable, ``fsync`` of a directory makes its entries durable, ``rename`` within a
 directory is atomic, and ``flock`` (``msvcrt.locking`` on Windows) excludes other processes.
 
@@ -43,16 +43,18 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from walship.backends._platform import (
+from walship.backends.platform import (
     OPEN_FLAGS,
     PREALLOCATE,
     RWF_DSYNC,
     flush_data,
-    flush_dir,
     flush_file,
+    fsync_dir,
     lock_directory,
     try_lock,
+    write_all,
 )
 from walship.errors import LockLostError, StoreEntryError, StoreLockedError
 from walship.store import SegmentFile, SegmentStore, StoreCapabilities
@@ -69,23 +71,10 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 LOCK_CHECK_SECONDS = 1.0
 """At most how often a sync checks that the lock file is still the one locked."""
+LOCK_TRIES = 100
+"""How often taking the lock file retries when a clean-up job replaces it in between."""
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _HAS_WRITEV = hasattr(os, "writev")
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """Make the entries of directory ``path`` durable (nothing where the platform cannot)."""
-    flush_dir(path)
-
-
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte of ``data`` to ``fd``, finishing short writes; raise ``OSError``."""
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        if n <= 0:
-            raise OSError(errno.EIO, "write returned 0 bytes")
-        view = view[n:]
 
 
 def raise_if_full(e: OSError, path: str | os.PathLike[str]) -> None:
@@ -186,16 +175,20 @@ class PosixSegmentFile(SegmentFile):
             logger.error("walship could not take back a failed write: %s", cut)
         raise_if_full(e, self._path)
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._check_open()
-        start = self._size
+    def _append(self, write: Callable[[Any], None], data: Any, start: int) -> None:
+        """``write(data)`` at the end; on a failure take back what was written since ``start``
+        (a full disk, see :meth:`_take_back`) and raise."""
         try:
-            self._write(memoryview(data))
+            write(data)
         except OSError as e:
             self._take_back(e, start)
             raise
         if self._size > self._reserved:
             self._reserved = self._size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        self._append(self._write, memoryview(data), self._size)
 
     def _write(self, view: memoryview) -> None:
         fd = self._fd
@@ -208,14 +201,7 @@ class PosixSegmentFile(SegmentFile):
 
     def write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         self._check_open()
-        start = self._size
-        try:
-            self._write_many(buffers)
-        except OSError as e:
-            self._take_back(e, start)
-            raise
-        if self._size > self._reserved:
-            self._reserved = self._size
+        self._append(self._write_many, buffers, self._size)
 
     def _write_many(self, buffers: list[bytes | bytearray | memoryview]) -> None:
         if not _HAS_WRITEV:  # Windows: no gathering write
@@ -230,14 +216,8 @@ class PosixSegmentFile(SegmentFile):
             n = os.writev(fd, chunk)
             self._size += n
             if n != want:  # short: finish this chunk buffer by buffer
-                done = n
-                for b in chunk:
-                    blen = len(b)
-                    if done >= blen:
-                        done -= blen
-                        continue
-                    self._write(memoryview(b)[done:])
-                    done = 0
+                for b in _remainder(chunk, n):
+                    self._write(memoryview(b))
             i += _IOV_MAX
 
     def write_durable(self, buffers: list[bytes | bytearray | memoryview]) -> None:
@@ -260,22 +240,9 @@ class PosixSegmentFile(SegmentFile):
         os.lseek(self._fd, self._size, os.SEEK_SET)  # pwritev2 leaves the position alone
         if self._size > self._reserved:
             self._reserved = self._size
-        rest: list[bytes | bytearray | memoryview] = []
-        for b in buffers:  # a short write: finish it, then sync the rest the usual way
-            blen = len(b)
-            if n >= blen:
-                n -= blen
-                continue
-            rest.append(memoryview(b)[n:] if n else b)
-            n = 0
-        if rest:
-            try:
-                self._write_many(rest)
-            except OSError as e:
-                self._take_back(e, start)
-                raise
-            if self._size > self._reserved:
-                self._reserved = self._size
+        rest = _remainder(buffers, n)
+        if rest:  # a short write: finish it, then sync the rest the usual way
+            self._append(self._write_many, rest, start)
             flush_data(self._fd)
 
     def sync(self) -> None:
@@ -406,20 +373,34 @@ class PosixStore(SegmentStore):
 
     def _lock_file(self) -> int:
         """Lock the file at the lock path, retrying while it is replaced under us."""
-        for _ in range(100):
-            fd = self._open_lock_file()
-            try:
-                if not try_lock(fd, str(self.path / LOCK_NAME)):
-                    raise self._locked_error()
-                if self._is_at_path(fd):
-                    self._lock_id = _file_id(fd)
-                    _note_holder(fd)
-                    return fd
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)  # removed or replaced between the open and the lock: again
+        for _ in range(LOCK_TRIES):
+            fd = self._lock_at_path(self._locked_error)
+            if fd is not None:
+                self._lock_id = _file_id(fd)
+                return fd
         raise StoreLockedError(f"{self.path / LOCK_NAME} keeps being replaced; not locked")
+
+    def _lock_at_path(self, refused: Callable[[], Exception]) -> int | None:
+        """One try at the lock file: open it, lock it, and check it is still the file at the
+        path. Returns the locked descriptor, this process's pid written into it, or ``None``
+        when the file was removed or replaced between the open and the lock (try again).
+
+        Raises:
+            Exception: ``refused()``, when another descriptor holds the lock.
+            StoreEntryError: ``walship.lock`` is a directory.
+        """
+        fd = self._open_lock_file()
+        try:
+            if not try_lock(fd, str(self.path / LOCK_NAME)):
+                raise refused()
+            if self._is_at_path(fd):
+                _note_holder(fd)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return None
 
     def _open_lock_file(self) -> int:
         path = self.path / LOCK_NAME
@@ -462,26 +443,21 @@ class PosixStore(SegmentStore):
                 f"{self.path} cannot be locked itself here: another writer may have opened "
                 "the log; this one stops (reopen it once the other is gone)",
             )
-        for _ in range(100):  # a clean-up job may replace it again while we take it back
-            fd = self._open_lock_file()
-            try:
-                if not try_lock(fd, str(where)):
-                    raise LockLostError(
-                        errno.ENOLCK,
-                        f"{where} was replaced while this log held it, and the new file is "
-                        "locked by another process: this log stops (reopen it once the other "
-                        "is gone)",
-                    )
-            except BaseException:
-                os.close(fd)
-                raise
-            if self._is_at_path(fd):
-                _note_holder(fd)
+
+        def taken() -> LockLostError:
+            return LockLostError(
+                errno.ENOLCK,
+                f"{where} was replaced while this log held it, and the new file is locked by "
+                "another process: this log stops (reopen it once the other is gone)",
+            )
+
+        for _ in range(LOCK_TRIES):  # a clean-up job may replace it again while we take it back
+            fd = self._lock_at_path(taken)
+            if fd is not None:
                 old, self._lock_fd, self._lock_id = self._lock_fd, fd, _file_id(fd)
                 os.close(old)
                 logger.warning("walship: %s was removed or replaced; locked a new one", where)
                 return
-            os.close(fd)
             if self._is_at_path(self._lock_fd):
                 return
         raise LockLostError(errno.ENOLCK, f"{where} keeps being replaced; this log stops")
@@ -717,6 +693,21 @@ class PosixStore(SegmentStore):
 
     def __repr__(self) -> str:
         return f"PosixStore({self.location!r})"
+
+
+def _remainder(
+    buffers: list[bytes | bytearray | memoryview], n: int
+) -> list[bytes | bytearray | memoryview]:
+    """What is left of ``buffers`` once their first ``n`` bytes are written (a short write)."""
+    rest: list[bytes | bytearray | memoryview] = []
+    for b in buffers:
+        blen = len(b)
+        if n >= blen:
+            n -= blen
+            continue
+        rest.append(memoryview(b)[n:] if n else b)
+        n = 0
+    return rest
 
 
 def _file_id(fd: int) -> tuple[int, int]:

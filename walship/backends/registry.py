@@ -18,8 +18,16 @@ import importlib
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from walship.errors import WalshipError
+from walship.errors import BackendError
 from walship.store import SegmentStore
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackendError",
+    "backend_names",
+    "create_store",
+    "load_backend",
+]
 
 ENTRY_POINT_GROUP = "walship.backends"
 
@@ -27,10 +35,6 @@ _BUILTIN = {
     "posix": "walship.backends.posix:PosixStore",
     "memory": "walship.backends.memory:MemoryStore",
 }
-
-
-class BackendError(WalshipError, ValueError):
-    """A store backend is unknown, failed to load, or is not a ``SegmentStore`` class."""
 
 
 def _entry_points() -> dict[str, EntryPoint]:

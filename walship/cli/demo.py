@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 import walship
-from walship.core.recovery import scan_store
+from walship.core.scan import scan_store
 from walship.plugins.logging import LoggingPlugin
 from walship.plugins.metrics import MetricsPlugin
 from walship.store import SegmentStore

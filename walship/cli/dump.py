@@ -10,7 +10,7 @@ import click
 
 from walship.cli.errors import CliError
 from walship.cli.target import open_target, segment_names, storage_options_from, target_options
-from walship.core.frame import LENGTH_SIZE, decode_all, decode_at
+from walship.core.frame import LENGTH_SIZE, decode_all
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name
 from walship.errors import FrameError, SegmentHeaderError
 from walship.store import SegmentStore
@@ -25,10 +25,10 @@ def _first_commit_seq(store: SegmentStore, name: str) -> int | None:
         return None
     length = int.from_bytes(head, "big")
     try:
-        frame, _ = decode_at(store.read(name, HEADER_SIZE, LENGTH_SIZE + length), 0)
+        frame = next(decode_all(store.read(name, HEADER_SIZE, LENGTH_SIZE + length)), None)
     except FrameError:
         return None
-    return frame.commit_seq
+    return None if frame is None else frame.commit_seq
 
 
 def _start_index(store: SegmentStore, names: list[str], from_seq: int | None) -> int:

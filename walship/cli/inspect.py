@@ -17,7 +17,7 @@ from walship.cli.target import (
     target_options,
 )
 from walship.core.header import ZERO_HASH
-from walship.core.recovery import LogScan, ProblemKind, SegmentScan
+from walship.core.scan import LogScan, ProblemKind, SegmentScan
 
 if TYPE_CHECKING:
     from walship.archive.check import ArchiveScan

@@ -10,8 +10,8 @@ import click
 import yaml
 
 from walship.cli.errors import CliError
-from walship.core.header import ZERO_HASH, parse_segment_name, segment_name
-from walship.core.recovery import LogScan, ProblemKind, scan_store
+from walship.core.header import ZERO_HASH, segment_name, segment_seqs
+from walship.core.scan import LogScan, ProblemKind, scan_store
 from walship.store import SegmentStore
 
 
@@ -48,7 +48,7 @@ def segment_names(store: SegmentStore, target: str) -> list[str]:
     Raises:
         CliError: there are none ("not a segment directory").
     """
-    seqs = sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
+    seqs = segment_seqs(store)
     if not seqs:
         raise CliError(f"{target}: not a segment directory (no segment_<seq>.aedbwal files in it)")
     return [segment_name(s) for s in seqs]

@@ -9,7 +9,7 @@ import click
 
 from walship.cli.inspect import DAMAGED, problem_dicts, scan_for_report, total_dict
 from walship.cli.target import seed_restart_hints, seed_restarts_option, target_options
-from walship.core.recovery import LogScan
+from walship.core.scan import LogScan
 
 
 @click.command("verify")

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import BinaryIO, NamedTuple
 
 from crc32c import crc32c
 
 from walship.errors import (
     CorruptFrameError,
+    FrameError,
     FrameTooLargeError,
     PayloadError,
     TruncatedFrameError,
@@ -106,36 +109,13 @@ def as_payloads(payloads: Sequence[object]) -> Sequence[Payload]:
     return payloads if out is None else out  # type: ignore[return-value]
 
 
-def encode_into(
-    buf: bytearray,
-    commit_seq: int,
-    timestamp_micros: int,
-    payload_type: int,
-    payload: bytes | bytearray | memoryview,
-) -> None:
-    """Append one encoded frame to ``buf``.
-
-    Raises:
-        FrameTooLargeError / ValueError: the fields cannot be encoded; ``buf`` is unchanged.
-    """
-    payload = as_payload(payload)
-    n = len(payload)
-    check_payload(n, payload_type)
-    if not (0 <= commit_seq <= _U64_MAX and 0 <= timestamp_micros <= _U64_MAX):
-        raise ValueError("commit_seq and timestamp_micros must fit in an unsigned 64-bit integer")
-    head = HEAD.pack(MIN_FRAME_LENGTH + n, commit_seq, timestamp_micros, payload_type)
-    buf += head
-    buf += payload
-    buf += CRC.pack(crc32c(payload, crc32c(head)))
-
-
 def _check_batch(
     items: Sequence[bytes | bytearray | memoryview],
     first_seq: int,
     timestamp_micros: int,
     payload_type: int,
 ) -> None:
-    """Every check of :func:`encode_batch`, at C speed (no per-payload Python call)."""
+    """Every check of :func:`encode_batch_at`, at C speed (no per-payload Python call)."""
     if items:
         check_payload(max(map(len, items)), payload_type)
     else:
@@ -146,37 +126,6 @@ def _check_batch(
         raise ValueError("timestamp_micros must fit in an unsigned 64-bit integer")
 
 
-def encode_batch(
-    buf: bytearray,
-    first_seq: int,
-    timestamp_micros: int,
-    payload_type: int,
-    payloads: Iterable[bytes | bytearray | memoryview],
-) -> int:
-    """Append frames ``first_seq, first_seq+1, ...`` (one per payload) to ``buf``.
-
-    The write path's encoder for small frames: one pass into a reused buffer, no per-frame
-    objects beyond the packed header and CRC. Every payload is checked before the first byte is
-    appended, so on error ``buf`` is unchanged.
-
-    Returns:
-        The number of frames encoded.
-    Raises:
-        FrameTooLargeError / ValueError: a payload or the type cannot be encoded.
-    """
-    items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
-    _check_batch(items, first_seq, timestamp_micros, payload_type)
-    pack = HEAD.pack
-    crc_pack = CRC.pack
-    seq = first_seq
-    for p in items:
-        frame = pack(MIN_FRAME_LENGTH + len(p), seq, timestamp_micros, payload_type) + p
-        buf += frame
-        buf += crc_pack(crc32c(frame))  # one CRC call (see Log._write_batch)
-        seq += 1
-    return len(items)
-
-
 def encode_batch_at(
     buf: bytearray,
     offset: int,
@@ -185,15 +134,20 @@ def encode_batch_at(
     payload_type: int,
     payloads: Iterable[bytes | bytearray | memoryview],
 ) -> int:
-    """Encode frames ``first_seq, ...`` into ``buf`` at ``offset`` (overwriting, never resizing:
-    a large buffer keeps its memory from batch to batch) and return the offset after them.
+    """Encode frames ``first_seq, first_seq+1, ...`` (one per payload, all stamped
+    ``timestamp_micros`` and typed ``payload_type``) into ``buf`` at ``offset``, overwriting,
+    never resizing (a large buffer keeps its memory from batch to batch); return the offset
+    after them.
 
-    The encoder for large batches of small or middling frames: the header is packed in place,
-    the payload copied once, and one CRC-32C call covers header and payload.
+    The encoder: every frame walship writes goes through it. The header is packed in place,
+    the payload copied once, and one CRC-32C call covers header and payload. Every payload is
+    checked before the first byte is written. Pure: safe on any thread for a ``buf`` of its own.
 
     Raises:
-        FrameTooLargeError / ValueError: as :func:`encode_batch`, or ``buf`` is too short;
-            nothing is written then.
+        FrameTooLargeError: a payload is longer than :data:`MAX_PAYLOAD`.
+        PayloadError: a payload is not bytes-like, or the type is not in 0..255.
+        ValueError: a commit_seq or the timestamp leaves the unsigned 64-bit range, or ``buf``
+            is too short. Nothing is written then.
     """
     items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
@@ -227,7 +181,10 @@ def encode_pieces(
     """Append the frames of ``payloads`` to ``out`` as pieces: the packed header, the payload
     object itself (not copied) and the packed CRC, for a gathering write of large payloads.
 
-    Returns the number of frames; raises as :func:`encode_batch`, leaving ``out`` unchanged.
+    Returns the number of frames; raises as :func:`encode_batch_at`, leaving ``out``
+    unchanged. (Only the write path of :mod:`walship.log` still uses it, for payloads of
+    ``_GATHER_MIN_PAYLOAD`` or more; it goes when that path moves onto
+    :func:`encode_batch_at`.)
     """
     items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
     _check_batch(items, first_seq, timestamp_micros, payload_type)
@@ -245,94 +202,220 @@ def encode_pieces(
 
 
 def encode(
-    commit_seq: int, timestamp_micros: int, payload_type: int, payload: bytes | bytearray = b""
+    commit_seq: int,
+    timestamp_micros: int,
+    payload_type: int,
+    payload: bytes | bytearray | memoryview = b"",
 ) -> bytes:
-    """One frame as bytes (a convenience for tests and tools)."""
-    buf = bytearray()
-    encode_into(buf, commit_seq, timestamp_micros, payload_type, payload)
+    """One frame as bytes (for tests and tools): :func:`encode_batch_at` of one payload.
+
+    Raises: as :func:`encode_batch_at`.
+    """
+    item = as_payload(payload)
+    buf = bytearray(FRAME_OVERHEAD + min(len(item), MAX_PAYLOAD + 1))
+    encode_batch_at(buf, 0, commit_seq, timestamp_micros, payload_type, (item,))
     return bytes(buf)
 
 
-def _check_length(frame_length: int, offset: int) -> None:
-    if frame_length < MIN_FRAME_LENGTH or frame_length > MAX_FRAME_LENGTH:
-        raise CorruptFrameError(
-            f"frame length {frame_length} at offset {offset} is outside "
+# --- the scanner: every reader of frames (decode_all, FrameReader, verify, recovery) ----------
+
+
+class StopReason(Enum):
+    """Why a :class:`FrameScan` stopped where it did."""
+
+    END = "end"
+    """The data ends at a frame boundary: a clean end."""
+    TRUNCATED = "truncated"
+    """The data ends inside a frame, or inside its length field."""
+    BAD_LENGTH = "bad_length"
+    """The length field is outside ``MIN_FRAME_LENGTH..MAX_FRAME_LENGTH``."""
+    BAD_CRC = "bad_crc"
+    """The stored CRC-32C does not match the frame's bytes."""
+    ZEROS = "zeros"
+    """Only zero bytes follow (a zero length, and zeros to the end): space written or
+    preallocated but never filled with a frame."""
+
+
+@dataclass(frozen=True)
+class ScanStop:
+    """Where a :class:`FrameScan` stopped, and why: ``offset`` is just after the last valid
+    frame (where the damage starts), ``remain`` the bytes from there to the end of the data,
+    ``frame_length`` the length field found there (``None``: fewer than 4 bytes)."""
+
+    reason: StopReason
+    offset: int
+    remain: int = 0
+    frame_length: int | None = None
+
+    @property
+    def detail(self) -> str:
+        """What is wrong, without the offset (as ``walship verify`` reports it)."""
+        flen = self.frame_length
+        if self.reason is StopReason.TRUNCATED:
+            if flen is None:
+                return f"{self.remain} bytes are too few for a frame length"
+            return f"frame needs {flen + LENGTH_SIZE} bytes, {self.remain} remain"
+        if self.reason is StopReason.BAD_CRC:
+            return "CRC-32C mismatch"
+        if self.reason is StopReason.END:
+            return "end of data"
+        return f"frame length {flen} is outside {MIN_FRAME_LENGTH}..{MAX_FRAME_LENGTH}"
+
+    def error(self, base_offset: int = 0) -> FrameError:
+        """The exception a reader raises for this stop (``base_offset``: the data's position in
+        its file, added to the offset): :class:`TruncatedFrameError` for a truncation, else
+        :class:`CorruptFrameError` (``END`` is not an error: asking is a bug)."""
+        where = base_offset + self.offset
+        flen = self.frame_length
+        if self.reason is StopReason.TRUNCATED:
+            if flen is None:
+                message = f"{self.remain} bytes at offset {where} are too few for a frame length"
+            else:
+                message = (
+                    f"frame at offset {where} needs {flen + LENGTH_SIZE} bytes, "
+                    f"{self.remain} remain"
+                )
+            return TruncatedFrameError(message, where)
+        if self.reason is StopReason.BAD_CRC:
+            return CorruptFrameError(f"CRC mismatch in frame at offset {where}", where)
+        assert self.reason is not StopReason.END, "a clean end is not an error"
+        return CorruptFrameError(
+            f"frame length {flen} at offset {where} is outside "
             f"{MIN_FRAME_LENGTH}..{MAX_FRAME_LENGTH}",
-            offset,
+            where,
         )
 
 
-def decode_at(data: bytes | memoryview, offset: int, base_offset: int = 0) -> tuple[Frame, int]:
-    """Decode the frame starting at ``offset`` of ``data``; return it and the next offset.
+FrameAt = tuple[int, int, int, int, int]
+"""A valid frame as :class:`FrameScan` yields it: its offset, the offset just after it,
+commit_seq, timestamp_micros, payload_type. The payload is ``data[offset + HEAD_SIZE :
+end - CRC_SIZE]``."""
+
+_ZEROS = bytes(1 << 20)
+
+
+def is_zero(data: memoryview) -> bool:
+    """Whether every byte of ``data`` is zero (compared a megabyte at a time, no large copy)."""
+    step = len(_ZEROS)
+    for i in range(0, len(data), step):
+        chunk = bytes(data[i : i + step])
+        if chunk != _ZEROS[: len(chunk)]:
+            return False
+    return True
+
+
+def frame_end(data: memoryview, offset: int) -> int | None:
+    """The offset just after the frame at ``offset`` when its length is in range and ``data``
+    holds it whole, else ``None``. Reads only the length field (nothing is allocated)."""
+    if len(data) - offset < LENGTH_SIZE:
+        return None
+    (flen,) = CRC.unpack_from(data, offset)
+    stop: int = offset + LENGTH_SIZE + flen
+    if flen < MIN_FRAME_LENGTH or flen > MAX_FRAME_LENGTH or stop > len(data):
+        return None
+    return stop
+
+
+def crc_ok(data: memoryview, offset: int, end: int) -> bool:
+    """Whether the frame ``data[offset:end]`` (bounds from :func:`frame_end`) has a valid
+    CRC-32C."""
+    body = end - CRC_SIZE
+    return bool(crc32c(data[offset:body]) == CRC.unpack_from(data, body)[0])
+
+
+def classify(data: memoryview, offset: int) -> ScanStop:
+    """Why the frame at ``offset`` is not a valid frame (or ``END`` at the end of ``data``).
+
+    The order is the one every reader reports: too few bytes for a length (truncated), a length
+    out of range (zeros when only zero bytes follow), a frame longer than the data (truncated),
+    a CRC mismatch. A frame that is valid is classified ``END`` only at the end of the data:
+    the caller never asks about one elsewhere.
+    """
+    remain = len(data) - offset
+    if remain <= 0:
+        return ScanStop(StopReason.END, offset)
+    if remain < LENGTH_SIZE:
+        return ScanStop(StopReason.TRUNCATED, offset, remain)
+    (flen,) = CRC.unpack_from(data, offset)
+    if flen < MIN_FRAME_LENGTH or flen > MAX_FRAME_LENGTH:
+        zeros = flen == 0 and is_zero(data[offset:])
+        return ScanStop(StopReason.ZEROS if zeros else StopReason.BAD_LENGTH, offset, remain, flen)
+    if LENGTH_SIZE + flen > remain:
+        return ScanStop(StopReason.TRUNCATED, offset, remain, flen)
+    return ScanStop(StopReason.BAD_CRC, offset, remain, flen)
+
+
+class FrameScan:
+    """The one frame scanner: iterating yields every valid frame of ``data`` from ``offset`` as
+    a :data:`FrameAt`, in order; when the data ends or a frame is damaged the iteration ends and
+    :attr:`stop` says where and why (:class:`ScanStop`). A consumer that breaks off early leaves
+    :attr:`stop` ``None``.
+
+    Reads only what it checks: the length is validated before the frame is touched, so a
+    hostile length costs nothing. The loop is the hot path of reading and of recovery: one
+    unpack of the head, one of the stored CRC and one CRC-32C call over a slice of the (mapped)
+    data per frame; :func:`frame_end` and :func:`crc_ok` written inline. Not thread-safe (one
+    iteration at a time); ``data`` must not change while it runs.
+    """
+
+    __slots__ = ("data", "offset", "stop")
+
+    def __init__(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
+        self.data = data if isinstance(data, memoryview) else memoryview(data)
+        self.offset = offset
+        """Where the scan starts."""
+        self.stop: ScanStop | None = None
+        """Set when the iteration ends by itself."""
+
+    def __iter__(self) -> Iterator[FrameAt]:
+        data = self.data
+        end = len(data)
+        off = self.offset
+        fast_end = end - HEAD_SIZE  # at or below it a whole head can be unpacked
+        unpack_head = HEAD.unpack_from
+        unpack_crc = CRC.unpack_from
+        min_len, max_len = MIN_FRAME_LENGTH, MAX_FRAME_LENGTH
+        while off <= fast_end:
+            flen, seq, ts, ptype = unpack_head(data, off)
+            stop = off + LENGTH_SIZE + flen
+            body = stop - CRC_SIZE
+            if (
+                flen < min_len
+                or flen > max_len
+                or stop > end
+                or crc32c(data[off:body]) != unpack_crc(data, body)[0]
+            ):
+                break
+            yield off, stop, seq, ts, ptype
+            off = stop
+        self.stop = classify(data, off)
+
+
+def decode_all(data: bytes | bytearray | memoryview, base_offset: int = 0) -> Iterator[Frame]:
+    """Yield every frame in ``data``; stop cleanly at its end (a frame boundary).
 
     ``base_offset`` is added to offsets in error messages (the data's position in its file).
 
     Raises:
-        TruncatedFrameError: the data ends inside the frame (or inside its length field).
-        CorruptFrameError: the length is out of range or the CRC does not match.
+        TruncatedFrameError / CorruptFrameError: at the first damaged frame, with its offset
+            (after every frame before it was yielded).
     """
-    end = len(data)
-    where = base_offset + offset
-    if end - offset < LENGTH_SIZE:
-        raise TruncatedFrameError(
-            f"{end - offset} bytes at offset {where} are too few for a frame length", where
-        )
-    (frame_length,) = CRC.unpack_from(data, offset)
-    _check_length(frame_length, where)
-    stop = offset + LENGTH_SIZE + frame_length
-    if stop > end:
-        raise TruncatedFrameError(
-            f"frame at offset {where} needs {frame_length + LENGTH_SIZE} bytes, "
-            f"{end - offset} remain",
-            where,
-        )
-    body_end = stop - CRC_SIZE
-    mv = data if isinstance(data, memoryview) else memoryview(data)
-    (stored,) = CRC.unpack_from(data, body_end)
-    if crc32c(mv[offset:body_end]) != stored:
-        raise CorruptFrameError(f"CRC mismatch in frame at offset {where}", where)
-    _, seq, ts, ptype = HEAD.unpack_from(data, offset)
-    return Frame(seq, ts, ptype, bytes(mv[offset + HEAD_SIZE : body_end])), stop
-
-
-def decode_all(data: bytes | memoryview, base_offset: int = 0) -> Iterator[Frame]:
-    """Yield every frame in ``data``; stop cleanly at its end (a frame boundary).
-
-    A tight loop over one (mapped) view: one unpack and one CRC-32C call per frame; a frame
-    that is not whole and valid is handed to :func:`decode_at` for its exact error.
-
-    Raises:
-        TruncatedFrameError / CorruptFrameError: at the first damaged frame, with its offset.
-    """
-    mv = data if isinstance(data, memoryview) else memoryview(data)
-    end = len(mv)
-    offset = 0
-    unpack_head = HEAD.unpack_from
-    unpack_crc = CRC.unpack_from
+    scan = FrameScan(data)
+    mv = scan.data
     new_frame = Frame
-    while offset + HEAD_SIZE <= end:
-        flen, seq, ts, ptype = unpack_head(mv, offset)
-        stop = offset + LENGTH_SIZE + flen
-        body_end = stop - CRC_SIZE
-        if (
-            flen < MIN_FRAME_LENGTH
-            or flen > MAX_FRAME_LENGTH
-            or stop > end
-            or crc32c(mv[offset:body_end]) != unpack_crc(mv, body_end)[0]
-        ):
-            break
-        yield new_frame(seq, ts, ptype, bytes(mv[offset + HEAD_SIZE : body_end]))
-        offset = stop
-    while offset < end:  # the slow path only ever raises here
-        frame, offset = decode_at(mv, offset, base_offset)
-        yield frame
+    for off, stop, seq, ts, ptype in scan:
+        yield new_frame(seq, ts, ptype, bytes(mv[off + HEAD_SIZE : stop - CRC_SIZE]))
+    assert scan.stop is not None
+    if scan.stop.reason is not StopReason.END:
+        raise scan.stop.error(base_offset)
 
 
 class FrameReader:
     """Reads frames one by one from a binary stream (a file, a socket, a download).
 
     ``next_frame()`` returns ``None`` at a clean end (end of stream at a frame boundary). The
-    length is validated before the rest of the frame is read, so memory stays within one frame.
+    length is validated before the rest of the frame is read, so memory stays within one frame;
+    each frame is checked by :class:`FrameScan` (the same errors as :func:`decode_all`).
     """
 
     def __init__(self, stream: BinaryIO, base_offset: int = 0) -> None:
@@ -358,25 +441,15 @@ class FrameReader:
             TruncatedFrameError: the stream ends inside a frame.
             CorruptFrameError: bad length or CRC.
         """
-        where = self.offset
-        prefix = self._read_exact(LENGTH_SIZE)
-        if not prefix:
+        data = self._read_exact(LENGTH_SIZE)
+        if not data:
             return None
-        if len(prefix) < LENGTH_SIZE:
-            raise TruncatedFrameError(
-                f"{len(prefix)} bytes at offset {where} are too few for a frame length", where
-            )
-        (frame_length,) = CRC.unpack(prefix)
-        _check_length(frame_length, where)
-        rest = self._read_exact(frame_length)
-        if len(rest) < frame_length:
-            raise TruncatedFrameError(
-                f"frame at offset {where} needs {frame_length + LENGTH_SIZE} bytes, "
-                f"{len(rest) + LENGTH_SIZE} remain",
-                where,
-            )
-        frame, _ = decode_at(prefix + rest, 0, where)
-        self.offset = where + LENGTH_SIZE + frame_length
+        if len(data) == LENGTH_SIZE:
+            (flen,) = CRC.unpack(data)
+            if MIN_FRAME_LENGTH <= flen <= MAX_FRAME_LENGTH:  # never read for a hostile length
+                data += self._read_exact(flen)
+        frame = next(decode_all(data, self.offset))  # the one frame, or its error
+        self.offset += len(data)
         return frame
 
     def __iter__(self) -> Iterator[Frame]:

@@ -1,4 +1,5 @@
-"""The 64-byte segment header and segment file names.
+"""The 64-byte segment header, segment file names, the listing of a store's segments, and the
+creation of a new segment file (its header).
 
 Header (big-endian)::
 
@@ -16,8 +17,12 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from walship.errors import SegmentHeaderError
+
+if TYPE_CHECKING:
+    from walship.store import SegmentFile, SegmentStore
 
 SEGMENT_MAGIC = 0x41454442
 FORMAT_VERSION = 1
@@ -46,6 +51,16 @@ def parse_segment_name(name: str) -> int | None:
     if seq > _U64_MAX or segment_name(seq) != name:
         return None
     return seq
+
+
+def segment_seqs(store: SegmentStore) -> list[int]:
+    """The sequence numbers of the segment files in ``store``, ascending (every other name, a
+    side file or the archive record, is left out).
+
+    Raises:
+        OSError: the store could not be listed.
+    """
+    return sorted(s for n in store.list_names() if (s := parse_segment_name(n)) is not None)
 
 
 @dataclass(frozen=True)
@@ -104,3 +119,14 @@ class SegmentHeader:
                 f"({expected_seq})"
             )
         return cls(instance_id, seq, created, bytes(prev))
+
+
+def create_segment(store: SegmentStore, header: SegmentHeader) -> SegmentFile:
+    """Create the file of segment ``header.segment_seq`` in ``store`` holding only ``header``,
+    durably (the store's ``create``: file and directory entry), open for appending.
+
+    Raises:
+        FileExistsError: the segment exists already.
+        OSError: the store failed.
+    """
+    return store.create(segment_name(header.segment_seq), header.encode())

@@ -27,8 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name, segment_name
-from walship.core.recovery import ChainBase
+from walship.core.header import (
+    HEADER_SIZE,
+    SegmentHeader,
+    segment_name,
+    segment_seqs,
+)
 from walship.errors import (
     ArchiveConflictError,
     ArchiveIntegrityError,
@@ -59,10 +63,30 @@ class ArchivedSegment:
     """The instance_id in its header (``None``: not known)."""
 
 
+@dataclass(frozen=True)
+class ChainBase:
+    """The newest segment sealed outside the store (archived), as the archive record knows it.
+
+    Retention removes archived segments locally, so the store alone may not know where the log
+    stands. With a base, recovery never hands out a commit_seq at or below
+    ``last_commit_seq``, and when no local segment newer than the base is left (all were
+    removed, or the only newer one was a torn creation) the log continues in segment
+    ``segment_seq + 1`` chained to ``blake3``, never appending to a sealed segment.
+    """
+
+    segment_seq: int
+    blake3: bytes
+    last_commit_seq: int | None
+    """The highest commit_seq in this segment or any before it (0: none); ``None``: unknown
+    (a record written before walship kept it)."""
+    instance_id: int | None = None
+    """The log's instance_id (``None``: unknown)."""
+
+
 def first_local_seq(store: SegmentStore) -> int | None:
     """The lowest segment_seq among the store's segment files (``None`` when there is none)."""
-    seqs = [s for n in store.list_names() if (s := parse_segment_name(n)) is not None]
-    return min(seqs) if seqs else None
+    seqs = segment_seqs(store)
+    return seqs[0] if seqs else None
 
 
 class ArchiveRecord:
@@ -191,7 +215,7 @@ class ArchiveRecord:
 
     def chain_base(self) -> ChainBase | None:
         """The newest recorded segment and the highest recorded commit_seq, for
-        :func:`walship.core.recovery.recover` (``None`` when nothing is recorded)."""
+        :func:`walship.core.repair.recover` (``None`` when nothing is recorded)."""
         with self._lock:
             if not self._segments:
                 return None

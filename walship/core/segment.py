@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Protocol
 from blake3 import blake3
 
 from walship.core.frame import FRAME_OVERHEAD, encode_batch_at, encode_pieces
-from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
+from walship.core.header import (
+    HEADER_SIZE,
+    ZERO_HASH,
+    SegmentHeader,
+    create_segment,
+    segment_name,
+)
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, Stamper, SystemClock
 from walship.store import SegmentFile, SegmentStore, free_name, written_bytes
 
@@ -58,7 +64,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_hash_worker)
 
 
-def _hash_worker() -> ThreadPoolExecutor | None:
+def hash_worker() -> ThreadPoolExecutor | None:
     """The process's one hashing thread, or ``None`` on a single-core machine."""
     global _hash_pool
     if _hash_pool is None and (os.cpu_count() or 1) > 1:
@@ -246,12 +252,16 @@ class SegmentManager:
         if prev_hash is not None:
             self.prev_hash = prev_hash
         header = SegmentHeader(self.instance_id, segment_seq, self.stamp(), self.prev_hash)
-        raw = header.encode()
-        file = self.store.create(segment_name(segment_seq), raw)
+        file = create_segment(self.store, header)
         self.active = ActiveSegment(
-            file, header, self.clock.monotonic(), len(raw), blake3(raw), synced_size=len(raw)
+            file,
+            header,
+            self.clock.monotonic(),
+            HEADER_SIZE,
+            blake3(header.encode()),
+            synced_size=HEADER_SIZE,
         )
-        self._reserve(self.active, len(raw))
+        self._reserve(self.active, HEADER_SIZE)
         return self.active
 
     def _reserve(self, active: ActiveSegment, need: int) -> None:
@@ -314,7 +324,7 @@ class SegmentManager:
             self._reserve(active, active.size + size)
         synced = False
         try:
-            pool = _hash_worker() if size >= PARALLEL_HASH_MIN else None
+            pool = hash_worker() if size >= PARALLEL_HASH_MIN else None
             if pool is None:
                 if sync and active.synced_size == active.size:
                     active.file.write_durable(buffers)  # everything before is durable already

@@ -19,7 +19,7 @@ decoded and CRC-checked, within a budget of CRC work proportional to the bytes a
 CRC of megabytes each): past it the answer is "undecided", which is damage, never a torn tail.
 Zero bytes never match (a length is at least 21), so a zero-filled tail costs one pass, and the
 never-written space a preallocating store reserved is not even read (see
-:func:`walship.core.recovery.scan_store`).
+:func:`walship.core.scan.scan_store`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,18 @@ from __future__ import annotations
 import re
 import struct
 
-from crc32c import crc32c
-
-from walship.core.frame import CRC_SIZE, LENGTH_SIZE, MAX_FRAME_LENGTH, MIN_FRAME_LENGTH
+from walship.core.frame import (
+    CRC_SIZE,
+    LENGTH_SIZE,
+    MAX_FRAME_LENGTH,
+    MIN_FRAME_LENGTH,
+    crc_ok,
+    frame_end,
+)
 
 MIN_FRAME_BYTES = LENGTH_SIZE + MIN_FRAME_LENGTH
 """The smallest frame on disk (an empty payload), length field included: 25 bytes."""
-_LEN_SEQ = struct.Struct(">IQ")
+_SEQ = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U64_MAX = (1 << 64) - 1
 CHECK_BUDGET_FACTOR = 4
@@ -61,22 +66,16 @@ def _frame_at(data: memoryview, off: int, lo: int, start: int, budget: _Budget) 
     Raises:
         _BudgetSpent: checking its CRC would exceed ``budget``.
     """
-    end = len(data)
-    if off + MIN_FRAME_BYTES > end:
+    stop = frame_end(data, off)
+    if stop is None:
         return None
-    flen, seq = _LEN_SEQ.unpack_from(data, off)
-    if not MIN_FRAME_LENGTH <= flen <= MAX_FRAME_LENGTH:
+    (seq,) = _SEQ.unpack_from(data, off + LENGTH_SIZE)
+    if not lo <= seq <= lo + (off - start) // MIN_FRAME_BYTES:
         return None
-    stop = off + LENGTH_SIZE + flen
-    if stop > end or not lo <= seq <= lo + (off - start) // MIN_FRAME_BYTES:
-        return None
-    body = stop - CRC_SIZE
-    budget.left -= body - off
+    budget.left -= stop - CRC_SIZE - off  # the bytes the CRC covers
     if budget.left < 0:
         raise _BudgetSpent(off)
-    if crc32c(data[off:body]) != _U32.unpack_from(data, body)[0]:
-        return None
-    return int(seq)
+    return int(seq) if crc_ok(data, off, stop) else None
 
 
 class _BudgetSpent(Exception):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from walship.core.recovery import RecoveryReport
+    from walship.core.repair import RecoveryReport
     from walship.core.segment import ClosedSegment
 
 PROJECT = "walship"
@@ -75,7 +75,7 @@ def log_recovered(log: Any, report: RecoveryReport) -> None:
     When: once per open, after recovery. For a brand-new log it follows the ``segment_opened``
     of segment 1 (recovery found nothing, so the first segment is created during the open).
 
-    Receives: ``report``, a :class:`walship.core.recovery.RecoveryReport`: segments and frames
+    Receives: ``report``, a :class:`walship.core.repair.RecoveryReport`: segments and frames
     found, the last commit_seq, every torn tail cut (``repairs``, with the side file that keeps
     the cut bytes), segments moved aside by a salvage open, and ``summary()`` as one line.
     """

@@ -1,4 +1,4 @@
-"""The POSIX store's flush and lock primitives, for each platform the strongest it offers.
+"""Flush, write and lock primitives for local files, for each platform the strongest it offers.
 
 What each platform gets (chosen once, at import):
 
@@ -7,7 +7,7 @@ What each platform gets (chosen once, at import):
   same), falling back to ``fsync`` on a filesystem that refuses it; else ``fdatasync``; else
   ``fsync`` (Windows: ``FlushFileBuffers``).
 * Flushing a file's data and metadata (:func:`flush_file`): ``F_FULLFSYNC``, else ``fsync``.
-* Flushing a directory's entries (:func:`flush_dir`): ``fsync`` of the directory opened with
+* Flushing a directory's entries (:func:`fsync_dir`): ``fsync`` of the directory opened with
   ``O_DIRECTORY``; where a directory cannot be opened as a file (Windows, no ``O_DIRECTORY``)
   nothing: NTFS journals its directory entries itself (:data:`DIRECTORY_SYNC` is ``False``).
 * Reserving space (:data:`PREALLOCATE`): ``os.posix_fallocate``, else ``None`` (plain appends).
@@ -16,7 +16,11 @@ What each platform gets (chosen once, at import):
   :class:`~walship.errors.PlatformUnsupportedError` rather than a traceback. Only ``flock``
   can also lock the directory itself.
 
-Only ``walship.backends.posix`` uses this module.
+* Writing (:func:`write_all`): ``os.write`` until every byte is written.
+
+Users: the POSIX store (:mod:`walship.backends.posix`) and the archive's local files
+(:mod:`walship.archive.objects`, :mod:`walship.archive.restore`). It imports only
+:mod:`walship.errors`, so any layer above the store may use it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ OPEN_FLAGS: int = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 """Added to every ``os.open``: no descriptor leaks into a child; no newline translation."""
 _O_DIRECTORY: int | None = getattr(os, "O_DIRECTORY", None)
 DIRECTORY_SYNC = _O_DIRECTORY is not None
-"""Whether :func:`flush_dir` really syncs (``False``: the platform cannot open a directory)."""
+"""Whether :func:`fsync_dir` really syncs (``False``: the platform cannot open a directory)."""
 PREALLOCATE: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
 _F_FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None) if fcntl is not None else None
 _REFUSED = frozenset(
@@ -92,7 +96,22 @@ def flush_file(fd: int) -> None:
         os.fsync(fd)
 
 
-def flush_dir(path: str | os.PathLike[str]) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte of ``data`` to ``fd`` at its position, finishing short writes.
+
+    Raises:
+        OSError: the write failed (``EIO`` when the OS wrote nothing and gave no error); how
+            many bytes reached the file before is unknown to the caller.
+    """
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned 0 bytes")
+        view = view[n:]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make the entries of directory ``path`` durable; nothing where a platform cannot (see
     :data:`DIRECTORY_SYNC`). Raises ``OSError`` (``FileNotFoundError``: no such directory)."""
     if _O_DIRECTORY is None:
