@@ -483,6 +483,7 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
             raise KeyboardInterrupt("timer")
 
     lost: list[object] = []  # interrupts the interpreter dropped (raised in a GC callback)
+    landed: list[BaseException] = []  # the interrupt, with where it landed
     old_hook = sys.unraisablehook
     sys.unraisablehook = lambda u: lost.append(u.exc_value)
     old = signal.signal(signal.SIGALRM, handler)
@@ -504,8 +505,8 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
                     log.checkpoint(log.last_seq)
             # the interrupt never reached this loop: only the interpreter may have dropped it
             assert any(isinstance(e, KeyboardInterrupt) for e in lost), "interrupt swallowed"
-        except KeyboardInterrupt:
-            pass
+        except KeyboardInterrupt as e:
+            landed.append(e)
         except (LogFailedError, LogClosedError):
             fired.wait(5)
     finally:
@@ -516,7 +517,7 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
         for t in threads:
             t.join(30)
     hung = any(t.is_alive() for t in threads)
-    assert not hung, "a thread hangs after the interrupt" + _state(log)
+    assert not hung, "a thread hangs after the interrupt" + _state(log) + _where(landed)
     assert not errors, errors
     durable = log.durable_seq
     try:
@@ -530,6 +531,15 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
     reopen_and_check(store, acks, durable=max(acks.payloads, default=0))
     FIGURES["interrupts.timer_runs"] += 1
     FIGURES["interrupts.timer_failed"] += log.failed is not None
+
+
+def _where(landed: list[BaseException]) -> str:
+    """Where the interrupt landed in the main thread (its traceback's last frames)."""
+    import traceback
+
+    if not landed:
+        return ""
+    return "\ninterrupt landed at:\n" + "".join(traceback.format_tb(landed[0].__traceback__)[-8:])
 
 
 def _state(log: Log) -> str:

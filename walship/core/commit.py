@@ -323,8 +323,7 @@ class GroupCommit:
                         with self._mutex:
                             self._settle_locked(batch)
                             self._release_busy_locked(turn)
-                    wake(pending)
-                    self._early = []
+                    wake(pending)  # (also what _early still holds: the same list)
                     break
                 except BaseException as e:
                     error = error or e
@@ -552,7 +551,10 @@ class GroupCommit:
     def state(self) -> str:
         """The hand-off state, one line (for a hang's report)."""
         queue = [(r.done, r.lead, r.woken, r.first_seq) for r in self._queue]
-        return f"busy={self._busy} turn={self._turn} queue={queue}"
+        return (
+            f"busy={self._busy} turn={self._turn} queue={queue} "
+            f"exclusive_waiters={self._exclusive_waiters} gates={len(self._turn_gates)}"
+        )
 
     def queued(self) -> int:
         """How many requests wait in the queue now."""

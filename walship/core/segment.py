@@ -126,11 +126,24 @@ class BatchEncoder:
         buf = self._buf
         if len(buf) < need:
             buf = self._buf = bytearray(max(need, 2 * len(buf)))
+        if len(batch) == 1:
+            batch[0].first_seq = seq
+            off = encode_batch_at(
+                buf, 0, seq, timestamp_micros, batch[0].payload_type, batch[0].payloads
+            )
+            return memoryview(buf)[:off]
         off = 0
-        for r in batch:
-            r.first_seq = seq
-            off = encode_batch_at(buf, off, seq, timestamp_micros, r.payload_type, r.payloads)
-            seq += len(r.payloads)
+        i = 0
+        while i < len(batch):  # one encoder call per run of appends of one payload type
+            ptype = batch[i].payload_type
+            start = seq
+            items: list[bytes | bytearray | memoryview] = []
+            while i < len(batch) and batch[i].payload_type == ptype:
+                batch[i].first_seq = seq
+                seq += len(batch[i].payloads)
+                items += batch[i].payloads
+                i += 1
+            off = encode_batch_at(buf, off, start, timestamp_micros, ptype, items)
         return memoryview(buf)[:off]
 
     def release(self, data: Buffers) -> None:
