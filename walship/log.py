@@ -33,7 +33,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import pluggy
 
 from walship.core import frame as framing
-from walship.core.commit import RETRIES, GroupCommit, Request
+from walship.core.commit import ATTEMPTS, GroupCommit, Request
 from walship.core.events import EventDispatcher
 from walship.core.frame import MAX_COMMIT_SEQ, MAX_PAYLOAD, Frame, as_payloads, check_payload
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
@@ -930,7 +930,7 @@ class Log:
         finally:
             if self._closed:  # (interrupted while waiting for the turn: nothing done, still open)
                 error: BaseException | None = None
-                for _ in range(RETRIES):  # an interrupt here is retried (idempotent)
+                for _ in ATTEMPTS:  # an interrupt here is retried (idempotent)
                     try:
                         self._release_resources()
                         break

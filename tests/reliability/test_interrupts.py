@@ -13,6 +13,7 @@ waiting on an interrupted group-commit leader get an answer (never a hang, never
 
 from __future__ import annotations
 
+import dis
 import faulthandler
 import os
 import random
@@ -616,29 +617,80 @@ class _HeldSyncs(MemoryStore):
         return self._wrap(super().open_append(name))
 
 
-def _interrupt_at(k: int, fired: list[str]) -> Callable[[Any, str, Any], None]:
-    """A profile function raising KeyboardInterrupt at the ``k``-th point of the hand-off
-    modules where CPython delivers a signal's exception: entering a Python function (its
-    RESUME), right after a call of a C function returns (a lock's acquire or release), and
-    inside a blocking lock acquire (which a signal handler's exception ends unacquired)."""
-    seen = 0
+def _delivery_points(code: Any) -> dict[int, str]:
+    """The offsets in ``code`` where CPython (3.11 on) checks for a pending signal's exception,
+    as the instruction about to run there: the one after each call (the call returned), each
+    backward jump (a loop's next round), and each call of a lock's ``acquire`` itself (a
+    blocking acquire that the exception ends unacquired)."""
+    points: dict[int, str] = {}
+    instructions = list(dis.get_instructions(code))
+    for i, ins in enumerate(instructions):
+        if ins.opname.startswith("CALL") and not ins.opname.startswith("CALL_INTRINSIC"):
+            callee = next(
+                (
+                    j.argval
+                    for j in reversed(instructions[max(0, i - 6) : i])
+                    if j.opname in ("LOAD_METHOD", "LOAD_ATTR")
+                ),
+                "",
+            )
+            if callee == "acquire":
+                points[ins.offset] = "in acquire"
+            if i + 1 < len(instructions):
+                points.setdefault(instructions[i + 1].offset, f"after a call of {callee or '?'}")
+        elif ins.opname.startswith("JUMP_BACKWARD"):
+            points[ins.offset] = "at a loop's back-edge"
+    return points
 
-    def profile(frame: Any, event: str, arg: Any) -> None:
+
+def _interrupt_at(k: int, fired: list[str]) -> Callable[[Any, str, Any], Any]:
+    """A trace function raising KeyboardInterrupt at the ``k``-th point of the hand-off
+    modules where CPython delivers a signal's exception: entering a Python function, and each
+    of :func:`_delivery_points` (traced opcode by opcode)."""
+    seen = 0
+    cache: dict[Any, dict[int, str]] = {}
+
+    def fire(frame: Any, where: str) -> None:
         nonlocal seen
-        if event == "c_call":
-            if getattr(arg, "__name__", "") != "acquire":
-                return
-        elif event not in ("call", "c_return"):
-            return
-        if not frame.f_code.co_filename.endswith(_HANDOFF_FILES):
-            return
         seen += 1
         if seen == k:
-            where = f"{event} {getattr(arg, '__qualname__', '')} in {frame.f_code.co_name}"
-            fired.append(f"{where}:{frame.f_lineno}")
-            raise KeyboardInterrupt(f"injected at point {k}: {where}")
+            text = f"{where} in {frame.f_code.co_name}:{frame.f_lineno}"
+            fired.append(text)
+            raise KeyboardInterrupt(f"injected at point {k}: {text}")
 
-    return profile
+    returned_to: list[Any] = [None]  # the frame a Python function just returned to
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "return":
+            returned_to[0] = frame.f_back
+        elif event == "opcode":
+            from_python = returned_to[0] is frame
+            returned_to[0] = None
+            points = cache.get(frame.f_code)
+            if points is None:
+                points = cache[frame.f_code] = _delivery_points(frame.f_code)
+            where = points.get(frame.f_lasti)
+            # (a Python function's return into its caller is no delivery point: CPython checks
+            # after calls of C functions and classes only)
+            if where is not None and not (from_python and where.startswith("after")):
+                fire(frame, where)
+        return local
+
+    def other(frame: Any, event: str, arg: Any) -> Any:
+        if event == "return":
+            returned_to[0] = frame.f_back
+        return other
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event != "call":
+            return None
+        if not frame.f_code.co_filename.endswith(_HANDOFF_FILES):
+            return other
+        frame.f_trace_opcodes = True
+        fire(frame, "entering")
+        return local
+
+    return trace
 
 
 def _queued(log: Log) -> int:
@@ -666,18 +718,18 @@ def _handoff_run(k: int, mode: str, scenario: str) -> bool:
     fired: list[str] = []
     outcomes: dict[str, BaseException | None] = {}
 
-    def run(name: str, op: str, profile: Callable[[Any, str, Any], None] | None) -> None:
+    def run(name: str, op: str, profile: Callable[[Any, str, Any], Any] | None) -> None:
         p = acks.payload()
         try:
             if profile is not None:
-                sys.setprofile(profile)
+                sys.settrace(profile)
             try:
                 if op == "rotate":
                     log.rotate()
                 else:
                     seq = log.append(p)
             finally:
-                sys.setprofile(None)
+                sys.settrace(None)
             if op == "append":
                 acks.ack([seq], [p])
             outcomes[name] = None

@@ -52,6 +52,9 @@ GATHER_MAX = 0.002
 """A leader never waits longer than this for appenders to return."""
 RETRIES = 5
 """How often a clean-up that an interrupt hit is run again (each is idempotent)."""
+ATTEMPTS = tuple(range(RETRIES))
+"""Iterated by the clean-ups, never built there: ``range(RETRIES)`` is a call, and CPython
+delivers a signal's exception right after a call returns, outside the clean-up's ``try``."""
 WAIT_CHECK = 0.05
 """An exclusive caller looks again this often while it waits for the I/O turn, so that a
 wake-up lost to an interrupt costs this long, no more."""
@@ -261,7 +264,7 @@ class GroupCommit:
         finally:
             if queued or lead:
                 error: BaseException | None = None
-                for _ in range(RETRIES):  # an interrupt here is retried: every step is idempotent
+                for _ in ATTEMPTS:  # an interrupt here is retried: every step is idempotent
                     try:
                         if queued:
                             # Other threads count on this one to pass a wake-up or the lead on:
@@ -317,7 +320,7 @@ class GroupCommit:
                     batch, self._queue = self._queue, []
         finally:
             error: BaseException | None = None
-            for _ in range(RETRIES):  # an interrupt here is retried: every step is idempotent
+            for _ in ATTEMPTS:  # an interrupt here is retried: every step is idempotent
                 try:
                     if self._turn == turn:  # an interrupt or a bug's exception is on its way out
                         with self._mutex:
@@ -536,7 +539,7 @@ class GroupCommit:
         finally:
             if turn != -1:
                 error: BaseException | None = None
-                for _ in range(RETRIES):  # an interrupt here is retried (idempotent)
+                for _ in ATTEMPTS:  # an interrupt here is retried (idempotent)
                     try:
                         if finish is not None:
                             finish()
@@ -561,4 +564,4 @@ class GroupCommit:
         return len(self._queue)
 
 
-__all__ = ["BatchWriter", "GroupCommit", "Request", "wake"]
+__all__ = ["ATTEMPTS", "BatchWriter", "GroupCommit", "Request", "wake"]
