@@ -18,7 +18,8 @@ from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
-from walship.archive.archiver import ArchiveSettings, backoff_delay
+from walship.archive.archiver import backoff_delay
+from walship.archive.settings import ArchiveSettings
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import parse_segment_name, segment_name
@@ -166,7 +167,7 @@ def test_a_restart_with_uploads_pending_archives_them() -> None:
         assert log.archiver is not None and log.archiver.flush(timeout=20)
         assert wait_until(lambda: sorted(rec.seqs("removed")) == [1, 2, 3])
     assert_removed_only_after_archived(rec)
-    from walship.archive.restore import open_archive
+    from walship.archive.reader import open_archive
 
     assert [f.payload for f in open_archive(url).read()] == payloads
 
@@ -199,6 +200,45 @@ def test_close_does_not_wait_for_backoff() -> None:
     log.close()
     assert time.monotonic() - started < 10  # the 15-30 s backoff wait was cut short
     assert local_segments(mem) == [1, 2]
+
+
+@pytest.mark.parametrize("through", ["archiver", "log"])
+def test_an_interrupt_in_close_loses_nothing_and_the_next_open_resumes(through: str) -> None:
+    """A KeyboardInterrupt inside close()'s wait for the workers (the Python code of
+    Thread.join): the interrupt goes on, the archiver is sealed all the same (the upload still
+    in flight finishes later and records nothing), the log closes, and the next open archives
+    what was pending."""
+    gate = threading.Event()
+    flaky = FlakyFileSystem.make(gate=gate)
+    mem = MemoryStore()
+    url = f"{flaky.protocol[0]}://b/wal"
+    rec = Recorder()
+    log = open_log(mem, url, rec, workers=1)
+    write_segments(log, 2)
+    archiver = log.archiver
+    assert archiver is not None
+    assert wait_until(lambda: flaky.puts == 1)  # segment 1 in flight, segment 2 queued
+    [worker] = archiver._workers
+    join = worker.join
+
+    def interrupted_join(timeout: float | None = None) -> None:
+        worker.join = join  # type: ignore[method-assign]  # once: a retry waits as usual
+        raise KeyboardInterrupt
+
+    worker.join = interrupted_join  # type: ignore[method-assign]
+    opener = threading.Timer(0.3, gate.set)  # the upload in flight finishes after the interrupt
+    opener.start()
+    with pytest.raises(KeyboardInterrupt):
+        archiver.close() if through == "archiver" else log.close()
+    join(timeout=20)
+    assert not worker.is_alive()
+    assert not archiver.record.archived(1, archiver.url) and rec.seqs("archived") == []
+    log.close()  # (again, through the log: idempotent)
+    assert log.closed and archiver.stats()["archived"] == 0
+    with open_log(mem, url) as again:
+        assert again.archiver is not None and again.archiver.flush(timeout=20)
+        assert again.archiver.record.archived(1, again.archiver.url)
+        assert again.archiver.record.archived(2, again.archiver.url)
 
 
 def test_falling_behind_fires_archive_lagging_once_per_crossing() -> None:
@@ -407,8 +447,7 @@ def test_import_walship_does_not_load_fsspec() -> None:
 
 
 def test_python_and_yaml_archive_settings_share_their_limits(tmp_path: Path) -> None:
-    from walship.archive.archiver import ArchiveSettings
-    from walship.archive.retention import RetentionPolicy
+    from walship.archive.settings import ArchiveSettings, RetentionPolicy
     from walship.config import load_config
     from walship.errors import ConfigError
 

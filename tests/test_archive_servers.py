@@ -13,7 +13,7 @@ import pytest
 from reliability.s3proxy import FaultProxy
 from s3server import S3Bucket, closed_segments, moto_endpoint, new_bucket, radosgw_server
 
-from walship.archive import ArchiveReadStore, ArchiveStore, manifest_name, objects
+from walship.archive import ArchiveReadStore, ArchiveStore, create, manifest_name
 from walship.core.scan import scan_store
 from walship.errors import (
     ArchiveBucketMissingError,
@@ -201,7 +201,7 @@ def test_a_server_ignoring_the_condition_is_refused_unless_checked() -> None:
 def test_a_segment_larger_than_one_put_is_refused(
     s3_target: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(objects, "MAX_PUT_BYTES", 1000)
+    monkeypatch.setattr(create, "MAX_PUT_BYTES", 1000)
     name = NAMES[0]
     assert len(SEGMENTS[name]) >= 1000
     with pytest.raises(ArchiveUnsupportedError, match="more than one PUT may carry"):

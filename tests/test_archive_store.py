@@ -380,3 +380,26 @@ def test_the_archive_view_refuses_foreign_objects(url: str) -> None:
     plant(store, "evil.sh", b"#!/bin/sh")
     with pytest.raises(ArchiveNameError, match=r"evil\.sh"):
         ArchiveReadStore(url).list_names()
+
+
+def test_a_listing_is_classified_without_a_bucket() -> None:
+    from walship.archive.listing import ArchiveListing
+
+    root = "bucket/wal"
+    entries = [
+        {"name": f"{root}/{object_name(1)}", "type": "file", "size": 100},
+        {"name": f"{root}/{manifest_name(1)}", "type": "file", "size": 300},
+        {"name": f"{root}/{TEMP_PREFIX}abc-{object_name(2)}", "type": "file", "size": 5},
+        {"name": f"{root}/../etc/passwd", "type": "file", "size": 5},
+        {"name": f"{root}/{object_name(3)}", "type": "directory", "size": 0},
+        {"name": "bucket/other/x", "type": "file", "size": 1},
+        {"name": f"{root}/{object_name(4)}", "type": "file", "size": 10_000},
+        {"name": f"{root}/", "type": "directory", "size": 0},
+    ]
+    listing = ArchiveListing.classify(entries, root, "s3://bucket/wal", max_object_bytes=1000)
+    assert listing.objects == {1: {"none": 100}} and listing.manifests == {1: 300}
+    assert listing.temporary == [f"{TEMP_PREFIX}abc-{object_name(2)}"]
+    refused = [name for name, _ in listing.rejected]
+    assert refused == ["../etc/passwd", object_name(3), "bucket/other/x", object_name(4), "/"]
+    with pytest.raises(ArchiveNameError, match=r"\(and 4 more\)"):
+        listing.raise_rejected("s3://bucket/wal")

@@ -40,6 +40,7 @@ ROOT = Path(walship.__file__).parent
 
 LAYERS = {
     "errors": 0,
+    "values": 0,
     "store": 1,
     "core": 2,
     "backends": 2,
@@ -62,23 +63,6 @@ KNOWN_VIOLATIONS = {
     # (a) upward imports
     "walship.core.record -> walship.archive (up: core imports archive)",
     # (b) private names across module lines
-    "walship.archive.objects -> walship.archive.credentials._secret_values (private)",
-    "walship.archive.objects -> walship.archive.credentials._storage_errors (private)",
-    "walship.config.environment -> walship.config.keys._dotted (private)",
-    "walship.config.loading -> walship.config.environment._expand (private)",
-    "walship.config.loading -> walship.config.messages._check_store (private)",
-    "walship.config.loading -> walship.config.messages._message (private)",
-    "walship.config.messages -> walship.config.keys._dotted (private)",
-    "walship.config.messages -> walship.config.redaction._show (private)",
-    "walship.config.schema -> walship.config.redaction._without_userinfo (private)",
-    "walship.config.schema -> walship.config.values._choice (private)",
-    "walship.config.schema -> walship.config.values._compression (private)",
-    "walship.config.schema -> walship.config.values._duration (private)",
-    "walship.config.schema -> walship.config.values._expected (private)",
-    "walship.config.schema -> walship.config.values._integer (private)",
-    "walship.config.schema -> walship.config.values._keep_local (private)",
-    "walship.config.schema -> walship.config.values._plugin_entry (private)",
-    "walship.config.schema -> walship.config.values._url (private)",
 }
 
 

@@ -15,7 +15,7 @@ from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
-from walship.archive.upload_process import UploadProcess, _flatten, _rebuild
+from walship.archive.upload_process import UploadProcess, flatten_error, rebuild_error
 from walship.backends.memory import MemoryStore
 from walship.core.header import segment_name
 from walship.core.scan import scan_store
@@ -133,12 +133,12 @@ def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
 
 
 def test_errors_cross_the_process_boundary_whole() -> None:
-    e = _rebuild(*_flatten(ArchiveIntegrityError("upload did not verify", "segment_x")))
+    e = rebuild_error(*flatten_error(ArchiveIntegrityError("upload did not verify", "segment_x")))
     assert isinstance(e, ArchiveIntegrityError) and e.segment == "segment_x"
     assert str(e) == "upload did not verify"
-    e = _rebuild(*_flatten(OSError(5, "store failed")))
+    e = rebuild_error(*flatten_error(OSError(5, "store failed")))
     assert isinstance(e, OSError) and e.errno == 5 and "store failed" in str(e)
-    e = _rebuild(*_flatten(KeyError("odd")))
+    e = rebuild_error(*flatten_error(KeyError("odd")))
     assert type(e).__name__ == "ArchiveError" and "KeyError" in str(e)
     assert ArchiveStore("memory://x").shared_across_processes is False
     flaky = FlakyFileSystem.make(fail_puts=0)  # registered in this process only
@@ -148,9 +148,9 @@ def test_errors_cross_the_process_boundary_whole() -> None:
 
 QUIET_CHILD = """
 import asyncio, logging, sys, threading
-from walship.archive.upload_process import _quiet
+from walship.archive.upload_process import quiet_child
 from fsspec.asyn import get_loop, sync
-_quiet()
+quiet_child()
 logging.getLogger("aiohttp.client").exception("failed", exc_info=RuntimeError("one"))
 t = threading.Thread(target=lambda: 1 / 0)
 t.start(); t.join()

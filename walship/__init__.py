@@ -60,7 +60,7 @@ from walship.plugins.manager import PluginError
 from walship.store import SegmentStore
 
 if TYPE_CHECKING:
-    from walship.archive.restore import ArchiveReader
+    from walship.archive.reader import ArchiveReader
 
 __version__ = "0.1.0"
 
@@ -134,10 +134,10 @@ def open(
 def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> ArchiveReader:
     """Read a log straight from its archive: ``open_archive(url).read(from_seq=N)`` streams
     frames, each segment checked against its manifest and the chain (see
-    :class:`walship.archive.restore.ArchiveReader`). fsspec (and s3fs) load only when this is
+    :class:`walship.archive.reader.ArchiveReader`). fsspec (and s3fs) load only when this is
     called.
     """
-    from walship.archive.restore import open_archive as _open_archive
+    from walship.archive.reader import open_archive as _open_archive
 
     return _open_archive(url, storage_options)
 

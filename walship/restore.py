@@ -1,16 +1,11 @@
 """The public path of restore, kept for code written against it.
 
-The implementation lives in :mod:`walship.archive.restore`; this module only re-exports it.
+The implementation lives in :mod:`walship.archive.restore` (and reading an archive in place in
+:mod:`walship.archive.reader`); this module only re-exports it.
 """
 
-from walship.archive.restore import (
-    ArchiveReader,
-    RestoreProgress,
-    RestoreResult,
-    open_archive,
-    parse_time,
-    restore,
-)
+from walship.archive.reader import ArchiveReader, open_archive
+from walship.archive.restore import RestoreProgress, RestoreResult, parse_time, restore
 from walship.errors import RestoreError
 
 __all__ = [

@@ -48,6 +48,7 @@ absolute paths, directories, other suffixes, objects larger than the limit) is r
 from __future__ import annotations
 
 from walship.archive.credentials import redact_url
+from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
@@ -66,7 +67,7 @@ from walship.archive.names import (
     object_name,
     parse_object_name,
 )
-from walship.archive.objects import ArchiveListing, ArchiveStore, PutResult
+from walship.archive.objects import ArchiveStore, PutResult
 from walship.archive.read_store import ArchiveReadStore
 
 __all__ = [

@@ -18,7 +18,6 @@ does not list. When more than ``lag_warning`` segments are pending, ``archive_la
 
 from __future__ import annotations
 
-import difflib
 import logging
 import random
 import threading
@@ -26,20 +25,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from walship.archive import ArchiveStore, PutResult
+from walship.archive.retention import Retention, SegmentRanges
+from walship.archive.settings import (
+    ArchiveSettings,
+    RetentionPolicy,
+    RetrySettings,
+    retention_without_archive,
 )
-
-from walship.archive import ArchiveStore, PutResult, redact_url
-from walship.archive import settings as limits
-from walship.archive.retention import Retention, RetentionPolicy, SegmentRanges
 from walship.core.header import segment_name
 from walship.core.record import ArchivedSegment, ArchiveRecord, check_continues
 from walship.core.segment import ClosedSegment
@@ -53,75 +48,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("walship.archiver")
 
-
-class RetrySettings(BaseModel):
-    """``archive.retries``: attempts per segment, first backoff and its cap (seconds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    attempts: int = Field(default=10, ge=1, le=limits.MAX_ATTEMPTS)
-    backoff: float = Field(default=0.5, gt=0, le=limits.MAX_BACKOFF)
-    max_backoff: float = Field(default=60.0, gt=0, le=limits.MAX_BACKOFF_CAP)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RetrySettings:
-        if self.max_backoff < self.backoff:
-            raise ValueError(f"max_backoff must be at least backoff ({self.backoff}s)")
-        return self
-
-
-class ArchiveSettings(BaseModel):
-    """The ``archive:`` section, as the Log receives it (durations in seconds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    url: str = Field(min_length=1)
-    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)  # credentials
-    workers: int = Field(default=4, ge=1, le=limits.MAX_WORKERS)
-    compression: Literal["none", "zstd"] = "none"
-    retries: RetrySettings = RetrySettings()
-    lag_warning: int = Field(default=64, ge=1, le=limits.MAX_LAG_WARNING)
-    upload_process: bool = True
-    """Upload from the shared child process (:mod:`walship.archive.upload_process`); a
-    ``memory://`` archive, which lives in this process, always uploads from threads here."""
-    conditional_create: str = "required"
-    """``required``: archive to S3 only where the server honours ``If-None-Match: *`` on PUT
-    (probed at first use); ``checked``: elsewhere, check before and read back after each
-    create (weaker: two writers racing can still overwrite each other)."""
-
-    @field_validator("conditional_create")
-    @classmethod
-    def _conditional_create(cls, value: str) -> str:
-        if value not in limits.CONDITIONAL_CREATE:
-            raise ValueError(f"must be one of {', '.join(limits.CONDITIONAL_CREATE)}")
-        return value
-
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name == "url" else value  # no URL password
-
-    @classmethod
-    def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:
-        """Validate an ``archive:`` mapping; missing keys take their defaults.
-
-        Raises:
-            ConfigError: one line naming the key path and what was expected (storage option
-                values are never shown: they may be secrets).
-        """
-        if not isinstance(archive, Mapping):
-            raise ConfigError(f"archive: expected a mapping, got {type(archive).__name__}")
-        try:
-            return cls.model_validate(dict(archive))
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            path = f"archive.{loc}" if loc else "archive"
-            if err["type"] == "extra_forbidden":
-                parent: type[BaseModel] = cls if len(err["loc"]) == 1 else RetrySettings
-                known = list(parent.model_fields)
-                close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-                raise ConfigError(f"{path}: unknown key{hint}") from None
-            shown = "" if loc.startswith("storage_options") else f" (got {err.get('input')!r})"
-            raise ConfigError(f"{path}: {err['msg']}{shown}") from None
+__all__ = [
+    "ArchiveSettings",
+    "ArchiveWiring",
+    "Archiver",
+    "RetrySettings",
+    "backoff_delay",
+    "build_archiving",
+]
 
 
 def backoff_delay(attempt: int, backoff: float, max_backoff: float, rng: random.Random) -> float:
@@ -180,11 +114,15 @@ class Archiver:
         self.retention = retention
         self._emit = emit
         self._closed_segments = closed_segments
-        self._cond = threading.Condition()
+        # entered as `with self._lock` (a C lock: no Python frame between its acquire and the
+        # block, where an interrupt could leave it held), waited on through the condition
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._announce = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._queue: deque[int] = deque()
-        self._stop = threading.Event()
+        self._stopping = False
+        """Set by :meth:`close` (a plain store: an interrupt cannot leave it half set)."""
         self._closed = False
         self._lagging = False
         self._rng = random.Random()
@@ -212,7 +150,7 @@ class Archiver:
         when ``retry_stalled``, every stalled one). Returns how many are pending now."""
         for seq, _first, _last in self._closed_segments():
             self.submit(seq, None)
-        with self._cond:
+        with self._lock:
             if retry_stalled:
                 for seq, p in self._pending.items():
                     if p.state == "stalled":
@@ -223,19 +161,37 @@ class Archiver:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop: no new attempt starts, backoff waits end, in-flight uploads get ``timeout``
-        seconds to finish. What is still pending stays pending (queued again at the next open).
-        Nothing is recorded after this returns. Idempotent."""
-        with self._cond:
-            if self._closed:
-                return
-            self._stop.set()
-            self._cond.notify_all()
-        deadline = time.monotonic() + timeout
-        for w in self._workers:
-            if w.is_alive() and w is not threading.current_thread():
-                w.join(max(0.0, deadline - time.monotonic()))
-        with self._cond:
-            self._closed = True
+        seconds to finish (and are recorded when they do). What is still pending stays pending
+        (queued again at the next open). Nothing is recorded after this returns. Idempotent;
+        called on the thread that closes the log.
+
+        Interrupt-safe: a ``KeyboardInterrupt`` (or any exception) landing anywhere in here, the
+        wait for the workers included, still leaves the archiver sealed: the workers are told to
+        stop and nothing is recorded after the interrupt either (an upload still in flight stays
+        pending, and the next open queues it again: uploads are idempotent). A second call
+        finishes the wait. The interrupt itself goes on to the caller.
+        """
+        self._stopping = True
+        try:
+            with self._lock:
+                self._cond.notify_all()
+            deadline = time.monotonic() + timeout
+            for w in self._workers:
+                if w.is_alive() and w is not threading.current_thread():
+                    w.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            self._seal()
+
+    def _seal(self) -> None:
+        """Record nothing from now on. A worker checks the flag under the announce lock, and
+        holds that lock while it records: taking the lock here waits for a record under way,
+        so none lands after :meth:`close` returns."""
+        self._closed = True  # a plain store: an interrupt cannot leave it half done
+        with self._announce_lock():
+            pass
+
+    def _announce_lock(self) -> threading.Lock:
+        return self.retention.lock if self.retention is not None else self._announce
 
     # --- the hook -----------------------------------------------------------------------
 
@@ -246,8 +202,8 @@ class Archiver:
 
     def submit(self, segment_seq: int, blake3: bytes | None = None) -> None:
         """Queue segment ``segment_seq`` unless it is pending already or archived here."""
-        with self._cond:
-            if self._stop.is_set() or segment_seq in self._pending:
+        with self._lock:
+            if self._stopping or segment_seq in self._pending:
                 return
             if segment_seq <= self.record.removed_through:
                 return  # archived and removed by retention (maybe before a new URL was set)
@@ -256,7 +212,9 @@ class Archiver:
             self._pending[segment_seq] = _Pending(blake3)
             self._queue.append(segment_seq)
             self.counters["queued"] += 1
-            self._cond.notify()
+            # every waiter: an interrupted flush() may have left a stale waiter behind, which
+            # would swallow a notify() meant for a worker
+            self._cond.notify_all()
             self._check_lag_locked()
 
     def _check_lag_locked(self) -> None:
@@ -281,10 +239,10 @@ class Archiver:
 
     def _work(self) -> None:
         while True:
-            with self._cond:
-                while not self._queue and not self._stop.is_set():
+            with self._lock:
+                while not self._queue and not self._stopping:
                     self._cond.wait()
-                if self._stop.is_set():
+                if self._stopping:
                     return
                 seq = self._queue.popleft()
                 p = self._pending[seq]
@@ -295,16 +253,16 @@ class Archiver:
                 logger.exception("walship archiver failed on %s", segment_name(seq))
                 done = False
                 p.state = "stalled"
-            if done and self.retention is not None and not self._stop.is_set():
+            if done and self.retention is not None and not self._stopping:
                 try:
                     self.retention.apply()  # before flush() can see the segment done
                 except Exception:
                     logger.exception("walship retention failed")
-            with self._cond:
+            with self._lock:
                 if done:
                     del self._pending[seq]
                 elif p.state == "running":
-                    p.state = "queued" if not self._stop.is_set() else "stalled"
+                    p.state = "queued" if not self._stopping else "stalled"
                     if p.state == "queued":
                         self._queue.append(seq)
                 self._check_lag_locked()
@@ -315,7 +273,7 @@ class Archiver:
         name = segment_name(seq)
         retries = self.settings.retries
         for attempt in range(1, retries.attempts + 1):
-            if self._stop.is_set():
+            if self._stopping:
                 return False
             started = time.monotonic()
             try:
@@ -323,10 +281,9 @@ class Archiver:
                 result = self._put(name, p.blake3)
                 # record and announce as one step for retention: a segment_removed never
                 # reaches the plugins before its segment_archived
-                with self.retention.lock if self.retention is not None else self._announce:
-                    with self._cond:
-                        if self._closed:  # the log may be open elsewhere by now: record nothing
-                            return False
+                with self._announce_lock():
+                    if self._closed:  # the log may be open elsewhere by now: record nothing
+                        return False
                     m = result.manifest
                     self.record.mark_archived(
                         ArchivedSegment(
@@ -370,7 +327,9 @@ class Archiver:
                     )
                     return False
                 delay = backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng)
-                if self._stop.wait(delay):
+                with self._lock:  # a backoff wait, cut short by close()
+                    self._cond.wait_for(lambda: self._stopping, delay)
+                if self._stopping:
                     return False
                 continue
             self.counters["archived"] += 1
@@ -399,9 +358,9 @@ class Archiver:
         some segment stalled (again) or the timeout passed."""
         self.requeue(retry_stalled)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while any(p.state != "stalled" for p in self._pending.values()):
-                if self._stop.is_set():
+                if self._stopping:
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -411,12 +370,12 @@ class Archiver:
 
     def pending(self) -> list[str]:
         """Names of the segments waiting for upload (queued, running or stalled), oldest first."""
-        with self._cond:
+        with self._lock:
             return [segment_name(s) for s in sorted(self._pending)]
 
     def stalled(self) -> dict[str, str]:
         """Segments that used up their attempts, with their last error."""
-        with self._cond:
+        with self._lock:
             return {
                 segment_name(s): p.last_error
                 for s, p in sorted(self._pending.items())
@@ -425,13 +384,13 @@ class Archiver:
 
     def wait_for_progress(self, timeout: float) -> None:
         """Block until a segment finishes (archived or stalled) or ``timeout`` passes."""
-        with self._cond:
+        with self._lock:
             self._cond.wait(timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counters: archived, uploaded, already_archived, bytes, failed_attempts, stalled,
         lag_warnings, max_pending; and pending, lagging, seconds (mean, max), removed."""
-        with self._cond:
+        with self._lock:
             out: dict[str, Any] = {
                 k: self.counters[k]
                 for k in (
@@ -512,9 +471,7 @@ def build_archiving(
     """
     settings = ArchiveSettings.from_mapping(archive) if archive is not None else None
     policy = RetentionPolicy.from_mapping(retention)
-    if settings is None and policy.mode != "all":
-        raise ConfigError(
-            f"retention.keep_local: {policy.text!r} removes local segments once archived, "
-            "but there is no archive: section"
-        )
+    error = retention_without_archive(policy) if settings is None else None
+    if error is not None:
+        raise ConfigError(error.message())
     return ArchiveWiring(settings, policy) if settings is not None else None

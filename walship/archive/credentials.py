@@ -18,18 +18,23 @@ from walship.errors import ArchiveError
 _SECRET_OPTION = ("key", "secret", "token", "password", "passw", "credential", "auth")
 
 
-def redact_url(url: str) -> str:
-    """``url`` with the password of a ``scheme://user:password@host/...`` replaced by ``***``."""
+def redact_url(url: str, hidden: str | None = None) -> str:
+    """``url`` with its credentials out of sight: the password of
+    ``scheme://user:password@host/...`` replaced by ``***`` (``scheme://user:***@host/...``, what
+    the archive shows in its messages, stats, events and reprs); given ``hidden``, the whole
+    user-info replaced by it (the config's messages: ``scheme://<hidden>@host/...``). Only the
+    host part is looked at: an ``@`` in the path is no user-info. Pure; never raises."""
     scheme, sep, rest = url.partition("://")
     netloc, slash, path = rest.partition("/")
     if not sep or "@" not in netloc:
         return url
     userinfo, _, host = netloc.rpartition("@")
     user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+    shown = hidden if hidden is not None else f"{user}{':***' if colon else ''}"
+    return f"{scheme}://{shown}@{host}{slash}{path}"
 
 
-def _secret_values(url: str, storage_options: Mapping[str, Any]) -> list[str]:
+def secret_values(url: str, storage_options: Mapping[str, Any]) -> list[str]:
     """The credentials in ``url`` and ``storage_options`` (string values of keys that look
     secret, at any depth), longest first."""
     found: list[str] = []
@@ -69,7 +74,7 @@ def _from_storage_library(e: BaseException) -> bool:
     return module.partition(".")[0] in _STORAGE_LIBRARIES
 
 
-def _storage_errors(method: _F) -> _F:
+def storage_errors(method: _F) -> _F:
     """Errors of the storage libraries under fsspec (a server's error answer, botocore's
     ``NoCredentialsError`` or ``EndpointConnectionError``, ...) become one
     :class:`ArchiveStorageError` naming the archive URL, the operation, the HTTP status and the

@@ -1,41 +1,37 @@
 """The archive store: one fsspec URL holding closed segments (see the package docstring for
-its promises), and what a listing of it finds."""
+its promises): put and verify, stat, list, get. Creating an object is :mod:`.create`'s job,
+classifying a listing :mod:`.listing`'s."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import errno
 import hashlib
 import importlib
-import os
-import secrets
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 import fsspec
 from blake3 import blake3 as Blake3
 from fsspec.registry import known_implementations
 
-from walship.archive.credentials import _secret_values, _storage_errors, redact_url
+from walship.archive.create import ObjectCreator
+from walship.archive.credentials import redact_url, secret_values, storage_errors
 from walship.archive.failures import (
     is_missing_bucket,
-    is_refused_create,
     is_unsatisfiable_range,
 )
+from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest, describe_segment
 from walship.archive.names import (
     COMPRESSIONS,
     DEFAULT_MAX_OBJECT_BYTES,
     MAX_MANIFEST_BYTES,
-    TEMP_PREFIX,
     manifest_name,
     object_name,
     parse_object_name,
 )
-from walship.backends.platform import OPEN_FLAGS, fsync_dir, write_all
+from walship.archive.settings import CONDITIONAL_CREATE
 from walship.core.header import parse_segment_name, segment_name
 from walship.errors import (
     ArchiveConflictError,
@@ -43,51 +39,9 @@ from walship.errors import (
     ArchiveIntegrityError,
     ArchiveMissingError,
     ArchiveNameError,
-    ArchiveUnsupportedError,
 )
 
-_MEMORY_LOCK = threading.Lock()  # fsspec's memory store is one global dict
 _CHUNK = 1024 * 1024
-MAX_PUT_BYTES = 5 * 1024**3
-"""S3's limit of one PUT. An object is always created by one PUT (the conditional create is
-not honoured on CompleteMultipartUpload by every server: radosgw ignores it there), so a larger
-one is refused. s3fs sends less than ``min(5 GiB, 2 * chunksize)`` as one PUT."""
-CONDITIONAL_CREATE_MODES = ("required", "checked")
-"""``required``: archive only where the server honours ``If-None-Match: *`` on PUT (probed);
-``checked``: where it does not, check before and read back after each create (weaker)."""
-_PROBE_BODY = b"walship: does this server honour If-None-Match: * on PUT?\n"
-_probed: dict[tuple[str, str], bool] = {}
-_probe_locks: dict[tuple[str, str], threading.Lock] = {}
-_probe_locks_lock = threading.Lock()
-
-
-# --- listing --------------------------------------------------------------------------------
-
-
-@dataclass
-class ArchiveListing:
-    """One LIST of the archive, classified.
-
-    ``objects`` maps a segment_seq to its data objects (compression -> size), ``manifests`` to
-    its manifest's size. ``rejected`` holds (name, reason) of everything refused; ``temporary``
-    the names of leftover temporary objects (skipped).
-    """
-
-    objects: dict[int, dict[str, int]] = field(default_factory=dict)
-    manifests: dict[int, int] = field(default_factory=dict)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    temporary: list[str] = field(default_factory=list)
-
-    @property
-    def segment_seqs(self) -> list[int]:
-        """Every segment_seq with a manifest or an object, ascending."""
-        return sorted(set(self.objects) | set(self.manifests))
-
-    def raise_rejected(self, url: str) -> None:
-        """Raise :class:`ArchiveNameError` naming the first refused object, if any."""
-        if self.rejected:
-            more = f" (and {len(self.rejected) - 1} more)" if len(self.rejected) > 1 else ""
-            raise ArchiveNameError(f"{url}: {self.rejected[0][1]}{more}")
 
 
 @dataclass(frozen=True)
@@ -144,27 +98,6 @@ class _Digest:
     too_large: bool
 
 
-def _local_create(path: str, data: bytes) -> None:
-    """Create ``path`` holding ``data``, durably, whole or not at all; never replace it."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o750, exist_ok=True)
-        fsync_dir(os.path.dirname(directory.rstrip("/")) or "/")
-    tmp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o640)
-    try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)  # fails with EEXIST: the atomic "create if absent"
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    fsync_dir(directory)
-
-
 class ArchiveStore:
     """Closed segments in object storage at ``url`` (any fsspec URL). Thread-safe.
 
@@ -194,10 +127,9 @@ class ArchiveStore:
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         conditional_create: str = "required",
     ) -> None:
-        if conditional_create not in CONDITIONAL_CREATE_MODES:
+        if conditional_create not in CONDITIONAL_CREATE:
             raise ArchiveError(
-                f"conditional_create {conditional_create!r} is not one of "
-                f"{CONDITIONAL_CREATE_MODES}"
+                f"conditional_create {conditional_create!r} is not one of {CONDITIONAL_CREATE}"
             )
         self.conditional_create = conditional_create
         anon = (storage_options or {}).get("anon", False)  # "true" from ``-o anon=true``
@@ -209,7 +141,7 @@ class ArchiveStore:
         if not url:
             raise ArchiveError("the archive URL is empty")
         self.url = redact_url(url.rstrip("/") or url)  # shown in messages, stats, events
-        self._secrets = _secret_values(url, storage_options or {})
+        self._secrets = secret_values(url, storage_options or {})
         self.compression = compression
         self.max_object_bytes = max_object_bytes
         try:
@@ -228,6 +160,9 @@ class ArchiveStore:
             self._kind = "s3"
         else:
             self._kind = "generic"
+        self._creator = ObjectCreator(
+            self.fs, self.root, self.url, self._kind, conditional_create, self._read_small
+        )
 
     @property
     def shared_across_processes(self) -> bool:
@@ -264,116 +199,12 @@ class ArchiveStore:
 
     # --- low-level object I/O -----------------------------------------------------------
 
-    @_storage_errors
+    @storage_errors
     def _create(self, name: str, data: bytes, md5: str | None = None) -> str | None:
-        """Create object ``name`` whole or not at all. Raises ``FileExistsError`` if it exists.
-
-        Returns the ETag the store answered (S3; ``None`` elsewhere). With ``md5`` (the hex MD5
-        of ``data``) and a single-request upload, S3 is sent ``Content-MD5`` and refuses a body
-        that does not match it.
-        """
-        path = self.path(name)
-        if self._kind == "s3":
-            if len(data) >= MAX_PUT_BYTES:
-                raise ArchiveUnsupportedError(
-                    f"{self.object_url(name)}: {len(data)} bytes, more than one PUT may carry "
-                    f"({MAX_PUT_BYTES} bytes); walship never creates an object by a multipart "
-                    "upload (its conditional create is not honoured everywhere): use smaller "
-                    "segments (rotation.max_segment_bytes)"
-                )
-            checked = not self._conditional_create_holds()
-            if checked and self._read_small(name, 0) is not None:
-                raise FileExistsError(errno.EEXIST, "object exists", path)
-            out = self._s3_create(path, data, md5)
-            if checked:
-                back = self._read_small(name, len(data))
-                if back != data:
-                    raise ArchiveConflictError(
-                        f"{self.object_url(name)} does not read back as written (another writer "
-                        "may have created it at the same time); refusing to count it"
-                    )
-            etag = out.get("ETag") if isinstance(out, Mapping) else None
-            return str(etag).strip('"').lower() if etag else None
-        if self._kind == "local":
-            _local_create(path, data)
-        elif self._kind == "memory":
-            with _MEMORY_LOCK:
-                if self.fs.exists(path):
-                    raise FileExistsError(errno.EEXIST, "object exists", path)
-                self.fs.pipe_file(path, data)
-        else:
-            if self.fs.exists(path):
-                raise FileExistsError(errno.EEXIST, "object exists", path)
-            tmp = f"{self.root}/{TEMP_PREFIX}{secrets.token_hex(8)}-{name}"
-            try:
-                self.fs.pipe_file(tmp, data)
-                if self.fs.exists(path):
-                    raise FileExistsError(errno.EEXIST, "object exists", path)
-                self.fs.mv(tmp, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    if self.fs.exists(tmp):
-                        self.fs.rm_file(tmp)
-        return None
-
-    def _s3_create(self, path: str, data: bytes, md5: str | None = None) -> Any:
-        """One conditional PUT (``If-None-Match: *``, and ``Content-MD5`` with ``md5``), never a
-        multipart upload; the server's answer. Raises ``FileExistsError`` when the server
-        refuses the create (by status and error code)."""
-        extra: dict[str, Any] = {}
-        if md5 is not None:
-            extra["ContentMD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
-        try:
-            return self.fs.pipe_file(path, data, mode="create", chunksize=MAX_PUT_BYTES, **extra)
-        except FileExistsError:
-            raise
-        except OSError as e:
-            if is_refused_create(e):
-                raise FileExistsError(errno.EEXIST, "object exists", path) from e
-            raise
-
-    def _conditional_create_holds(self) -> bool:
-        """Whether the S3 server honours ``If-None-Match: *`` on PUT: probed once per endpoint
-        and bucket in this process (the answer is kept; a failed probe is not). Where it does
-        not: ``False`` in ``checked`` mode, else :class:`ArchiveUnsupportedError`."""
-        endpoint = getattr(self.fs, "endpoint_url", None) or self.fs.client_kwargs.get(
-            "endpoint_url", "aws"
-        )
-        key = (str(endpoint), self.root.partition("/")[0])
-        with _probe_locks_lock:
-            lock = _probe_locks.setdefault(key, threading.Lock())
-        with lock:
-            holds = _probed.get(key)
-            if holds is None:
-                holds = _probed[key] = self._probe()
-        if holds or self.conditional_create == "checked":
-            return holds
-        raise ArchiveUnsupportedError(
-            f"{self.url}: the server at {endpoint} does not honour If-None-Match: * on PUT (a "
-            "second create of a probe object was not refused), so an archived segment could be "
-            "overwritten; not archiving. Set archive.conditional_create: checked to archive "
-            "with a check before and after each upload (weaker: two writers racing can still "
-            "overwrite each other)"
-        )
-
-    def _probe(self) -> bool:
-        """Create a probe object twice with ``If-None-Match: *``: True when the second create
-        is refused. The probe is removed again (a leftover is a temporary object, which every
-        listing skips)."""
-        path = f"{self.root}/{TEMP_PREFIX}probe-{secrets.token_hex(8)}"
-        try:
-            try:
-                self._s3_create(path, _PROBE_BODY)
-            except FileExistsError:
-                return True  # a retry below us met our own first create: the name is fresh
-            try:
-                self._s3_create(path, _PROBE_BODY)
-            except FileExistsError:
-                return True
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                self.fs.rm_file(path)
+        """:meth:`ObjectCreator.create` of object ``name`` (validated first), storage errors
+        turned into walship's."""
+        self.path(name)
+        return self._creator.create(name, data, md5)
 
     def _remove_own(self, name: str) -> None:
         """Best effort: remove object ``name``, which this put created and which did not verify,
@@ -381,7 +212,7 @@ class ArchiveStore:
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.path(name))
 
-    @_storage_errors
+    @storage_errors
     def _read_small(self, name: str, limit: int) -> bytes | None:
         """Object ``name`` (at most ``limit + 1`` bytes read), or ``None`` if it is absent."""
         # a ranged GET: one request, no HEAD and no LIST (which open() would add on S3)
@@ -396,7 +227,7 @@ class ArchiveStore:
                 return b""  # S3 answers a range on an empty object with 416
             raise
 
-    @_storage_errors
+    @storage_errors
     def _digest(
         self, name: str, compression: str, max_stored: int, max_raw: int, keep: bool
     ) -> _Digest:
@@ -495,7 +326,7 @@ class ArchiveStore:
 
     # --- the archive interface ----------------------------------------------------------
 
-    @_storage_errors
+    @storage_errors
     def stat(self, name: str) -> SegmentManifest | None:
         """The manifest of segment ``name``, or ``None`` when it is not archived.
 
@@ -512,7 +343,7 @@ class ArchiveStore:
             return None
         return SegmentManifest.from_json(data, seq, self.object_url(manifest_name(seq)))
 
-    @_storage_errors
+    @storage_errors
     def put(self, name: str, raw: bytes, *, expected_blake3: bytes | None = None) -> PutResult:
         """Archive closed segment ``name`` holding ``raw``, verified; idempotent.
 
@@ -645,14 +476,13 @@ class ArchiveStore:
                 manifest = other
         return PutResult(manifest, uploaded, self.object_url(manifest.object))
 
-    @_storage_errors
+    @storage_errors
     def list(self) -> ArchiveListing:
         """One LIST of the archive prefix, every name validated (see :class:`ArchiveListing`).
 
         Raises:
             OSError: the store failed.
         """
-        listing = ArchiveListing()
         with contextlib.suppress(Exception):
             self.fs.invalidate_cache(self.root)
         try:
@@ -663,48 +493,9 @@ class ArchiveStore:
             entries = []
         with contextlib.suppress(Exception):
             self.fs.invalidate_cache(self.root)  # never answer a later lookup from this LIST
-        prefix = self.root + "/"
-        for e in entries:
-            raw = str(e.get("name", ""))
-            full = raw.rstrip("/")
-            if not full.startswith(prefix):
-                if full == self.root:
-                    if e.get("type") == "directory" and raw.endswith("/"):
-                        # S3 lists keys "<prefix>//..." as a directory with an empty name
-                        listing.rejected.append(
-                            ("/", "object '/...' refused: not a plain name (an absolute path)")
-                        )
-                    continue
-                listing.rejected.append((full, f"object {full!r} refused: outside {self.url}"))
-                continue
-            rel = full[len(prefix) :]
-            if rel.startswith(TEMP_PREFIX):
-                listing.temporary.append(rel)
-                continue
-            try:
-                parsed = parse_object_name(rel)
-            except ArchiveNameError as err:
-                listing.rejected.append((rel, str(err)))
-                continue
-            if e.get("type") != "file":
-                listing.rejected.append(
-                    (rel, f"object {rel!r} refused: it is a {e.get('type')}, not a file")
-                )
-                continue
-            size = int(e.get("size") or 0)
-            limit = MAX_MANIFEST_BYTES if parsed.kind == "manifest" else self.max_object_bytes
-            if size > limit:
-                listing.rejected.append(
-                    (rel, f"object {rel!r} refused: {size} bytes, more than the {limit} limit")
-                )
-                continue
-            if parsed.kind == "manifest":
-                listing.manifests[parsed.segment_seq] = size
-            else:
-                listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size
-        return listing
+        return ArchiveListing.classify(entries, self.root, self.url, self.max_object_bytes)
 
-    @_storage_errors
+    @storage_errors
     def get(self, manifest: SegmentManifest) -> bytes:
         """The raw bytes of the segment ``manifest`` describes, verified against it.
 
@@ -716,7 +507,7 @@ class ArchiveStore:
         assert data is not None
         return data
 
-    @_storage_errors
+    @storage_errors
     def get_unverified(self, segment_seq: int, compression: str = "none") -> bytes:
         """The raw bytes of a segment object that has no manifest (nothing to verify against).
 

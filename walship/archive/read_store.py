@@ -6,8 +6,9 @@ import errno
 import threading
 from typing import Any
 
+from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest
-from walship.archive.objects import ArchiveListing, ArchiveStore
+from walship.archive.objects import ArchiveStore
 from walship.core.header import parse_segment_name, segment_name
 from walship.errors import ArchiveReadOnlyError
 from walship.store import SegmentFile, SegmentStore, StoreCapabilities

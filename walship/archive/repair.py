@@ -68,7 +68,7 @@ from walship.errors import (
 from walship.store import SegmentStore, free_name
 
 if TYPE_CHECKING:
-    from walship.archive.archiver import ArchiveSettings
+    from walship.archive.settings import ArchiveSettings
 
 logger = logging.getLogger("walship.archive.repair")
 _MANIFEST_WORKERS = 8

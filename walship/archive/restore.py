@@ -1,4 +1,4 @@
-"""Restore a log from its archive, whole or up to a point in time, and read an archive in place.
+"""Restore a log from its archive, whole or up to a point in time: plan -> fetch -> commit.
 
 :func:`restore` lists the archive once and reads every manifest (the plan of
 :mod:`walship.archive.plan`, the one ``walship verify URL`` checks too), refuses before
@@ -34,6 +34,11 @@ archive. After a full restore, the restored segments are recorded as archived at
 that archiving the continued log to the same URL does not upload them again; a point-in-time
 restore is a fork: archive it to a new URL (the same URL would refuse the cut segment as a
 conflict).
+
+The three steps: the plan (:func:`walship.archive.restore_plan.plan_restore`, a pure function of
+the archive's plan and the target), :func:`fetch` (the parallel download, each segment checked and
+cut, into a staging directory) and :func:`commit` (the cut, the new active segment, the record, the
+rename into place). Reading an archive in place is :mod:`walship.archive.reader`.
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ import secrets
 import shutil
 import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -54,18 +59,12 @@ from typing import Any
 from blake3 import blake3 as Blake3
 
 from walship.archive import ArchiveStore, SegmentManifest
-from walship.archive.check import SegmentCheck, check_segment, diagnose
-from walship.archive.plan import (
-    LOG_FIRST_SEGMENT,
-    ArchivePlan,
-    ArchiveProblem,
-    describe_problems,
-    plan_error,
-)
+from walship.archive.check import check_segment, diagnose
+from walship.archive.plan import ArchivePlan
+from walship.archive.restore_plan import RestorePlan, plan_restore, refuse
 from walship.backends.platform import fsync_dir
 from walship.backends.posix import PosixStore
-from walship.core import frame as framing
-from walship.core.frame import LENGTH_SIZE, Frame
+from walship.core.frame import LENGTH_SIZE
 from walship.core.header import HEADER_SIZE, SegmentHeader, create_segment, segment_name
 from walship.core.record import ArchivedSegment, ArchiveRecord
 from walship.errors import RestoreError
@@ -137,10 +136,6 @@ def _parse_iso(text: str) -> datetime:
         )
     except ValueError:
         raise bad from None
-
-
-def _format_micros(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).isoformat()
 
 
 # --- restore ----------------------------------------------------------------------------------
@@ -232,113 +227,6 @@ def _cut_offset(data: bytes, to_seq: int | None, to_micros: int | None) -> _Writ
     return _Written(0, off, b"", count, first, last, last_ts, end - off)
 
 
-@dataclass
-class _Selection:
-    """Which segments a restore takes (``first..last``), which one the target cuts, which
-    later ones are checked though not restored, and what a partial restore leaves out."""
-
-    first: int
-    last: int
-    cut: int | None = None
-    passed: list[SegmentManifest] = field(default_factory=list)
-    stop: int | None = None
-    """Where a partial restore stopped: the first piece missing after ``first``."""
-
-
-def _refuse(plan: ArchivePlan, problems: list[ArchiveProblem], partial_hint: bool) -> None:
-    hint = (
-        "; a partial restore (walship restore --allow-partial, allow_partial=True) restores "
-        "the segments there are up to the first missing one and names what it leaves out"
-        if partial_hint and all(p.missing for p in problems)
-        else ""
-    )
-    raise plan_error(
-        f"cannot restore {plan.archive.url}: {describe_problems(problems)}; nothing was "
-        f"written{hint}",
-        problems,
-    )
-
-
-def _select(
-    plan: ArchivePlan, to_seq: int | None, to_micros: int | None, allow_partial: bool
-) -> _Selection:
-    """Walk the segments from the archive's first (a partial restore: from its first one that
-    is not missing) and choose the run to restore, by the manifests' claims (every claim is
-    checked against the bytes when they are downloaded)."""
-    assert plan.first_seq is not None and plan.last_seq is not None
-    targeted = to_seq is not None or to_micros is not None
-    first = plan.first_seq
-    if allow_partial:
-        first = next(
-            (s for s in plan.seqs if (e := plan.entry_problem(s)) is None or not e.missing),
-            plan.last_seq + 1,
-        )
-    sel = _Selection(first, first - 1)
-    if not targeted and not allow_partial:
-        sel.last = plan.last_seq  # everything is needed: plan.check names every missing piece
-        return sel
-    reached: int | None = None  # the last commit_seq of the segments taken so far
-    for s in range(first, plan.last_seq + 1):
-        if to_seq is not None and reached is not None and reached >= to_seq:
-            break  # the target frame is taken: numbering rises, nothing later can be needed
-        entry = plan.entry_problem(s)
-        if entry is not None:
-            if entry.missing and allow_partial:
-                sel.stop = s
-            else:
-                sel.last = s  # needed: plan.check names it
-            break
-        m = plan.manifests[s]
-        if not targeted:
-            sel.last = s
-            continue
-        if not m.frame_count:
-            sel.passed.append(m)
-            continue
-        assert m.first_commit_seq is not None and m.last_commit_seq is not None
-        assert m.first_timestamp_micros is not None and m.last_timestamp_micros is not None
-        if to_seq is not None:
-            starts_after, ends_after = m.first_commit_seq > to_seq, m.last_commit_seq > to_seq
-        else:
-            assert to_micros is not None
-            starts_after = m.first_timestamp_micros > to_micros
-            ends_after = m.last_timestamp_micros > to_micros
-        if starts_after:
-            sel.passed.append(m)
-            break
-        sel.passed.clear()
-        sel.last, reached = s, m.last_commit_seq
-        if ends_after:
-            sel.cut = s
-            break
-    if to_seq is not None and reached == to_seq:
-        sel.passed.clear()  # the target frame itself is restored: nothing later can be needed
-    return sel
-
-
-def _left_out(plan: ArchivePlan, sel: _Selection) -> tuple[str, ...]:
-    """What a partial restore left out: the missing pieces before its run, and the one it
-    stopped at with everything after it."""
-    assert plan.first_seq is not None and plan.last_seq is not None
-    whole = plan.check(plan.first_seq, plan.last_seq).problems
-    lines = [f"{p.segment}: {p.detail}" for p in whole if p.missing and p.seq < sel.first]
-    if sel.stop is not None:
-        lines += [f"{p.segment}: {p.detail}" for p in whole if p.seq == sel.stop]
-        after = plan.segments(sel.stop + 1, plan.last_seq)
-        framed = [m for m in after if m.first_commit_seq is not None]
-        if after:
-            frames = (
-                f" (commit_seq {framed[0].first_commit_seq}..{framed[-1].last_commit_seq})"
-                if framed
-                else ""
-            )
-            lines.append(
-                f"{len(after)} archived segment(s) after {segment_name(sel.stop)}{frames} not "
-                "restored: a log cannot go on past a missing segment"
-            )
-    return tuple(lines)
-
-
 def restore(
     url: str,
     directory: str | os.PathLike[str],
@@ -374,132 +262,166 @@ def restore(
             match its manifest, the chain or the numbering (named).
         OSError: the archive or the local disk failed.
     """
+    _check_arguments(to_seq, to_time, jobs)
+    to_micros = parse_time(to_time) if to_time is not None else None
+    target = Path(directory)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise RestoreError(f"{target} exists and is not an empty directory; restore into a new one")
+    archive = ArchiveStore(url, storage_options)
+    plan = ArchivePlan.load(archive)  # the one LIST of this restore
+    rp = plan_restore(plan, to_seq, to_micros, allow_partial)
+    if rp.damage:  # name a lying manifest as itself (its bytes say which)
+        refuse(plan, diagnose(plan, rp.first, rp.last, rp.damage), not allow_partial)
+    for m in rp.passed:  # a lie there could drop frames at or before the target: check it
+        check_segment(archive, m).raise_problems()
+    staging = target.parent / f".{target.name}.walship-restore-{secrets.token_hex(4)}"
+    store = PosixStore(staging)
+    try:
+        written = fetch(archive, rp, store, jobs, progress)
+        written, active = commit(store, staging, target, rp, written, archive.url)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _result(target, archive.url, plan, rp, written, active)
+
+
+def _check_arguments(to_seq: int | None, to_time: object, jobs: int) -> None:
     if to_seq is not None and to_time is not None:
         raise RestoreError("give at most one of to_seq and to_time")
     if to_seq is not None and (type(to_seq) is not int or to_seq < 0):
         raise RestoreError(f"to_seq must be a commit_seq >= 0, got {to_seq!r}")
     if type(jobs) is not int or jobs < 1:
         raise RestoreError(f"jobs must be at least 1, got {jobs!r}")
-    to_micros = parse_time(to_time) if to_time is not None else None
-    target = Path(directory)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise RestoreError(f"{target} exists and is not an empty directory; restore into a new one")
 
-    archive = ArchiveStore(url, storage_options)
-    plan = ArchivePlan.load(archive)  # the one LIST of this restore
-    if plan.first_seq is None or plan.last_seq is None:
-        raise RestoreError(f"{archive.url} holds no archived segments")
-    sel = _select(plan, to_seq, to_micros, allow_partial)
-    if sel.last < sel.first:  # nothing to restore: say why
-        if sel.first > plan.last_seq:  # partial, and every piece is missing
-            _refuse(plan, plan.check(plan.first_seq, plan.last_seq).problems, False)
-        start = plan.start_problem()
-        if start is not None and not allow_partial:
-            _refuse(plan, [start], True)  # what is there came later than the log's start
-        what = f"commit_seq {to_seq}" if to_seq is not None else _format_micros(to_micros or 0)
-        raise RestoreError(
-            f"{archive.url} holds no frame at or before {what} (its first segment is "
-            f"{segment_name(sel.first)})"
+
+def _fetch_one(
+    archive: ArchiveStore, rp: RestorePlan, store: PosixStore, m: SegmentManifest
+) -> _Written:
+    """Download segment ``m``, check it against its manifest, cut it at the target when it
+    is the cut segment (or, to a time, whenever a frame is past it), and write it into the
+    staging store. Runs on a download thread."""
+    data = check_segment(archive, m).raise_problems()
+    if rp.walk or m.segment_seq == rp.cut:
+        w = _cut_offset(data, rp.to_seq, rp.to_micros)
+        if w.cut_bytes:
+            data = data[: w.size]
+        w.seq, w.blake3 = m.segment_seq, Blake3(data).digest() if w.cut_bytes else m.blake3
+    else:
+        w = _Written(
+            m.segment_seq,
+            m.size,
+            m.blake3,
+            m.frame_count,
+            m.first_commit_seq,
+            m.last_commit_seq,
+            m.last_timestamp_micros,
+            0,
         )
-    found = plan.check(sel.first, sel.last).problems
-    if allow_partial:
-        found = [p for p in found if not p.missing]  # only the missing start can be left
-    if found:
-        if not all(p.missing for p in found):  # name a lying manifest as itself
-            found = diagnose(plan, sel.first, sel.last, found)
-        _refuse(plan, found, not allow_partial)
-    left_out = _left_out(plan, sel) if allow_partial else ()
-    run = plan.segments(sel.first, sel.last)
-    for m in sel.passed:  # a lie there could drop frames at or before the target: check it
-        check_segment(archive, m).raise_problems()
+    store.write_atomic(m.name, data)
+    return w
 
+
+def fetch(
+    archive: ArchiveStore,
+    rp: RestorePlan,
+    store: PosixStore,
+    jobs: int,
+    progress: Callable[[RestoreProgress], None] | None = None,
+) -> list[_Written]:
+    """Step 2 of a restore: download the plan's run ``jobs`` at a time into ``store`` (the
+    staging directory), each segment checked (:func:`_fetch_one`); ``progress`` is called
+    before the downloads and after each segment, on the calling thread. Returns what was
+    written, in segment order.
+
+    Raises:
+        ArchiveMissingError / ArchiveIntegrityError: a segment is gone or does not match its
+            manifest, the chain or the numbering (the first failure; the others are cancelled).
+        OSError: the archive or the local disk failed.
+    """
+    run = rp.run
     total_bytes = sum(m.size for m in run)
-    staging = target.parent / f".{target.name}.walship-restore-{secrets.token_hex(4)}"
-    store = PosixStore(staging)
     done_bytes = 0
     results: dict[int, _Written] = {}
-    # to a time: every segment's frames are walked (a clock that stepped back can stamp a
-    # frame past the target in a segment whose manifest ends before it)
-    walk = to_micros is not None
-
-    def fetch(m: SegmentManifest) -> _Written:
-        data = check_segment(archive, m).raise_problems()
-        if walk or m.segment_seq == sel.cut:
-            w = _cut_offset(data, to_seq, to_micros)
-            if w.cut_bytes:
-                data = data[: w.size]
-            w.seq, w.blake3 = m.segment_seq, Blake3(data).digest() if w.cut_bytes else m.blake3
-        else:
-            w = _Written(
-                m.segment_seq,
-                m.size,
-                m.blake3,
-                m.frame_count,
-                m.first_commit_seq,
-                m.last_commit_seq,
-                m.last_timestamp_micros,
-                0,
-            )
-        store.write_atomic(m.name, data)
-        return w
-
     if progress is not None:
         progress(RestoreProgress(0, len(run), 0, total_bytes, None))
-    try:
-        with ThreadPoolExecutor(max_workers=min(jobs, len(run))) as pool:
-            futures: dict[Future[_Written], SegmentManifest] = {
-                pool.submit(fetch, m): m for m in run
-            }
-            remaining = set(futures)
-            while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
-                for fut in finished:
-                    if fut.exception() is not None:
-                        for other in remaining:
-                            other.cancel()
-                        raise fut.exception()  # type: ignore[misc]
-                    w = fut.result()
-                    results[w.seq] = w
-                    done_bytes += futures[fut].size
-                    if progress is not None:
-                        progress(
-                            RestoreProgress(
-                                len(results), len(run), done_bytes, total_bytes, futures[fut].name
-                            )
-                        )
-        written = [results[m.segment_seq] for m in run]
-        cut_at = next((i for i, w in enumerate(written) if w.cut_bytes), None)
-        if cut_at is not None:  # the first frame past the target ends the restore
-            for w in written[cut_at + 1 :]:
-                store.remove(segment_name(w.seq))
-            written = written[: cut_at + 1]
-        # the new active segment, chained to the last restored one
-        last = written[-1]
-        active_seq = last.seq + 1
-        header = SegmentHeader(run[0].instance_id, active_seq, time.time_ns() // 1000, last.blake3)
-        create_segment(store, header).close()
-        # what is byte for byte in the archive need not be uploaded again (not a cut segment)
-        ArchiveRecord(store).mark_many(
-            [
-                ArchivedSegment(
-                    w.seq, w.size, w.blake3, archive.url, w.last_commit_seq, run[0].instance_id
-                )
-                for w in written
-                if w.cut_bytes == 0
-            ]
-        )
-        if target.exists():
-            target.rmdir()  # empty (checked above); rename needs the name free
-        os.rename(staging, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with ThreadPoolExecutor(max_workers=min(jobs, len(run))) as pool:
+        futures: dict[Future[_Written], SegmentManifest] = {
+            pool.submit(_fetch_one, archive, rp, store, m): m for m in run
+        }
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                if fut.exception() is not None:
+                    for other in remaining:
+                        other.cancel()
+                    raise fut.exception()  # type: ignore[misc]
+                w = fut.result()
+                results[w.seq] = w
+                done_bytes += futures[fut].size
+                if progress is not None:
+                    m = futures[fut]
+                    progress(
+                        RestoreProgress(len(results), len(run), done_bytes, total_bytes, m.name)
+                    )
+    return [results[m.segment_seq] for m in run]
+
+
+def commit(
+    store: PosixStore,
+    staging: Path,
+    target: Path,
+    rp: RestorePlan,
+    written: list[_Written],
+    url: str,
+) -> tuple[list[_Written], int]:
+    """Step 3 of a restore: end the staged log at the first frame past the target (the
+    segments after a cut one go), add the new active segment chained to the last restored
+    one, record what is byte for byte in the archive as archived at ``url``, and rename the
+    staging directory into place (``target`` is absent or empty). Returns the segments kept
+    and the active segment's seq. The caller removes the staging directory on failure.
+
+    Raises:
+        OSError: the local disk failed.
+    """
+    cut_at = next((i for i, w in enumerate(written) if w.cut_bytes), None)
+    if cut_at is not None:  # the first frame past the target ends the restore
+        for w in written[cut_at + 1 :]:
+            store.remove(segment_name(w.seq))
+        written = written[: cut_at + 1]
+    last = written[-1]
+    active_seq = last.seq + 1
+    instance_id = rp.run[0].instance_id
+    header = SegmentHeader(instance_id, active_seq, time.time_ns() // 1000, last.blake3)
+    create_segment(store, header).close()
+    # what is byte for byte in the archive need not be uploaded again (not a cut segment)
+    ArchiveRecord(store).mark_many(
+        [
+            ArchivedSegment(w.seq, w.size, w.blake3, url, w.last_commit_seq, instance_id)
+            for w in written
+            if w.cut_bytes == 0
+        ]
+    )
+    if target.exists():
+        target.rmdir()  # empty (checked before the plan); rename needs the name free
+    os.rename(staging, target)
+    fsync_dir(target.parent)
+    return written, active_seq
+
+
+def _result(
+    target: Path,
+    url: str,
+    plan: ArchivePlan,
+    rp: RestorePlan,
+    written: list[_Written],
+    active_seq: int,
+) -> RestoreResult:
     framed = [w for w in written if w.frames]
     cut = written[-1] if written[-1].cut_bytes else None
     return RestoreResult(
         directory=str(target),
-        url=archive.url,
+        url=url,
         segments=len(written),
         frames=sum(w.frames for w in written),
         first_commit_seq=framed[0].first_commit_seq if framed else None,
@@ -510,112 +432,6 @@ def restore(
         cut_bytes=sum(w.cut_bytes for w in written),
         active_segment=segment_name(active_seq),
         archive_last_commit_seq=plan.last_commit_seq,
-        anchored=sel.first == LOG_FIRST_SEGMENT,
-        left_out=left_out,
+        anchored=rp.anchored,
+        left_out=rp.left_out,
     )
-
-
-# --- reading an archive in place ------------------------------------------------------------
-
-
-class ArchiveReader:
-    """Frames straight from an archive, without a local restore. Lists the archive once.
-
-    Every segment read is checked as a restore checks it (:mod:`walship.archive.plan`,
-    :mod:`walship.archive.check`): against its manifest (size, BLAKE3, claims), chained to the
-    one before it, its numbering rising; a missing or altered segment raises, naming it, and so
-    does a read from the log's start of an archive that does not start at the log's first
-    segment.
-    """
-
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-        self.archive = ArchiveStore(url, storage_options)
-        self.url = self.archive.url
-        self._plan: ArchivePlan | None = None
-
-    def plan(self) -> ArchivePlan:
-        """The archive's plan (one LIST, then one GET per manifest; made once).
-
-        Raises:
-            ArchiveNameError: a foreign object in the archive.
-        """
-        if self._plan is None:
-            self._plan = ArchivePlan.load(self.archive)
-        return self._plan
-
-    def manifests(self) -> list[SegmentManifest]:
-        """Every archived segment's (valid) manifest, oldest first."""
-        plan = self.plan()
-        return [plan.manifests[s] for s in sorted(plan.manifests)]
-
-    def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Frame]:
-        """Yield frames with ``from_seq <= commit_seq <= to_seq`` in order, fetching the next
-        segment while the current one is read.
-
-        Raises:
-            ArchiveIncompleteError: a segment the read needs is missing (named), or the read
-                starts at the archive's first segment and that is not the log's first.
-            ArchivePlanError: the manifests show damage (named).
-            ArchiveMissingError / ArchiveIntegrityError: a needed segment is gone or altered.
-        """
-        plan = self.plan()
-        manifests = self.manifests()
-        wanted = [
-            m
-            for m in manifests
-            if m.frame_count
-            and m.last_commit_seq is not None
-            and m.last_commit_seq >= from_seq
-            and (to_seq is None or (m.first_commit_seq or 0) <= to_seq)
-        ]
-        if not wanted:
-            return
-        # What lies next to the wanted segments may hold wanted frames, whatever the manifests
-        # say: a manifest's commit_seq range is a claim, checked only when its segment is
-        # downloaded. So unless the first wanted segment is proven (by its download) to start
-        # at or before from_seq, the run reaches back to the last segment whose manifest puts it
-        # wholly before from_seq, and that one and everything after it is downloaded and
-        # checked; the same at to_seq. The plan names any gap in between.
-        assert plan.first_seq is not None and plan.last_seq is not None
-        framed = [m for m in manifests if m.frame_count]
-        head, tail = wanted[0], wanted[-1]
-        if (head.first_commit_seq or 0) <= from_seq:
-            first = head.segment_seq  # its download proves every frame before it is earlier
-        else:
-            before = [m for m in framed if (m.last_commit_seq or 0) < from_seq]
-            first = before[-1].segment_seq if before else plan.first_seq
-        if to_seq is None or (tail.last_commit_seq or 0) >= to_seq:
-            last = tail.segment_seq if to_seq is not None else plan.last_seq
-        else:
-            after = [m for m in framed if (m.first_commit_seq or 0) > to_seq]
-            last = after[0].segment_seq if after else plan.last_seq
-        problems = plan.check(first, last).problems
-        if problems:
-            raise plan_error(f"cannot read {self.url}: {describe_problems(problems)}", problems)
-        run = plan.segments(first, last)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            ahead: Future[SegmentCheck] = pool.submit(check_segment, self.archive, run[0])
-            for i in range(len(run)):
-                data = ahead.result().raise_problems()
-                if i + 1 < len(run):
-                    ahead = pool.submit(check_segment, self.archive, run[i + 1])
-                for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
-                    if f.commit_seq < from_seq:
-                        continue
-                    if to_seq is not None and f.commit_seq > to_seq:
-                        return
-                    yield f
-
-    def close(self) -> None:
-        self._plan = None
-
-    def __enter__(self) -> ArchiveReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> ArchiveReader:
-    """An :class:`ArchiveReader` over the archive at ``url``."""
-    return ArchiveReader(url, storage_options)

@@ -18,69 +18,20 @@ anchor of the first local one.
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
+from walship.archive.settings import RetentionPolicy
 from walship.core.header import segment_name
 from walship.core.record import ArchiveRecord
-from walship.errors import ConfigError
 from walship.store import SegmentStore
 
 logger = logging.getLogger("walship.retention")
 
-_LAST = re.compile(r"^last:(\d{1,9})$")
+__all__ = ["Retention", "RetentionPolicy", "SegmentRanges"]  # the policy is settings'
 
 SegmentRanges = Callable[[], "list[tuple[int, int | None, int | None]]"]
 """Returns (segment_seq, first_commit_seq, last_commit_seq) of every local closed segment."""
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """A parsed ``keep_local`` value."""
-
-    mode: str
-    """``all``, ``until_archived`` or ``last``."""
-    keep_last: int = 0
-
-    @property
-    def text(self) -> str:
-        return f"last:{self.keep_last}" if self.mode == "last" else self.mode
-
-    @classmethod
-    def parse(cls, value: Any) -> RetentionPolicy:
-        """Parse ``all`` | ``until_archived`` | ``last:N``.
-
-        Raises:
-            ConfigError: anything else (the message names ``retention.keep_local``).
-        """
-        if value in ("all", "until_archived"):
-            return cls(str(value))
-        m = _LAST.match(value) if isinstance(value, str) else None
-        if m is None or int(m.group(1)) < 1:
-            raise ConfigError(
-                f"retention.keep_local: {value!r} is not one of 'all', 'until_archived', "
-                "'last:N' (N >= 1 closed segments)"
-            )
-        return cls("last", int(m.group(1)))
-
-    @classmethod
-    def from_mapping(cls, retention: Mapping[str, Any] | None) -> RetentionPolicy:
-        """The policy of a ``retention:`` section (``None``: keep everything).
-
-        Raises:
-            ConfigError: an unknown key or a bad value, named.
-        """
-        if retention is None:
-            return cls("all")
-        if not isinstance(retention, Mapping):
-            raise ConfigError(f"retention: expected a mapping, got {type(retention).__name__}")
-        unknown = sorted(set(retention) - {"keep_local"})
-        if unknown:
-            raise ConfigError(f"retention.{unknown[0]}: unknown key (known: keep_local)")
-        return cls.parse(retention.get("keep_local", "all"))
 
 
 class Retention:

@@ -1,5 +1,36 @@
-"""The limits of the archive settings, shared by the YAML config and the archiver so that a
-value one accepts the other never refuses."""
+"""The archive's settings: one model, validated once, whether they come from the YAML config
+(:mod:`walship.config`, which nests these models in its own) or from ``Log(archive={...},
+retention={...})``.
+
+:class:`ArchiveSettings` (with :class:`RetrySettings`) is the ``archive:`` section, durations in
+seconds; :class:`RetentionPolicy` the parsed ``retention.keep_local``. A value one entry point
+accepts the other never refuses. The two entry points word their errors in their own style from
+the same pydantic errors (:mod:`walship.values`): the config as ``archive.workers = 0: expected
+an integer from 1 to 256``, the Log as ``archive.workers: Input should be greater than or equal
+to 1 (got 0)``. Storage options are never shown: they may be secrets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from walship.archive.credentials import redact_url
+from walship.errors import ConfigError
+from walship.values import Bool, duration_at_most, expected, integer_in
 
 MAX_ATTEMPTS = 1000
 """Upload attempts per segment before it is left pending (until a flush or the next open)."""
@@ -12,3 +43,197 @@ CONDITIONAL_CREATE = ("required", "checked")
 ``If-None-Match: *`` on PUT; ``checked`` falls back to a check before and after each create."""
 MAX_WORKERS = 256
 MAX_LAG_WARNING = 1_000_000_000
+KEEP_LOCAL_HELP = "all, until_archived or last:N (N >= 1 closed segments)"
+URL_DESCRIPTION = "an fsspec URL like s3://bucket/prefix"
+
+
+def _compression(value: object) -> str:
+    if value not in ("none", "zstd"):
+        raise expected("one of none, zstd", message="Input should be 'none' or 'zstd'")
+    if value == "zstd":
+        import importlib.util
+
+        if importlib.util.find_spec("zstandard") is None:
+            raise expected(
+                "none, or zstd with the zstandard package (pip install walship[zstd])",
+                message="zstd needs the zstandard package (pip install walship[zstd])",
+            )
+    return str(value)
+
+
+def _conditional_create(value: object) -> str:
+    if value not in CONDITIONAL_CREATE:
+        choices = ", ".join(CONDITIONAL_CREATE)
+        raise expected(f"one of {choices}", message=f"Value error, must be one of {choices}")
+    return str(value)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrySettings(_Section):
+    """``archive.retries``: attempts per segment, first backoff and its cap (seconds)."""
+
+    attempts: Annotated[int, integer_in(1, MAX_ATTEMPTS)] = 10
+    backoff: Annotated[float, duration_at_most(MAX_BACKOFF)] = 0.5
+    max_backoff: Annotated[float, duration_at_most(MAX_BACKOFF_CAP)] = 60.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetrySettings:
+        if self.max_backoff < self.backoff:
+            raise expected(
+                f"a duration of at least backoff ({self.backoff}s)",
+                "max_backoff",
+                "Value error, max_backoff must be at least backoff ({backoff}s)",
+                backoff=self.backoff,
+            )
+        return self
+
+
+class ArchiveSettings(_Section):
+    """The ``archive:`` section (durations in seconds). Build it with :meth:`from_mapping`
+    (the Log's arguments) or as part of a :class:`walship.config.WalshipConfig`."""
+
+    url: str = Field(min_length=1, description=URL_DESCRIPTION)
+    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)  # credentials
+    workers: Annotated[int, integer_in(1, MAX_WORKERS)] = 4
+    compression: Annotated[str, BeforeValidator(_compression)] = "none"
+    retries: RetrySettings = Field(default_factory=RetrySettings)
+    lag_warning: Annotated[int, integer_in(1, MAX_LAG_WARNING)] = 64
+    upload_process: Bool = True
+    """Upload from the shared child process (:mod:`walship.archive.upload_process`); a
+    ``memory://`` archive, which lives in this process, always uploads from threads here."""
+    conditional_create: Annotated[str, BeforeValidator(_conditional_create)] = "required"
+    """``required``: archive to S3 only where the server honours ``If-None-Match: *`` on PUT
+    (probed at first use); ``checked``: elsewhere, check before and read back after each
+    create (weaker: two writers racing can still overwrite each other)."""
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, redact_url(value) if key == "url" else value  # no URL password
+
+    def as_options(self) -> dict[str, Any]:
+        """The section as the plain dict ``Log(archive=...)`` takes::
+
+        {"url": str, "storage_options": dict, "workers": int, "compression": "none"|"zstd",
+         "retries": {"attempts": int, "backoff": float, "max_backoff": float},
+         "lag_warning": int, "upload_process": bool, "conditional_create": str}
+        """
+        out = self.model_dump()
+        out["storage_options"] = dict(self.storage_options)
+        return out
+
+    @classmethod
+    def from_mapping(cls, archive: Mapping[str, Any]) -> ArchiveSettings:
+        """Validate an ``archive:`` mapping; missing keys take their defaults.
+
+        Raises:
+            ConfigError: one line naming the key path and what was expected (storage option
+                values are never shown: they may be secrets).
+        """
+        if not isinstance(archive, Mapping):
+            raise ConfigError(f"archive: expected a mapping, got {type(archive).__name__}")
+        try:
+            return cls.model_validate(dict(archive))
+        except ValidationError as e:
+            raise ConfigError(_argument_error(e)) from None
+
+
+def _argument_error(e: ValidationError) -> str:
+    """The first error of an ``archive:`` argument as one line, in pydantic's words."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    path = f"archive.{loc}" if loc else "archive"
+    if err["type"] == "extra_forbidden":
+        parent: type[BaseModel] = ArchiveSettings if len(err["loc"]) == 1 else RetrySettings
+        known = list(parent.model_fields)
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+        return f"{path}: unknown key{hint}"
+    shown = "" if loc.startswith("storage_options") else f" (got {err.get('input')!r})"
+    return f"{path}: {err['msg']}{shown}"
+
+
+# --- retention ------------------------------------------------------------------------------
+
+_LAST = re.compile(r"last:(\d+)")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """A parsed ``keep_local`` value: ``all``, ``until_archived`` or ``last:N``."""
+
+    mode: str
+    """``all``, ``until_archived`` or ``last``."""
+    keep_last: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"last:{self.keep_last}" if self.mode == "last" else self.mode
+
+    @classmethod
+    def parse(cls, value: Any) -> RetentionPolicy:
+        """Parse ``all`` | ``until_archived`` | ``last:N``.
+
+        Raises:
+            ConfigError: anything else (the message names ``retention.keep_local``).
+        """
+        policy = cls.read(value)
+        if policy is None:
+            raise ConfigError(
+                f"retention.keep_local: {value!r} is not one of 'all', 'until_archived', "
+                "'last:N' (N >= 1 closed segments)"
+            )
+        return policy
+
+    @classmethod
+    def read(cls, value: object) -> RetentionPolicy | None:
+        """The policy ``value`` spells, or ``None`` when it spells none (the one parser of
+        ``keep_local``, for the config and the Log)."""
+        if value in ("all", "until_archived"):
+            return cls(str(value))
+        m = _LAST.fullmatch(value) if isinstance(value, str) else None
+        if m is None or int(m.group(1)) < 1:
+            return None
+        return cls("last", int(m.group(1)))
+
+    @classmethod
+    def from_mapping(cls, retention: Mapping[str, Any] | None) -> RetentionPolicy:
+        """The policy of a ``retention:`` section (``None``: keep everything).
+
+        Raises:
+            ConfigError: an unknown key or a bad value, named.
+        """
+        if retention is None:
+            return cls("all")
+        if not isinstance(retention, Mapping):
+            raise ConfigError(f"retention: expected a mapping, got {type(retention).__name__}")
+        unknown = sorted(set(retention) - {"keep_local"})
+        if unknown:
+            raise ConfigError(f"retention.{unknown[0]}: unknown key (known: keep_local)")
+        return cls.parse(retention.get("keep_local", "all"))
+
+
+def keep_local_rule(value: object) -> str:
+    """Pydantic validator of ``retention.keep_local``: the policy's text (``last:010`` is
+    ``last:10``)."""
+    policy = RetentionPolicy.read(value)
+    if policy is None:
+        raise expected(KEEP_LOCAL_HELP)
+    return policy.text
+
+
+def retention_without_archive(policy: RetentionPolicy) -> PydanticCustomError | None:
+    """The one rule joining the two sections: a policy that removes local segments needs an
+    archive to hold them. The error for ``policy`` when there is no ``archive:`` section
+    (``None``: ``keep_local: all`` needs none); its ``path`` is ``retention.keep_local``."""
+    if policy.mode == "all":
+        return None
+    return expected(
+        "'all' without an archive: section (only archived segments are ever removed)",
+        "retention.keep_local",
+        "retention.keep_local: {keep} removes local segments once archived, but there is "
+        "no archive: section",
+        keep=repr(policy.text),
+    )

@@ -126,7 +126,7 @@ class UploadProcess:
             if ok:
                 fut.set_result(value)
             else:
-                fut.set_exception(_rebuild(*value))
+                fut.set_exception(rebuild_error(*value))
 
     def _died(self, why: str) -> None:
         with self._futures_lock:
@@ -143,7 +143,7 @@ class UploadProcess:
             self._process.wait(5)
 
 
-def _flatten(e: BaseException) -> tuple[str, str, str, int | None]:
+def flatten_error(e: BaseException) -> tuple[str, str, str, int | None]:
     """What the parent needs to raise ``e`` again: class name, message, segment, errno."""
     segment = e.segment if isinstance(e, SegmentReadError) else ""
     code = e.errno if isinstance(e, OSError) else None
@@ -151,7 +151,9 @@ def _flatten(e: BaseException) -> tuple[str, str, str, int | None]:
     return type(e).__name__, message or type(e).__name__, segment, code
 
 
-def _rebuild(kind: str, message: str, segment: str, code: int | None) -> BaseException:
+def rebuild_error(kind: str, message: str, segment: str, code: int | None) -> BaseException:
+    """The error :func:`flatten_error` flattened, as the parent raises it: walship's own class
+    when it is one, else an ``OSError`` with its errno, else an :class:`ArchiveError`."""
     cls = getattr(archive_errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, SegmentReadError):
         return cls(message, segment)
@@ -174,7 +176,7 @@ class _OneLine(logging.Formatter):
         return " ".join(f"walship upload process: {record.name}: {text}".split())
 
 
-def _quiet() -> None:
+def quiet_child() -> None:
     """Make everything the child could print one line without a traceback (see the module
     docstring). Called once, first thing in the child."""
     import asyncio
@@ -215,7 +217,7 @@ def _quiet() -> None:
 
 
 def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the child
-    _quiet()
+    quiet_child()
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     stores: dict[str, ArchiveStore] = {}
@@ -238,7 +240,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
                     )
             reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
         except BaseException as e:
-            reply = (n, False, _flatten(e))
+            reply = (n, False, flatten_error(e))
         with send_lock, contextlib.suppress(OSError, ValueError):
             conn.send(reply)
 

@@ -36,9 +36,11 @@ Rules:
 * Sizes: ``1048576``, ``512KiB``, ``64MiB``, ``1GiB`` (binary) or ``64MB`` (decimal).
   Durations: ``1.5`` (seconds), ``250us``, ``10ms``, ``60s``, ``5m``, ``1h``, ``1m30s``.
 
-The package, one module per purpose: :mod:`~walship.config.units` (sizes, durations),
-:mod:`~walship.config.values` (the fields' value types), :mod:`~walship.config.schema` (the
-models), :mod:`~walship.config.environment` (``${VAR}``), :mod:`~walship.config.keys` and
+The package, one module per purpose: :mod:`walship.values` (sizes, durations and the other
+value types, shared with the archive), :mod:`~walship.config.values` (the config's own: URLs,
+plugin entries), :mod:`~walship.config.schema` (the models; the ``archive:`` section is
+:class:`walship.archive.settings.ArchiveSettings`, the archive's own model),
+:mod:`~walship.config.environment` (``${VAR}``), :mod:`~walship.config.keys` and
 :mod:`~walship.config.redaction` (key paths, secrets kept out of messages),
 :mod:`~walship.config.messages` (one-line errors), :mod:`~walship.config.loading` (YAML, overrides,
 validation) and :mod:`~walship.config.opening` (:func:`open_log`).
@@ -58,9 +60,9 @@ from walship.config.schema import (
     StoreConfig,
     WalshipConfig,
 )
-from walship.config.units import parse_duration, parse_size
-from walship.config.values import U64_MAX, Bool, Duration, Name, SegmentSize, Size
+from walship.config.values import U64_MAX
 from walship.errors import ConfigError
+from walship.values import Bool, Duration, Name, SegmentSize, Size, parse_duration, parse_size
 
 __all__ = [
     "U64_MAX",

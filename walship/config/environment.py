@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from walship.config.keys import Loc, _dotted
+from walship.config.keys import Loc, dotted
 from walship.errors import ConfigError
 
 _REF = re.compile(r"\$\$|\$\{([^}]*)\}")
@@ -20,7 +20,7 @@ def _expand_text(text: str, loc: Loc, source: str, env: Mapping[str, str]) -> st
         ref = _VAR.fullmatch(m.group(1))
         if ref is None:
             raise ConfigError(
-                f"{source}: {_dotted(loc)}: {m.group(0)!r} is not a valid reference, expected "
+                f"{source}: {dotted(loc)}: {m.group(0)!r} is not a valid reference, expected "
                 "${NAME} or ${NAME:-default}"
             )
         name, default = ref.group(1), ref.group(2)
@@ -28,7 +28,7 @@ def _expand_text(text: str, loc: Loc, source: str, env: Mapping[str, str]) -> st
         if value is None or (value == "" and default is not None):
             if default is None:
                 raise ConfigError(
-                    f"{source}: {_dotted(loc)}: environment variable {name} is not set "
+                    f"{source}: {dotted(loc)}: environment variable {name} is not set "
                     f"(write ${{{name}:-default}} to give a default)"
                 )
             return default
@@ -37,14 +37,14 @@ def _expand_text(text: str, loc: Loc, source: str, env: Mapping[str, str]) -> st
     return _REF.sub(sub, text)
 
 
-def _expand(
+def expand(
     node: object, loc: Loc, source: str, env: Mapping[str, str], refs: dict[Loc, str]
 ) -> object:
     """Expand ``${...}`` in every string value; record in ``refs`` where it happened."""
     if isinstance(node, dict):
-        return {k: _expand(v, (*loc, str(k)), source, env, refs) for k, v in node.items()}
+        return {k: expand(v, (*loc, str(k)), source, env, refs) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, (*loc, i), source, env, refs) for i, v in enumerate(node)]
+        return [expand(v, (*loc, i), source, env, refs) for i, v in enumerate(node)]
     if isinstance(node, str) and "$" in node:
         expanded = _expand_text(node, loc, source, env)
         if expanded != node:

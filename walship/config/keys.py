@@ -6,7 +6,7 @@ from __future__ import annotations
 Loc = tuple[str | int, ...]
 
 
-def _dotted(loc: Loc) -> str:
+def dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from walship.config.environment import _expand
+from walship.config.environment import expand
 from walship.config.keys import Loc
-from walship.config.messages import _check_store, _message
+from walship.config.messages import check_store, error_line
 from walship.config.schema import WalshipConfig
 from walship.errors import ConfigError
 
@@ -89,7 +89,7 @@ def validate_config(
             f"level, got {type(data).__name__}"
         )
     refs: dict[Loc, str] = {}
-    expanded = _expand(data, (), source, os.environ if env is None else env, refs)
+    expanded = expand(data, (), source, os.environ if env is None else env, refs)
     assert isinstance(expanded, dict)
     if overrides:
         expanded = _apply_overrides(expanded, overrides)
@@ -103,10 +103,10 @@ def validate_config(
         first = errors[0]
         if overrides and first["loc"] and _overridden(str(first["loc"][0]), overrides):
             source = f"{source} (with overrides)"
-        raise ConfigError(f"{source}: {_message(first, refs, expanded)}{more}") from None
-    _check_store(cfg, source, refs)
+        raise ConfigError(f"{source}: {error_line(first, refs, expanded)}{more}") from None
+    check_store(cfg, source, refs)
     if base_dir is not None:
-        cfg._base_dir = Path(base_dir)
+        cfg.set_base_dir(Path(base_dir))
     return cfg
 
 

@@ -11,8 +11,8 @@ from typing import Any, get_origin
 
 from pydantic import BaseModel
 
-from walship.config.keys import Loc, _dotted
-from walship.config.redaction import _show
+from walship.config.keys import Loc, dotted
+from walship.config.redaction import shown
 from walship.config.schema import WalshipConfig
 from walship.errors import ConfigError
 
@@ -47,8 +47,8 @@ def _unknown_key(loc: Loc, keys: list[str], context: str = "") -> str:
     key = str(loc[-1])
     close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     if close:
-        return f"{_dotted(loc)}: unknown key{context} (did you mean {close[0]!r}?)"
-    return f"{_dotted(loc)}: unknown key{context} (expected one of: {', '.join(keys)})"
+        return f"{dotted(loc)}: unknown key{context} (did you mean {close[0]!r}?)"
+    return f"{dotted(loc)}: unknown key{context} (expected one of: {', '.join(keys)})"
 
 
 _STRUCTURE = {
@@ -60,7 +60,7 @@ _STRUCTURE = {
 }
 
 
-def _message(err: Any, refs: Mapping[Loc, str], data: object) -> str:
+def error_line(err: Any, refs: Mapping[Loc, str], data: object) -> str:
     loc: Loc = tuple(err["loc"])
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -71,7 +71,7 @@ def _message(err: Any, refs: Mapping[Loc, str], data: object) -> str:
         model = _model_at(loc[:-1])
         field = model.model_fields.get(str(loc[-1])) if model else None
         what = field.description if field and field.description else "a value"
-        return f"{_dotted(loc)}: missing, expected {what}"
+        return f"{dotted(loc)}: missing, expected {what}"
     value = err.get("input")
     if kind == "walship":
         what = ctx["expected"]
@@ -81,7 +81,7 @@ def _message(err: Any, refs: Mapping[Loc, str], data: object) -> str:
             value = _lookup(data, loc)
     else:
         what = _STRUCTURE.get(kind) or str(err["msg"]).removeprefix("Input should be ")
-    return f"{_dotted(loc)} = {_show(loc, value, refs)}: expected {what}"
+    return f"{dotted(loc)} = {shown(loc, value, refs)}: expected {what}"
 
 
 def _lookup(data: object, loc: Loc) -> object:
@@ -95,7 +95,7 @@ def _lookup(data: object, loc: Loc) -> object:
     return data
 
 
-def _check_store(cfg: WalshipConfig, source: str, refs: Mapping[Loc, str]) -> None:
+def check_store(cfg: WalshipConfig, source: str, refs: Mapping[Loc, str]) -> None:
     """The backend exists and the other ``store:`` keys are arguments of its class."""
     from walship.backends.registry import BackendError, backend_names, load_backend
 
@@ -108,7 +108,7 @@ def _check_store(cfg: WalshipConfig, source: str, refs: Mapping[Loc, str]) -> No
             close = difflib.get_close_matches(backend, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
-                f"{source}: store.backend = {_show(('store', 'backend'), backend, refs)}: "
+                f"{source}: store.backend = {shown(('store', 'backend'), backend, refs)}: "
                 f"expected a store backend ({hint}known: {', '.join(known)})"
             ) from None
         raise ConfigError(f"{source}: store.backend: {e}") from None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,27 +14,23 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from walship.archive import settings as limits
-from walship.config.redaction import _without_userinfo
-from walship.config.values import (
-    U64_MAX,
-    Bool,
-    Duration,
-    Name,
-    SegmentSize,
-    _choice,
-    _compression,
-    _duration,
-    _expected,
-    _integer,
-    _keep_local,
-    _plugin_entry,
-    _url,
+from walship.archive.settings import (
+    ArchiveSettings,
+    RetentionPolicy,
+    RetrySettings,
+    keep_local_rule,
+    retention_without_archive,
 )
+from walship.config.values import U64_MAX, fsspec_url, plugin_entry
 from walship.errors import ConfigError
+from walship.values import Bool, Duration, Name, SegmentSize, integer_in, one_of
 
 if TYPE_CHECKING:
     from walship.store import SegmentStore
@@ -63,49 +60,30 @@ class RotationConfig(_Section):
     max_segment_age: Duration = 60.0
 
 
-class RetriesConfig(_Section):
-    """``archive.retries:``: exponential backoff of failed uploads."""
-
-    attempts: Annotated[int, _integer(1, limits.MAX_ATTEMPTS)] = 10
-    backoff: Annotated[float, _duration(limits.MAX_BACKOFF)] = 0.5
-    max_backoff: Annotated[float, _duration(limits.MAX_BACKOFF_CAP)] = 60.0
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RetriesConfig:
-        if self.max_backoff < self.backoff:
-            raise _expected(f"a duration of at least backoff ({self.backoff}s)", "max_backoff")
-        return self
-
-
-def _conditional_create(value: object) -> str:
-    if value not in limits.CONDITIONAL_CREATE:
-        raise _expected(f"one of {', '.join(limits.CONDITIONAL_CREATE)}")
-    return str(value)
-
-
-class ArchiveConfig(_Section):
-    """``archive:``: where closed segments are shipped."""
-
-    url: Annotated[str, BeforeValidator(_url)] = Field(
-        description="an fsspec URL like s3://bucket/prefix"
-    )
-    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False)
-    workers: Annotated[int, _integer(1, limits.MAX_WORKERS)] = 4
-    compression: Annotated[str, BeforeValidator(_compression)] = "none"
-    retries: RetriesConfig = Field(default_factory=RetriesConfig)
-    lag_warning: Annotated[int, _integer(1, limits.MAX_LAG_WARNING)] = 64
-    upload_process: Bool = True
-    conditional_create: Annotated[str, BeforeValidator(_conditional_create)] = "required"
-
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, _without_userinfo(value) if name == "url" else value  # no password
+ArchiveConfig = ArchiveSettings
+"""``archive:``: where closed segments are shipped: the archive's own model (one model for the
+config and the Log's arguments); the config checks besides that fsspec knows the URL's
+protocol."""
+RetriesConfig = RetrySettings
+"""``archive.retries:``: exponential backoff of failed uploads (the archive's model)."""
 
 
 class RetentionConfig(_Section):
     """``retention:``: which closed local segments may be removed (archived ones only)."""
 
-    keep_local: Annotated[str, BeforeValidator(_keep_local)] = "all"
+    keep_local: Annotated[str, BeforeValidator(keep_local_rule)] = "all"
+
+
+def _again(err: ErrorDetails) -> InitErrorDetails:
+    """A nested model's error, to be raised again with the URL's."""
+    ctx = err.get("ctx") or {}
+    kind: Any = err["type"]
+    if kind == "walship":
+        kind = PydanticCustomError("walship", "{expected}", dict(ctx))
+    line: InitErrorDetails = {"type": kind, "loc": err["loc"], "input": err["input"]}
+    if ctx and kind is err["type"]:
+        line["ctx"] = dict(ctx)
+    return line
 
 
 class PluginEntry(_Section):
@@ -121,33 +99,56 @@ class WalshipConfig(_Section):
     store: StoreConfig = Field(
         default_factory=lambda: StoreConfig.model_validate({"path": "./wal"})
     )
-    instance_id: Annotated[int, _integer(0, U64_MAX)] | None = None
-    durability: Annotated[str, _choice("always", "interval", "none")] = "always"
+    instance_id: Annotated[int, integer_in(0, U64_MAX)] | None = None
+    durability: Annotated[str, one_of("always", "interval", "none")] = "always"
     sync_interval: Duration = 0.01
     rotation: RotationConfig = Field(default_factory=RotationConfig)
-    archive: ArchiveConfig | None = None
+    archive: ArchiveSettings | None = None
     retention: RetentionConfig | None = None
-    plugins: list[Annotated[PluginEntry, BeforeValidator(_plugin_entry)]] = Field(
+    plugins: list[Annotated[PluginEntry, BeforeValidator(plugin_entry)]] = Field(
         default_factory=list
     )
     entry_point_plugins: Bool = True
 
     _base_dir: Path | None = PrivateAttr(default=None)
 
+    @field_validator("archive", mode="wrap")
+    @classmethod
+    def _known_protocol(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        """The archive's model, and besides that fsspec must know the URL's protocol: its
+        error comes first, at ``archive.url``, and the section's other errors after it."""
+        if not isinstance(value, Mapping) or "url" not in value:
+            return handler(value)
+        try:
+            fsspec_url(value["url"])
+        except PydanticCustomError as e:
+            first: InitErrorDetails = {"type": e, "loc": ("url",), "input": value["url"]}
+        else:
+            return handler(value)
+        lines = [first]
+        try:
+            handler(value)
+        except ValidationError as e:
+            lines += [_again(err) for err in e.errors() if err["loc"][:1] != ("url",)]
+        raise ValidationError.from_exception_data("ArchiveSettings", lines)
+
     @model_validator(mode="after")
     def _retention_needs_archive(self) -> WalshipConfig:
-        keep = self.retention.keep_local if self.retention is not None else "all"
-        if keep != "all" and self.archive is None:
-            raise _expected(
-                "'all' without an archive: section (only archived segments are ever removed)",
-                "retention.keep_local",
-            )
+        if self.retention is not None and self.archive is None:
+            error = retention_without_archive(RetentionPolicy.parse(self.retention.keep_local))
+            if error is not None:
+                raise error
         return self
 
     @property
     def base_dir(self) -> Path | None:
         """The directory a relative ``store.path`` is resolved against (the file's)."""
         return self._base_dir
+
+    def set_base_dir(self, base_dir: Path) -> None:
+        """Resolve a relative ``store.path`` against ``base_dir`` from now on (the loader sets
+        the config file's directory)."""
+        self._base_dir = base_dir
 
     # --- what the Log receives ------------------------------------------------------------
 
@@ -177,29 +178,12 @@ class WalshipConfig(_Section):
             raise ConfigError(f"store: {e}") from e
 
     def archive_options(self) -> dict[str, Any] | None:
-        """``archive:`` as the plain dict ``Log(archive=...)`` takes, or ``None`` without one::
+        """``archive:`` as the plain dict ``Log(archive=...)`` takes, or ``None`` without one
 
-        {"url": str, "storage_options": dict, "workers": int, "compression": "none"|"zstd",
-         "retries": {"attempts": int, "backoff": float, "max_backoff": float},
-         "lag_warning": int, "upload_process": bool, "conditional_create": str}
-        """
+        (:meth:`~walship.archive.settings.ArchiveSettings.as_options`)."""
         if self.archive is None:
             return None
-        a = self.archive
-        return {
-            "url": a.url,
-            "storage_options": dict(a.storage_options),
-            "workers": a.workers,
-            "compression": a.compression,
-            "retries": {
-                "attempts": a.retries.attempts,
-                "backoff": a.retries.backoff,
-                "max_backoff": a.retries.max_backoff,
-            },
-            "lag_warning": a.lag_warning,
-            "upload_process": a.upload_process,
-            "conditional_create": a.conditional_create,
-        }
+        return self.archive.as_options()
 
     def retention_options(self) -> dict[str, Any] | None:
         """``retention:`` as ``{"keep_local": "all" | "until_archived" | "last:N"}``, or

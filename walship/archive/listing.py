@@ -1,0 +1,85 @@
+"""What one LIST of an archive finds, every name validated: :class:`ArchiveListing`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from walship.archive.names import MAX_MANIFEST_BYTES, TEMP_PREFIX, parse_object_name
+from walship.errors import ArchiveNameError
+
+
+@dataclass
+class ArchiveListing:
+    """One LIST of the archive, classified.
+
+    ``objects`` maps a segment_seq to its data objects (compression -> size), ``manifests`` to
+    its manifest's size. ``rejected`` holds (name, reason) of everything refused; ``temporary``
+    the names of leftover temporary objects (skipped).
+    """
+
+    objects: dict[int, dict[str, int]] = field(default_factory=dict)
+    manifests: dict[int, int] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    temporary: list[str] = field(default_factory=list)
+
+    @property
+    def segment_seqs(self) -> list[int]:
+        """Every segment_seq with a manifest or an object, ascending."""
+        return sorted(set(self.objects) | set(self.manifests))
+
+    def raise_rejected(self, url: str) -> None:
+        """Raise :class:`ArchiveNameError` naming the first refused object, if any."""
+        if self.rejected:
+            more = f" (and {len(self.rejected) - 1} more)" if len(self.rejected) > 1 else ""
+            raise ArchiveNameError(f"{url}: {self.rejected[0][1]}{more}")
+
+    @classmethod
+    def classify(
+        cls, entries: Iterable[Mapping[str, Any]], root: str, url: str, max_object_bytes: int
+    ) -> ArchiveListing:
+        """The listing of ``entries`` (fsspec ``ls(root, detail=True)`` of the archive at
+        ``url``): every name validated, each larger than its limit refused. Pure."""
+        listing = cls()
+
+        prefix = root + "/"
+        for e in entries:
+            raw = str(e.get("name", ""))
+            full = raw.rstrip("/")
+            if not full.startswith(prefix):
+                if full == root:
+                    if e.get("type") == "directory" and raw.endswith("/"):
+                        # S3 lists keys "<prefix>//..." as a directory with an empty name
+                        listing.rejected.append(
+                            ("/", "object '/...' refused: not a plain name (an absolute path)")
+                        )
+                    continue
+                listing.rejected.append((full, f"object {full!r} refused: outside {url}"))
+                continue
+            rel = full[len(prefix) :]
+            if rel.startswith(TEMP_PREFIX):
+                listing.temporary.append(rel)
+                continue
+            try:
+                parsed = parse_object_name(rel)
+            except ArchiveNameError as err:
+                listing.rejected.append((rel, str(err)))
+                continue
+            if e.get("type") != "file":
+                listing.rejected.append(
+                    (rel, f"object {rel!r} refused: it is a {e.get('type')}, not a file")
+                )
+                continue
+            size = int(e.get("size") or 0)
+            limit = MAX_MANIFEST_BYTES if parsed.kind == "manifest" else max_object_bytes
+            if size > limit:
+                listing.rejected.append(
+                    (rel, f"object {rel!r} refused: {size} bytes, more than the {limit} limit")
+                )
+                continue
+            if parsed.kind == "manifest":
+                listing.manifests[parsed.segment_seq] = size
+            else:
+                listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size
+        return listing
