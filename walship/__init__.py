@@ -126,7 +126,9 @@ def open(
             options["plugins"], autoload=options.pop("entry_point_plugins", True)
         )
         options["entry_point_plugins"] = False
-    return Log(store, **options)
+    from walship.wiring import build_log
+
+    return build_log(store, **options)
 
 
 def open_archive(url: str, storage_options: Mapping[str, Any] | None = None) -> ArchiveReader:

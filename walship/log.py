@@ -7,7 +7,7 @@ It wires a store, the segment engine and the plugins together, and owns the dura
   takes every request queued so far, writes them with one write and syncs once (one
   ``pwritev2(RWF_DSYNC)`` where the store can); the others block on their own lock until their
   request is durable. A leader stays on for what queued during its sync (a few batches), and on
-  a slow disk waits briefly for the appenders it just woke (see ``Log._lead``).
+  a slow disk waits briefly for the appenders it just woke (see :mod:`walship.core.commit`).
 * ``interval``: ``append`` returns after the write; a background flusher syncs every
   ``sync_interval`` seconds; :meth:`Log.sync` forces one.
 * ``none``: the OS decides; the log still syncs at rotation and at close.
@@ -24,33 +24,30 @@ import logging
 import os
 import secrets
 import threading
-import time
 import weakref
-from _thread import LockType
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import pluggy
-from crc32c import crc32c
 
 from walship.core import frame as framing
-from walship.core.frame import (
-    MAX_COMMIT_SEQ,
-    MAX_PAYLOAD,
-    Frame,
-    as_payloads,
-    check_payload,
-    encode_batch_at,
-    encode_pieces,
-)
+from walship.core.commit import ATTEMPTS, GroupCommit, Request
+from walship.core.events import EventDispatcher
+from walship.core.frame import MAX_COMMIT_SEQ, MAX_PAYLOAD, Frame, as_payloads, check_payload
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
+from walship.core.index import Index
 from walship.core.record import ArchiveRecord, first_local_seq
-from walship.core.repair import RecoveryReport, recover
+from walship.core.repair import RecoveredLog, RecoveryReport, recover
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
-from walship.core.segment import ActiveSegment, Buffers, ClosedSegment, SegmentManager
+from walship.core.segment import (
+    ActiveSegment,
+    BatchEncoder,
+    Buffers,
+    ClosedSegment,
+    SegmentManager,
+)
 from walship.errors import (
     CheckpointError,
     CommitSeqLimitError,
@@ -62,38 +59,11 @@ from walship.errors import (
     TruncatedFrameError,
     WalshipError,
 )
-from walship.plugins.events import EventDispatcher
-from walship.plugins.manager import new_plugin_manager
 from walship.store import SegmentStore
-
-if TYPE_CHECKING:
-    from walship.archive.archiver import Archiver, ArchiveSettings
-    from walship.archive.retention import RetentionPolicy
 
 logger = logging.getLogger("walship")
 T = TypeVar("T")
 
-_BUFFER_KEEP = 8 * 1024 * 1024  # a reused encode buffer larger than this is let go after use
-_GATHER_MIN_PAYLOAD = 16 * 1024
-"""Batches whose payloads average at least this many bytes are written from the payloads
-themselves with one gathering write, not copied into the encode buffer first."""
-_FIXED_BUFFER_MIN = 256 * 1024
-"""Batches of at least this many bytes are encoded in place into a kept buffer (appending to a
-cleared bytearray would give its memory back and fault it in again every batch)."""
-_LEADER_BATCHES = 4
-"""How many batches a leader writes in a row before it hands the lead on."""
-_GATHER_FRACTION = 0.4
-"""Gather when woken appenders return in under this fraction of a sync's time."""
-_GATHER_PROBE = 64
-"""When gathering does not pay, try it again every this many batches (the disk may change)."""
-_GATHER_MAX = 0.002
-"""A leader never waits longer than this for appenders to return."""
-_allocate_lock = threading.Lock
-_RETRIES = 5
-"""How often a clean-up that an interrupt hit is run again (each is idempotent)."""
-_WAIT_CHECK = 0.05
-"""An exclusive caller looks again this often while it waits for the I/O turn, so that a
-notification lost to an interrupt (inside ``Condition.notify_all``) costs this long, no more."""
 _ACTIVE_READ_CHUNK = 4 * 1024 * 1024
 """The active segment is read (never mapped) this many bytes at a time (see :meth:`Log.read`)."""
 
@@ -113,97 +83,6 @@ class Durability(str, Enum):
     ALWAYS = "always"
     INTERVAL = "interval"
     NONE = "none"
-
-
-@dataclass
-class _SegmentRange:
-    """The commit_seq range of one local segment, for ``read``."""
-
-    segment_seq: int
-    first_commit_seq: int | None
-    last_commit_seq: int | None
-
-
-class _Request:
-    """One append or batch waiting for the group commit."""
-
-    __slots__ = (
-        "done",
-        "error",
-        "first_seq",
-        "lead",
-        "nbytes",
-        "payload_type",
-        "payloads",
-        "then",
-        "wake",
-        "woken",
-    )
-
-    def __init__(
-        self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int, nbytes: int
-    ) -> None:
-        self.payloads = payloads
-        self.payload_type = payload_type
-        self.nbytes = nbytes
-        self.first_seq = 0
-        self.done = False
-        self.error: BaseException | None = None
-        self.wake: LockType | None = None
-        """A lock its thread holds and blocks on until a leader releases it (``None``: the
-        thread leads itself)."""
-        self.lead = False
-        """Set with the release: the thread is the leader now."""
-        self.then: _Request | None = None
-        """The next request of the same batch, whose thread this one wakes once woken."""
-        self.woken = False
-        """Put in a wake-up chain already (a request is woken once)."""
-
-
-def _wake(requests: list[_Request]) -> None:
-    """Mark ``requests`` done and let their threads return (each request once: those woken
-    already are skipped).
-
-    Only the first waiting thread is woken here; each woken thread wakes the next (see
-    :meth:`Log._submit`), so the leader pays for one wake-up, not one per follower (each costs
-    a system call and often a context switch while the leader holds the interpreter lock).
-    The chain is linked before any request is marked done: a follower interrupted while it
-    waits and sees ``done`` finds its successor already linked, and passes the wake-up on.
-    Requests count as woken only at the end: a call that an interrupt cut short can be made
-    again (a lock released twice is harmless here).
-    """
-    first: _Request | None = None
-    last: _Request | None = None
-    chained: list[_Request] = []
-    for r in requests:
-        if r.woken:
-            continue
-        chained.append(r)
-        if r.wake is not None:
-            if last is None:
-                first = r
-            else:
-                last.then = r
-            last = r
-    for r in chained:
-        r.done = True
-    if first is not None:
-        assert first.wake is not None
-        try:  # noqa: SIM105 - not contextlib.suppress: its Python __enter__ can be interrupted
-            first.wake.release()
-        except RuntimeError:  # released by a call an interrupt cut short
-            pass
-    for r in chained:
-        r.woken = True
-
-
-def _open_gate(gate: LockType | None) -> None:
-    """Wake the thread blocked on ``gate`` (nothing if it is open already or ``None``)."""
-    if gate is not None:
-        try:  # noqa: SIM105 - not contextlib.suppress (see _wake)
-            gate.release()
-        except RuntimeError:
-            pass
 
 
 _open_logs: dict[int, weakref.ref[Log]] = {}
@@ -230,16 +109,103 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class PreparedArchive(Protocol):
+    """What an :class:`Archiving` prepared before recovery."""
+
+    @property
+    def record(self) -> ArchiveRecord:
+        """The archive record (rebuilt from the archive when it was lost)."""
+
+    @property
+    def restored(self) -> list[str]:
+        """Segments put back from the archive (``repair``)."""
+
+    @property
+    def record_rebuilt(self) -> bool:
+        """Whether the record was rebuilt from the archive."""
+
+
+class Retaining(Protocol):
+    """Retention, as the log drives it (:meth:`Log.checkpoint`)."""
+
+    def apply(self) -> object:
+        """Remove what the policy lets go now."""
+
+
+class ArchiveService(Protocol):
+    """The running archiver, as :attr:`Log.archiver` shows it (see
+    :class:`walship.archive.archiver.Archiver`)."""
+
+    @property
+    def retention(self) -> Retaining | None: ...
+
+    def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool: ...
+
+    def pending(self) -> list[str]: ...
+
+    def stalled(self) -> dict[str, str]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self, timeout: float = 30.0) -> None: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def requeue(self, retry_stalled: bool = True) -> int: ...
+
+    def wait_for_progress(self, timeout: float) -> None: ...
+
+
+class Archiving(Protocol):
+    """The archive and retention of a log, built by the caller (``walship.open``: see
+    :func:`walship.archive.archiver.build_archiving`) and handed to the :class:`Log`, which
+    calls it on its opening thread: ``prepare_open`` holding the store's lock, before
+    recovery; ``start`` once the log is open (wired through :meth:`Log.closed_segments`,
+    :meth:`Log.segment_removed`, :meth:`Log.notify` and ``log.plugins``). What either raises
+    fails the open (the log is closed again)."""
+
+    def prepare_open(self, store: SegmentStore, repair: bool) -> PreparedArchive: ...
+
+    def start(self, log: Log) -> ArchiveService: ...
+
+
+class _Writer:
+    """The :class:`~walship.core.commit.BatchWriter` of a :class:`Log` (its write path, run by
+    the holder of the I/O turn; ``check_usable`` by any appender)."""
+
+    __slots__ = ("_log", "check_usable", "refusal", "rotate_due", "write")
+
+    def __init__(self, log: Log) -> None:
+        self.check_usable = log._check_usable
+        self.write = log._write_batch
+        self.rotate_due = log._rotate_due
+        self.refusal = log._refusal
+        self._log = log
+
+    def rotation_due(self) -> bool:
+        return self._log._manager.should_rotate() is not None
+
+    def written_seq(self) -> int:
+        return self._log._written_seq
+
+
 class Log:
     """A durable, segmented write-ahead log. Thread-safe.
 
     Use :func:`walship.open` rather than the constructor. Args as there.
     """
 
+    _archiver: ArchiveService | None
+    _events: EventDispatcher
+    _stop: threading.Event
+    _maintenance: threading.Thread
+
     def __init__(
         self,
         store: SegmentStore,
         *,
+        plugins: pluggy.PluginManager,
         instance_id: int | None = None,
         durability: Durability | str = Durability.ALWAYS,
         sync_interval: float = 0.01,
@@ -249,79 +215,22 @@ class Log:
         repair: bool = False,
         seed_restarts: bool = False,
         clock: Clock | None = None,
-        plugins: Iterable[object] = (),
-        entry_point_plugins: bool = True,
         anchor: bytes | None = None,
-        archive: Mapping[str, Any] | None = None,
-        retention: Mapping[str, Any] | None = None,
+        archiving: Archiving | None = None,
     ) -> None:
-        archive_settings: ArchiveSettings | None = None
-        retention_policy: RetentionPolicy | None = None
-        if archive is not None or retention is not None:
-            from walship.archive.archiver import build_archiving  # fsspec loads only when used
+        """Lock ``store``, recover it and open it for appends; then start the archive.
 
-            archive_settings, retention_policy = build_archiving(archive, retention)
-        self._archiver: Archiver | None = None
-        self.store = store
-        self.durability = Durability(durability)
-        if sync_interval <= 0:
-            raise ValueError(f"sync_interval must be positive, got {sync_interval}")
-        self.sync_interval = sync_interval
-        self.clock: Clock = clock or SystemClock()
-        policy = RotationPolicy(max_segment_bytes, max_segment_age)
-        # A plain lock, taken with its C-speed ``with`` (a Condition's __enter__ is Python code:
-        # an interrupt delivered as it returns would leave the lock held, CPython bpo-29988).
-        # Appenders wait on their own wake lock, exclusive callers and a gathering leader on
-        # a gate of their own.
-        self._mutex = threading.Lock()
-        # No threading.Condition: its wait() releases the lock before its own try, so an
-        # interrupt there leaves the caller believing it holds the mutex. Waits here go through
-        # _wait_unlocked and a gate: a lock the waiter holds and blocks on, released to wake it.
-        self._turn_gates: list[LockType] = []  # exclusive callers waiting for the I/O turn
-        self._gather_gate: LockType | None = None  # a leader gathering a batch
-        self._gather_target = 0
-        self._gather_skips = 0
-        self._sync_seconds = 0.0  # moving average of a synced batch's write + sync
-        self._return_seconds = 0.0  # moving average of how long woken appenders take to return
-        self._busy = False  # a thread is doing I/O on the manager (leader, sync, rotate, close)
-        self._turn = 0  # the turn of whoever holds _busy: moves on each hand-off
-        self._queue: list[_Request] = []
-        self._exclusive_waiters = 0  # threads in _exclusive/close waiting for _busy
-        self._buf = bytearray()  # small batches: encoded by appending
-        self._big = bytearray()  # large batches: encoded in place, its memory kept (<= 8 MiB)
-        self._failed: BaseException | None = None
-        self._closed = False
-        self._counters: Counter[str] = Counter()
-        self._lock_held = False
-
-        self.plugins: pluggy.PluginManager = new_plugin_manager(entry_points=entry_point_plugins)
-        for plugin in plugins:
-            self.plugins.register(plugin)
-        # its thread starts with the first event, after the lock: a refused open starts none
-        self._events = EventDispatcher(self.plugins, self)
-        self._pid = os.getpid()
-        self._forked = False  # set in a forked child (see _after_fork_in_child)
-        self._stop = threading.Event()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="walship-maintenance", daemon=True
-        )
-
+        ``plugins`` (built by the caller, with the hookspecs) hears the log's events;
+        ``archiving`` (built by the caller from the ``archive:`` and ``retention:`` sections)
+        prepares the archive record before recovery and starts the archiver after.
+        """
+        self._configure(store, plugins, durability, sync_interval, clock)
         store.lock()
         self._lock_held = True
         recovered = None
         try:
-            # the record of what is archived; its last removed segment anchors the chain
-            prepared = None
-            if archive_settings is not None:  # rebuilt from the archive when lost; repair
-                from walship.archive.repair import prepare_archived_open
-
-                prepared = prepare_archived_open(store, archive_settings, repair=repair)
-                self._record = prepared.record
-            elif repair:
-                raise ConfigError("repair=True needs the log's archive: section to repair from")
-            else:
-                self._record = ArchiveRecord.load(store)
-            if anchor is None:
+            prepared = self._load_record(archiving, repair)
+            if anchor is None:  # the record's last removed segment anchors the chain
                 anchor = self._record.anchor_for(first_local_seq(store))
             recovered = recover(
                 store,
@@ -332,43 +241,8 @@ class Log:
                 base=self._record.chain_base(),  # numbering goes on after the archive
                 seed_restarts=seed_restarts,
             )
-            self.recovery: RecoveryReport = recovered.report
-            report = self.recovery
-            if prepared is not None:
-                report.restored = prepared.restored
-                report.record_rebuilt = prepared.record_rebuilt
-            if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
-                logger.warning("walship recovery: %s", report.summary())
-            self.instance_id: int = (
-                recovered.instance_id
-                if recovered.instance_id is not None
-                else instance_id
-                if instance_id is not None
-                else secrets.randbits(63)
-            )
-            self._manager = SegmentManager(
-                store,
-                self.instance_id,
-                policy,
-                self.clock,
-                preallocate=self.durability is not Durability.NONE,
-            )
-            self._next_seq = recovered.next_commit_seq
-            self._written_seq = self._next_seq - 1
-            self._durable_seq = self._written_seq  # what recovery found is on disk
-            self._ranges = [_SegmentRange(*r) for r in recovered.segment_ranges]
-            # older segments of the log are gone from the store (retention removed them)
-            self._trimmed = bool(self._ranges) and self._first_prev_hash() != ZERO_HASH
-            # stamps never go back, across restarts too: start from the newest one on disk
-            self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
-            if recovered.active is not None:
-                self._manager.resume(recovered.active)
-                # what recovery read may still be only in the page cache (the file's bytes, or
-                # its directory entry): make it durable before durable_seq claims it
-                self._manager.sync()
-                store.sync_dir()
-            else:
-                self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
+            self._report(recovered.report, prepared)
+            self._resume(recovered, instance_id, RotationPolicy(max_segment_bytes, max_segment_age))
             self._events.emit("log_recovered", report=self.recovery)
             self._maintenance.start()
             _register_open(self)
@@ -380,12 +254,103 @@ class Log:
             self._lock_held = False
             store.unlock()
             raise
-        if archive_settings is not None and retention_policy is not None:
+        if archiving is not None:
             try:
-                self._start_archiver(archive_settings, retention_policy)
+                self._archiver = archiving.start(self)
             except BaseException:
                 self.close()
                 raise
+
+    def _configure(
+        self,
+        store: SegmentStore,
+        plugins: pluggy.PluginManager,
+        durability: Durability | str,
+        sync_interval: float,
+        clock: Clock | None,
+    ) -> None:
+        """The settings, the state of a log not yet open, and its (unstarted) threads."""
+        self.store = store
+        self.durability = Durability(durability)
+        if sync_interval <= 0:
+            raise ValueError(f"sync_interval must be positive, got {sync_interval}")
+        self.sync_interval = sync_interval
+        self.clock: Clock = clock or SystemClock()
+        self._archiver = None
+        # guards the index of segment ranges, which readers and retention use off the I/O turn
+        self._index_lock = threading.Lock()
+        self._commit = GroupCommit(_Writer(self))
+        self._encoder = BatchEncoder()
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._counters: Counter[str] = Counter()
+        self._lock_held = False
+        self.plugins = plugins
+        # its thread starts with the first event, after the lock: a refused open starts none
+        self._events = EventDispatcher(plugins, self)
+        self._pid = os.getpid()
+        self._forked = False  # set in a forked child (see _after_fork_in_child)
+        self._stop = threading.Event()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="walship-maintenance", daemon=True
+        )
+
+    def _load_record(self, archiving: Archiving | None, repair: bool) -> PreparedArchive | None:
+        """The record of what is archived: rebuilt from the archive when lost; with
+        ``repair``, archived segments damaged or missing locally put back first."""
+        if archiving is not None:
+            prepared = archiving.prepare_open(self.store, repair)
+            self._record = prepared.record
+            return prepared
+        if repair:
+            raise ConfigError("repair=True needs the log's archive: section to repair from")
+        self._record = ArchiveRecord.load(self.store)
+        return None
+
+    def _report(self, report: RecoveryReport, prepared: PreparedArchive | None) -> None:
+        self.recovery: RecoveryReport = report
+        if prepared is not None:
+            report.restored = prepared.restored
+            report.record_rebuilt = prepared.record_rebuilt
+        if report.repairs or report.salvaged or report.restored or report.record_rebuilt:
+            logger.warning("walship recovery: %s", report.summary())
+
+    def _resume(
+        self, recovered: RecoveredLog, instance_id: int | None, policy: RotationPolicy
+    ) -> None:
+        """Take the recovered log up: the counters, the index, the active segment (made
+        durable: recovery may have read it from the page cache) or a new one."""
+        self.instance_id: int = (
+            recovered.instance_id
+            if recovered.instance_id is not None
+            else instance_id
+            if instance_id is not None
+            else secrets.randbits(63)
+        )
+        self._manager = SegmentManager(
+            self.store,
+            self.instance_id,
+            policy,
+            self.clock,
+            preallocate=self.durability is not Durability.NONE,
+        )
+        self._next_seq = recovered.next_commit_seq
+        self._written_seq = self._next_seq - 1
+        self._durable_seq = self._written_seq  # what recovery found is on disk
+        ranges = recovered.segment_ranges
+        # older segments of the log are gone from the store (retention removed them)
+        trimmed = bool(ranges) and self._prev_hash_of(ranges[0][0]) != ZERO_HASH
+        self._index = Index.of(ranges, trimmed)
+        # stamps never go back, across restarts too: start from the newest one on disk
+        self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
+        if recovered.active is not None:
+            self._manager.resume(recovered.active)
+            # what recovery read may still be only in the page cache (the file's bytes, or
+            # its directory entry): make it durable before durable_seq claims it
+            self._manager.sync()
+            self.store.sync_dir()
+        else:
+            self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
 
     def _last_stamp_on_disk(self, active: ActiveSegment | None) -> int | None:
         """The newest timestamp in the local log: the last frame's (or header's) of its last
@@ -394,60 +359,45 @@ class Log:
             last = active.last_timestamp_micros
             created = active.header.created_at_micros
             return created if last is None else max(last, created)
-        if not self._ranges:
+        if not self._index.ranges:
             return None
-        name = segment_name(self._ranges[-1].segment_seq)  # sealed: rare, read it once
+        name = segment_name(self._index.ranges[-1].segment_seq)  # sealed: rare, read it once
         data = self.store.read(name)
         stamp = SegmentHeader.decode(data[:HEADER_SIZE], name).created_at_micros
         for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
             stamp = max(stamp, f.timestamp_micros)
         return stamp
 
-    def _start_archiver(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
-        from walship.archive.archiver import Archiver
-        from walship.archive.retention import Retention
+    # --- the seam the archive is wired through --------------------------------------------
 
-        archiver = Archiver(
-            self.store, settings, self._record, self._events.emit, self._closed_segments
-        )
-        if policy.mode != "all":
-            archiver.retention = Retention(
-                policy,
-                self.store,
-                self._record,
-                archiver.url,
-                self._closed_segments,
-                self._forget_segment,
-                self._events.emit,
-            )
-        self.plugins.register(archiver, name="walship.archiver")
-        self._archiver = archiver
-        archiver.start()
-
-    def _closed_segments(self) -> list[tuple[int, int | None, int | None]]:
-        """(segment_seq, first, last commit_seq) of every local segment that has a successor.
+    def closed_segments(self) -> list[tuple[int, int | None, int | None]]:
+        """(segment_seq, first, last commit_seq) of every local segment that has a successor,
+        oldest first. Any thread (the archiver's, retention's).
 
         The last local segment is never closed: it is the active one, or the one whose successor
         a failed rotation never created (no ``segment_closed`` event was sent for it)."""
-        with self._mutex:
-            return [
-                (r.segment_seq, r.first_commit_seq, r.last_commit_seq) for r in self._ranges[:-1]
-            ]
+        return self._index.closed()
 
-    def _forget_segment(self, segment_seq: int) -> None:
-        """Retention removed a local segment: drop it from the index ``read`` uses."""
-        with self._mutex:
-            self._ranges = [r for r in self._ranges if r.segment_seq != segment_seq]
-            self._trimmed = True
+    def segment_removed(self, segment_seq: int) -> None:
+        """Tell the log that a closed local segment was removed (by retention, once archived):
+        ``read`` no longer looks for its frames and says they are gone. Any thread."""
+        with self._index_lock:
+            self._index = self._index.without(segment_seq)
 
-    def _first_prev_hash(self) -> bytes:
-        name = segment_name(self._ranges[0].segment_seq)
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Deliver the event ``hook`` to the plugins: on the event thread, in order, after
+        the events before it; never blocks, never raises a plugin's error (see
+        :class:`~walship.core.events.EventDispatcher`). Any thread."""
+        self._events.emit(hook, **kwargs)
+
+    def _prev_hash_of(self, segment_seq: int) -> bytes:
+        name = segment_name(segment_seq)
         return SegmentHeader.decode(self.store.read(name, 0, HEADER_SIZE), name).prev_segment_hash
 
     # --- archive and retention ----------------------------------------------------------
 
     @property
-    def archiver(self) -> Archiver | None:
+    def archiver(self) -> ArchiveService | None:
         """The archiver (``None`` without an ``archive`` section): ``flush()``, ``pending()``,
         ``stalled()``, ``stats()``."""
         return self._archiver
@@ -524,334 +474,55 @@ class Log:
         """
         return self._submit((payload,), payload_type)
 
-    def append_batch(
-        self, payloads: Iterable[bytes | bytearray | memoryview], payload_type: int = 0
-    ) -> list[int]:
-        """Append records with one write (and one sync under ``always``); return their
-        commit_seqs, consecutive and in order. A batch never spans two segments.
-
-        Raises: as :meth:`append`; a bad payload fails the whole batch before anything is written.
-        """
-        items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
-        if not items:
-            return []
-        first = self._submit(items, payload_type)
-        return list(range(first, first + len(items)))
-
     def _submit(self, payloads: Sequence[bytes | bytearray | memoryview], payload_type: int) -> int:
-        """Queue one request and wait until it is written (and synced under ``always``).
-
-        Group commit: a thread that finds nobody writing becomes the leader and writes every
-        queued request; the others block on their own lock, which the leader releases when their
-        request is done, or when it hands them the lead (see :meth:`_lead`).
-
-        Interrupts (KeyboardInterrupt, SystemExit, ...) raised in this thread go on out of it
-        once the thread has done its duty to the others: a leader settles its batch (see
-        :meth:`_settle_locked`) and hands the lead on; a follower passes its wake-up on.
-        """
-        if self._forked:  # before the mutex: the parent may have held it when it forked
+        """Check the payloads (in the caller's thread: one bad payload fails alone), then hand
+        the request to the group commit (:meth:`GroupCommit.submit`: its interrupt rules)."""
+        if self._forked:  # before the group commit's mutex: the parent may have held it
             raise self._forked_error()
-        payloads = as_payloads(payloads)  # in the caller's thread: one bad payload fails alone
+        payloads = as_payloads(payloads)
         if len(payloads) == 1:
             nbytes = len(payloads[0])
             check_payload(nbytes, payload_type)
         else:
             nbytes = sum(map(len, payloads))
             check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
-        req = _Request(payloads, payload_type, nbytes)
-        lead = queued = False
-        turn = -1
-        try:
-            with self._mutex:
-                self._check_usable()
-                lead = not (self._busy or self._exclusive_waiters)
-                if lead:
-                    self._busy = True
-                    turn = self._turn
-                else:
-                    wake = req.wake = _allocate_lock()
-                    wake.acquire()
-                    queued = True  # (before the append: an interrupt comes only after a call)
-                    self._queue.append(req)
-                    if self._gather_target and len(self._queue) >= self._gather_target:
-                        _open_gate(self._gather_gate)  # the leader waits for us (_gather_locked)
-            if lead:
-                self._lead([req], turn)
-            else:
-                wake.acquire()  # released by a leader: done, or ours is the lead now
-        finally:
-            if queued or (lead and self._turn == turn):
-                error: BaseException | None = None
-                for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
-                    try:
-                        if queued:
-                            # Other threads count on this one to pass a wake-up or the lead on:
-                            # interrupted before the outcome (even before waiting), wait for it.
-                            if not (req.done or req.lead):
-                                wake.acquire()
-                            self._pass_on(req)
-                        else:  # interrupted before _lead began: give the turn up here
-                            self._release_turn(turn)
-                        break
-                    except BaseException as e:
-                        error = error or e
-                if error is not None:
-                    raise error
-        if req.error is not None:
-            raise req.error
-        return req.first_seq
+        return self._commit.submit(Request(payloads, payload_type, nbytes))
 
-    def _release_turn(self, turn: int, after_exclusive: bool = False) -> None:
-        with self._mutex:
-            self._release_busy_locked(turn, after_exclusive)
+    def _write_batch(self, batch: list[Request], begin_io: Callable[[], None]) -> bool:
+        """Leader (holds the I/O turn): number and encode every request in one pass, call
+        ``begin_io``, one write, one sync under ``always``; returns whether it synced.
 
-    def _pass_on(self, req: _Request) -> None:
-        """A woken follower's duties: wake the next thread of its batch; lead if handed the
-        lead. Idempotent: a second call (after an interrupt) does what the first did not."""
-        then = req.then
-        if then is not None:
-            assert then.wake is not None
-            try:  # noqa: SIM105 - not contextlib.suppress (see _wake)
-                then.wake.release()  # pass the wake-up on along the batch
-            except RuntimeError:  # released already (an interrupted call)
-                pass
-            req.then = None
-        if req.lead:
-            turn = self._turn  # handed to us with the lead: nobody else moves it now
-            try:
-                req.lead = False
-                req.wake = None  # nobody waits on it now: keep it out of the wake-up chain
-                self._lead([], turn)  # takes the queue, ours first
-            finally:
-                if self._turn == turn:  # interrupted before _lead began
-                    self._release_turn(turn)
-
-    def _lead(self, batch: list[_Request], turn: int) -> None:
-        """Leader (holds ``_busy``): write ``batch`` plus whatever queued meanwhile, batch by
-        batch until the queue is empty, at most :data:`_LEADER_BATCHES` batches; then hand
-        ``_busy`` on (:meth:`_release_busy_locked`); ``turn`` is the holder's turn.
-
-        Staying on for the requests that queued up during our sync saves a thread hand-off per
-        batch (with the interpreter lock, waking another thread costs more than the work).
-
-        An exception other than the log's own (an interrupt, a bug) goes on out of here, after
-        the batch in hand is settled (:meth:`_settle_locked`) and ``_busy`` handed on."""
-        rounds = 0
-        pending: list[_Request] = []
-        try:
-            if not batch:
-                with self._mutex:
-                    batch, self._queue = self._queue, []
-            while True:
-                if batch:
-                    pending = self._write_batch(batch, pending)
-                rounds += 1
-                with self._mutex:
-                    if pending and not self._exclusive_waiters and self._gather_pays():
-                        # (also before a hand-off: the next leader then starts with everyone)
-                        followers = sum(1 for r in pending if r.wake is not None)
-                        _wake(pending)
-                        pending = []
-                        if followers:
-                            self._gather_locked(len(self._queue) + followers)
-                    if not self._queue or rounds >= _LEADER_BATCHES or self._exclusive_waiters:
-                        self._release_busy_locked(turn)
-                        break
-                    batch, self._queue = self._queue, []
-        finally:
-            error: BaseException | None = None
-            for _ in range(_RETRIES):  # an interrupt here is retried: every step is idempotent
-                try:
-                    if self._turn == turn:  # an interrupt or a bug's exception is on its way out
-                        with self._mutex:
-                            self._settle_locked(batch)
-                            self._release_busy_locked(turn)
-                    _wake(pending)
-                    break
-                except BaseException as e:
-                    error = error or e
-            if error is not None:
-                raise error
-
-    def _settle_locked(self, batch: list[_Request]) -> None:
-        """An exception interrupted the leader with ``batch`` in hand: give each request its
-        outcome and wake it, or queue it again at the head. Idempotent.
-
-        * done (acknowledged or given an error): woken, if they were not yet;
-        * written before the interrupt (its commit_seq is at most ``_written_seq``, which a
-          failed write never advances): acknowledged;
-        * not written, and the log failed or closed: the error;
-        * not written, the log fine (the interrupt came before the file was touched): queued
-          again for the next leader, never written twice.
+        Raises:
+            LogFailedError / LogClosedError / CommitSeqLimitError: nothing written.
+            BaseException: whatever interrupted the write (the log is failed then, see
+                :meth:`_commit_locked`).
         """
-        wake: list[_Request] = []
-        back: list[_Request] = []
+        refusal = self._refusal()  # (failed before closed, as _settle_locked says it)
+        if refusal is not None:
+            raise refusal
+        first = self._next_seq
+        frames = 0
+        nbytes = 0
         for r in batch:
-            if r.done or 0 < r.first_seq <= self._written_seq:
-                wake.append(r)
-            elif self._failed is not None or self._closed:
-                r.error = self._failed_error() if self._failed is not None else self._closed_error()
-                wake.append(r)
-            elif r.wake is not None and r not in self._queue:  # (the leader's own goes out)
-                r.first_seq = 0
-                back.append(r)
-        self._queue[:0] = back
-        _wake(wake)
-
-    def _gather_pays(self) -> bool:
-        """Whether to wait for the threads just woken to append again (see
-        :meth:`_gather_locked`): when they came back in well under a sync's time so far (a
-        slow disk), or, now and then, to measure that again."""
-        if self._return_seconds < _GATHER_FRACTION * self._sync_seconds:
-            return True
-        self._gather_skips += 1
-        return self._gather_skips % _GATHER_PROBE == 0
-
-    def _gather_locked(self, target: int) -> None:
-        """Wait (the mutex released while waiting) until ``target`` requests are queued, at most
-        a sync's time (and :data:`_GATHER_MAX`); learn how long that took.
-
-        The threads of the batch just synced usually append again at once. Without waiting,
-        concurrent appenders split into two groups that take turns, each sync carrying half of
-        them; with a sync much slower than their return (a real disk), waiting for them lets
-        one sync carry all. Where a sync is about as fast as their return (a host cache), the
-        wait costs more than it gathers, and :meth:`_gather_pays` stops it."""
-        budget = min(self._sync_seconds, _GATHER_MAX)
-        started = time.monotonic()
-        deadline = started + budget
-        gate = self._gather_gate = _allocate_lock()
-        gate.acquire()
-        self._gather_target = target
+            frames += len(r.payloads)
+            nbytes += r.nbytes
+        if first + frames - 1 > MAX_COMMIT_SEQ:
+            raise self._seq_limit_error(first, frames)
+        ts = self._manager.stamp()  # never before the previous frame's, whatever the clock
+        data = self._encoder.encode(batch, first, ts, nbytes, frames)
+        sync = self.durability is Durability.ALWAYS
+        begin_io()
         try:
-            while len(self._queue) < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._wait_unlocked(gate, remaining)
+            self._commit_locked(data, frames, first, first + frames - 1, ts, sync)
         finally:
-            self._gather_target = 0
-            self._gather_gate = None
-        took = time.monotonic() - started if len(self._queue) >= target else budget
-        self._return_seconds += 0.25 * (took - self._return_seconds)
-
-    def _release_busy_locked(self, turn: int, after_exclusive: bool = False) -> None:
-        """Give up ``_busy`` (the caller holds the condition's lock, and ``_busy`` in ``turn``,
-        the ``_turn`` it took it in). Idempotent: a turn is given up once, later calls with
-        it do nothing (a clean-up retried after an interrupt).
-
-        Turns alternate so that neither side starves: after a leader's batch a thread waiting in
-        :meth:`_exclusive` or :meth:`close` goes first; after such an exclusive section the
-        oldest queued appender does (it is woken to lead); otherwise whoever waits.
-        """
-        if turn != self._turn:
-            return
-        self._turn += 1  # first: nothing below may run twice for one turn
-        if self._queue and (after_exclusive or not self._exclusive_waiters):
-            head = self._queue[0]
-            assert head.wake is not None  # a request without a lock is its leader's own
-            head.lead = True
-            try:  # noqa: SIM105 - not contextlib.suppress (see _wake): nothing between the
-                head.wake.release()  # turn's move and this release may be interruptible
-            except RuntimeError:  # (released by an interrupted call)
-                pass
-        else:
-            self._busy = False
-            for gate in self._turn_gates:  # (a wake-up an interrupt cuts short: see _WAIT_CHECK)
-                _open_gate(gate)
-
-    def _write_batch(self, batch: list[_Request], pending: list[_Request]) -> list[_Request]:
-        """Leader: encode every request in one pass, one write, one sync; then rotate if due.
-
-        ``pending`` (the previous batch: durable, not yet woken) is woken just before this
-        batch's write and sync, so that those threads run while the leader waits in the system
-        call instead of competing with it for the interpreter lock. Returns the requests still to
-        wake: this batch when it was synced and no rotation followed, else none.
-
-        Small frames are encoded into one reused buffer (or, in a large batch, in place into a
-        kept buffer); large ones are written straight from the caller's payloads with one
-        gathering write (no copy)."""
-        try:
-            if self._failed is not None:
-                raise self._failed_error()
-            if self._closed:
-                raise self._closed_error()
-            first = seq = self._next_seq
-            frames = 0
-            nbytes = 0
-            for r in batch:
-                frames += len(r.payloads)
-                nbytes += r.nbytes
-            if first + frames - 1 > MAX_COMMIT_SEQ:
-                raise self._seq_limit_error(first, frames)
-            ts = self._manager.stamp()  # never before the previous frame's, whatever the clock
-            written = nbytes + frames * framing.FRAME_OVERHEAD
-            data: bytearray | memoryview | list[bytes | bytearray | memoryview]
-            if nbytes >= _GATHER_MIN_PAYLOAD * frames:
-                data = []
-                for r in batch:
-                    r.first_seq = seq
-                    seq += encode_pieces(data, seq, ts, r.payload_type, r.payloads)
-            elif written >= _FIXED_BUFFER_MIN or (framing.NATIVE and frames >= 4 * len(batch)):
-                big = self._big
-                if len(big) < written:
-                    big = self._big = bytearray(max(written, 2 * len(big)))
-                off = 0
-                for r in batch:
-                    r.first_seq = seq
-                    off = encode_batch_at(big, off, seq, ts, r.payload_type, r.payloads)
-                    seq += len(r.payloads)
-                data = memoryview(big)[:off]
-            else:  # small frames: appended to one reused buffer (checked in _submit already)
-                data = buf = self._buf
-                buf.clear()
-                pack = framing.HEAD.pack
-                crc_pack = framing.CRC.pack
-                fixed = framing.MIN_FRAME_LENGTH
-                for r in batch:
-                    r.first_seq = seq
-                    ptype = r.payload_type
-                    for p in r.payloads:
-                        # one CRC call over a joined frame beats two calls (header, payload)
-                        # for small payloads: a quarter less time per frame at 100 B
-                        frame = pack(fixed + len(p), seq, ts, ptype) + p
-                        buf += frame
-                        buf += crc_pack(crc32c(frame))
-                        seq += 1
-            sync = self.durability is Durability.ALWAYS
-            if pending:  # they run while we are in the write and sync below
-                _wake(pending)
-                pending = []
-            started = time.perf_counter()
-            try:
-                self._commit_locked(data, frames, first, seq - 1, ts, sync)
-            finally:
-                if isinstance(data, memoryview):
-                    data.release()
-                    if len(self._big) > _BUFFER_KEEP:
-                        self._big = bytearray()
-            counters = self._counters
-            counters["batches"] += 1
-            counters["frames"] += frames
-            counters["bytes"] += written
-            if sync:
-                counters["syncs"] += 1
-                spent = time.perf_counter() - started
-                self._sync_seconds += 0.25 * (spent - self._sync_seconds)
-        except WalshipError as e:  # the log's own: every request of the batch gets it
-            _wake(pending)
-            for r in batch:
-                r.error = e
-            _wake(batch)
-            return []
-        # (anything else, an interrupt, goes on to _lead, which settles the batch)
-        reason = self._manager.should_rotate()
-        if reason is None and sync:
-            return batch
-        _wake(batch)  # followers return now, not after a rotation
-        if reason is not None:
-            with contextlib.suppress(LogFailedError):  # the batch is durable; the log is failed
-                self._rotate_locked(reason)
-        return []
+            self._encoder.release(data)
+        counters = self._counters
+        counters["batches"] += 1
+        counters["frames"] += frames
+        counters["bytes"] += nbytes + frames * framing.FRAME_OVERHEAD
+        if sync:
+            counters["syncs"] += 1
+        return sync
 
     def _commit_locked(
         self, data: Buffers, frames: int, first: int, last: int, ts: int, sync: bool
@@ -881,70 +552,46 @@ class Log:
             self._manager.abandon(size)
             self._fail_and_raise(e)
 
+    def _refusal(self) -> BaseException | None:
+        if self._failed is not None:
+            return self._failed_error()
+        return self._closed_error() if self._closed else None
+
+    def _rotate_due(self) -> None:
+        reason = self._manager.should_rotate()
+        if reason is not None:
+            with contextlib.suppress(LogFailedError):  # the batch is durable; the log is failed
+                self._rotate_locked(reason)
+
+    def append_batch(
+        self, payloads: Iterable[bytes | bytearray | memoryview], payload_type: int = 0
+    ) -> list[int]:
+        """Append records with one write (and one sync under ``always``); return their
+        commit_seqs, consecutive and in order. A batch never spans two segments.
+
+        Raises: as :meth:`append`; a bad payload fails the whole batch before anything is written.
+        """
+        items = payloads if isinstance(payloads, (list, tuple)) else list(payloads)
+        if not items:
+            return []
+        first = self._submit(items, payload_type)
+        return list(range(first, first + len(items)))
+
     # --- sync, rotation -----------------------------------------------------------------
 
-    def _wait_unlocked(self, gate: LockType, timeout: float) -> None:
-        """Release the mutex (the caller holds it), wait until ``gate`` opens or ``timeout``
-        passes, take the mutex again. The mutex is held again however this ends, an interrupt
-        included: every step is inside the ``try``."""
-        try:
-            self._mutex.release()
-            gate.acquire(True, timeout)
-        finally:
-            self._mutex.acquire()
-
-    def _wait_busy_locked(self) -> None:
-        """Wait (holding the condition) until nobody holds ``_busy``; appenders queue behind."""
-        self._exclusive_waiters += 1
-        try:
-            while self._busy:
-                gate = _allocate_lock()
-                gate.acquire()
-                self._turn_gates.append(gate)
-                try:
-                    self._wait_unlocked(gate, _WAIT_CHECK)
-                finally:
-                    self._turn_gates.remove(gate)
-        except BaseException:
-            self._exclusive_waiters -= 1
-            if not self._busy and self._queue and not self._exclusive_waiters:
-                # interrupted after a leader stepped aside for us: the queue goes on without us
-                self._busy = True
-                self._release_busy_locked(self._turn, after_exclusive=True)
-            raise
-        self._exclusive_waiters -= 1
-
     def _exclusive(self, call: Callable[[], T]) -> T:
-        """Run ``call`` holding the I/O turn alone (appenders queue behind), then hand it on.
-
-        Not a ``with`` block: a context manager's ``__enter__`` is Python code, and an interrupt
-        delivered as it returns would skip ``__exit__`` and keep the turn for good. Here the
-        turn is taken and released inside one ``try``.
+        """Run ``call`` holding the I/O turn alone (:meth:`GroupCommit.exclusive`).
 
         Raises:
             LogFailedError / LogClosedError: the log had failed or is closed.
             LogForkedError: called in a forked child.
         """
         self._check_process()
-        turn = -1
-        try:
-            with self._mutex:
-                self._wait_busy_locked()
-                self._busy = True
-                turn = self._turn
-            self._check_usable()
-            return call()
-        finally:
-            error: BaseException | None = None
-            for _ in range(_RETRIES):  # an interrupt here is retried (idempotent)
-                try:
-                    if self._turn == turn:
-                        self._release_turn(turn, after_exclusive=True)
-                    break
-                except BaseException as e:
-                    error = error or e
-            if error is not None:
-                raise error
+        return self._commit.exclusive(lambda: self._usable_then(call))
+
+    def _usable_then(self, call: Callable[[], T]) -> T:
+        self._check_usable()
+        return call()
 
     def sync(self) -> int:
         """Make everything appended so far durable; return ``durable_seq``.
@@ -988,18 +635,17 @@ class Log:
 
     def _rotate_locked(self, reason: RotationReason) -> ClosedSegment:
         written = self._written_seq
-        with self._mutex:  # readers see the closing segment's range before the active one moves
+        # readers see the closing segment's range before the active one moves
+        with self._index_lock:
             closing = self._manager.active
             if closing is not None:
-                last = self._ranges[-1]
-                last.first_commit_seq = closing.first_commit_seq
-                last.last_commit_seq = closing.last_commit_seq
+                self._index = self._index.sealed(closing.first_commit_seq, closing.last_commit_seq)
         try:  # all of it, or the log fails: never left without an active segment
             closed = self._manager.rotate(reason)
             active = self._manager.active
             assert active is not None
-            with self._mutex:
-                self._ranges.append(_SegmentRange(active.segment_seq, None, None))
+            with self._index_lock:
+                self._index = self._index.opened(active.segment_seq)
             self._durable_seq = written  # rotate synced the closed segment
             # "closed" only now: its successor exists, so the segment will never be written again
             self._events.emit("segment_closed", segment=closed, reason=reason.value)
@@ -1021,7 +667,7 @@ class Log:
 
     def _open_segment(self, segment_seq: int, prev_hash: bytes | None) -> None:
         active = self._manager.open_new(segment_seq, prev_hash)
-        self._ranges.append(_SegmentRange(segment_seq, None, None))
+        self._index = self._index.opened(segment_seq)
         self._events.emit(
             "segment_opened",
             name=active.name,
@@ -1138,14 +784,11 @@ class Log:
             LogForkedError: called in a forked child.
         """
         self._check_process()
-        with self._mutex:
+        with self._index_lock:
             self._check_usable()
-            ranges = [
-                _SegmentRange(r.segment_seq, r.first_commit_seq, r.last_commit_seq)
-                for r in self._ranges
-            ]
+            index = self._index  # immutable: this read's picture, whatever happens meanwhile
             lowest = self._first_seq_locked()
-            trimmed = self._trimmed
+        ranges, trimmed = index.ranges, index.trimmed
         if from_seq is None:
             from_seq = lowest
         elif from_seq < lowest and trimmed:
@@ -1163,7 +806,7 @@ class Log:
             name = segment_name(r.segment_seq)
             limit = None
             if is_last:
-                with self._mutex:
+                with self._index_lock:
                     active = self._manager.active
                     if active is not None and active.segment_seq == r.segment_seq:
                         limit = active.size
@@ -1216,13 +859,13 @@ class Log:
     def first_seq(self) -> int:
         """The lowest commit_seq ``read`` can return: the first local frame (segments before it
         were removed by retention), or the next commit_seq when no frame is local."""
-        with self._mutex:
+        with self._index_lock:
             return self._first_seq_locked()
 
     def _first_seq_locked(self) -> int:
-        for r in self._ranges:
-            if r.first_commit_seq is not None:
-                return r.first_commit_seq
+        first = self._index.first_commit_seq()
+        if first is not None:
+            return first
         active = self._manager.active
         if active is not None and active.first_commit_seq is not None:
             return active.first_commit_seq
@@ -1247,7 +890,7 @@ class Log:
             last_seq=self._written_seq,
             durable_seq=self._durable_seq,
             active_segment=active.name if active else None,
-            segments=len(self._ranges),
+            segments=len(self._index.ranges),
             plugin_errors=dict(self._events.errors),
             failed=_describe(self._failed) if self._failed else None,
         )
@@ -1282,33 +925,13 @@ class Log:
             and self._maintenance is not threading.current_thread()
         ):
             self._maintenance.join()
-        turn = -1
         try:
-            with self._mutex:
-                self._wait_busy_locked()
-                self._busy = True
-                turn = self._turn
-            active = self._manager.active
-            if self._closed:  # closed meanwhile: queued appenders hear it (finally)
-                pass
-            elif self._failed is None and active is not None:
-                written = self._written_seq
-                try:
-                    self._manager.close()
-                    self._durable_seq = written
-                except BaseException as e:
-                    active.file.close()  # still active when its sync failed
-                    self._fail_and_raise(e)
-            elif active is not None:
-                active.file.close()
+            self._commit.exclusive(self._close_locked, finish=self._mark_closed)
         finally:
-            if turn != -1:  # (interrupted while waiting for the turn: nothing done, still open)
-                self._closed = True
+            if self._closed:  # (interrupted while waiting for the turn: nothing done, still open)
                 error: BaseException | None = None
-                for _ in range(_RETRIES):  # an interrupt here is retried (idempotent)
+                for _ in ATTEMPTS:  # an interrupt here is retried (idempotent)
                     try:
-                        if self._turn == turn:
-                            self._release_turn(turn, after_exclusive=True)  # queued: closed
                         self._release_resources()
                         break
                     except BaseException as e:
@@ -1317,6 +940,26 @@ class Log:
                     raise error
         if self._failed is not None:
             raise self._failed_error()
+
+    def _close_locked(self) -> None:
+        """Holding the I/O turn: sync and close the active segment (a failed log's is closed
+        unsynced)."""
+        active = self._manager.active
+        if self._closed or active is None:  # closed meanwhile: queued appenders hear it
+            return
+        if self._failed is not None:
+            active.file.close()
+            return
+        written = self._written_seq
+        try:
+            self._manager.close()
+            self._durable_seq = written
+        except BaseException as e:
+            active.file.close()  # still active when its sync failed
+            self._fail_and_raise(e)
+
+    def _mark_closed(self) -> None:
+        self._closed = True  # (before the turn goes on: queued appenders hear "closed")
 
     def _release_resources(self) -> None:
         """Stop the archiver and the event thread, release the lock. Idempotent."""

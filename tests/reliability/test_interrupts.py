@@ -1,7 +1,8 @@
 """Interrupts harness: a BaseException (KeyboardInterrupt, SystemExit, a bug's exception) at
 every I/O call of append, append_batch, rotate, sync, checkpoint and close, one by one, before
-and after the call does its work; and at random moments from a signal timer while several
-threads append, in every durability mode.
+and after the call does its work; at every point of the group commit's hand-offs where CPython
+can deliver one (a profile hook raises it there, one point after the other); and at random
+moments from a signal timer while several threads append, in every durability mode.
 
 After each: the call finished or the log is failed (an interrupted call never returns as if
 nothing happened, and its exception goes on in its own thread); every acknowledged frame comes
@@ -12,6 +13,7 @@ waiting on an interrupted group-commit leader get an answer (never a hang, never
 
 from __future__ import annotations
 
+import dis
 import faulthandler
 import os
 import random
@@ -482,6 +484,7 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
             raise KeyboardInterrupt("timer")
 
     lost: list[object] = []  # interrupts the interpreter dropped (raised in a GC callback)
+    landed: list[BaseException] = []  # the interrupt, with where it landed
     old_hook = sys.unraisablehook
     sys.unraisablehook = lambda u: lost.append(u.exc_value)
     old = signal.signal(signal.SIGALRM, handler)
@@ -503,8 +506,8 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
                     log.checkpoint(log.last_seq)
             # the interrupt never reached this loop: only the interpreter may have dropped it
             assert any(isinstance(e, KeyboardInterrupt) for e in lost), "interrupt swallowed"
-        except KeyboardInterrupt:
-            pass
+        except KeyboardInterrupt as e:
+            landed.append(e)
         except (LogFailedError, LogClosedError):
             fired.wait(5)
     finally:
@@ -515,7 +518,7 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
         for t in threads:
             t.join(30)
     hung = any(t.is_alive() for t in threads)
-    assert not hung, "a thread hangs after the interrupt" + _state(log)
+    assert not hung, "a thread hangs after the interrupt" + _state(log) + _where(landed)
     assert not errors, errors
     durable = log.durable_seq
     try:
@@ -531,12 +534,20 @@ def _timer_run(store: SegmentStore, mode: str, rng: random.Random, acks: Acks) -
     FIGURES["interrupts.timer_failed"] += log.failed is not None
 
 
+def _where(landed: list[BaseException]) -> str:
+    """Where the interrupt landed in the main thread (its traceback's last frames)."""
+    import traceback
+
+    if not landed:
+        return ""
+    return "\ninterrupt landed at:\n" + "".join(traceback.format_tb(landed[0].__traceback__)[-8:])
+
+
 def _state(log: Log) -> str:
     """The log's hand-off state and every thread's stack, for a hang's message."""
     import traceback
 
-    queue = [(r.done, r.lead, r.woken, r.first_seq) for r in log._queue]
-    out = [f"\nbusy={log._busy} turn={log._turn} failed={log.failed!r} queue={queue}"]
+    out = [f"\n{log._commit.state()} failed={log.failed!r}"]
     for ident, frame in sys._current_frames().items():
         if ident != threading.get_ident():
             out.append("".join(traceback.format_stack(frame)[-6:]))
@@ -567,5 +578,242 @@ def test_a_signal_timer_interrupts_at_random_moments(mode: str, tmp_path: Path) 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no signal.setitimer")
 @pytest.mark.parametrize("mode", MODES)
 def test_a_signal_timer_interrupts_at_random_moments_long(mode: str, tmp_path: Path) -> None:
-    runs = int(os.environ.get("WALSHIP_INTERRUPT_RUNS", "400"))
+    runs = int(os.environ.get("WALSHIP_INTERRUPT_RUNS", "700"))  # about 2,000 in all
     _timer_runs(mode, runs, random.randrange(1 << 30), tmp_path)
+
+
+# --- at every point of the group commit's hand-off, one by one --------------------------------
+
+_HANDOFF_FILES = ("walship/log.py", "walship/core/commit.py")
+"""The modules whose code runs between taking the I/O turn and passing it on."""
+
+
+class _HeldSyncs(MemoryStore):
+    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set
+    once one waits): the thread in the sync holds the log's I/O turn meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+
+    def _wrap(self, f: SegmentFile) -> SegmentFile:
+        real_sync = f.sync
+
+        def sync() -> None:
+            if not self.hold.is_set():
+                self.entered.set()
+                self.hold.wait(30)
+            real_sync()
+
+        f.sync = sync  # type: ignore[method-assign]
+        return f
+
+    def create(self, name: str, data: bytes) -> SegmentFile:
+        return self._wrap(super().create(name, data))
+
+    def open_append(self, name: str) -> SegmentFile:
+        return self._wrap(super().open_append(name))
+
+
+def _delivery_points(code: Any) -> dict[int, str]:
+    """The offsets in ``code`` where CPython (3.11 on) checks for a pending signal's exception,
+    as the instruction about to run there: the one after each call (the call returned), each
+    backward jump (a loop's next round), and each call of a lock's ``acquire`` itself (a
+    blocking acquire that the exception ends unacquired)."""
+    points: dict[int, str] = {}
+    instructions = list(dis.get_instructions(code))
+    for i, ins in enumerate(instructions):
+        if ins.opname.startswith("CALL") and not ins.opname.startswith("CALL_INTRINSIC"):
+            callee = next(
+                (
+                    j.argval
+                    for j in reversed(instructions[max(0, i - 6) : i])
+                    if j.opname in ("LOAD_METHOD", "LOAD_ATTR")
+                ),
+                "",
+            )
+            if callee == "acquire":
+                points[ins.offset] = "in acquire"
+            if i + 1 < len(instructions):
+                points.setdefault(instructions[i + 1].offset, f"after a call of {callee or '?'}")
+        elif ins.opname.startswith("JUMP_BACKWARD"):
+            points[ins.offset] = "at a loop's back-edge"
+    return points
+
+
+def _interrupt_at(k: int, fired: list[str]) -> Callable[[Any, str, Any], Any]:
+    """A trace function raising KeyboardInterrupt at the ``k``-th point of the hand-off
+    modules where CPython delivers a signal's exception: entering a Python function, and each
+    of :func:`_delivery_points` (traced opcode by opcode)."""
+    seen = 0
+    cache: dict[Any, dict[int, str]] = {}
+
+    def fire(frame: Any, where: str) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == k:
+            text = f"{where} in {frame.f_code.co_name}:{frame.f_lineno}"
+            fired.append(text)
+            raise KeyboardInterrupt(f"injected at point {k}: {text}")
+
+    returned_to: list[Any] = [None]  # the frame a Python function just returned to
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "return":
+            returned_to[0] = frame.f_back
+        elif event == "opcode":
+            from_python = returned_to[0] is frame
+            returned_to[0] = None
+            points = cache.get(frame.f_code)
+            if points is None:
+                points = cache[frame.f_code] = _delivery_points(frame.f_code)
+            where = points.get(frame.f_lasti)
+            # (a Python function's return into its caller is no delivery point: CPython checks
+            # after calls of C functions and classes only)
+            if where is not None and not (from_python and where.startswith("after")):
+                fire(frame, where)
+        return local
+
+    def other(frame: Any, event: str, arg: Any) -> Any:
+        if event == "return":
+            returned_to[0] = frame.f_back
+        return other
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event != "call":
+            return None
+        if not frame.f_code.co_filename.endswith(_HANDOFF_FILES):
+            return other
+        frame.f_trace_opcodes = True
+        fire(frame, "entering")
+        return local
+
+    return trace
+
+
+def _queued(log: Log) -> int:
+    return log._commit.queued()
+
+
+SCENARIOS = {
+    "handed": "a rotation holds the I/O turn in its sync while B appends and C queues; the "
+    "rotation ends and hands B the lead",
+    "leader": "B appends and leads at once; C queues while B waits in its sync",
+    "exclusive": "A appends (rotates) and holds the turn in its sync; B rotates (waits for "
+    "the turn), C queues behind B; A's sync ends",
+}
+
+
+def _handoff_run(k: int, mode: str, scenario: str) -> bool:
+    """One run of ``scenario`` (:data:`SCENARIOS`) with B interrupted at its ``k``-th hand-off
+    point. Every thread must end, B with its result or the interrupt, the others with their
+    commit_seq or LogFailedError, and the log must check out. Returns whether the point was
+    reached."""
+    store = _HeldSyncs()
+    acks = Acks()
+    log = _open(store, mode)
+    append_one(log, acks)
+    fired: list[str] = []
+    outcomes: dict[str, BaseException | None] = {}
+
+    def run(name: str, op: str, profile: Callable[[Any, str, Any], Any] | None) -> None:
+        p = acks.payload()
+        try:
+            if profile is not None:
+                sys.settrace(profile)
+            try:
+                if op == "rotate":
+                    log.rotate()
+                else:
+                    seq = log.append(p)
+            finally:
+                sys.settrace(None)
+            if op == "append":
+                acks.ack([seq], [p])
+            outcomes[name] = None
+        except BaseException as e:
+            outcomes[name] = e
+
+    def thread(name: str, op: str, k: int | None = None) -> threading.Thread:
+        profile = _interrupt_at(k, fired) if k is not None else None
+        t = threading.Thread(target=run, args=(name, op, profile), name=name)
+        t.start()
+        return t
+
+    def until(done: Callable[[], bool], seconds: float, required: bool) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline or not required, f"{scenario}: setup stuck"
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
+
+    store.hold.clear()
+    threads = []
+    if scenario == "handed":
+        threads.append(thread("A", "rotate"))
+        until(store.entered.is_set, 10, True)
+        threads.append(b := thread("B", "append", k))
+        until(lambda: _queued(log) >= 1 or not b.is_alive(), 10, True)
+    elif scenario == "leader":
+        threads.append(b := thread("B", "append", k))
+        until(lambda: store.entered.is_set() or not b.is_alive(), 10, True)
+    else:  # (a leader syncs only under "always"; a rotation always does)
+        threads.append(thread("A", "append" if mode == "always" else "rotate"))
+        until(store.entered.is_set, 10, True)
+        threads.append(b := thread("B", "rotate", k))
+        time.sleep(0.01)  # (B waits for the turn, or was interrupted already)
+    threads.append(thread("C", "append"))
+    until(lambda: _queued(log) >= 1 + (scenario == "handed") or not b.is_alive(), 0.5, False)
+    store.hold.set()
+    for t in threads:
+        t.join(10)
+    hung = [t.name for t in threads if t.is_alive()]
+    assert not hung, f"interrupt at {fired}: threads hang: {hung}" + _state(log)
+    assert isinstance(outcomes["B"], (KeyboardInterrupt, type(None))), (fired, outcomes)
+    for name in ("A", "C"):
+        assert isinstance(outcomes.get(name), (LogFailedError, type(None))), (fired, outcomes)
+    if log.failed is None:
+        after = threading.Thread(target=append_one, args=(log, acks))
+        after.start()
+        after.join(10)
+        assert not after.is_alive(), f"interrupt at {fired}: the next append hangs" + _state(log)
+    durable = log.durable_seq
+    try:
+        log.close()
+    except LogFailedError:
+        assert log.failed is not None
+    lost = snapshot(store)
+    lost.crash()
+    reopen_and_check(lost, Acks(dict(acks.payloads)), durable=durable)
+    reopen_and_check(store, acks, durable=max(acks.payloads, default=0))
+    FIGURES["interrupts.handoff_points"] += bool(fired)
+    return bool(fired)
+
+
+def _handoff_sweep(mode: str, scenario: str) -> None:
+    k = 1
+    while _handoff_run(k, mode, scenario):
+        k += 1
+    assert k > 20, f"only {k - 1} points reached"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_interrupt_at_every_point_of_a_handed_over_lead(mode: str) -> None:
+    """Deterministic: a KeyboardInterrupt at each point where CPython can deliver one, one by
+    one, in the appender that is handed the lead (from queueing to passing the turn on)."""
+    _handoff_sweep(mode, "handed")
+
+
+def test_an_interrupt_at_every_point_of_a_leader_with_a_follower() -> None:
+    """The same in a thread that leads at once, a follower queued behind its sync."""
+    _handoff_sweep("always", "leader")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_interrupt_at_every_point_of_an_exclusive_caller(mode: str) -> None:
+    """The same in a rotation that waits for the turn while a leader syncs, an appender
+    queued behind it."""
+    _handoff_sweep(mode, "exclusive")

@@ -25,7 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from walship.archive import ArchiveStore, PutResult
 from walship.archive.retention import Retention, SegmentRanges
@@ -42,9 +42,20 @@ from walship.errors import ArchiveError, ConfigError
 from walship.plugins.hookspecs import hookimpl
 from walship.store import SegmentStore
 
+if TYPE_CHECKING:
+    from walship.archive.repair import ArchiveRepair
+    from walship.log import Log
+
 logger = logging.getLogger("walship.archiver")
 
-__all__ = ["ArchiveSettings", "Archiver", "RetrySettings", "backoff_delay", "build_archiving"]
+__all__ = [
+    "ArchiveSettings",
+    "ArchiveWiring",
+    "Archiver",
+    "RetrySettings",
+    "backoff_delay",
+    "build_archiving",
+]
 
 
 def backoff_delay(attempt: int, backoff: float, max_backoff: float, rng: random.Random) -> float:
@@ -408,10 +419,51 @@ class Archiver:
             return out
 
 
+class ArchiveWiring:
+    """The archive and retention of one log, as :class:`walship.log.Log` takes them (its
+    ``archiving``, see :class:`walship.log.Archiving`): built by :func:`build_archiving`, used
+    by one log, on its opening thread."""
+
+    def __init__(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self._record: ArchiveRecord | None = None
+
+    def prepare_open(self, store: SegmentStore, repair: bool) -> ArchiveRepair:
+        """Holding the log's lock, before recovery: the archive record, rebuilt from the archive
+        when lost; with ``repair``, archived segments damaged or missing locally put back (see
+        :func:`walship.archive.repair.prepare_archived_open`, and what it raises)."""
+        from walship.archive.repair import prepare_archived_open
+
+        prepared = prepare_archived_open(store, self.settings, repair=repair)
+        self._record = prepared.record
+        return prepared
+
+    def start(self, log: Log) -> Archiver:
+        """Once ``log`` is open: build the archiver (and retention, unless it keeps all),
+        register it as the plugin ``walship.archiver``, start it."""
+        assert self._record is not None, "prepare_open first"
+        archiver = Archiver(log.store, self.settings, self._record, log.notify, log.closed_segments)
+        if self.policy.mode != "all":
+            archiver.retention = Retention(
+                self.policy,
+                log.store,
+                self._record,
+                archiver.url,
+                log.closed_segments,
+                log.segment_removed,
+                log.notify,
+            )
+        log.plugins.register(archiver, name="walship.archiver")
+        archiver.start()
+        return archiver
+
+
 def build_archiving(
     archive: Mapping[str, Any] | None, retention: Mapping[str, Any] | None
-) -> tuple[ArchiveSettings | None, RetentionPolicy]:
-    """Validate the ``archive:`` and ``retention:`` sections together.
+) -> ArchiveWiring | None:
+    """Validate the ``archive:`` and ``retention:`` sections together; ``None`` without an
+    archive (retention then keeps everything).
 
     Raises:
         ConfigError: a bad key or value, or a retention policy that removes segments without an
@@ -422,4 +474,4 @@ def build_archiving(
     error = retention_without_archive(policy) if settings is None else None
     if error is not None:
         raise ConfigError(error.message())
-    return settings, policy
+    return ArchiveWiring(settings, policy) if settings is not None else None

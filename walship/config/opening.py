@@ -6,10 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from walship.config.loading import load_config, validate_config
-from walship.config.schema import WalshipConfig
-
 if TYPE_CHECKING:
+    from walship.config.schema import WalshipConfig
     from walship.log import Log
 
 _RUNTIME = ("store", "salvage", "repair", "seed_restarts", "clock", "anchor")
@@ -30,8 +28,10 @@ def open_log(
         PluginError: a plugin failed to import, to be created or to validate (named).
         LogCorruptError, StoreLockedError: as :class:`~walship.log.Log`.
     """
-    from walship.log import Log
+    from walship.config.loading import load_config, validate_config
+    from walship.config.schema import WalshipConfig
     from walship.plugins.manager import collect_plugins
+    from walship.wiring import build_log
 
     runtime = {k: overrides.pop(k) for k in _RUNTIME if k in overrides}
     objects: list[object] = []
@@ -53,4 +53,6 @@ def open_log(
         cfg = load_config(config, overrides=overrides)
     store = runtime.pop("store", None) or cfg.create_store()
     plugins = collect_plugins(cfg.plugin_specs(), autoload=cfg.entry_point_plugins) + objects
-    return Log(store, plugins=plugins, entry_point_plugins=False, **cfg.log_kwargs(), **runtime)
+    return build_log(
+        store, plugins=plugins, entry_point_plugins=False, **cfg.log_kwargs(), **runtime
+    )
