@@ -62,7 +62,6 @@ MAY_IMPORT_TEST_MODEL = {"backends", "testing", "api"}
 
 KNOWN_VIOLATIONS = {
     # (a) upward imports
-    "walship.core.record -> walship.archive (up: core imports archive)",
     # (b) private names across module lines
 }
 

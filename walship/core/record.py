@@ -25,7 +25,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from walship.core.header import (
     HEADER_SIZE,
@@ -40,8 +40,17 @@ from walship.errors import (
 )
 from walship.store import SegmentStore
 
-if TYPE_CHECKING:
-    from walship.archive import SegmentManifest
+
+class ArchivedPredecessor(Protocol):
+    """What :func:`check_continues` needs to know of an archived segment (an archive's
+    ``SegmentManifest`` is one): core names no archive type."""
+
+    @property
+    def blake3(self) -> bytes: ...
+
+    @property
+    def last_commit_seq(self) -> int | None: ...
+
 
 RECORD_NAME = "walship.archive.json"
 RECORD_FORMAT = "walship-archive-record"
@@ -300,7 +309,7 @@ def check_continues(
     store: SegmentStore,
     segment_seq: int,
     record: ArchiveRecord,
-    stat: Callable[[str], SegmentManifest | None],
+    stat: Callable[[str], ArchivedPredecessor | None],
 ) -> None:
     """Refuse to archive a local segment that does not continue the archive before it.
 
