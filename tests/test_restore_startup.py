@@ -255,15 +255,20 @@ def staging_dirs(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if ".walship-restore-" in p.name)
 
 
+def five_segments(tmp_path: Path) -> tuple[Archive, list[Any], Path]:
+    """A file:// archive of 5 segments, its frames, and a target in a fresh parent."""
+    archive = Archive((tmp_path / "archive").as_uri())
+    written = archived_log(archive, segments=5, frames=4)
+    (tmp_path / "data").mkdir()
+    return archive, written, tmp_path / "data" / "wal"
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_restore_leaves_a_leftover_the_next_restore_removes(
     tmp_path: Path, how: signal.Signals
 ) -> None:
-    archive = Archive((tmp_path / "archive").as_uri())
-    written = archived_log(archive, segments=5, frames=4)
-    parent = tmp_path / "data"
-    parent.mkdir()
-    target = parent / "wal"
+    archive, written, target = five_segments(tmp_path)
+    parent = target.parent
     child = paused_restore(archive.url, target, tmp_path)
     child.send_signal(how)
     child.wait(timeout=30)
@@ -275,11 +280,8 @@ def test_a_killed_restore_leaves_a_leftover_the_next_restore_removes(
 
 
 def test_a_live_restores_staging_directory_is_left_alone(tmp_path: Path) -> None:
-    archive = Archive((tmp_path / "archive").as_uri())
-    written = archived_log(archive, segments=5, frames=4)
-    parent = tmp_path / "data"
-    parent.mkdir()
-    target = parent / "wal"
+    archive, written, target = five_segments(tmp_path)
+    parent = target.parent
     child = paused_restore(archive.url, target, tmp_path)
     try:
         live = staging_dirs(parent)
