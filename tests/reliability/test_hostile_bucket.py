@@ -134,7 +134,10 @@ CASES: dict[str, tuple[Callable[[S3Bucket], None], str]] = {
     "parent": (plant("../x"), "'..' refused"),
     "absolute": (plant("/abs/path"), "refused"),
     "hidden_traversal": (plant(segment_name(1) + "/../../x"), "is a directory"),
-    "not_a_segment": (plant("notes.txt"), "'notes.txt' refused: not a segment name"),
+    "not_a_segment": (
+        plant("segment_2.aedbwal"),
+        "'segment_2.aedbwal' refused: not a segment name",
+    ),
     "almost_a_segment": (plant(segment_name(2) + ".bak"), "refused: not a segment name"),
     "backslashes": (plant(segment_name(2) + "\\..\\x"), "not a plain name"),
     "manifest_size": (lie(2, size=999_999, stored_size=999_999), segment_name(2)),

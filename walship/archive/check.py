@@ -180,6 +180,8 @@ class ArchiveScan(ScanResult[ArchiveProblem]):
 
     url: str = ""
     zero_hash_breaks: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    """Objects that are not walship's, ignored (a note of the report, never a problem)."""
 
 
 def verify_archive(
@@ -191,11 +193,14 @@ def verify_archive(
     fail.
 
     Raises:
-        ArchiveNameError: a foreign object in the archive.
+        ArchiveNameError: an object named like walship's that is not a segment or manifest,
+            or a hostile name (objects that are not walship's are ignored: ``foreign``).
         OSError: the store failed.
     """
     plan = ArchivePlan.load(archive)
-    scan = ArchiveScan(url=archive.url, anchored=plan.starts_at_log_start)
+    scan = ArchiveScan(
+        url=archive.url, anchored=plan.starts_at_log_start, foreign=list(plan.listing.foreign)
+    )
     if plan.first_seq is None or plan.last_seq is None:
         return scan
     first, last = plan.first_seq, plan.last_seq

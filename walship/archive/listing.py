@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from walship.archive.names import MAX_MANIFEST_BYTES, TEMP_PREFIX, parse_object_name
+from walship.archive.names import (
+    MAX_MANIFEST_BYTES,
+    TEMP_PREFIX,
+    is_foreign_name,
+    parse_object_name,
+)
 from walship.errors import ArchiveNameError
+
+log = logging.getLogger("walship.archive")
+_SHOWN_FOREIGN = 5
 
 
 @dataclass
@@ -15,14 +24,18 @@ class ArchiveListing:
     """One LIST of the archive, classified.
 
     ``objects`` maps a segment_seq to its data objects (compression -> size), ``manifests`` to
-    its manifest's size. ``rejected`` holds (name, reason) of everything refused; ``temporary``
-    the names of leftover temporary objects (skipped).
+    its manifest's size. ``rejected`` holds (name, reason) of everything refused (a name that
+    looks like walship's but is not one it writes, or a hostile one: see
+    :func:`walship.archive.names.is_foreign_name`); ``temporary`` the names of leftover
+    temporary objects (skipped); ``foreign`` the names of objects that are not walship's at all
+    (a ``README.txt``, a ``notes/`` prefix, a ``backup.tar``): never read, only named.
     """
 
     objects: dict[int, dict[str, int]] = field(default_factory=dict)
     manifests: dict[int, int] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
 
     @property
     def segment_seqs(self) -> list[int]:
@@ -35,12 +48,29 @@ class ArchiveListing:
             more = f" (and {len(self.rejected) - 1} more)" if len(self.rejected) > 1 else ""
             raise ArchiveNameError(f"{url}: {self.rejected[0][1]}{more}")
 
+    def foreign_note(self) -> str | None:
+        """One line naming the foreign objects (``None``: there are none)."""
+        if not self.foreign:
+            return None
+        shown = ", ".join(repr(n) for n in self.foreign[:_SHOWN_FOREIGN])
+        more = len(self.foreign) - _SHOWN_FOREIGN
+        tail = f" (and {more} more)" if more > 0 else ""
+        return f"ignored {len(self.foreign)} object(s) that are not walship's: {shown}{tail}"
+
+    def warn_foreign(self, url: str) -> None:
+        """Log one warning line on the ``walship.archive`` logger naming the foreign objects
+        (nothing when there are none). On the calling thread."""
+        note = self.foreign_note()
+        if note is not None:
+            log.warning("%s: %s", url, note)
+
     @classmethod
     def classify(
         cls, entries: Iterable[Mapping[str, Any]], root: str, url: str, max_object_bytes: int
     ) -> ArchiveListing:
         """The listing of ``entries`` (fsspec ``ls(root, detail=True)`` of the archive at
-        ``url``): every name validated, each larger than its limit refused. Pure."""
+        ``url``): every name validated, each larger than its limit refused, every foreign
+        name (:func:`~walship.archive.names.is_foreign_name`) set aside in ``foreign``. Pure."""
         listing = cls()
 
         prefix = root + "/"
@@ -60,6 +90,9 @@ class ArchiveListing:
             rel = full[len(prefix) :]
             if rel.startswith(TEMP_PREFIX):
                 listing.temporary.append(rel)
+                continue
+            if is_foreign_name(rel):
+                listing.foreign.append(rel)
                 continue
             try:
                 parsed = parse_object_name(rel)

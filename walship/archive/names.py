@@ -41,6 +41,23 @@ def manifest_name(segment_seq: int) -> str:
     return segment_name(segment_seq) + MANIFEST_SUFFIX
 
 
+_OURS = ("segment_", ".aedbwal")
+
+
+def is_foreign_name(name: str) -> bool:
+    """Whether ``name`` (relative to the archive URL, as one LIST shows it) is plainly not
+    walship's: a plain name (no ``/``, ``\\`` or NUL, not ``.`` or ``..``, not empty) that
+    neither starts with ``segment_`` nor contains ``.aedbwal`` (case-insensitively). Such an
+    object (a ``README.txt``, a ``notes/`` prefix, a ``backup.tar``) is ignored and named.
+    Every other name that :func:`parse_object_name` refuses (``segment_1.aedbwal``,
+    ``segment_<seq>.aedbwal.orig``, traversal, separators) is refused as hostile or malformed.
+    """
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        return False
+    lower = name.lower()
+    return not lower.startswith(_OURS[0]) and _OURS[1] not in lower
+
+
 def parse_object_name(name: str) -> ObjectName:
     """Validate an object name relative to the archive URL.
 

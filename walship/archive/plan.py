@@ -174,14 +174,18 @@ class ArchivePlan:
 
     @classmethod
     def load(cls, archive: ArchiveStore, jobs: int = _MANIFEST_JOBS) -> ArchivePlan:
-        """LIST ``archive`` once and fetch every listed manifest (``jobs`` at a time).
+        """LIST ``archive`` once and fetch every listed manifest (``jobs`` at a time). Objects
+        that are not walship's (``listing.foreign``) are ignored, named in one warning on the
+        ``walship.archive`` logger.
 
         Raises:
-            ArchiveNameError: the archive holds an object that is not a segment or manifest.
+            ArchiveNameError: the archive holds an object named like walship's that is not a
+                segment or manifest, or a hostile name (named).
             OSError: the store failed.
         """
         listing = archive.list()
         listing.raise_rejected(archive.url)
+        listing.warn_foreign(archive.url)
         seqs = sorted(listing.manifests)
         manifests: dict[int, SegmentManifest] = {}
         invalid: dict[int, str] = {}

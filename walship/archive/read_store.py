@@ -28,8 +28,9 @@ class ArchiveReadStore(SegmentStore):
     the restore's own plan. Every mutating method raises :class:`ArchiveReadOnlyError`.
 
     Raises (``list_names``):
-        ArchiveNameError: the archive holds an object that is not a segment, manifest or
-            temporary object (named).
+        ArchiveNameError: the archive holds an object named like walship's that is not a
+            segment, manifest or temporary object, or a hostile name (named); objects that are
+            not walship's are ignored (one warning).
     """
 
     capabilities = StoreCapabilities(durable=True, locking=False, persistent=True)
@@ -52,6 +53,7 @@ class ArchiveReadStore(SegmentStore):
         if self._listing is None:
             listing = self.archive.list()
             listing.raise_rejected(self.location)
+            listing.warn_foreign(self.location)
             self._listing = listing
         return self._listing
 

@@ -37,7 +37,8 @@ class ArchiveReader:
         """The archive's plan (one LIST, then one GET per manifest; made once).
 
         Raises:
-            ArchiveNameError: a foreign object in the archive.
+            ArchiveNameError: an object named like walship's that is not a segment or
+                manifest, or a hostile name (objects not walship's are ignored, one warning).
         """
         if self._plan is None:
             self._plan = ArchivePlan.load(self.archive)

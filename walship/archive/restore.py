@@ -4,8 +4,11 @@
 :mod:`walship.archive.plan`, the one ``walship verify URL`` checks too), refuses before
 downloading anything when a segment it needs is missing or its manifest shows damage, downloads
 the segments in parallel and checks each one's bytes against its manifest (size, BLAKE3, header,
-every frame, every claim), and writes a directory that :func:`walship.open` accepts. Any object
-in the archive that is not a segment or a manifest is refused before anything is downloaded.
+every frame, every claim), and writes a directory that :func:`walship.open` accepts. An object
+named like walship's (``segment_...``) that is not a segment or a manifest, or a hostile name
+(traversal, separators), is refused before anything is downloaded; objects that are not
+walship's at all (a ``README.txt``, ``notes/...``) are ignored, named in one warning on the
+``walship.archive`` logger.
 
 **Strict by default.** A restore fails (:class:`~walship.archive.plan.ArchiveIncompleteError`
 or ``ArchivePlanError``, naming every piece) unless it holds every frame up to its target: it
@@ -46,7 +49,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -60,12 +62,19 @@ from blake3 import blake3 as Blake3
 
 from walship.archive import ArchiveStore, SegmentManifest
 from walship.archive.check import check_segment, diagnose
-from walship.archive.plan import ArchivePlan
+from walship.archive.plan import LOG_FIRST_SEGMENT, ArchivePlan
 from walship.archive.restore_plan import RestorePlan, plan_restore, refuse
+from walship.archive.staging import clean_leftovers, holds_log, staging_directory
 from walship.backends.platform import fsync_dir
 from walship.backends.posix import PosixStore
 from walship.core.frame import LENGTH_SIZE
-from walship.core.header import HEADER_SIZE, SegmentHeader, create_segment, segment_name
+from walship.core.header import (
+    HEADER_SIZE,
+    ZERO_HASH,
+    SegmentHeader,
+    create_segment,
+    segment_name,
+)
 from walship.core.record import ArchivedSegment, ArchiveRecord
 from walship.errors import RestoreError
 
@@ -178,12 +187,24 @@ class RestoreResult:
     left_out: tuple[str, ...] = ()
     """What a partial restore (``allow_partial``) left out, one line each: the pieces the
     archive lacks and what lies after them. Empty for every other restore."""
+    outcome: str = "restored"
+    """``"restored"``; ``"present"``: ``if_missing`` and the directory held a log, nothing was
+    done (every count 0, ``active_segment`` empty, ``archive_last_commit_seq`` ``None``: the
+    archive was not asked); ``"created"``: ``allow_empty`` and the archive held no segment, an
+    empty log was created (``active_segment`` its first segment)."""
 
     @property
     def partial(self) -> bool:
         return bool(self.left_out)
 
     def summary(self) -> str:
+        if self.outcome == "present":
+            return f"{self.directory} already holds a log: nothing restored (--if-missing)"
+        if self.outcome == "created":
+            return (
+                f"{self.url} holds no segments: created an empty log in {self.directory} "
+                "(--allow-empty)"
+            )
         parts = [f"{self.segments} segments, {self.frames} frames"]
         if self.last_commit_seq is not None:
             parts.append(f"commit_seq {self.first_commit_seq}..{self.last_commit_seq}")
@@ -236,8 +257,13 @@ def restore(
     progress: Callable[[RestoreProgress], None] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     allow_partial: bool = False,
+    if_missing: bool = False,
+    allow_empty: bool = False,
 ) -> RestoreResult:
     """Restore the log archived at ``url`` into ``directory`` (see the module docstring).
+
+    First, staging directories that earlier restores into ``directory`` left behind (killed)
+    and that no live process owns are removed (:func:`walship.archive.staging.clean_leftovers`).
 
     Args:
         to_seq: end with the last frame whose commit_seq is at or below this.
@@ -250,9 +276,23 @@ def restore(
             its first segment that is there (not the log's first), stop before the first
             missing piece after it, and name what was left out in ``left_out``. Damage
             (altered bytes, a broken chain, numbering that goes back) is refused all the same.
+        if_missing: when ``directory`` already holds a log (a segment file, ``walship.lock`` or
+            ``walship.archive.json``: :func:`walship.archive.staging.holds_log`), do nothing
+            (not even a request to the archive) and return a result whose ``outcome`` is
+            ``"present"``.
+        allow_empty: when the archive holds no segment (foreign objects aside), create an
+            empty log in ``directory`` (its first segment, empty, and an empty archive record,
+            so that it opens, appends and archives to ``url``) and return a result whose
+            ``outcome`` is ``"created"``, instead of raising :class:`RestoreError`.
+
+    Returns:
+        A :class:`RestoreResult`; its ``outcome`` says which of the three things happened.
+
     Raises:
-        RestoreError: bad arguments, a non-empty target directory, nothing to restore.
-        ArchiveNameError: the archive holds an object that is not a segment or manifest.
+        RestoreError: bad arguments, a non-empty target directory (that, with ``if_missing``,
+            holds no log), nothing to restore (without ``allow_empty``).
+        ArchiveNameError: the archive holds an object named like walship's that is not a
+            segment or manifest, or a hostile name (objects not walship's are ignored).
         ArchiveIncompleteError: segments the restore needs are missing, or the archive does not
             start at the log's first segment (every piece named); nothing is written.
         ArchivePlanError: the manifests (or the segments they name) show damage too: a broken
@@ -265,24 +305,56 @@ def restore(
     _check_arguments(to_seq, to_time, jobs)
     to_micros = parse_time(to_time) if to_time is not None else None
     target = Path(directory)
+    clean_leftovers(target)
+    archive = ArchiveStore(url, storage_options)
+    if if_missing and holds_log(target):
+        return _nothing(target, archive.url, "present")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise RestoreError(f"{target} exists and is not an empty directory; restore into a new one")
-    archive = ArchiveStore(url, storage_options)
     plan = ArchivePlan.load(archive)  # the one LIST of this restore
+    if allow_empty and not plan.seqs:
+        create_empty(target)
+        return _nothing(target, archive.url, "created")
     rp = plan_restore(plan, to_seq, to_micros, allow_partial)
     if rp.damage:  # name a lying manifest as itself (its bytes say which)
         refuse(plan, diagnose(plan, rp.first, rp.last, rp.damage), not allow_partial)
     for m in rp.passed:  # a lie there could drop frames at or before the target: check it
         check_segment(archive, m).raise_problems()
-    staging = target.parent / f".{target.name}.walship-restore-{secrets.token_hex(4)}"
-    store = PosixStore(staging)
-    try:
+    with staging_directory(target) as staging:  # removed again on failure
+        store = PosixStore(staging)
         written = fetch(archive, rp, store, jobs, progress)
         written, active = commit(store, staging, target, rp, written, archive.url)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return _result(target, archive.url, plan, rp, written, active)
+
+
+def create_empty(target: Path) -> None:
+    """Create an empty log in ``target`` (absent or empty), staged and renamed into place: its
+    first segment (a new instance id, a zero prev hash, no frame) and an empty archive record
+    (so that its first open need not list the archive).
+
+    Raises:
+        OSError: the local disk failed.
+    """
+    with staging_directory(target) as staging:  # removed again on failure
+        store = PosixStore(staging)
+        header = SegmentHeader(
+            secrets.randbits(63), LOG_FIRST_SEGMENT, time.time_ns() // 1000, ZERO_HASH
+        )
+        create_segment(store, header).close()
+        ArchiveRecord(store).save()
+        rename_into_place(staging, target)
+
+
+def rename_into_place(staging: Path, target: Path) -> None:
+    """Rename the finished ``staging`` directory to ``target`` (absent or empty), durably.
+
+    Raises:
+        OSError: the local disk failed (``target`` is not empty, or is a mount point).
+    """
+    if target.exists():
+        target.rmdir()  # empty (checked before the plan); rename needs the name free
+    os.rename(staging, target)
+    fsync_dir(target.parent)
 
 
 def _check_arguments(to_seq: int | None, to_time: object, jobs: int) -> None:
@@ -379,7 +451,8 @@ def commit(
     segments after a cut one go), add the new active segment chained to the last restored
     one, record what is byte for byte in the archive as archived at ``url``, and rename the
     staging directory into place (``target`` is absent or empty). Returns the segments kept
-    and the active segment's seq. The caller removes the staging directory on failure.
+    and the active segment's seq. The caller removes the staging directory on failure
+    (:func:`walship.archive.staging.staging_directory` does).
 
     Raises:
         OSError: the local disk failed.
@@ -402,11 +475,16 @@ def commit(
             if w.cut_bytes == 0
         ]
     )
-    if target.exists():
-        target.rmdir()  # empty (checked before the plan); rename needs the name free
-    os.rename(staging, target)
-    fsync_dir(target.parent)
+    rename_into_place(staging, target)
     return written, active_seq
+
+
+def _nothing(target: Path, url: str, outcome: str) -> RestoreResult:
+    """The result of a restore that restored nothing (``outcome``: ``present``, ``created``)."""
+    active = segment_name(LOG_FIRST_SEGMENT) if outcome == "created" else ""
+    return RestoreResult(
+        str(target), url, 0, 0, None, None, None, 0, None, 0, active, None, True, (), outcome
+    )
 
 
 def _result(

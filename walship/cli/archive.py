@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ import walship
 from walship.cli.errors import CliError
 from walship.cli.target import storage_options_from, target_options
 from walship.errors import ArchiveIntegrityError
+
+if TYPE_CHECKING:
+    from walship.archive.restore import RestoreResult
 
 
 @click.command("archive")
@@ -94,6 +97,17 @@ def archive(config: Path, timeout: float | None) -> None:
     help="Restore what the archive holds even with pieces missing: from its first segment "
     "there, up to the first missing one; what is left out is named.",
 )
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing (exit 0) when DIRECTORY already holds a log (a segment file, "
+    "walship.lock or walship.archive.json).",
+)
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="When the archive holds no segment, create an empty log in DIRECTORY (exit 0).",
+)
 @target_options
 def restore(
     url: str,
@@ -102,6 +116,8 @@ def restore(
     to_time: str | None,
     jobs: int,
     allow_partial: bool,
+    if_missing: bool,
+    allow_empty: bool,
     config: str | None,
     storage_option: tuple[str, ...],
 ) -> None:
@@ -114,6 +130,13 @@ def restore(
     named and the restore exits 1 without leaving a directory behind. --allow-partial restores
     on purpose what there is (from the archive's first segment there, up to the first missing
     one), names what it left out and exits 0; damage is refused all the same.
+
+    For a container's start-up, run it unconditionally before the service:
+    --if-missing does nothing when DIRECTORY already holds a log, and --allow-empty creates an
+    empty log when the archive holds none yet (a first deployment). A staging directory that a
+    killed restore into DIRECTORY left beside it is removed first (when no live restore owns
+    it). Objects in the archive that are not walship's (a README.txt, notes/...) are ignored
+    with one warning.
     """
     from tqdm import tqdm
 
@@ -147,6 +170,8 @@ def restore(
             progress=progress,
             storage_options=storage_options_from(config, storage_option),
             allow_partial=allow_partial,
+            if_missing=if_missing,
+            allow_empty=allow_empty,
         )
     except ArchiveIntegrityError as e:
         click.echo(f"walship: restore failed: {e}", err=True)
@@ -154,12 +179,20 @@ def restore(
     finally:
         if bar is not None:
             bar.close()
+    if result.outcome != "restored":  # --if-missing or --allow-empty: one line
+        click.echo(result.summary())
+        return
+    _report(result, to_seq if to_seq is not None else to_time)
+
+
+def _report(result: RestoreResult, target: int | str | None) -> None:
+    """What a restore restored, for the operator: a few lines on stdout, what a partial
+    restore left out on stderr."""
     click.echo(f"restored {result.summary()}")
     for line in result.left_out:
         click.echo(f"walship: partial restore (--allow-partial): left out {line}", err=True)
     click.echo(f"from     {result.url}")
     click.echo(f"into     {result.directory} (continues in {result.active_segment})")
-    target = to_seq if to_seq is not None else to_time
     if target is not None:
         if result.cut_segment is None and result.last_commit_seq == result.archive_last_commit_seq:
             click.echo(

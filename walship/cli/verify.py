@@ -54,6 +54,7 @@ def verify_command(
             **total,
             "problems": problems,
             "chain_restarts": list(scan.chain_restarts),
+            "foreign": list(getattr(scan, "foreign", [])),
         }
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -88,6 +89,8 @@ def verify_command(
                 f"note: {name} has a zero prev_segment_hash, as the seed wrote after a restart; "
                 "--seed-restarts accepts it as a restart of the chain"
             )
+        if not isinstance(scan, LogScan) and scan.foreign:
+            click.echo(f"note: {scan.url}: {', '.join(scan.foreign)}: not walship's, ignored")
         if isinstance(scan, LogScan) and not scan.anchored:
             click.echo(
                 "note: the first segment's predecessor is not here, so its prev_segment_hash "
