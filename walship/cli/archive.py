@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ import walship
 from walship.cli.errors import CliError
 from walship.cli.target import storage_options_from, target_options
 from walship.errors import ArchiveIntegrityError
+
+if TYPE_CHECKING:
+    from walship.archive.archiver import Archiver
 
 
 @click.command("archive")
@@ -33,7 +36,11 @@ from walship.errors import ArchiveIntegrityError
 def archive(config: Path, timeout: float | None) -> None:
     """Upload every closed segment that is not archived yet, verified, with a progress bar.
 
-    Exits 1 when some segment could not be archived (each is named with its last error).
+    A catch-up run: the backlog it finds is no lag warning. With ``--timeout`` it returns
+    within that time (and a moment to close): uploads still in flight then stay pending, queued
+    again by the next run or open. Exits 1 when some segment could not be archived (each is
+    named with its last error, or "still in progress"), and 3 when some segment conflicts with
+    the archive (different content under its name, never overwritten: no retry can help).
     """
     from tqdm import tqdm
 
@@ -42,10 +49,10 @@ def archive(config: Path, timeout: float | None) -> None:
         archiver = log.archiver
         if archiver is None:
             raise CliError(f"{config}: no archive: section, nothing to archive to")
+        deadline = None if timeout is None else time.monotonic() + timeout
         archiver.requeue()
         start = archiver.stats()
         total = start["archived"] + start["pending"]
-        deadline = None if timeout is None else time.monotonic() + timeout
         with tqdm(
             total=total, unit="segment", desc="archive", file=sys.stderr, disable=None
         ) as bar:
@@ -54,25 +61,48 @@ def archive(config: Path, timeout: float | None) -> None:
                 bar.update(st["archived"] - bar.n)
                 if st["pending"] == st["stalled_now"]:
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                left_s = None if deadline is None else deadline - time.monotonic()
+                if left_s is not None and left_s <= 0:
                     break
-                archiver.wait_for_progress(0.2)
-        st = archiver.stats()
-        click.echo(
-            f"archived {st['archived']} segments ({st['bytes']} bytes; "
-            f"{st['already_archived']} were there already) to {archiver.url}"
-        )
-        if st["removed"]:
-            click.echo(f"removed {st['removed']} local segments (retention)")
-        left = archiver.pending()
-        if left:
-            stalled = archiver.stalled()
-            click.echo(f"{len(left)} segments are not archived:", err=True)
-            for name in left:
-                click.echo(f"  {name}: {stalled.get(name, 'still in progress')}", err=True)
-            sys.exit(1)
+                archiver.wait_for_progress(0.2 if left_s is None else min(0.2, left_s))
+        if deadline is not None:
+            # in-flight uploads get what is left of the time, not the close's usual 30 s
+            archiver.close(timeout=max(0.0, deadline - time.monotonic()))
+        report_archive(archiver)
     finally:
         log.close()
+
+
+CONFLICT_EXIT = 3
+"""Exit status of ``walship archive`` when a segment conflicts with the archive."""
+
+
+def report_archive(archiver: Archiver) -> None:
+    """Print what ``walship archive`` did; exit 1 (3: a conflict) when something is left."""
+    st = archiver.stats()
+    click.echo(
+        f"archived {st['archived']} segments ({st['bytes']} bytes; "
+        f"{st['already_archived']} were there already) to {archiver.url}"
+    )
+    if st["removed"]:
+        click.echo(f"removed {st['removed']} local segments (retention)")
+    left = archiver.pending()
+    if not left:
+        return
+    errors = archiver.last_errors()
+    conflicts = archiver.conflicts()
+    click.echo(f"{len(left)} segments are not archived:", err=True)
+    for name in left:
+        what = errors.get(name, "still in progress")
+        click.echo(f"  {name}: {'conflict: ' if name in conflicts else ''}{what}", err=True)
+    if conflicts:
+        click.echo(
+            f"walship: {len(conflicts)} segments conflict with the archive (different content "
+            f"under their names, never overwritten; exit {CONFLICT_EXIT})",
+            err=True,
+        )
+        sys.exit(CONFLICT_EXIT)
+    sys.exit(1)
 
 
 @click.command("restore")
