@@ -167,13 +167,18 @@ class Archiver:
         wait for the workers included, still leaves the archiver sealed: the workers are told to
         stop and nothing is recorded after the interrupt either (an upload still in flight stays
         pending, and the next open queues it again: uploads are idempotent). A second call
-        finishes the wait. The interrupt itself goes on to the caller.
+        finishes the wait, never waiting past the first call's deadline (``walship archive
+        --timeout`` closes with what is left of its time; the log's close after it is quick).
+        The interrupt itself goes on to the caller.
         """
         self._stopping = True
         try:
             with self._lock:
                 self._cond.notify_all()
             deadline = time.monotonic() + timeout
+            if self._join_deadline is not None:
+                deadline = min(deadline, self._join_deadline)
+            self._join_deadline = deadline
             for w in self._workers:
                 if w.is_alive() and w is not threading.current_thread():
                     w.join(max(0.0, deadline - time.monotonic()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,12 +45,12 @@ def archive(config: Path, timeout: float | None) -> None:
     """
     from tqdm import tqdm
 
-    log = walship.open(config=config)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    log = open_within(config, deadline)
     try:
         archiver = log.archiver
         if archiver is None:
             raise CliError(f"{config}: no archive: section, nothing to archive to")
-        deadline = None if timeout is None else time.monotonic() + timeout
         archiver.requeue()
         start = archiver.stats()
         total = start["archived"] + start["pending"]
@@ -71,6 +72,38 @@ def archive(config: Path, timeout: float | None) -> None:
         report_archive(archiver)
     finally:
         log.close()
+
+
+def open_within(config: Path, deadline: float | None) -> walship.Log:
+    """``walship.open(config=config)``, given up (exit 1) when ``deadline`` passes first: the
+    open looks at the archive (one LIST, to check that the log continues it), and a server
+    that hangs would hold it past any ``--timeout``. The open left behind runs on in a daemon
+    thread until the process exits (as a kill would end it: an open changes nothing it cannot
+    recover from)."""
+    if deadline is None:
+        return walship.open(config=config)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["log"] = walship.open(config=config)
+        except BaseException as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    opener = threading.Thread(target=run, name="walship-archive-open", daemon=True)
+    opener.start()
+    opener.join(max(0.0, deadline - time.monotonic()))
+    if opener.is_alive():
+        click.echo(
+            f"walship: {config}: the log did not open within the timeout (the archive did not "
+            "answer in time); nothing archived",
+            err=True,
+        )
+        sys.exit(1)
+    if "error" in box:
+        raise box["error"]
+    log: walship.Log = box["log"]
+    return log
 
 
 CONFLICT_EXIT = 3
