@@ -337,6 +337,33 @@ def test_the_command_line_never_shows_credentials(
 # --- expiring credentials -------------------------------------------------------------------
 
 
+@pytest.fixture
+def endpoints() -> Iterator[list[str]]:
+    """The proxy endpoints a test uses: afterwards every s3fs filesystem talking to one is
+    closed (a renewal leaves the old one behind, for the garbage collector) and the sockets
+    are waited for, so that no later test sees descriptors closing under it."""
+    import gc
+    import time
+
+    import s3fs
+
+    used: list[str] = []
+    yield used
+    gc.collect()
+    for fs in gc.get_objects():
+        if isinstance(fs, s3fs.S3FileSystem) and getattr(fs, "endpoint_url", None) in used:
+            client = getattr(fs, "_s3", None)
+            if client is not None:
+                s3fs.S3FileSystem.close_session(fs.loop, client)
+    counts = [-1]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the count holds still for half a second
+        counts.append(len(os.listdir("/proc/self/fd")))
+        if counts[-5:] == [counts[-1]] * 5:
+            break
+        time.sleep(0.1)
+
+
 def segment_put(method: str, path: str) -> bool:
     return method == "PUT" and path.split("?")[0].endswith(".aedbwal")
 
@@ -372,13 +399,16 @@ def one_segment() -> tuple[str, bytes]:
 @pytest.mark.parametrize(
     "code", ["ExpiredToken", "InvalidToken", "TokenRefreshRequired", "ExpiredTokenException"]
 )
-def test_expired_credentials_are_renewed_and_the_request_retried_at_once(code: str) -> None:
+def test_expired_credentials_are_renewed_and_the_request_retried_at_once(
+    code: str, endpoints: list[str]
+) -> None:
     """One refusal of expired credentials: a fresh filesystem object, the same request again,
     at once; the put succeeds without the caller seeing a failure."""
     from walship.archive import ArchiveStore
 
     bucket = new_bucket(moto_endpoint())
     proxy = expiring_proxy(1, code)
+    endpoints.append(proxy.endpoint)
     try:
         archive = ArchiveStore(bucket.url, proxy.storage_options())
         first_fs = archive.fs
@@ -396,11 +426,14 @@ def test_expired_credentials_are_renewed_and_the_request_retried_at_once(code: s
         proxy.stop()
 
 
-def test_credentials_expiring_again_go_to_the_archivers_retry_policy() -> None:
+def test_credentials_expiring_again_go_to_the_archivers_retry_policy(
+    endpoints: list[str],
+) -> None:
     """Refused again after the renewal: an attempt fails (naming ExpiredToken), the archiver's
     own retries take over, and the segment is archived."""
     bucket = new_bucket(moto_endpoint())
     proxy = expiring_proxy(2)
+    endpoints.append(proxy.endpoint)
     try:
         with walship.open(
             store=__import__("walship.backends.memory", fromlist=["MemoryStore"]).MemoryStore(),
@@ -423,7 +456,7 @@ def test_credentials_expiring_again_go_to_the_archivers_retry_policy() -> None:
 
 
 def test_renewed_credentials_come_from_the_environment_again(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, endpoints: list[str]
 ) -> None:
     """The environment's credentials change between the refusal and the retry (a rotated
     session token): the retry is signed with the new ones (moto accepts any: the proxy's
@@ -450,6 +483,7 @@ def test_renewed_credentials_come_from_the_environment_again(
         return None
 
     proxy = FaultProxy(moto_endpoint().port, plan).start()
+    endpoints.append(proxy.endpoint)
     try:
         options = proxy.storage_options()
         del options["key"], options["secret"]  # from the environment
