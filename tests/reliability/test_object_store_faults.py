@@ -467,7 +467,9 @@ def test_a_planted_partial_object(server: S3Server, what: str) -> None:
         stats = log.stats()
     finally:
         proxy.stop()
-    assert stats["archive"]["failed_attempts"] == 3
+    # a planted object is a conflict (different content under the name): stalled at once; a
+    # manifest that does not parse is damage, retried as a fault that may pass
+    assert stats["archive"]["failed_attempts"] == (1 if what == "object" else 3)
     out = Outcome(acked, stats, metrics.snapshot(), watch, proxy, local_segments(store))
     check(out, bucket, "until_archived", segments)
     FIGURES["object_store.planted"] += 1
