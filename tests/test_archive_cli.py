@@ -198,3 +198,51 @@ def test_object_store_client_errors_are_one_line(
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
         assert message in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def slow_retries(config: Path, extra: str = "") -> None:
+    """Make ``config``'s retries slow (a minute between attempts), and add ``extra``."""
+    text = config.read_text().replace(
+        "retries: {attempts: 2, backoff: 10ms, max_backoff: 20ms}",
+        "retries: {attempts: 5, backoff: 60s, max_backoff: 60s}" + extra,
+    )
+    config.write_text(text)
+
+
+def test_archive_shows_the_error_of_a_segment_waiting_to_retry(tmp_path: Path) -> None:
+    """At --timeout, a segment between attempts is named with its last error, and the lag
+    warning of a running log is not given for a catch-up run."""
+    wal = tmp_path / "wal"
+    make_log(wal, segments=2)  # one per worker: both tried, both waiting to retry
+    (tmp_path / "blocker").write_bytes(b"a file where the archive directory should be")
+    url = (tmp_path / "blocker" / "archive").as_uri()
+    config = write_config(tmp_path / "walship.yaml", wal, url)
+    slow_retries(config, "\n  lag_warning: 1")
+    out = run("archive", "-c", str(config), "--timeout", "2")
+    assert out.returncode == 1, out.stderr
+    assert "2 segments are not archived" in out.stderr
+    assert "still in progress" not in out.stderr and "Errno" in out.stderr
+    assert "lagging" not in out.stderr
+
+
+def test_archive_a_conflict_exits_3_at_once(tmp_path: Path) -> None:
+    """Different content under a segment's name: no retry, exit 3, the segment named."""
+    from walship.archive import ArchiveStore
+
+    url = (tmp_path / "archive").as_uri()
+    other = tmp_path / "other"
+    make_log(other, segments=2)
+    wal = tmp_path / "wal"
+    make_log(wal, segments=1)
+    config = write_config(tmp_path / "walship.yaml", wal, url)
+    assert run("archive", "-c", str(config)).returncode == 0  # segment 1, and the record
+    with walship.open(wal) as log:
+        log.append(b"different content")
+        log.rotate()
+    ArchiveStore(url).put(segment_name(2), (other / segment_name(2)).read_bytes())
+    slow_retries(config)
+    out = run("archive", "-c", str(config), "--timeout", "30")
+    assert out.returncode == 3, out.stderr
+    assert f"{segment_name(2)}: conflict:" in out.stderr
+    assert "refusing to overwrite" in out.stderr
+    assert "exit 3" in out.stderr

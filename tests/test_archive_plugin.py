@@ -495,3 +495,57 @@ def test_read_never_skips_frames_retention_removed(tmp_path: Path) -> None:
         assert log.first_seq == 5
         with pytest.raises(FramesUnavailableError):
             list(log.read(from_seq=1))
+
+
+def test_a_conflict_stalls_at_once_with_its_error() -> None:
+    """Different content under a segment's name is no network blip: one attempt, stalled."""
+    url = mem_url()
+    planted = MemoryStore()
+    with walship.open(store=planted) as log:
+        write_segments(log, 1, frames=3)
+    rec = Recorder()
+    retries = {"attempts": 5, "backoff": 0.2, "max_backoff": 0.2}
+    with open_log(MemoryStore(), url, rec, retries=retries) as other:
+        ArchiveStore(url).put(segment_name(1), planted.read(segment_name(1)))
+        started = time.monotonic()
+        write_segments(other, 1)  # segment 1 again, other content
+        archiver = other.archiver
+        assert archiver is not None
+        assert not archiver.flush(timeout=20, retry_stalled=False)
+        assert time.monotonic() - started < 0.2 * 4 / 2  # no backoff waited
+        assert wait_until(lambda: len(rec.of("failed")) == 1)
+        assert archiver.conflicts() == [segment_name(1)]
+        assert "refusing to overwrite" in archiver.stalled()[segment_name(1)]
+        assert archiver.last_errors() == archiver.stalled()
+        assert archiver.stats()["failed_attempts"] == 1
+
+
+def test_a_backlog_found_at_open_is_no_lag_warning() -> None:
+    """A catch-up (open, requeue, flush) of more than lag_warning segments does not warn: the
+    warning is for a running log falling behind."""
+    mem = MemoryStore()
+    with walship.open(store=mem) as log:
+        write_segments(log, 5)
+    rec = Recorder()
+    with open_log(mem, mem_url(), rec, lag_warning=2) as log:
+        assert log.archiver is not None
+        log.archiver.requeue()
+        assert log.archiver.flush(timeout=20)
+        assert rec.of("lagging") == [] and log.archiver.stats()["lag_warnings"] == 0
+        assert log.archiver.stats()["max_pending"] >= 3
+
+
+def test_a_failed_attempt_shows_its_error_while_it_waits_to_retry() -> None:
+    flaky = FlakyFileSystem.make(fail_puts=10**6)
+    retries = {"attempts": 3, "backoff": 30, "max_backoff": 30}
+    with walship.open(
+        store=MemoryStore(), archive={"url": f"{flaky.protocol[0]}://b/w", "retries": retries}
+    ) as log:
+        write_segments(log, 1)
+        archiver = log.archiver
+        assert archiver is not None
+        assert wait_until(lambda: bool(archiver.last_errors()))
+        assert archiver.stalled() == {}  # between attempts, not stalled
+        assert segment_name(1) in archiver.last_errors()
+        started = time.monotonic()
+    assert time.monotonic() - started < 10  # close cuts the backoff wait short

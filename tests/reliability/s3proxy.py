@@ -8,6 +8,8 @@ wrong:
 * ``error``: answer ``500 InternalError`` without forwarding (the server never saw it).
 * ``lost``: forward, then answer ``500``: the server acted, its answer was lost.
 * ``slowdown``: answer ``503 SlowDown`` without forwarding (s3fs retries these itself).
+* ``expired``: answer ``400`` with error code ``expired_code`` (default ``ExpiredToken``)
+  without forwarding: the credentials expired (walship renews them and retries).
 * ``reset``: close the connection without an answer (s3fs retries these itself).
 * ``late``: forward, then answer only after ``late_seconds`` (past the client's read timeout).
 * ``truncate``: forward, then send the headers and half of the body and close.
@@ -36,7 +38,18 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODES = ("error", "lost", "slowdown", "reset", "late", "truncate", "slow", "hold", "hold_after")
+MODES = (
+    "error",
+    "lost",
+    "slowdown",
+    "expired",
+    "reset",
+    "late",
+    "truncate",
+    "slow",
+    "hold",
+    "hold_after",
+)
 _HOP = {
     "connection",
     "keep-alive",
@@ -78,6 +91,7 @@ class FaultProxy:
     plan: Plan = field(default=lambda n, method, path: None)
     slow_seconds: float = 0.05
     late_seconds: float = 2.0
+    expired_code: str = "ExpiredToken"
     rewrite: Callable[[str, str, bytes], bytes] | None = None
     damage: Callable[[str, str, bytes], bytes | None] | None = None
     """Returns the damaged request body, or ``None`` to forward it as it is."""
@@ -154,6 +168,16 @@ class FaultProxy:
     def faults(self) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.fault is not None]
+
+    def access_keys(self) -> list[str]:
+        """The access key id each request was signed with (its ``Authorization`` header's
+        ``Credential=<key id>/...``), in order; ``""`` for an unsigned request."""
+        with self._lock:
+            out = []
+            for r in self.requests:
+                auth = r.headers.get("authorization", "")
+                out.append(auth.partition("Credential=")[2].partition("/")[0])
+            return out
 
     def count(self) -> int:
         with self._lock:
@@ -261,6 +285,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(500, "InternalError", "injected: we encountered an internal error")
         if mode == "slowdown":
             return self._error(503, "SlowDown", "injected: please reduce your request rate")
+        if mode == "expired":
+            return self._error(400, owner.expired_code, "injected: the token has expired")
         if mode == "reset":
             self.close_connection = True
             return

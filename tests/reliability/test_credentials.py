@@ -332,3 +332,173 @@ def test_the_command_line_never_shows_credentials(
         "verify", bucket.url, "-o", f"key={KEY}", "-o", f"secret={SECRET}", "-c", dead, env={}
     )
     assert proc.returncode == 2 and proc.stderr.startswith("walship: error: ")
+
+
+# --- expiring credentials -------------------------------------------------------------------
+
+
+@pytest.fixture
+def endpoints() -> Iterator[list[str]]:
+    """The proxy endpoints a test uses: afterwards every s3fs filesystem talking to one is
+    closed (a renewal leaves the old one behind, for the garbage collector) and the sockets
+    are waited for, so that no later test sees descriptors closing under it."""
+    import gc
+    import time
+
+    import s3fs
+
+    used: list[str] = []
+    yield used
+    gc.collect()
+    for fs in gc.get_objects():
+        if isinstance(fs, s3fs.S3FileSystem) and getattr(fs, "endpoint_url", None) in used:
+            client = getattr(fs, "_s3", None)
+            if client is not None:
+                s3fs.S3FileSystem.close_session(fs.loop, client)
+    counts = [-1]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the count holds still for half a second
+        counts.append(len(os.listdir("/proc/self/fd")))
+        if counts[-5:] == [counts[-1]] * 5:
+            break
+        time.sleep(0.1)
+
+
+def segment_put(method: str, path: str) -> bool:
+    return method == "PUT" and path.split("?")[0].endswith(".aedbwal")
+
+
+def expiring_proxy(expired_first: int, code: str = "ExpiredToken") -> Any:
+    """A fault proxy in front of moto answering ``400 <code>`` to the first ``expired_first``
+    uploads of a segment object."""
+    from .s3proxy import FaultProxy
+
+    server = moto_endpoint()
+    seen = [0]
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        if segment_put(method, path):
+            seen[0] += 1
+            return "expired" if seen[0] <= expired_first else None
+        return None
+
+    return FaultProxy(server.port, plan, expired_code=code).start()
+
+
+def one_segment() -> tuple[str, bytes]:
+    from walship.backends.memory import MemoryStore
+    from walship.core.header import segment_name
+
+    mem = MemoryStore()
+    with walship.open(store=mem) as log:
+        log.append_batch([b"expiring %d" % i for i in range(5)])
+        log.rotate()
+    return segment_name(1), mem.read(segment_name(1))
+
+
+@pytest.mark.parametrize(
+    "code", ["ExpiredToken", "InvalidToken", "TokenRefreshRequired", "ExpiredTokenException"]
+)
+def test_expired_credentials_are_renewed_and_the_request_retried_at_once(
+    code: str, endpoints: list[str]
+) -> None:
+    """One refusal of expired credentials: a fresh filesystem object, the same request again,
+    at once; the put succeeds without the caller seeing a failure."""
+    from walship.archive import ArchiveStore
+
+    bucket = new_bucket(moto_endpoint())
+    proxy = expiring_proxy(1, code)
+    endpoints.append(proxy.endpoint)
+    try:
+        archive = ArchiveStore(bucket.url, proxy.storage_options())
+        first_fs = archive.fs
+        name, raw = one_segment()
+        result = archive.put(name, raw)
+        assert result.uploaded and archive.credentials_generation == 1
+        assert archive.fs is not first_fs
+        # the refused request was made again, at once: the next request
+        (refused,) = proxy.faults()
+        again = proxy.requests[refused.n]
+        assert (again.method, again.path) == (refused.method, refused.path)
+        assert again.fault is None
+        assert archive.get(result.manifest) == raw
+    finally:
+        proxy.stop()
+
+
+def test_credentials_expiring_again_go_to_the_archivers_retry_policy(
+    endpoints: list[str],
+) -> None:
+    """Refused again after the renewal: an attempt fails (naming ExpiredToken), the archiver's
+    own retries take over, and the segment is archived."""
+    bucket = new_bucket(moto_endpoint())
+    proxy = expiring_proxy(2)
+    endpoints.append(proxy.endpoint)
+    try:
+        with walship.open(
+            store=__import__("walship.backends.memory", fromlist=["MemoryStore"]).MemoryStore(),
+            entry_point_plugins=False,
+            archive={
+                "url": bucket.url,
+                "storage_options": proxy.storage_options(),
+                "upload_process": False,
+                "retries": {"attempts": 5, "backoff": 0.01, "max_backoff": 0.05},
+            },
+        ) as log:
+            log.append(b"x")
+            log.rotate()
+            assert log.archiver is not None and log.archiver.flush(timeout=60)
+            stats = log.archiver.stats()
+        assert stats["archived"] == 1 and stats["failed_attempts"] >= 1
+        assert len(proxy.faults()) == 2
+    finally:
+        proxy.stop()
+
+
+def test_renewed_credentials_come_from_the_environment_again(
+    monkeypatch: pytest.MonkeyPatch, endpoints: list[str]
+) -> None:
+    """The environment's credentials change between the refusal and the retry (a rotated
+    session token): the retry is signed with the new ones (moto accepts any: the proxy's
+    recorded Authorization headers name the access key id)."""
+    from walship.archive import ArchiveStore
+
+    from .s3proxy import FaultProxy
+
+    bucket = new_bucket(moto_endpoint())
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "OLDKEYOLDKEYOLDKEY01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "old-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "old-token")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "old-token")
+
+    rotated: list[int] = []
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        if segment_put(method, path) and not rotated:  # rotated while the old are refused
+            rotated.append(n)
+            os.environ["AWS_ACCESS_KEY_ID"] = "NEWKEYNEWKEYNEWKEY02"
+            os.environ["AWS_SECRET_ACCESS_KEY"] = "new-secret"
+            os.environ["AWS_SESSION_TOKEN"] = os.environ["AWS_SECURITY_TOKEN"] = "new-token"
+            return "expired"
+        return None
+
+    proxy = FaultProxy(moto_endpoint().port, plan).start()
+    endpoints.append(proxy.endpoint)
+    try:
+        options = proxy.storage_options()
+        del options["key"], options["secret"]  # from the environment
+        archive = ArchiveStore(bucket.url, options)
+        name, raw = one_segment()
+        assert archive.put(name, raw).uploaded
+        keys = proxy.access_keys()
+        n = rotated[0]  # the refused request (from 1); the retry is the next one
+        assert set(keys[:n]) == {"OLDKEYOLDKEYOLDKEY01"}
+        assert set(keys[n:]) == {"NEWKEYNEWKEYNEWKEY02"}
+        assert (proxy.requests[n].method, proxy.requests[n].path) == (
+            proxy.requests[n - 1].method,
+            proxy.requests[n - 1].path,
+        )
+        tokens = {r.headers.get("x-amz-security-token") for r in proxy.requests[n:]}
+        assert tokens == {"new-token"}
+    finally:
+        proxy.stop()

@@ -467,7 +467,9 @@ def test_a_planted_partial_object(server: S3Server, what: str) -> None:
         stats = log.stats()
     finally:
         proxy.stop()
-    assert stats["archive"]["failed_attempts"] == 3
+    # a planted object is a conflict (different content under the name): stalled at once; a
+    # manifest that does not parse is damage, retried as a fault that may pass
+    assert stats["archive"]["failed_attempts"] == (1 if what == "object" else 3)
     out = Outcome(acked, stats, metrics.snapshot(), watch, proxy, local_segments(store))
     check(out, bucket, "until_archived", segments)
     FIGURES["object_store.planted"] += 1
@@ -587,3 +589,60 @@ def test_random_faults_long(server: S3Server, tmp_path: Path) -> None:
 @pytest.mark.parametrize("when", ["hold", "hold_after"])
 def test_server_stopped_mid_upload_long(own_server: MotoServer, tmp_path: Path, when: str) -> None:
     outage(own_server, tmp_path, when, cycles=5)
+
+
+@pytest.mark.parametrize("fault", ["hang_upload", "hang", "refuse"])
+def test_walship_archive_honours_its_timeout(tmp_path: Path, fault: str) -> None:
+    """``walship archive --timeout T`` returns within T and a margin (process start, close)
+    whether the server hangs on every upload or on every request, the open's LIST included
+    (held far past T), or refuses every connection (retried with backoff); it names what it
+    left and exits 1. The margin is generous: the point is that neither a request in flight
+    nor a backoff wait runs on."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    server = moto_endpoint()
+    bucket = new_bucket(server)
+
+    def plan(n: int, method: str, path: str) -> str | None:
+        return "hold" if fault == "hang" or method == "PUT" else None
+
+    proxy = FaultProxy(port_of(server), plan).start()
+    wal = tmp_path / "wal"
+    with walship.open(wal) as log:
+        workload(log, 2)
+    options = proxy.storage_options(read_timeout=60, retries=2)
+    if fault == "refuse":
+        options["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "walship.yaml"
+    config.write_text(
+        f"store: {{backend: posix, path: {wal}}}\n"
+        f"archive:\n  url: {bucket.url}\n  storage_options: {json.dumps(options)}\n"
+        "  retries: {attempts: 10, backoff: 1s, max_backoff: 5s}\n"
+    )
+    timeout = 3.0
+    walship_script = str(Path(sys.executable).with_name("walship"))
+    try:
+        started = time.monotonic()
+        out = subprocess.run(
+            [walship_script, "archive", "-c", str(config), "--timeout", str(timeout)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ),
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.release()
+        proxy.stop()
+    assert elapsed < timeout + 7, (elapsed, out.stderr)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    opened = "did not open within the timeout" not in out.stderr
+    assert opened or fault != "hang_upload"
+    assert not opened or fault != "hang"  # (a refused open's LIST is retried: either way)
+    if opened:
+        assert "2 segments are not archived" in out.stderr

@@ -12,8 +12,12 @@ A failed attempt fires ``archive_failed`` (with the attempt number, from 1) and 
 an exponential backoff with jitter, capped at ``max_backoff``, up to ``attempts`` times; a segment
 that still fails stays pending ("stalled"), never lost: it is tried again by :meth:`flush`, by
 ``walship archive`` and at the next open, which queues every local closed segment the record
-does not list. When more than ``lag_warning`` segments are pending, ``archive_lagging`` fires
-(once per crossing) and the stats say so.
+does not list. A conflict (:class:`~walship.errors.ArchiveConflictError`: the archive holds
+different content under the segment's name) is no passing fault: the segment stalls at once
+with that error, no attempt repeated. When a segment closes while more than ``lag_warning``
+segments are pending, ``archive_lagging`` fires (once per crossing) and the stats say so: the
+warning is about a running log falling behind, so the backlog queued at start-up or by
+:meth:`requeue` (a catch-up run) never fires it by itself.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from walship.archive.settings import (
 from walship.core.header import segment_name
 from walship.core.record import ArchivedSegment, ArchiveRecord, check_continues
 from walship.core.segment import ClosedSegment
-from walship.errors import ArchiveError, ConfigError
+from walship.errors import ArchiveConflictError, ArchiveError, ConfigError
 from walship.plugins.hookspecs import hookimpl
 from walship.store import SegmentStore
 
@@ -71,6 +75,8 @@ class _Pending:
     state: str = "queued"  # queued | running | stalled
     attempts: int = 0
     last_error: str = ""
+    conflict: bool = False
+    """The last error was an :class:`ArchiveConflictError` (retrying cannot help)."""
 
 
 class Archiver:
@@ -124,6 +130,9 @@ class Archiver:
         self._stopping = False
         """Set by :meth:`close` (a plain store: an interrupt cannot leave it half set)."""
         self._closed = False
+        self._join_deadline: float | None = None
+        """When the first :meth:`close` stops waiting for the workers (later calls never wait
+        longer)."""
         self._lagging = False
         self._rng = random.Random()
         self.counters: Counter[str] = Counter()
@@ -169,13 +178,18 @@ class Archiver:
         wait for the workers included, still leaves the archiver sealed: the workers are told to
         stop and nothing is recorded after the interrupt either (an upload still in flight stays
         pending, and the next open queues it again: uploads are idempotent). A second call
-        finishes the wait. The interrupt itself goes on to the caller.
+        finishes the wait, never waiting past the first call's deadline (``walship archive
+        --timeout`` closes with what is left of its time; the log's close after it is quick).
+        The interrupt itself goes on to the caller.
         """
         self._stopping = True
         try:
             with self._lock:
                 self._cond.notify_all()
             deadline = time.monotonic() + timeout
+            if self._join_deadline is not None:
+                deadline = min(deadline, self._join_deadline)
+            self._join_deadline = deadline
             for w in self._workers:
                 if w.is_alive() and w is not threading.current_thread():
                     w.join(max(0.0, deadline - time.monotonic()))
@@ -197,11 +211,12 @@ class Archiver:
 
     @hookimpl
     def segment_closed(self, segment: ClosedSegment) -> None:
-        """Queue the closed segment for upload (never blocks)."""
-        self.submit(segment.segment_seq, segment.blake3)
+        """Queue the closed segment for upload (never blocks); warn when the archive lags."""
+        self.submit(segment.segment_seq, segment.blake3, live=True)
 
-    def submit(self, segment_seq: int, blake3: bytes | None = None) -> None:
-        """Queue segment ``segment_seq`` unless it is pending already or archived here."""
+    def submit(self, segment_seq: int, blake3: bytes | None = None, live: bool = False) -> None:
+        """Queue segment ``segment_seq`` unless it is pending already or archived here.
+        ``live``: the log just closed it (only then may ``archive_lagging`` fire)."""
         with self._lock:
             if self._stopping or segment_seq in self._pending:
                 return
@@ -215,12 +230,14 @@ class Archiver:
             # every waiter: an interrupted flush() may have left a stale waiter behind, which
             # would swallow a notify() meant for a worker
             self._cond.notify_all()
-            self._check_lag_locked()
+            self._check_lag_locked(live)
 
-    def _check_lag_locked(self) -> None:
+    def _check_lag_locked(self, live: bool = False) -> None:
+        """Count the pending segments; warn (``live``: a segment just closed) or clear the
+        lagging state."""
         n = len(self._pending)
         self.counters["max_pending"] = max(self.counters["max_pending"], n)
-        if n > self.settings.lag_warning and not self._lagging:
+        if live and n > self.settings.lag_warning and not self._lagging:
             self._lagging = True
             self.counters["lag_warnings"] += 1
             oldest = segment_name(min(self._pending))
@@ -305,6 +322,7 @@ class Archiver:
                 error = self.archive.redact(error)
                 p.attempts += 1
                 p.last_error = error
+                p.conflict = isinstance(e, ArchiveConflictError)
                 self.counters["failed_attempts"] += 1
                 logger.warning(
                     "walship archive of %s failed (attempt %d of %d): %s",
@@ -316,13 +334,14 @@ class Archiver:
                 self._emit(
                     "archive_failed", name=name, segment_seq=seq, attempt=attempt, error=error
                 )
-                if attempt == retries.attempts:
+                if attempt == retries.attempts or p.conflict:
                     p.state = "stalled"
                     self.counters["stalled"] += 1
                     logger.error(
-                        "walship archive of %s gave up after %d attempts; it stays pending: %s",
+                        "walship archive of %s gave up after %d attempts%s; it stays pending: %s",
                         name,
                         attempt,
+                        " (a conflict: retrying cannot help)" if p.conflict else "",
                         error,
                     )
                     return False
@@ -381,6 +400,21 @@ class Archiver:
                 for s, p in sorted(self._pending.items())
                 if p.state == "stalled"
             }
+
+    def last_errors(self) -> dict[str, str]:
+        """Pending segments that failed at least once (stalled or between attempts), with their
+        last error, oldest first."""
+        with self._lock:
+            return {
+                segment_name(s): p.last_error
+                for s, p in sorted(self._pending.items())
+                if p.attempts
+            }
+
+    def conflicts(self) -> list[str]:
+        """Pending segments whose last attempt met an :class:`ArchiveConflictError`."""
+        with self._lock:
+            return [segment_name(s) for s, p in sorted(self._pending.items()) if p.conflict]
 
     def wait_for_progress(self, timeout: float) -> None:
         """Block until a segment finishes (archived or stalled) or ``timeout`` passes."""

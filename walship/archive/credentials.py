@@ -8,9 +8,14 @@ from __future__ import annotations
 import errno
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
-from walship.archive.failures import describe_failure, is_missing_bucket, server_answer
+from walship.archive.failures import (
+    describe_failure,
+    is_expired_credentials,
+    is_missing_bucket,
+    server_answer,
+)
 from walship.errors import ArchiveError
 
 # --- credentials ----------------------------------------------------------------------------
@@ -82,28 +87,49 @@ def storage_errors(method: _F) -> _F:
     Every caller handles ``OSError`` as "the store failed", and nothing from below leaks out
     as a traceback. Passed through as they are: walship's own errors, ``FileExistsError`` (a
     refused create) and ``FileNotFoundError`` of a missing object. The decorated method is
-    called on an object with ``url``, ``redact`` and, optionally, ``anon``."""
+    called on an object with ``url``, ``redact`` and, optionally, ``anon``.
+
+    Expired credentials (:func:`~walship.archive.failures.is_expired_credentials`): when the
+    object has ``renew_credentials(generation)`` and ``credentials_generation``, it is asked
+    for fresh ones and the call is made once more at once (the innermost decorated call
+    retries: an outer one sees walship's error and lets it pass); a second refusal is raised
+    as any other, for the caller's retry policy."""
     operation = method.__name__.strip("_")
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        generation = getattr(self, "credentials_generation", None)
         try:
             return method(self, *args, **kwargs)
         except (ArchiveError, FileExistsError):
             raise
         except Exception as e:
-            if isinstance(e, FileNotFoundError) and not is_missing_bucket(e):
-                if e.strerror or server_answer(e) is None:
-                    raise
-                # s3fs's FileNotFoundError(None) of a 404 with an empty message: name it
-                failure = describe_failure(e, self.url, operation)
-                raise FileNotFoundError(errno.ENOENT, str(failure), e.filename) from e
-            answered = server_answer(e) is not None
-            if not answered and (isinstance(e, OSError) or not _from_storage_library(e)):
-                raise
-            failure = describe_failure(e, self.url, operation, bool(getattr(self, "anon", False)))
-            raise type(failure)(
-                self.redact(str(failure)), failure.status, failure.code, failure.operation
-            ) from e
+            if generation is None or not is_expired_credentials(e):
+                raise_translated(self, e, operation)
+            self.renew_credentials(generation)
+        try:
+            return method(self, *args, **kwargs)
+        except (ArchiveError, FileExistsError):
+            raise
+        except Exception as e:
+            raise_translated(self, e, operation)
 
     return cast(_F, wrapper)
+
+
+def raise_translated(owner: Any, e: Exception, operation: str) -> NoReturn:
+    """Raise what :func:`storage_errors` lets out for ``e``, an error of ``operation`` on
+    ``owner``'s archive: ``e`` itself, or walship's redacted error for it (from ``e``)."""
+    if isinstance(e, FileNotFoundError) and not is_missing_bucket(e):
+        if e.strerror or server_answer(e) is None:
+            raise e
+        # s3fs's FileNotFoundError(None) of a 404 with an empty message: name it
+        failure = describe_failure(e, owner.url, operation)
+        raise FileNotFoundError(errno.ENOENT, str(failure), e.filename) from e
+    answered = server_answer(e) is not None
+    if not answered and (isinstance(e, OSError) or not _from_storage_library(e)):
+        raise e
+    failure = describe_failure(e, owner.url, operation, bool(getattr(owner, "anon", False)))
+    raise type(failure)(
+        owner.redact(str(failure)), failure.status, failure.code, failure.operation
+    ) from e

@@ -15,7 +15,17 @@ REFUSED_CREATE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConfl
 412 ``PreconditionFailed``; AWS answers 409 ``ConditionalRequestConflict`` to a create racing
 another one)."""
 
+EXPIRED_CREDENTIALS_CODES = frozenset(
+    {"ExpiredToken", "InvalidToken", "TokenRefreshRequired", "ExpiredTokenException"}
+)
+"""The store refused temporary credentials that expired (or were replaced): fresh ones, from
+the environment, the profile or the instance metadata, may succeed at once."""
+
 _HINTS = {
+    "ExpiredToken": "the temporary credentials expired; renewed and retried",
+    "InvalidToken": "the session token is not valid (expired or replaced); renewed and retried",
+    "TokenRefreshRequired": "the session token must be refreshed; renewed and retried",
+    "ExpiredTokenException": "the temporary credentials expired; renewed and retried",
     "SignatureDoesNotMatch": "the secret key does not match the access key",
     "InvalidAccessKeyId": "the server does not know this access key",
     "AccessDenied": "these credentials may not do this",
@@ -72,6 +82,18 @@ def is_refused_create(e: BaseException) -> bool:
     """Whether ``e`` is a conditional create the server refused because the object exists."""
     answer = server_answer(e)
     return answer is not None and (answer.code in REFUSED_CREATE_CODES or answer.status == 412)
+
+
+def is_expired_credentials(e: BaseException) -> bool:
+    """Whether ``e`` is the server refusing expired (or replaced) temporary credentials: an
+    error code of :data:`EXPIRED_CREDENTIALS_CODES` in a 400, 401 or 403 answer (or one whose
+    status is unknown)."""
+    answer = server_answer(e)
+    return (
+        answer is not None
+        and answer.code in EXPIRED_CREDENTIALS_CODES
+        and answer.status in (None, 400, 401, 403)
+    )
 
 
 def is_unsatisfiable_range(e: BaseException) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
@@ -42,6 +44,7 @@ from walship.errors import (
 )
 
 _CHUNK = 1024 * 1024
+logger = logging.getLogger("walship.archive")
 
 
 @dataclass(frozen=True)
@@ -144,13 +147,12 @@ class ArchiveStore:
         self._secrets = secret_values(url, storage_options or {})
         self.compression = compression
         self.max_object_bytes = max_object_bytes
-        try:
-            fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        except (ImportError, ValueError, TypeError) as e:
-            s3 = isinstance(e, ImportError) and fsspec.utils.get_protocol(url) in ("s3", "s3a")
-            hint = ": pip install 'walship[s3]'" if s3 else ""
-            raise ArchiveError(f"cannot open archive {self.url}: {e}{hint}") from None
+        self._source = (url, dict(storage_options or {}))
+        fs, root = self._open_fs()
         self.fs: Any = fs
+        self.credentials_generation = 0
+        """How many times :meth:`renew_credentials` built a fresh filesystem."""
+        self._renew_lock = threading.Lock()
         self.root: str = root.rstrip("/")
         protocols = set(fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
         # by protocol, not class: a subclass may not keep its parent's write semantics
@@ -164,6 +166,42 @@ class ArchiveStore:
             self._kind = "generic"
         self._creator = ObjectCreator(
             self.fs, self.root, self.url, self._kind, conditional_create, self._read_small
+        )
+
+    def _open_fs(self, fresh: bool = False) -> tuple[Any, str]:
+        """The filesystem of the URL and the root path in it (``fresh``: a new instance, never
+        fsspec's cached one, so that credentials are resolved again)."""
+        url, options = self._source
+        if fresh:
+            options = {**options, "skip_instance_cache": True}
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **options)
+        except (ImportError, ValueError, TypeError) as e:
+            s3 = isinstance(e, ImportError) and fsspec.utils.get_protocol(url) in ("s3", "s3a")
+            hint = ": pip install 'walship[s3]'" if s3 else ""
+            raise ArchiveError(f"cannot open archive {self.url}: {e}{hint}") from None
+        return fs, str(root)
+
+    def renew_credentials(self, generation: int) -> None:
+        """The store refused expired credentials: build a fresh filesystem object (s3fs with
+        ``skip_instance_cache=True``: the credentials are resolved again from the storage
+        options, the environment, the profile or the instance metadata), unless another
+        thread did since ``generation`` (the :attr:`credentials_generation` its call saw).
+        Requests already under way finish on the old one. Thread-safe; called by the
+        ``storage_errors`` wrapper before it retries a call once.
+
+        Raises:
+            ArchiveError: the filesystem cannot be built any more.
+        """
+        with self._renew_lock:
+            if self.credentials_generation != generation:
+                return
+            fs, _root = self._open_fs(fresh=True)
+            self.fs = self._creator.fs = fs
+            self.credentials_generation += 1
+        logger.warning(
+            "walship archive %s: the store refused expired credentials; renewed them and retrying",
+            self.url,
         )
 
     @property

@@ -17,7 +17,8 @@ starts a new child.
 The child never prints a traceback (it shares the parent's stderr): every log record, uncaught
 exception (thread or main), unraisable exception and asyncio loop error (aiohttp's "Unclosed
 client session", an exception never retrieved) is one line, ``walship upload process: ...``;
-it ends with ``os._exit`` once its puts are done, so no finalizer speaks at interpreter exit.
+it ends with ``os._exit`` when the parent goes (puts in flight are not waited for: nobody is
+left to record them), so no finalizer speaks at interpreter exit.
 """
 
 from __future__ import annotations
@@ -244,14 +245,19 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
         with send_lock, contextlib.suppress(OSError, ValueError):
             conn.send(reply)
 
-    with ThreadPoolExecutor(_THREADS, thread_name_prefix="walship-upload") as pool:
-        while True:
-            try:
-                n, key, name, b3, path = conn.recv()
-                raw = path if path is not None else conn.recv_bytes()
-            except (EOFError, OSError):
-                return  # the parent is gone or closed us
-            pool.submit(run, n, key, name, raw, b3)
+    pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="walship-upload")
+    while True:
+        try:
+            n, key, name, b3, path = conn.recv()
+            raw = path if path is not None else conn.recv_bytes()
+        except (EOFError, OSError):
+            # the parent is gone or closed us: nobody is left to record a result, so a put in
+            # flight is not waited for (a hung server would keep this process, and the
+            # parent's stderr it holds, alive long after the parent's timeout); the next run
+            # puts it again (idempotent)
+            pool.shutdown(wait=False, cancel_futures=True)
+            return
+        pool.submit(run, n, key, name, raw, b3)
 
 
 if __name__ == "__main__":  # pragma: no cover - the child

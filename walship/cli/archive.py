@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from walship.cli.target import storage_options_from, target_options
 from walship.errors import ArchiveIntegrityError
 
 if TYPE_CHECKING:
+    from walship.archive.archiver import Archiver
     from walship.archive.restore import RestoreResult
 
 
@@ -36,11 +38,16 @@ if TYPE_CHECKING:
 def archive(config: Path, timeout: float | None) -> None:
     """Upload every closed segment that is not archived yet, verified, with a progress bar.
 
-    Exits 1 when some segment could not be archived (each is named with its last error).
+    A catch-up run: the backlog it finds is no lag warning. With ``--timeout`` it returns
+    within that time (and a moment to close): uploads still in flight then stay pending, queued
+    again by the next run or open. Exits 1 when some segment could not be archived (each is
+    named with its last error, or "still in progress"), and 3 when some segment conflicts with
+    the archive (different content under its name, never overwritten: no retry can help).
     """
     from tqdm import tqdm
 
-    log = walship.open(config=config)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    log = open_within(config, deadline)
     try:
         archiver = log.archiver
         if archiver is None:
@@ -48,7 +55,6 @@ def archive(config: Path, timeout: float | None) -> None:
         archiver.requeue()
         start = archiver.stats()
         total = start["archived"] + start["pending"]
-        deadline = None if timeout is None else time.monotonic() + timeout
         with tqdm(
             total=total, unit="segment", desc="archive", file=sys.stderr, disable=None
         ) as bar:
@@ -57,25 +63,80 @@ def archive(config: Path, timeout: float | None) -> None:
                 bar.update(st["archived"] - bar.n)
                 if st["pending"] == st["stalled_now"]:
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                left_s = None if deadline is None else deadline - time.monotonic()
+                if left_s is not None and left_s <= 0:
                     break
-                archiver.wait_for_progress(0.2)
-        st = archiver.stats()
-        click.echo(
-            f"archived {st['archived']} segments ({st['bytes']} bytes; "
-            f"{st['already_archived']} were there already) to {archiver.url}"
-        )
-        if st["removed"]:
-            click.echo(f"removed {st['removed']} local segments (retention)")
-        left = archiver.pending()
-        if left:
-            stalled = archiver.stalled()
-            click.echo(f"{len(left)} segments are not archived:", err=True)
-            for name in left:
-                click.echo(f"  {name}: {stalled.get(name, 'still in progress')}", err=True)
-            sys.exit(1)
+                archiver.wait_for_progress(0.2 if left_s is None else min(0.2, left_s))
+        if deadline is not None:
+            # in-flight uploads get what is left of the time, not the close's usual 30 s
+            archiver.close(timeout=max(0.0, deadline - time.monotonic()))
+        report_archive(archiver)
     finally:
         log.close()
+
+
+def open_within(config: Path, deadline: float | None) -> walship.Log:
+    """``walship.open(config=config)``, given up (exit 1) when ``deadline`` passes first: the
+    open looks at the archive (one LIST, to check that the log continues it), and a server
+    that hangs would hold it past any ``--timeout``. The open left behind runs on in a daemon
+    thread until the process exits (as a kill would end it: an open changes nothing it cannot
+    recover from)."""
+    if deadline is None:
+        return walship.open(config=config)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["log"] = walship.open(config=config)
+        except BaseException as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    opener = threading.Thread(target=run, name="walship-archive-open", daemon=True)
+    opener.start()
+    opener.join(max(0.0, deadline - time.monotonic()))
+    if opener.is_alive():
+        click.echo(
+            f"walship: {config}: the log did not open within the timeout (the archive did not "
+            "answer in time); nothing archived",
+            err=True,
+        )
+        sys.exit(1)
+    if "error" in box:
+        raise box["error"]
+    log: walship.Log = box["log"]
+    return log
+
+
+CONFLICT_EXIT = 3
+"""Exit status of ``walship archive`` when a segment conflicts with the archive."""
+
+
+def report_archive(archiver: Archiver) -> None:
+    """Print what ``walship archive`` did; exit 1 (3: a conflict) when something is left."""
+    st = archiver.stats()
+    click.echo(
+        f"archived {st['archived']} segments ({st['bytes']} bytes; "
+        f"{st['already_archived']} were there already) to {archiver.url}"
+    )
+    if st["removed"]:
+        click.echo(f"removed {st['removed']} local segments (retention)")
+    left = archiver.pending()
+    if not left:
+        return
+    errors = archiver.last_errors()
+    conflicts = archiver.conflicts()
+    click.echo(f"{len(left)} segments are not archived:", err=True)
+    for name in left:
+        what = errors.get(name, "still in progress")
+        click.echo(f"  {name}: {'conflict: ' if name in conflicts else ''}{what}", err=True)
+    if conflicts:
+        click.echo(
+            f"walship: {len(conflicts)} segments conflict with the archive (different content "
+            f"under their names, never overwritten; exit {CONFLICT_EXIT})",
+            err=True,
+        )
+        sys.exit(CONFLICT_EXIT)
+    sys.exit(1)
 
 
 @click.command("restore")
