@@ -16,8 +16,8 @@ from walship.cli.target import storage_options_from, target_options
 from walship.errors import ArchiveIntegrityError
 
 if TYPE_CHECKING:
-    from walship.archive.archiver import Archiver
     from walship.archive.restore import RestoreResult
+    from walship.log import ArchiveService
 
 
 @click.command("archive")
@@ -111,7 +111,7 @@ CONFLICT_EXIT = 3
 """Exit status of ``walship archive`` when a segment conflicts with the archive."""
 
 
-def report_archive(archiver: Archiver) -> None:
+def report_archive(archiver: ArchiveService) -> None:
     """Print what ``walship archive`` did; exit 1 (3: a conflict) when something is left."""
     st = archiver.stats()
     click.echo(
