@@ -797,7 +797,10 @@ def _handoff_sweep(mode: str, scenario: str) -> None:
     k = 1
     while _handoff_run(k, mode, scenario):
         k += 1
-    assert k > 20, f"only {k - 1} points reached"
+    # the check is that the sweep reached into the hand-off at all: Python 3.11 shows the tracer
+    # about 46 points per scenario, 3.13 as few as 19 (its tracer is given fewer of the points
+    # where CPython delivers a signal); the points between are swept on every version
+    assert k > 12, f"only {k - 1} points reached"
 
 
 @pytest.mark.parametrize("mode", MODES)
