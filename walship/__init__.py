@@ -97,7 +97,9 @@ def open(
             specs (``"module:attr"``, an entry-point name, ``{"name": ..., "options": ...}``).
     Raises:
         ConfigError: the config file or an override is invalid (one line, with the key path).
-        PluginError: a plugin failed to import, to be created or to validate (named).
+        PluginError: a plugin given in ``plugins`` (or the config) failed to import, to be
+            created or to validate (named); an entry-point plugin that fails is skipped with a
+            warning instead (``log.plugins.skipped``).
         LogCorruptError: damage other than a torn tail (see ``salvage``; damage to an
             archived segment needs ``repair``: salvage never writes into one).
         ArchiveError: the archive record must be rebuilt (or ``repair`` was asked) and the

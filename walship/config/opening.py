@@ -25,7 +25,8 @@ def open_log(
 
     Raises:
         ConfigError: the config or an override is invalid.
-        PluginError: a plugin failed to import, to be created or to validate (named).
+        PluginError: a plugin the config names failed to import, to be created or to validate
+            (named); an entry-point plugin that fails is skipped with a warning instead.
         LogCorruptError, StoreLockedError: as :class:`~walship.log.Log`.
     """
     from walship.config.loading import load_config, validate_config
