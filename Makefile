@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench floors clean
+.PHONY: demo test lint bench floors docs clean
 
 # the native codec is built by the editable install: again when its source changes
 $(STAMP): pyproject.toml setup.py walship/core/_codec.c
@@ -26,6 +26,19 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+# The documentation site (mkdocs.yml) in site/: the README and docs/*.md, and the API reference
+# rendered from the docstrings. Strict: a broken cross-reference, link or docstring section fails
+# it (tests/test_docs.py proves that a broken reference does). The docs extra's requirements
+# (read from the installed metadata: no rebuild of the package) go into the venv.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -c 'import importlib.metadata as m; print("\n".join(r.split(";")[0] for r in m.requires("walship") if r.replace(" ", "").endswith("extra==\"docs\"")))' > $(VENV)/docs-requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/docs-requirements.txt
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --clean
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,8 +49,8 @@ lint: $(STAMP)
 # are about: archive, restore, config, CLI, plugins, object-store faults.
 FLOORS_PYTHON ?= $(PYTHON)
 FLOORS_VENV ?= .venv-floors
-FLOORS_EXTRAS := s3,zstd,test
-FLOORS_TESTS ?= tests/test_archive*.py tests/test_restore*.py tests/test_config.py \
+FLOORS_EXTRAS := s3,zstd,crypto,test
+FLOORS_TESTS ?= tests/test_archive*.py tests/test_restore*.py tests/test_config.py tests/test_encryption.py \
 	tests/test_cli.py tests/test_plugins.py tests/test_prometheus.py \
 	tests/reliability/test_object_store_faults.py
 
@@ -52,4 +65,4 @@ floors: $(STAMP)
 	$(FLOORS_VENV)/bin/python -m pytest -q $(FLOORS_TESTS) $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-* build *.egg-info
+	rm -rf $(VENV) .venv-* build *.egg-info site

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -170,11 +171,38 @@ class RadosGW:
         access_key: str = RADOSGW_ACCESS_KEY,
         secret_key: str = RADOSGW_SECRET_KEY,
         ceph_conf: str = CEPH_CONF,
+        daemon: str = RADOSGW_NAME,
+        overrides: tuple[str, ...] = (),
     ) -> None:
         self.endpoint = endpoint
         self.access_key = access_key
         self.secret_key = secret_key
         self.ceph_conf = ceph_conf
+        self.daemon = daemon
+        self.overrides = overrides  # command-line settings of the daemon (a spare's port)
+
+    @contextlib.contextmanager
+    def spare(self) -> Iterator[RadosGW]:
+        """A second radosgw daemon of the same cluster (the same users and buckets) on a port
+        of its own, stopped afterwards: a test that stops its daemon stops this one, never the
+        shared one another test (another xdist worker) is using."""
+        port = free_port()
+        data = Path(self.ceph_conf).parent / f"rgw-spare-{port}"
+        data.mkdir(exist_ok=True)
+        spare = RadosGW(
+            f"http://127.0.0.1:{port}",
+            self.access_key,
+            self.secret_key,
+            self.ceph_conf,
+            daemon=f"client.rgw.spare{port}",
+            overrides=(f"--rgw_frontends=beast endpoint=127.0.0.1:{port}", f"--rgw_data={data}"),
+        )
+        spare.start()
+        try:
+            yield spare
+        finally:
+            spare.stop()
+            shutil.rmtree(data, ignore_errors=True)
 
     def storage_options(self) -> dict[str, Any]:
         """s3fs options for this endpoint: its keys, no instance cache, quick failures."""
@@ -235,11 +263,12 @@ class RadosGW:
         return True
 
     def _pid_file(self) -> Path:
-        return Path(self.ceph_conf).parent / "run" / f"{RADOSGW_NAME}.pid"
+        return Path(self.ceph_conf).parent / "run" / f"{self.daemon}.pid"
 
     def stop(self) -> None:
         """Stop the radosgw daemon (SIGTERM, then SIGKILL) and wait until the port is closed.
-        The shared instance: briefly, and always :meth:`start` it again."""
+        Only a :meth:`spare`'s: stopping the shared daemon fails whatever another xdist worker
+        asks of it meanwhile."""
         import signal
 
         pid = int(self._pid_file().read_text().strip())
@@ -257,7 +286,9 @@ class RadosGW:
         import subprocess
 
         if not self.answers(0.5):
-            subprocess.run(["radosgw", "-c", self.ceph_conf, "-n", RADOSGW_NAME], check=True)
+            subprocess.run(
+                ["radosgw", "-c", self.ceph_conf, "-n", self.daemon, *self.overrides], check=True
+            )
         if not wait_until(lambda: self.answers(0.5), timeout=timeout, interval=0.2):
             raise RuntimeError(f"radosgw at {self.endpoint} did not come back in {timeout}s")
 

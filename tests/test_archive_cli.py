@@ -90,6 +90,7 @@ def test_archive_exits_1_and_names_what_could_not_be_archived(tmp_path: Path) ->
     assert "2 segments are not archived" in out.stderr
     assert segment_name(1) in out.stderr and segment_name(2) in out.stderr
     assert "Traceback" not in out.stderr
+    assert "still pending upload" not in out.stderr  # named once, not again by the close
     assert local_segments(wal) == [1, 2, 3]
 
 
@@ -218,7 +219,9 @@ def test_archive_shows_the_error_of_a_segment_waiting_to_retry(tmp_path: Path) -
     url = (tmp_path / "blocker" / "archive").as_uri()
     config = write_config(tmp_path / "walship.yaml", wal, url)
     slow_retries(config, "\n  lag_warning: 1")
-    out = run("archive", "-c", str(config), "--timeout", "2")
+    # (the first attempts come within seconds, the retries a minute later: 8 s leaves both
+    # segments between attempts even on a loaded machine, where 2 s once found one untried)
+    out = run("archive", "-c", str(config), "--timeout", "8")
     assert out.returncode == 1, out.stderr
     assert "2 segments are not archived" in out.stderr
     assert "still in progress" not in out.stderr and "Errno" in out.stderr

@@ -404,3 +404,19 @@ def test_a_listing_is_classified_without_a_bucket() -> None:
     assert refused == ["../etc/passwd", object_name(3), "bucket/other/x", object_name(4), "/"]
     with pytest.raises(ArchiveNameError, match=r"\(and 4 more\)"):
         listing.raise_rejected("s3://bucket/wal")
+
+
+@pytest.mark.parametrize("url", ["memory", "file"], indirect=True)
+def test_a_zstd_object_that_does_not_decompress_is_named(url: str) -> None:
+    """Streamed (get, get_unverified) and read whole (a sealed one aside): a zstd object whose
+    bytes were damaged is an ArchiveIntegrityError naming the object and the segment."""
+    store = ArchiveStore(url, compression="zstd")
+    name, raw = NAMES[1], SEGMENTS[NAMES[1]]
+    m = store.put(name, raw).manifest
+    stored = bytes(store.fs.cat_file(f"{store.root}/{m.object}"))
+    store.fs.rm_file(f"{store.root}/{m.object}")
+    plant(store, m.object, stored[:20] + bytes(40) + stored[60:])
+    for read in (lambda: store.get(m), lambda: store.get_unverified(m.segment_seq, "zstd")):
+        with pytest.raises(ArchiveIntegrityError, match="does not decompress") as e:
+            read()
+        assert e.value.segment == name and m.object in str(e.value)

@@ -552,7 +552,7 @@ def test_demo_removes_its_temporary_directories_unless_kept(
     (made,) = re.findall(r"^log directory +(\S+)$", result.stdout, re.M)
     kept = sorted(p.name for p in tmp_path.iterdir())
     name = Path(made).name
-    assert kept == [name, f"{name}.archive", f"{name}.restored"]
+    assert kept == [name, f"{name}.archive", f"{name}.from-checkpoint", f"{name}.restored"]
     assert scan_store(PosixStore(made)).ok
 
 

@@ -5,6 +5,7 @@ offsets and reasons, the same exceptions with the same messages, and the same by
 from __future__ import annotations
 
 import array
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -296,3 +297,75 @@ def test_decode_builds_any_frame_class() -> None:
     assert stop == len(data)
     assert native.decode(data, 0, 10, frame.Frame)[0] == [(1, 2, 3, b"ab"), (2, 2, 3, b"")]
     assert hash(native.decode(data, 0, 1, frame.Frame)[0][0]) == hash(frame.Frame(1, 2, 3, b"ab"))
+
+
+# --- the entry points of the read path and the gathering encoder ----------------------------
+
+
+@needs_native
+@SETTINGS
+@given(damaged(), st.one_of(st.none(), st.integers(0, 2**64 - 1)))
+def test_summarize_differential(case: tuple[bytes, int], prev: int | None) -> None:
+    data, start = case
+    got, want = both(lambda: frame.summarize(memoryview(data), start, prev))
+    assert got == want
+
+
+@needs_native
+@SETTINGS
+@given(
+    damaged(),
+    st.integers(1, 12),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 3000),
+    st.booleans(),
+)
+def test_decode_range_differential(
+    case: tuple[bytes, int], max_frames: int, a: int, b: int, trusted: int, views: bool
+) -> None:
+    data, start = case
+    lo, hi = min(a, b), max(a, b)
+    for bounds in ((0, 2**64 - 1), (lo, hi)):
+
+        def run(bounds: tuple[int, int] = bounds) -> Any:
+            got = frame.decode_range(memoryview(data), start, max_frames, *bounds, trusted, views)
+            return [(type(f), f[:3], bytes(f.payload)) for f in got.frames], got[1:]
+
+        got, want = both(run)
+        assert got == want
+
+
+@needs_native
+def test_decode_range_walks_over_frames_below_lo_and_stops_above_hi() -> None:
+    data = memoryview(b"".join(frame.encode(i, 7, 1, b"p%d" % i) for i in range(1, 101)))
+    for mode in (False, True):
+        with pure() if mode else contextlib.nullcontext():
+            got = frame.decode_range(data, 0, 1000, 40, 45)
+            assert [f.commit_seq for f in got.frames] == [40, 41, 42, 43, 44, 45] and got.done
+            assert got.offset == sum(25 + len(b"p%d" % i) for i in range(1, 46))  # before 46
+            views = frame.decode_range(data, 0, 1000, views=True).frames
+            assert all(type(f) is frame.FrameView for f in views)
+            assert [bytes(f.payload) for f in views[:2]] == [b"p1", b"p2"]
+
+
+@needs_native
+@SETTINGS
+@given(st.lists(payload_objects, max_size=12), st.integers(0, 40), st.integers(-30, 30))
+def test_gathering_encoder_differential(payloads: list[Any], offset: int, slack: int) -> None:
+    size = max(0, offset + 25 * len(payloads) + slack)
+    results: list[tuple[bytearray, list[Any]]] = []
+
+    def run() -> int:
+        buf, pieces = bytearray(size), [b"before"]
+        results.append((buf, pieces))
+        return frame.encode_batch_at(buf, offset, 5, 6, 7, payloads, pieces)
+
+    got, want = both(run)
+    assert got == want
+    (b0, p0), (b1, p1) = results
+    assert b0 == b1 and [bytes(x) for x in p0] == [bytes(x) for x in p1]
+    if got[0] == "ok":
+        encoded = b"".join(bytes(x) for x in p0[1:])
+        with pure():
+            assert encoded == b"".join(frame.encode(5 + i, 6, 7, p) for i, p in enumerate(payloads))

@@ -82,6 +82,9 @@ def test_a_full_config_becomes_typed_values(tmp_path: Path) -> None:
         "lag_warning": 50,
         "upload_process": False,
         "conditional_create": "checked",
+        "drain_on_close": 30.0,
+        "max_pending": None,
+        "backpressure_timeout": 30.0,
     }
     assert cfg.retention_options() == {"keep_local": "last:3"}
     kwargs = cfg.log_kwargs()
@@ -107,6 +110,9 @@ def test_archive_defaults_and_no_sections() -> None:
         "lag_warning": 64,
         "upload_process": True,
         "conditional_create": "required",
+        "drain_on_close": 30.0,
+        "max_pending": None,
+        "backpressure_timeout": 30.0,
     }
     assert cfg.retention_options() == {"keep_local": "all"}
     cfg = parse_config("archive: {url: 'memory://x'}\nretention: {keep_local: until_archived}")
@@ -180,7 +186,7 @@ def test_bad_durations(text: object) -> None:
 
 
 URL_HELP = "an fsspec URL like s3://bucket/prefix, gs://bucket/prefix or file:///path"
-SIZE_HELP = "a size of at least 1024 bytes, like 64MiB, 512KiB or 1048576"
+SIZE_HELP = "a size of at least 64 bytes, like 64MiB, 512KiB or 1048576"
 DURATION_HELP = "a positive duration, like 10ms, 60s, 5m or 1.5 (seconds)"
 ID_HELP = "an integer from 0 to 18446744073709551615"
 
@@ -208,9 +214,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, str], str]] = [
         f"rotation.max_segment_bytes = '64 Mb!': expected {SIZE_HELP}",
     ),
     (
-        "rotation: {max_segment_bytes: 100}",
+        "rotation: {max_segment_bytes: 10}",
         {},
-        f"rotation.max_segment_bytes = 100: expected {SIZE_HELP}",
+        f"rotation.max_segment_bytes = 10: expected {SIZE_HELP}",
     ),
     (
         "rotation: {max_segment_age: soon}",
@@ -507,8 +513,8 @@ def test_open_from_a_file_with_overrides(tmp_path: Path, monkeypatch: pytest.Mon
         plugins=[metrics, "walship.plugins.logging"],
     ) as log:
         assert log.durability.value == "none"
-        assert log._manager.policy.max_segment_bytes == 2048
-        assert log._manager.policy.max_segment_age == 5.0
+        assert log._state.manager.policy.max_segment_bytes == 2048
+        assert log._state.manager.policy.max_segment_age == 5.0
         assert log.plugins.has_plugin("walship.plugins.logging")
         assert MetricsPlugin.of(log) is metrics
         for _ in range(40):

@@ -216,7 +216,9 @@ def test_every_hook_is_documented_with_when_and_what() -> None:
         "segment_archived",
         "archive_failed",
         "archive_lagging",
+        "archive_backpressure",
         "segment_removed",
+        "follower_lag",
     }
     assert expected == HOOK_NAMES
     for name in HOOK_NAMES:
@@ -314,9 +316,9 @@ BAD_PLUGINS: list[tuple[object, str]] = [
     (
         "test_plugins:Misspelt",
         "plugin 'test_plugins:Misspelt': segment_close implements 'segment_close', which "
-        "is not a walship hook (did you mean 'segment_closed'? hooks: archive_failed, "
-        "archive_lagging, log_recovered, segment_archived, segment_closed, segment_opened, "
-        "segment_removed)",
+        "is not a walship hook (did you mean 'segment_closed'? hooks: archive_backpressure, "
+        "archive_failed, archive_lagging, follower_lag, log_recovered, segment_archived, "
+        "segment_closed, segment_opened, segment_removed)",
     ),
     (
         "test_plugins:WrongArgs",
@@ -336,9 +338,9 @@ BAD_PLUGINS: list[tuple[object, str]] = [
     (
         "test_plugins:Nothing",
         "plugin 'test_plugins:Nothing' (test_plugins.Nothing instance) implements "
-        "no walship hook (hooks: archive_failed, archive_lagging, log_recovered, "
-        "segment_archived, segment_closed, segment_opened, segment_removed; mark methods with "
-        "@walship.hookimpl)",
+        "no walship hook (hooks: archive_backpressure, archive_failed, archive_lagging, "
+        "follower_lag, log_recovered, segment_archived, segment_closed, segment_opened, "
+        "segment_removed; mark methods with @walship.hookimpl)",
     ),
 ]
 
@@ -448,7 +450,9 @@ def test_logging_plugin_writes_one_structured_line_per_event(
 def test_logging_plugin_json_and_warning_levels(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="x.events")
     plugin = LoggingPlugin(level="DEBUG", logger="x.events", format="json")
-    plugin.archive_failed(log=None, name="s", segment_seq=3, attempt=2, error="503 SlowDown")
+    plugin.archive_failed(
+        log=None, name="s", segment_seq=3, attempt=2, error="503 SlowDown", url="s3://b"
+    )
     plugin.segment_archived(
         log=None, name="s", segment_seq=3, url="s3://b/s", size=10, blake3="ab", seconds=0.25
     )
@@ -462,6 +466,7 @@ def test_logging_plugin_json_and_warning_levels(caplog: pytest.LogCaptureFixture
         "segment_seq": 3,
         "attempt": 2,
         "error": "503 SlowDown",
+        "url": "s3://b",
     }
     with pytest.raises(ValueError, match="level 'LOUD' is not one of"):
         LoggingPlugin(level="LOUD")
@@ -897,3 +902,39 @@ def test_example_package_is_listed_by_the_cli(example_python: Path) -> None:
         "version": "0.1.0",
         "error": None,
     } in doc["plugins"]
+
+
+def test_entry_points_are_read_once_per_state_of_the_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each open looked the backend up twice and discovered the plugins once, each a read of
+    every installed distribution's metadata; a reopen reads none now, and a distribution
+    installed meanwhile into a directory already on sys.path is still seen at once."""
+    import importlib.metadata
+
+    from walship.backends import entry_points as entrypoints
+
+    reads: list[str] = []
+
+    def counting(**kw: Any) -> Any:
+        reads.append(kw["group"])
+        return importlib.metadata.entry_points(**kw)
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(entrypoints, "entry_points", counting)
+    walship.open(tmp_path / "wal").close()
+    first = len(reads)
+    assert first >= 1
+    walship.open(tmp_path / "wal").close()
+    assert len(reads) == first  # nothing changed: nothing read again
+    _fake_distribution(
+        site,
+        "late_store",
+        "[walship.backends]\nlate = late_store_mod:LateStore\n",
+        "late_store_mod",
+        "from walship.backends.posix import PosixStore\nclass LateStore(PosixStore):\n    pass\n",
+    )
+    assert "late" in backend_names()  # installed while the process runs: seen
+    assert len(reads) == first + 1

@@ -196,12 +196,15 @@ def test_encode_batch_at_and_pieces_match_encode_batch() -> None:
     end = framing.encode_batch_at(buf, 7, 10, 99, 3, payloads)
     assert end == len(buf) and buf[7:] == ref
     pieces: list[bytes | bytearray | memoryview] = []
-    assert framing.encode_pieces(pieces, 10, 99, 3, payloads) == len(payloads)
+    heads = bytearray(25 * len(payloads))
+    assert framing.encode_batch_at(heads, 0, 10, 99, 3, payloads, pieces) == len(heads)
     assert b"".join(bytes(p) for p in pieces) == ref
     with pytest.raises(ValueError, match="too short"):
         framing.encode_batch_at(bytearray(10), 0, 1, 1, 0, [b"x" * 20])
     with pytest.raises(walship.FrameTooLargeError):
-        framing.encode_pieces(pieces, 1, 1, 0, [memoryview(bytes(framing.MAX_PAYLOAD + 1))])
+        framing.encode_batch_at(
+            heads, 0, 1, 1, 0, [memoryview(bytes(framing.MAX_PAYLOAD + 1))], pieces
+        )
 
 
 def test_decode_all_fast_loop_keeps_the_exact_errors() -> None:

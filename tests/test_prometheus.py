@@ -225,3 +225,33 @@ def test_without_the_extra_the_error_names_the_pip_install(tmp_path: Path) -> No
     )
     assert out.endswith("): pip install 'walship[prometheus]'\n")
     assert out.count("\n") == 1
+
+
+def test_a_followers_lag_is_exported_after_each_round(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """The ``follower_lag`` hook: what the follower misses of its archive, per URL, as gauges
+    (the follower has no log: nothing of it was exported before)."""
+    from walship.archive.follow import Follower
+
+    url = (tmp_path / "archive").as_uri()
+    plugin = PrometheusPlugin(registry=registry)
+    with walship.open(tmp_path / "wal", max_segment_bytes=512, archive={"url": url}) as log:
+        for i in range(1, 41):
+            log.append(b"frame-%d|" % i)
+        log.rotate()
+        assert log.archiver is not None and log.archiver.flush(timeout=30)
+        with Follower(url, tmp_path / "replica", plugins=[plugin]) as follower:
+            follower.poll()
+            got = scrape(registry)
+            assert value(got, "walship_follower_lag_frames", url=follower.url) == 0
+            assert value(got, "walship_follower_replica_seq", url=follower.url) == 40
+            for i in range(41, 61):
+                log.append(b"frame-%d|" % i)
+            log.rotate()
+            assert log.archiver.flush(timeout=30)
+            follower.poll()  # the gauges follow each round
+            got = scrape(registry)
+            assert value(got, "walship_follower_replica_seq", url=follower.url) == 60
+            assert value(got, "walship_follower_lag_seconds", url=follower.url) == 0.0
+    plugin.close()

@@ -210,10 +210,16 @@ def test_a_new_log_opens_on_its_own_when_its_archive_cannot_be_listed(
     blocker = tmp_path / "blocker"
     blocker.write_bytes(b"a file where the archive directory should be")
     store = MemoryStore()
-    with _open(store, (blocker / "archive").as_uri()) as log:
+    url = (blocker / "archive").as_uri()
+    with _open(store, url) as log:
         assert log.append(b"one") == 1
-    assert "cannot be listed" in caplog.text
+        log.rotate()
+    assert f"{url} cannot be listed" in caplog.text
     assert RECORD_NAME not in store.list_names()
+    caplog.clear()
+    with _open(store, url) as log:  # an existing log, its whole history local: the same
+        assert log.append(b"two") == 2
+    assert f"{url} cannot be listed (" in caplog.text and "ArchiveStore(" not in caplog.text
 
 
 def test_a_local_segment_that_differs_from_its_archived_copy_is_refused(

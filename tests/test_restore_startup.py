@@ -286,9 +286,9 @@ def test_a_live_restores_staging_directory_is_left_alone(tmp_path: Path) -> None
     try:
         live = staging_dirs(parent)
         assert len(live) == 2
-        restore(archive.url, target)  # a second restore into the same directory
+        with pytest.raises(RestoreError, match="another restore into this directory"):
+            restore(archive.url, target)  # a second restore into the same directory
         assert staging_dirs(parent) == live  # the live one's is untouched
-        assert frames_in(target) == written
     finally:
         child.kill()
         child.wait(timeout=30)
@@ -296,3 +296,4 @@ def test_a_live_restores_staging_directory_is_left_alone(tmp_path: Path) -> None
     assert staging_dirs(parent) == live  # another directory's restore removes nothing
     restore(archive.url, target, if_missing=True)
     assert staging_dirs(parent) == []  # the next restore into it cleans up (even a no-op one)
+    assert frames_in(target) == written

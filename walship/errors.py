@@ -6,7 +6,8 @@ Each message is one line that names what was wrong and where (file, offset, key)
 from __future__ import annotations
 
 import errno
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 
 class WalshipError(Exception):
@@ -69,6 +70,13 @@ class FramesUnavailableError(WalshipError, LookupError):
     """``read`` was asked for frames that are no longer in the local log: retention removed
     their segments (after archiving them). Read them from the archive
     (``walship.open_archive(url).read(from_seq=...)``)."""
+
+
+class FramesWithdrawnError(WalshipError):
+    """A read-only reader (``walship.open(DIR, read_only=True)``, ``walship tail``) returned
+    frames that the writer then cut: its write or sync failed, so they were never durable nor
+    acknowledged, and it cut them (``SegmentManager.discard_unsynced``). Read again from the log
+    as it is now."""
 
 
 class LogFailedError(WalshipError):
@@ -152,6 +160,20 @@ class ArchiveConflictError(ArchiveError):
     """
 
 
+class ArchiveFencedError(ArchiveError):
+    """Another writer took this log's archive over (``walship promote``, ``walship.open(...,
+    takeover=True)``): the archive holds an epoch object newer than this writer's. The writer
+    fails closed: it uploads nothing more to the archive, its appends are refused, and every
+    local segment stays where it is (nothing is removed). ``url`` is the archive, ``epoch`` the
+    newer epoch, ``holder`` who took it (host, pid), as the epoch object says."""
+
+    def __init__(self, message: str, url: str = "", epoch: int = 0, holder: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.epoch = epoch
+        self.holder = holder
+
+
 class ArchiveIntegrityError(ArchiveError, SegmentReadError):
     """An archived object or manifest does not match what it should be (size, BLAKE3, chain,
     a manifest that does not parse). ``segment`` names the segment."""
@@ -161,6 +183,46 @@ class ArchiveMissingError(ArchiveIntegrityError):
     """A segment the archive should hold is not there (``segment`` names it)."""
 
     missing = True
+
+
+class ArchiveProblemLike(Protocol):
+    """What an archive problem tells (:class:`walship.archive.plan.ArchiveProblem`): its kind,
+    the segment (or range) it concerns, the offset there, what is wrong, and whether it is a
+    missing piece rather than damage."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def segment(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def missing(self) -> bool: ...
+
+
+class ArchivePlanError(ArchiveIntegrityError):
+    """Pieces of the archive that a restore or read needs are damaged (or missing);
+    ``problems`` lists every one (the message names them all), ``segment`` the first."""
+
+    def __init__(self, message: str, problems: Sequence[ArchiveProblemLike]) -> None:
+        super().__init__(message, problems[0].segment if problems else "")
+        self.problems = list(problems)
+
+
+class ArchiveIncompleteError(ArchivePlanError, ArchiveMissingError):
+    """An :class:`ArchivePlanError` whose every problem is a missing piece (it is an
+    :class:`ArchiveMissingError` too)."""
+
+
+class ArchiveKeyError(ArchiveError):
+    """An encrypted archived object needs a key that was not given (``key_id`` names it), or
+    there is no current key to seal with (``key_id`` ``None``)."""
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class ArchiveStorageError(ArchiveError, OSError):
@@ -207,5 +269,23 @@ class RestoreError(ArchiveError):
     """A restore cannot proceed: bad target directory, bad point in time, nothing to restore."""
 
 
+class ArchiveBackpressureError(ArchiveError):
+    """An append waited ``archive.backpressure_timeout`` for the archive to catch up (more bytes
+    of closed segments waited for upload than ``archive.max_pending``) and was refused. Nothing
+    was written and the log is not failed: the next append goes through once uploads catch up.
+    ``pending_bytes`` and ``max_pending`` say how far behind the archive was."""
+
+    def __init__(self, message: str, pending_bytes: int = 0, max_pending: int = 0) -> None:
+        super().__init__(message)
+        self.pending_bytes = pending_bytes
+        self.max_pending = max_pending
+
+
 class CheckpointError(WalshipError, ValueError):
-    """``Log.checkpoint`` was given a commit_seq it cannot accept."""
+    """``Log.checkpoint`` was given a commit_seq it cannot accept, or its snapshot could not be
+    stored in the archive."""
+
+
+class PruneError(ArchiveError):
+    """``walship prune`` cannot prune: no rule given, the checkpoint it would keep is not sound,
+    or another prune ran at the same time (nothing was removed)."""

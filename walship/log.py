@@ -20,52 +20,52 @@ never covers bytes that did not reach the disk. Reopening recovers from what is 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import secrets
 import threading
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
 import pluggy
 
-from walship.core import frame as framing
-from walship.core.commit import ATTEMPTS, GroupCommit, Request
+from walship.archiving import (
+    AppendGate,
+    ArchiveService,
+    Archiving,
+    CheckpointPosition,
+    PreparedArchive,
+    Retaining,
+)
+from walship.core.commit import ATTEMPTS, GroupCommit, Request, Sink
 from walship.core.events import EventDispatcher
-from walship.core.frame import MAX_COMMIT_SEQ, MAX_PAYLOAD, Frame, as_payloads, check_payload
-from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name
-from walship.core.index import Index
+from walship.core.frame import MAX_PAYLOAD, Frame, FrameView, as_payloads, check_payload
+from walship.core.header import read_header
+from walship.core.reading import LogReader
 from walship.core.record import ArchiveRecord, first_local_seq
 from walship.core.repair import RecoveredLog, RecoveryReport, recover
+from walship.core.resume import resume
 from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
-from walship.core.segment import (
-    ActiveSegment,
-    BatchEncoder,
-    Buffers,
-    ClosedSegment,
-    SegmentManager,
-)
+from walship.core.segment import ClosedSegment
+from walship.core.state import LogState
+from walship.core.writer import LogWriter
 from walship.errors import (
     CheckpointError,
-    CommitSeqLimitError,
     ConfigError,
-    FramesUnavailableError,
     LogClosedError,
     LogFailedError,
     LogForkedError,
-    TruncatedFrameError,
     WalshipError,
 )
+from walship.stats import LogStats
 from walship.store import SegmentStore
 
 logger = logging.getLogger("walship")
+_drain_logger = logging.getLogger("walship.drain")  # (a command that names them itself mutes it)
 T = TypeVar("T")
-
-_ACTIVE_READ_CHUNK = 4 * 1024 * 1024
-"""The active segment is read (never mapped) this many bytes at a time (see :meth:`Log.read`)."""
 
 
 def _describe(error: BaseException) -> str:
@@ -109,91 +109,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class PreparedArchive(Protocol):
-    """What an :class:`Archiving` prepared before recovery."""
-
-    @property
-    def record(self) -> ArchiveRecord:
-        """The archive record (rebuilt from the archive when it was lost)."""
-
-    @property
-    def restored(self) -> list[str]:
-        """Segments put back from the archive (``repair``)."""
-
-    @property
-    def record_rebuilt(self) -> bool:
-        """Whether the record was rebuilt from the archive."""
-
-
-class Retaining(Protocol):
-    """Retention, as the log drives it (:meth:`Log.checkpoint`)."""
-
-    def apply(self) -> object:
-        """Remove what the policy lets go now."""
-
-
-class ArchiveService(Protocol):
-    """The running archiver, as :attr:`Log.archiver` shows it (see
-    :class:`walship.archive.archiver.Archiver`)."""
-
-    @property
-    def retention(self) -> Retaining | None: ...
-
-    def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool: ...
-
-    def pending(self) -> list[str]: ...
-
-    def stalled(self) -> dict[str, str]: ...
-
-    def last_errors(self) -> dict[str, str]: ...
-
-    def conflicts(self) -> list[str]: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-    def close(self, timeout: float = 30.0) -> None: ...
-
-    @property
-    def url(self) -> str: ...
-
-    def requeue(self, retry_stalled: bool = True) -> int: ...
-
-    def wait_for_progress(self, timeout: float) -> None: ...
-
-
-class Archiving(Protocol):
-    """The archive and retention of a log, built by the caller (``walship.open``: see
-    :func:`walship.archive.archiver.build_archiving`) and handed to the :class:`Log`, which
-    calls it on its opening thread: ``prepare_open`` holding the store's lock, before
-    recovery; ``start`` once the log is open (wired through :meth:`Log.closed_segments`,
-    :meth:`Log.segment_removed`, :meth:`Log.notify` and ``log.plugins``). What either raises
-    fails the open (the log is closed again)."""
-
-    def prepare_open(self, store: SegmentStore, repair: bool) -> PreparedArchive: ...
-
-    def start(self, log: Log) -> ArchiveService: ...
-
-
-class _Writer:
-    """The :class:`~walship.core.commit.BatchWriter` of a :class:`Log` (its write path, run by
-    the holder of the I/O turn; ``check_usable`` by any appender)."""
-
-    __slots__ = ("_log", "check_usable", "refusal", "rotate_due", "write")
-
-    def __init__(self, log: Log) -> None:
-        self.check_usable = log._check_usable
-        self.write = log._write_batch
-        self.rotate_due = log._rotate_due
-        self.refusal = log._refusal
-        self._log = log
-
-    def rotation_due(self) -> bool:
-        return self._log._manager.should_rotate() is not None
-
-    def written_seq(self) -> int:
-        return self._log._written_seq
-
-
 class Log:
     """A durable, segmented write-ahead log. Thread-safe.
 
@@ -201,9 +116,14 @@ class Log:
     """
 
     _archiver: ArchiveService | None
+    _gate: AppendGate | None
     _events: EventDispatcher
     _stop: threading.Event
     _maintenance: threading.Thread
+    _state: LogState
+    _writer: LogWriter
+    _reader: LogReader
+    _commit: GroupCommit
 
     def __init__(
         self,
@@ -261,6 +181,7 @@ class Log:
         if archiving is not None:
             try:
                 self._archiver = archiving.start(self)
+                self._gate = getattr(self._archiver, "append_gate", None)
             except BaseException:
                 self.close()
                 raise
@@ -281,13 +202,8 @@ class Log:
         self.sync_interval = sync_interval
         self.clock: Clock = clock or SystemClock()
         self._archiver = None
-        # guards the index of segment ranges, which readers and retention use off the I/O turn
-        self._index_lock = threading.Lock()
-        self._commit = GroupCommit(_Writer(self))
-        self._encoder = BatchEncoder()
-        self._failed: BaseException | None = None
-        self._closed = False
-        self._counters: Counter[str] = Counter()
+        self._gate = None  # archive.max_pending (None: off, the usual case)
+        self._pending_at_close: list[str] | None = None
         self._lock_held = False
         self.plugins = plugins
         # its thread starts with the first event, after the lock: a refused open starts none
@@ -322,8 +238,9 @@ class Log:
     def _resume(
         self, recovered: RecoveredLog, instance_id: int | None, policy: RotationPolicy
     ) -> None:
-        """Take the recovered log up: the counters, the index, the active segment (made
-        durable: recovery may have read it from the page cache) or a new one."""
+        """Take the recovered log up (:func:`walship.core.resume.resume`: the counters, the
+        index, the active segment), wire its write path, its reads and its group commit, and
+        open a new active segment when recovery left none."""
         self.instance_id: int = (
             recovered.instance_id
             if recovered.instance_id is not None
@@ -331,46 +248,31 @@ class Log:
             if instance_id is not None
             else secrets.randbits(63)
         )
-        self._manager = SegmentManager(
-            self.store,
-            self.instance_id,
-            policy,
-            self.clock,
-            preallocate=self.durability is not Durability.NONE,
+        preallocate = self.durability is not Durability.NONE
+        state = resume(
+            self.store, recovered, self.instance_id, policy, self.clock, preallocate=preallocate
         )
-        self._next_seq = recovered.next_commit_seq
-        self._written_seq = self._next_seq - 1
-        self._durable_seq = self._written_seq  # what recovery found is on disk
-        ranges = recovered.segment_ranges
-        # older segments of the log are gone from the store (retention removed them)
-        trimmed = bool(ranges) and self._prev_hash_of(ranges[0][0]) != ZERO_HASH
-        self._index = Index.of(ranges, trimmed)
-        # stamps never go back, across restarts too: start from the newest one on disk
-        self._manager.stamp.raise_floor(self._last_stamp_on_disk(recovered.active))
-        if recovered.active is not None:
-            self._manager.resume(recovered.active)
-            # what recovery read may still be only in the page cache (the file's bytes, or
-            # its directory entry): make it durable before durable_seq claims it
-            self._manager.sync()
-            self.store.sync_dir()
-        else:
-            self._open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
-
-    def _last_stamp_on_disk(self, active: ActiveSegment | None) -> int | None:
-        """The newest timestamp in the local log: the last frame's (or header's) of its last
-        segment; ``None`` when no segment is local."""
-        if active is not None:
-            last = active.last_timestamp_micros
-            created = active.header.created_at_micros
-            return created if last is None else max(last, created)
-        if not self._index.ranges:
-            return None
-        name = segment_name(self._index.ranges[-1].segment_seq)  # sealed: rare, read it once
-        data = self.store.read(name)
-        stamp = SegmentHeader.decode(data[:HEADER_SIZE], name).created_at_micros
-        for f in framing.decode_all(memoryview(data)[HEADER_SIZE:], HEADER_SIZE):
-            stamp = max(stamp, f.timestamp_micros)
-        return stamp
+        self._state = state
+        self._writer = LogWriter(
+            state,
+            self.store,
+            self._events,
+            sync=self.durability is Durability.ALWAYS,
+            check_usable=self._check_usable,
+            refusal=self._refusal,
+            fail=self._fail_and_raise,
+        )
+        self._reader = LogReader(
+            state,
+            self.store,
+            self._record,
+            check_process=self._check_process,
+            check_usable=self._check_usable,
+            failed_error=self._failed_error,
+        )
+        self._commit = GroupCommit(self._writer)
+        if recovered.active is None:
+            self._writer.open_segment(recovered.next_segment_seq, recovered.next_prev_hash)
 
     # --- the seam the archive is wired through --------------------------------------------
 
@@ -380,23 +282,20 @@ class Log:
 
         The last local segment is never closed: it is the active one, or the one whose successor
         a failed rotation never created (no ``segment_closed`` event was sent for it)."""
-        return self._index.closed()
+        return self._state.index.closed()
 
     def segment_removed(self, segment_seq: int) -> None:
         """Tell the log that a closed local segment was removed (by retention, once archived):
         ``read`` no longer looks for its frames and says they are gone. Any thread."""
-        with self._index_lock:
-            self._index = self._index.without(segment_seq)
+        state = self._state
+        with state.index_lock:
+            state.index = state.index.without(segment_seq)
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Deliver the event ``hook`` to the plugins: on the event thread, in order, after
         the events before it; never blocks, never raises a plugin's error (see
         :class:`~walship.core.events.EventDispatcher`). Any thread."""
         self._events.emit(hook, **kwargs)
-
-    def _prev_hash_of(self, segment_seq: int) -> bytes:
-        name = segment_name(segment_seq)
-        return SegmentHeader.decode(self.store.read(name, 0, HEADER_SIZE), name).prev_segment_hash
 
     # --- archive and retention ----------------------------------------------------------
 
@@ -411,15 +310,26 @@ class Log:
         """The checkpoint set with :meth:`checkpoint` (``None`` when never set)."""
         return self._record.checkpoint
 
-    def checkpoint(self, commit_seq: int) -> None:
-        """Declare every frame up to ``commit_seq`` no longer needed locally.
+    def checkpoint(self, commit_seq: int, snapshot: object = None) -> object:
+        """Declare every frame up to ``commit_seq`` no longer needed locally, and, with
+        ``snapshot``, store the application's snapshot of its state up to ``commit_seq`` in
+        the archive.
 
         Retention then removes only closed segments whose frames are all at or below it (and
         that are archived and verified). Durable on return (kept in the archive record); it may
         move backwards, but removed segments stay removed.
 
+        ``snapshot`` (bytes, a path or a binary file object; needs the ``archive:`` section):
+        the call uploads it on the calling thread and returns once it is durable in the archive
+        with its manifest (a :class:`walship.archive.checkpoint_manifest.CheckpointManifest`,
+        which is returned); appends go on meanwhile (the upload holds no lock of theirs). Only
+        then is the local checkpoint moved. Without ``snapshot`` it returns ``None``.
+
         Raises:
-            CheckpointError: ``commit_seq`` is negative, not an integer, or above ``last_seq``.
+            CheckpointError: ``commit_seq`` is negative, not an integer, or above ``last_seq``;
+                a snapshot without an archive; frames after ``commit_seq`` are no longer local
+                (their position in the log is unknown); the snapshot could not be stored (the
+                cause chained: the local checkpoint is then not moved).
             LogClosedError: the log is closed.
             LogFailedError: the record could not be written (the log is now failed: the
                 record in memory and on disk may differ), or the log had failed.
@@ -431,37 +341,104 @@ class Log:
         self._check_usable()
         if type(commit_seq) is not int or commit_seq < 0:
             raise CheckpointError(f"checkpoint must be a commit_seq >= 0, got {commit_seq!r}")
-        if commit_seq > self._written_seq:
+        if commit_seq > self._state.written_seq:
             raise CheckpointError(
-                f"checkpoint {commit_seq} is above the last commit_seq {self._written_seq}"
+                f"checkpoint {commit_seq} is above the last commit_seq {self._state.written_seq}"
             )
+        stored = None
+        if snapshot is not None:
+            stored = self._store_snapshot(commit_seq, snapshot)
         try:  # written whole or not at all (write_atomic); an interruption fails the log
             self._record.set_checkpoint(commit_seq)
         except BaseException as e:
             self._fail_and_raise(e)
         if self._archiver is not None and self._archiver.retention is not None:
             self._archiver.retention.apply()
+        return stored
+
+    def _store_snapshot(self, commit_seq: int, snapshot: object) -> object:
+        """Upload ``snapshot`` as the checkpoint at ``commit_seq`` (see :meth:`checkpoint`)."""
+        if self._archiver is None:
+            raise CheckpointError(
+                f"checkpoint {commit_seq} with a snapshot needs an archive: section to store the "
+                "snapshot in (without a snapshot, a checkpoint only guides local retention)"
+            )
+        position = self._checkpoint_position(commit_seq)
+        try:
+            return self._archiver.store_checkpoint(snapshot, position)
+        except (WalshipError, OSError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {commit_seq}: the snapshot was not stored in {self._archiver.url}: {e}"
+            ) from e
+
+    def _checkpoint_position(self, commit_seq: int) -> CheckpointPosition:
+        """Where frame ``commit_seq + 1`` is (or will be): the first local segment whose
+        last frame is after ``commit_seq``, else the active segment."""
+        with self._state.index_lock:
+            ranges = self._state.index.ranges
+            active = self._state.manager.active
+            seg = next(
+                (
+                    r
+                    for r in ranges[:-1]
+                    if r.last_commit_seq is not None and r.last_commit_seq > commit_seq
+                ),
+                ranges[-1] if ranges else None,
+            )
+            first = seg.first_commit_seq if seg is not None else None
+            if active is not None and seg is not None and active.segment_seq == seg.segment_seq:
+                first = active.first_commit_seq
+            lowest = self._reader.first_seq_locked()
+        if (
+            seg is None
+            or (first is not None and first > commit_seq + 1)
+            or (commit_seq + 1 < lowest)
+        ):
+            raise CheckpointError(
+                f"checkpoint {commit_seq} with a snapshot: frame {commit_seq + 1} is no longer "
+                f"in the local log (its first frame is {lowest}), so where the log goes on "
+                "after the checkpoint is unknown"
+            )
+        return CheckpointPosition(
+            commit_seq,
+            self.instance_id,
+            seg.segment_seq,
+            read_header(self.store, seg.segment_seq).prev_segment_hash,
+            first - 1 if first is not None else commit_seq,
+        )
 
     # --- properties ---------------------------------------------------------------------
 
     @property
     def durable_seq(self) -> int:
         """The highest commit_seq known to be durable (0 when none)."""
-        return self._durable_seq
+        return self._state.durable_seq
+
+    def durable_position(self) -> tuple[int, int] | None:
+        """The active segment's seq and the end of its durable bytes (a frame boundary: every
+        byte before it is synced, and stays in the file whatever happens to the log), or
+        ``None`` when no segment is active (a closed log). Any thread; takes the index lock
+        for an instant, never the I/O turn, so it never waits for an append (live shipping,
+        :mod:`walship.archive.shipper`, asks it every interval)."""
+        with self._state.index_lock:
+            active = self._state.manager.active
+            if active is None:
+                return None
+            return active.segment_seq, active.synced_size
 
     @property
     def last_seq(self) -> int:
         """The highest commit_seq handed out and written (maybe not yet durable)."""
-        return self._written_seq
+        return self._state.written_seq
 
     @property
     def failed(self) -> BaseException | None:
         """The error that failed the log, or ``None``."""
-        return self._failed
+        return self._state.failed
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._state.closed
 
     # --- appending ----------------------------------------------------------------------
 
@@ -475,6 +452,11 @@ class Log:
             ValueError: payload_type is not in 0..255.
             LogFailedError: a write or sync failed (now or earlier); reopen the log.
             LogClosedError: the log is closed.
+            ArchiveBackpressureError: ``archive.max_pending`` is set and more bytes than that
+                waited for upload for ``archive.backpressure_timeout``: nothing written, the
+                log goes on (the next append succeeds once the archive catches up).
+            ArchiveFencedError: another writer took the archive over (``walship promote``):
+                nothing written; this log's frames stay local (see the README's Promotion).
         """
         return self._submit((payload,), payload_type)
 
@@ -483,89 +465,45 @@ class Log:
         the request to the group commit (:meth:`GroupCommit.submit`: its interrupt rules)."""
         if self._forked:  # before the group commit's mutex: the parent may have held it
             raise self._forked_error()
-        payloads = as_payloads(payloads)
-        if len(payloads) == 1:
-            nbytes = len(payloads[0])
-            check_payload(nbytes, payload_type)
-        else:
-            nbytes = sum(map(len, payloads))
-            check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
-        return self._commit.submit(Request(payloads, payload_type, nbytes))
+        gate = self._gate
+        if gate is not None and gate.blocked and self._refusal() is None:
+            gate.wait()  # the archive is too far behind: wait first
+        return self._commit.submit(_request(payloads, payload_type))
 
-    def _write_batch(self, batch: list[Request], begin_io: Callable[[], None]) -> bool:
-        """Leader (holds the I/O turn): number and encode every request in one pass, call
-        ``begin_io``, one write, one sync under ``always``; returns whether it synced.
+    def submit_detached(
+        self,
+        payloads: Sequence[bytes | bytearray | memoryview],
+        payload_type: int,
+        sink: Sink,
+        waiter: object,
+    ) -> Request:
+        """Queue an append of ``payloads`` whose outcome goes to ``sink`` (with ``waiter``,
+        which the sink resolves), and return its request at once: the path of the asyncio API
+        (:mod:`walship.aio`). The payloads are checked here, on the caller's thread; the
+        request joins the group commit of the threads (see
+        :meth:`~walship.core.commit.GroupCommit.submit_detached`). Any thread; it never does
+        I/O and never waits for the I/O turn.
 
-        Raises:
-            LogFailedError / LogClosedError / CommitSeqLimitError: nothing written.
-            BaseException: whatever interrupted the write (the log is failed then, see
-                :meth:`_commit_locked`).
+        Raises: as :meth:`append`, before anything is queued.
         """
-        refusal = self._refusal()  # (failed before closed, as _settle_locked says it)
-        if refusal is not None:
-            raise refusal
-        first = self._next_seq
-        frames = 0
-        nbytes = 0
-        for r in batch:
-            frames += len(r.payloads)
-            nbytes += r.nbytes
-        if first + frames - 1 > MAX_COMMIT_SEQ:
-            raise self._seq_limit_error(first, frames)
-        ts = self._manager.stamp()  # never before the previous frame's, whatever the clock
-        data = self._encoder.encode(batch, first, ts, nbytes, frames)
-        sync = self.durability is Durability.ALWAYS
-        begin_io()
-        try:
-            self._commit_locked(data, frames, first, first + frames - 1, ts, sync)
-        finally:
-            self._encoder.release(data)
-        counters = self._counters
-        counters["batches"] += 1
-        counters["frames"] += frames
-        counters["bytes"] += nbytes + frames * framing.FRAME_OVERHEAD
-        if sync:
-            counters["syncs"] += 1
-        return sync
+        if self._forked:  # before the group commit's mutex: the parent may have held it
+            raise self._forked_error()
+        req = _request(payloads, payload_type)
+        req.sink = sink
+        req.waiter = waiter
+        self._commit.submit_detached(req)
+        return req
 
-    def _commit_locked(
-        self, data: Buffers, frames: int, first: int, last: int, ts: int, sync: bool
-    ) -> None:
-        """Write (and sync) one encoded batch and advance the counters: both, or the log fails.
-
-        The unit of work that touches the file. Whatever interrupts it (an OSError, a
-        KeyboardInterrupt, a bug's exception) fails the log, with the batch marked to be cut
-        (it was never acknowledged) and the counters where they were: no commit_seq is handed
-        out again and no durability claimed for it.
-
-        Raises:
-            LogFailedError: the write or sync failed (OSError).
-            BaseException: any other exception that interrupted it, as it was.
-        """
-        written, durable = self._written_seq, self._durable_seq
-        active = self._manager.active
-        size = active.size if active is not None else 0
-        try:
-            self._manager.append(data, frames, first, last, ts, sync)
-            self._next_seq = last + 1
-            self._written_seq = last
-            if sync:
-                self._durable_seq = last
-        except BaseException as e:
-            self._next_seq, self._written_seq, self._durable_seq = first, written, durable
-            self._manager.abandon(size)
-            self._fail_and_raise(e)
+    def withdraw(self, request: Request) -> bool:
+        """Take a request of :meth:`submit_detached` back if no leader took it yet: ``True``,
+        it is never written; ``False``, it is written (or fails with the log) and its sink
+        hears of it. Any thread."""
+        return self._commit.withdraw(request)
 
     def _refusal(self) -> BaseException | None:
-        if self._failed is not None:
+        if self._state.failed is not None:
             return self._failed_error()
-        return self._closed_error() if self._closed else None
-
-    def _rotate_due(self) -> None:
-        reason = self._manager.should_rotate()
-        if reason is not None:
-            with contextlib.suppress(LogFailedError):  # the batch is durable; the log is failed
-                self._rotate_locked(reason)
+        return self._closed_error() if self._state.closed else None
 
     def append_batch(
         self, payloads: Iterable[bytes | bytearray | memoryview], payload_type: int = 0
@@ -603,19 +541,8 @@ class Log:
         Raises:
             LogFailedError: the sync failed (the log is now failed).
         """
-        self._exclusive(self._sync_locked)
-        return self._durable_seq
-
-    def _sync_locked(self) -> None:
-        written = self._written_seq
-        if written == self._durable_seq:
-            return
-        try:
-            self._manager.sync()
-            self._durable_seq = written
-        except BaseException as e:
-            self._fail_and_raise(e)
-        self._counters["syncs"] += 1
+        self._exclusive(self._writer.sync_locked)
+        return self._state.durable_seq
 
     def rotate(self) -> ClosedSegment | None:
         """Close the active segment now (reason ``forced``) and open the next one.
@@ -628,76 +555,27 @@ class Log:
             LogFailedError: an I/O failure (the log is now failed), or the log had failed.
             LogClosedError: the log is closed.
         """
-        return self._exclusive(self._forced_rotation_locked)
-
-    def _forced_rotation_locked(self) -> ClosedSegment | None:
-        active = self._manager.active
-        if active is not None and active.frame_count == 0:
-            return None
-        self._manager.force_rotate()
-        return self._rotate_locked(RotationReason.FORCED)
-
-    def _rotate_locked(self, reason: RotationReason) -> ClosedSegment:
-        written = self._written_seq
-        # readers see the closing segment's range before the active one moves
-        with self._index_lock:
-            closing = self._manager.active
-            if closing is not None:
-                self._index = self._index.sealed(closing.first_commit_seq, closing.last_commit_seq)
-        try:  # all of it, or the log fails: never left without an active segment
-            closed = self._manager.rotate(reason)
-            active = self._manager.active
-            assert active is not None
-            with self._index_lock:
-                self._index = self._index.opened(active.segment_seq)
-            self._durable_seq = written  # rotate synced the closed segment
-            # "closed" only now: its successor exists, so the segment will never be written again
-            self._events.emit("segment_closed", segment=closed, reason=reason.value)
-            self._events.emit(
-                "segment_opened",
-                name=active.name,
-                segment_seq=active.segment_seq,
-                prev_segment_hash=active.header.prev_segment_hash,
-            )
-        except BaseException as e:
-            self._fail_and_raise(e)
-        self._counters[f"rotations_{reason.value}"] += 1
-        return closed
-
-    def _due_rotation_locked(self) -> None:
-        reason = self._manager.should_rotate()
-        if reason is not None:
-            self._rotate_locked(reason)
-
-    def _open_segment(self, segment_seq: int, prev_hash: bytes | None) -> None:
-        active = self._manager.open_new(segment_seq, prev_hash)
-        self._index = self._index.opened(segment_seq)
-        self._events.emit(
-            "segment_opened",
-            name=active.name,
-            segment_seq=segment_seq,
-            prev_segment_hash=active.header.prev_segment_hash,
-        )
+        return self._exclusive(self._writer.forced_rotation_locked)
 
     def _maintain(self) -> None:
         """Background: the interval flusher and age rotation of an idle log."""
-        age_period = min(1.0, max(0.005, self._manager.policy.max_segment_age / 10))
+        age_period = min(1.0, max(0.005, self._state.manager.policy.max_segment_age / 10))
         period = (
             min(self.sync_interval, age_period)
             if self.durability is Durability.INTERVAL
             else age_period
         )
         while not self._stop.wait(period):
-            if self._failed is not None or self._closed:
+            if self._state.failed is not None or self._state.closed:
                 return
             try:
                 if (
                     self.durability is Durability.INTERVAL
-                    and self._written_seq != self._durable_seq
+                    and self._state.written_seq != self._state.durable_seq
                 ):
                     self.sync()
-                if self._manager.should_rotate() is RotationReason.AGE:
-                    self._exclusive(self._due_rotation_locked)
+                if self._state.manager.should_rotate() is RotationReason.AGE:
+                    self._exclusive(self._writer.due_rotation_locked)
             except WalshipError:
                 return  # failed or closed: appenders see it on their next call
             except Exception:
@@ -709,12 +587,13 @@ class Log:
     def _fail(self, error: BaseException) -> LogFailedError:
         """Put the log in its failed state (the first failure wins), cut what must not come back
         (see :meth:`SegmentManager.discard_unsynced`), return the error to raise."""
-        if self._failed is None:
-            self._failed = error
-            self._counters["failures"] += 1
+        if self._state.failed is None:
+            self._state.failed = error
+            self._state.wake_followers()
+            self._state.counters["failures"] += 1
             logger.error("walship log failed: %s; reopen it to recover", _describe(error))
             try:  # keep only what is durable and acknowledged (see discard_unsynced)
-                cut = self._manager.discard_unsynced()
+                cut = self._state.manager.discard_unsynced()
                 if cut:
                     logger.error("walship cut %d bytes after the failure", cut)
             except Exception as e:
@@ -731,12 +610,12 @@ class Log:
         raise error
 
     def _failed_error(self) -> LogFailedError:
-        assert self._failed is not None
+        assert self._state.failed is not None
         err = LogFailedError(
-            f"the log at {self.store.location} failed ({_describe(self._failed)}); "
-            f"durable up to commit_seq {self._durable_seq}; reopen it to recover"
+            f"the log at {self.store.location} failed ({_describe(self._state.failed)}); "
+            f"durable up to commit_seq {self._state.durable_seq}; reopen it to recover"
         )
-        err.__cause__ = self._failed
+        err.__cause__ = self._state.failed
         return err
 
     def _closed_error(self) -> LogClosedError:
@@ -749,13 +628,6 @@ class Log:
             "instead (after the other one closed it)"
         )
 
-    def _seq_limit_error(self, first: int, frames: int) -> CommitSeqLimitError:
-        return CommitSeqLimitError(
-            f"the log at {self.store.location} cannot take {frames} more frame(s): commit_seq "
-            f"{first + frames - 1} would exceed the format's limit 2**64-1 ({MAX_COMMIT_SEQ}); "
-            "nothing was written"
-        )
-
     def _check_process(self) -> None:
         """Raise :class:`LogForkedError` in a process other than the one that opened the log."""
         if self._forked or os.getpid() != self._pid:
@@ -763,22 +635,34 @@ class Log:
             raise self._forked_error()
 
     def _check_usable(self) -> None:
-        if self._closed:
+        if self._state.closed:
             raise self._closed_error()
-        if self._failed is not None:
+        if self._state.failed is not None:
             raise self._failed_error()
 
     # --- reading ------------------------------------------------------------------------
 
-    def read(self, from_seq: int | None = None, to_seq: int | None = None) -> Iterator[Frame]:
+    def read(
+        self,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[Frame]:
         """Yield frames with ``from_seq <= commit_seq <= to_seq`` in order; ``from_seq``
         defaults to the first local frame (:attr:`first_seq`).
+
+        With ``follow=True`` (see :meth:`walship.core.reading.LogReader.follow`): the frames
+        there are, then each new one once it is durable, until ``to_seq``, ``timeout`` seconds
+        without a new frame, or close.
 
         Works while other threads append: it sees what was written when it reaches the active
         segment (written to the OS, maybe not yet durable). Closed segments are mapped (a store
         may); the active one is read in chunks, never mapped: a log that fails cuts its
         unsynced bytes, and a cut under a mapping would kill a reader with SIGBUS (or show it
-        zeros where frames were).
+        zeros where frames were). The frames come from :meth:`read_batches` (nothing happens,
+        and nothing is raised, before the first is asked for).
 
         Raises:
             FramesUnavailableError: frames from ``from_seq`` on are no longer local (retention
@@ -787,123 +671,120 @@ class Log:
                 the bytes this read had still to reach.
             LogForkedError: called in a forked child.
         """
-        self._check_process()
-        with self._index_lock:
-            self._check_usable()
-            index = self._index  # immutable: this read's picture, whatever happens meanwhile
-            lowest = self._first_seq_locked()
-        ranges, trimmed = index.ranges, index.trimmed
-        if from_seq is None:
-            from_seq = lowest
-        elif from_seq < lowest and trimmed:
-            raise self._unavailable(from_seq, lowest)
-        for i, r in enumerate(ranges):
-            is_last = i == len(ranges) - 1  # maybe active: its last_commit_seq is not kept current
-            if not is_last and r.last_commit_seq is not None and r.last_commit_seq < from_seq:
-                continue
-            if (
-                to_seq is not None
-                and r.first_commit_seq is not None
-                and r.first_commit_seq > to_seq
-            ):
-                return
-            name = segment_name(r.segment_seq)
-            limit = None
-            if is_last:
-                with self._index_lock:
-                    active = self._manager.active
-                    if active is not None and active.segment_seq == r.segment_seq:
-                        limit = active.size
-            frames: Iterator[Frame]
-            try:
-                if limit is not None:
-                    frames = self._read_active(name, limit)
-                else:
-                    data = self.store.map(name)  # one mapped (or read) view per closed segment
-                    frames = framing.decode_all(data[HEADER_SIZE:], HEADER_SIZE)
-            except FileNotFoundError:
-                raise self._unavailable(max(from_seq, r.first_commit_seq or from_seq)) from None
-            for f in frames:
-                if f.commit_seq < from_seq:
-                    continue
-                if to_seq is not None and f.commit_seq > to_seq:
-                    return
-                yield f
+        if follow:
+            return self._reader.follow(from_seq, to_seq, timeout)
+        return itertools.chain.from_iterable(self.read_batches(from_seq, to_seq))
 
-    def _read_active(self, name: str, limit: int) -> Iterator[Frame]:
-        """The frames of the active segment ``name`` up to ``limit`` bytes, read (not mapped)
-        :data:`_ACTIVE_READ_CHUNK` bytes at a time (a frame larger than that in one read).
+    @overload
+    def read_batches(
+        self,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        *,
+        max_frames: int = ...,
+        views: Literal[False] = False,
+    ) -> Iterator[list[Frame]]: ...
+    @overload
+    def read_batches(
+        self,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        *,
+        max_frames: int = ...,
+        views: Literal[True],
+    ) -> Iterator[list[FrameView]]: ...
+    def read_batches(
+        self,
+        from_seq: int | None = None,
+        to_seq: int | None = None,
+        *,
+        max_frames: int = 4096,
+        views: bool = False,
+    ) -> Iterator[list[Frame]] | Iterator[list[FrameView]]:
+        """The frames of :meth:`read`, in order, as lists of at most ``max_frames`` (never
+        empty; a list may be shorter, e.g. at a segment's end): one Python call per batch
+        instead of one per frame, for consumers that replay in bulk. Any thread; the same
+        picture, errors and laziness as :meth:`read`.
+
+        ``views=True``: :class:`~walship.core.frame.FrameView` frames, whose payload is a
+        read-only memoryview of the segment's bytes, not a copy. Lifetime: a view keeps the
+        memory it points into alive (the mapping of a whole closed segment, or a chunk of up
+        to 4 MiB read from the active one) until it is released or collected, so keep views
+        briefly (``bytes(view)`` copies one out). Its bytes stay as read: walship never changes
+        or truncates a closed segment while the log is open (retention unlinks the file, which
+        leaves a mapping intact); a closed segment truncated by something outside walship
+        makes touching a view of it fail with SIGBUS, as any mapped file does. The default
+        (bytes payloads) holds nothing.
 
         Raises:
-            LogFailedError: the file ends before ``limit``: the log failed and cut it.
-            TruncatedFrameError / CorruptFrameError: damage (never on a healthy log).
+            ValueError: ``max_frames`` is below 1.
+            FramesUnavailableError / LogFailedError / LogForkedError: as :meth:`read`.
         """
-        pos = HEADER_SIZE
-        want = _ACTIVE_READ_CHUNK
-        while pos < limit:
-            n = min(want, limit - pos)
-            data = self.store.read(name, pos, n)
-            if len(data) < n and self._failed is not None:
-                raise self._failed_error()  # cut under us: the rest is gone
-            try:
-                yield from framing.decode_all(data, pos)
-            except TruncatedFrameError as e:
-                if len(data) < n:
-                    raise
-                start = e.offset - pos  # a frame goes on past this chunk: read it whole next
-                need = framing.LENGTH_SIZE
-                if len(data) - start >= framing.LENGTH_SIZE:
-                    need += framing.CRC.unpack_from(data, start)[0]
-                pos, want = e.offset, max(_ACTIVE_READ_CHUNK, need)
-                continue
-            pos += len(data)
-            want = _ACTIVE_READ_CHUNK
+        if type(max_frames) is not int or max_frames < 1:
+            raise ValueError(f"max_frames must be an integer of at least 1, got {max_frames!r}")
+        return self._reader.batches(from_seq, to_seq, max_frames, views)
 
     @property
     def first_seq(self) -> int:
         """The lowest commit_seq ``read`` can return: the first local frame (segments before it
-        were removed by retention), or the next commit_seq when no frame is local."""
-        with self._index_lock:
-            return self._first_seq_locked()
-
-    def _first_seq_locked(self) -> int:
-        first = self._index.first_commit_seq()
-        if first is not None:
-            return first
-        active = self._manager.active
-        if active is not None and active.first_commit_seq is not None:
-            return active.first_commit_seq
-        return self._next_seq
-
-    def _unavailable(self, from_seq: int, lowest: int | None = None) -> FramesUnavailableError:
-        where = f" (the first local frame is {lowest})" if lowest is not None else ""
-        return FramesUnavailableError(
-            f"frames from commit_seq {from_seq} are not in the local log at "
-            f"{self.store.location}{where}: their segments were removed (by retention, after "
-            "archiving); read them from the archive with walship.open_archive(url)"
-        )
+        were removed by retention), or the next commit_seq when no frame is local. A log restored
+        from a checkpoint starts just after it (the frames up to it are in its snapshot)."""
+        return self._reader.first_seq()
 
     # --- stats, close -------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Counters: frames, bytes, batches, syncs, rotations by reason, plugin errors, ..."""
-        self._check_process()
-        active = self._manager.active
-        out: dict[str, Any] = dict(self._counters)
-        out.update(
-            last_seq=self._written_seq,
-            durable_seq=self._durable_seq,
-            active_segment=active.name if active else None,
-            segments=len(self._index.ranges),
-            plugin_errors=dict(self._events.errors),
-            failed=_describe(self._failed) if self._failed else None,
-        )
-        if self._archiver is not None:
-            out["archive"] = self._archiver.stats()
-        return out
+    def stats(self) -> LogStats:
+        """The log's counters since it opened, its position and its state: a
+        :class:`~walship.stats.LogStats` (every key always present, each documented there:
+        frames, batches, bytes, syncs, rotations by reason, plugin errors, the latency
+        histograms of commits and syncs, the archiver's stats). Any thread.
 
-    def close(self) -> None:
-        """Sync and close the active segment, stop the background threads, release the lock.
+        Raises:
+            LogForkedError: called in a forked child.
+        """
+        self._check_process()
+        active = self._state.manager.active
+        c = self._state.counters
+        return {
+            "frames": c["frames"],
+            "batches": c["batches"],
+            "bytes": c["bytes"],
+            "syncs": c["syncs"],
+            "rotations_forced": c["rotations_forced"],
+            "rotations_size": c["rotations_size"],
+            "rotations_age": c["rotations_age"],
+            "failures": c["failures"],
+            "last_seq": self._state.written_seq,
+            "durable_seq": self._state.durable_seq,
+            "active_segment": active.name if active else None,
+            "segments": len(self._state.index.ranges),
+            "plugin_errors": dict(self._events.errors),
+            "failed": _describe(self._state.failed) if self._state.failed else None,
+            "append_seconds": self._state.append_latency.snapshot(),
+            "fsync_seconds": self._state.fsync_latency.snapshot(),
+            "archive": self._archiver.stats() if self._archiver is not None else None,
+            "archive_pending_at_close": self._pending_at_close,
+        }
+
+    @property
+    def pending_at_close(self) -> list[str] | None:
+        """The segments :meth:`close` left pending upload (kept locally, uploaded at the next
+        open), oldest first; ``[]`` when it drained everything; ``None`` before close or
+        without an archive."""
+        return self._pending_at_close
+
+    def close(self, drain: float | None = None) -> None:
+        """Sync and close the active segment, wait for the archive, stop the background
+        threads, release the lock.
+
+        With an archive, close then waits up to ``drain`` seconds (``None``: the
+        ``archive.drain_on_close`` setting, 30 s by default; 0: no wait; ``math.inf``: no limit)
+        for the closed segments still pending upload (appends are refused from the start of
+        the wait: the log is closed; stalled segments are not retried). What is still pending
+        then stays local and uploads at the next open: it is named in one warning (logger
+        ``walship.drain``; none when ``drain`` is 0) and in :attr:`pending_at_close`
+        (``stats()["archive_pending_at_close"]``). A failed log does not wait, nor does a
+        ``with`` block left by an exception (it closes with ``drain=0``).
 
         Idempotent. Under a failed log nothing is synced (the log's state is unknown), every
         resource is released all the same, and the failure is raised: a failure in the
@@ -912,7 +793,9 @@ class Log:
 
         May be called from any thread, a plugin's hook too (on the event thread): the thread
         it is called on is never joined. An interrupt (KeyboardInterrupt, ...) during the final
-        sync fails the log and goes on; the threads and the lock are released all the same.
+        sync fails the log and goes on; the threads and the lock are released all the same. An
+        interrupt during the drain wait loses nothing (the pending segments stay pending): the
+        close completes (the archiver stops, the lock is released) and the interrupt goes on.
 
         Raises:
             LogFailedError: the log failed, now or earlier.
@@ -921,7 +804,9 @@ class Log:
                 parent; the background threads do not exist here).
         """
         self._check_process()
-        if self._closed:
+        if drain is not None and not drain >= 0:
+            raise ValueError(f"drain must be a number of seconds >= 0, got {drain!r}")
+        if self._state.closed:
             return
         self._stop.set()
         if (
@@ -930,46 +815,56 @@ class Log:
         ):
             self._maintenance.join()
         try:
-            self._commit.exclusive(self._close_locked, finish=self._mark_closed)
+            self._commit.exclusive(self._writer.close_locked, finish=self._mark_closed)
         finally:
-            if self._closed:  # (interrupted while waiting for the turn: nothing done, still open)
+            # (interrupted while waiting for the turn: nothing done, still open)
+            if self._state.closed:
                 error: BaseException | None = None
+                try:
+                    self._drain_archive(drain)
+                except BaseException as e:  # (an interrupt in the wait: close all the same)
+                    error = e
                 for _ in ATTEMPTS:  # an interrupt here is retried (idempotent)
                     try:
-                        self._release_resources()
+                        # interrupted: in-flight uploads are not waited for (they stay pending)
+                        self._release_resources(0.0 if error is not None else 30.0)
                         break
                     except BaseException as e:
                         error = error or e
                 if error is not None:
                     raise error
-        if self._failed is not None:
+        if self._state.failed is not None:
             raise self._failed_error()
 
-    def _close_locked(self) -> None:
-        """Holding the I/O turn: sync and close the active segment (a failed log's is closed
-        unsynced)."""
-        active = self._manager.active
-        if self._closed or active is None:  # closed meanwhile: queued appenders hear it
+    def _drain_archive(self, drain: float | None) -> None:
+        """Wait for the pending uploads (see :meth:`close`); name what is left."""
+        archiver = self._archiver
+        if archiver is None or self._state.failed is not None:
             return
-        if self._failed is not None:
-            active.file.close()
-            return
-        written = self._written_seq
-        try:
-            self._manager.close()
-            self._durable_seq = written
-        except BaseException as e:
-            active.file.close()  # still active when its sync failed
-            self._fail_and_raise(e)
+        timeout = archiver.drain_on_close if drain is None else drain
+        left = archiver.drain(timeout)
+        self._pending_at_close = left
+        if left and timeout > 0:
+            _drain_logger.warning(
+                "walship close: %d segment(s) still pending upload to %s (waited up to %gs; "
+                "%s): kept locally, they upload at the next open",
+                len(left),
+                archiver.url,
+                timeout,
+                ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else ""),
+            )
 
     def _mark_closed(self) -> None:
-        self._closed = True  # (before the turn goes on: queued appenders hear "closed")
+        self._state.closed = True  # (before the turn goes on: queued appenders hear "closed")
+        self._state.wake_followers()
 
-    def _release_resources(self) -> None:
-        """Stop the archiver and the event thread, release the lock. Idempotent."""
+    def _release_resources(self, archive_timeout: float = 30.0) -> None:
+        """Stop the archiver (waiting up to ``archive_timeout`` for in-flight uploads) and the
+        event thread, release the lock. Idempotent."""
         _open_logs.pop(id(self), None)
+        self._commit.stop_driver()  # (the asyncio API's commit thread, if one started)
         if self._archiver is not None:
-            self._archiver.close()
+            self._archiver.close(archive_timeout)
         self._events.stop()
         if self._lock_held:
             self.store.close()
@@ -983,7 +878,36 @@ class Log:
             self.close()
         else:  # an error is on its way out already: release everything, add nothing
             with contextlib.suppress(LogFailedError, LogForkedError):
-                self.close()
+                self.close(drain=0)  # (no drain wait: what is pending uploads at the next open)
 
     def __repr__(self) -> str:
-        return f"Log({self.store!r}, last_seq={self._written_seq}, durable={self._durable_seq})"
+        state = self._state
+        return f"Log({self.store!r}, last_seq={state.written_seq}, durable={state.durable_seq})"
+
+
+def _request(payloads: Sequence[bytes | bytearray | memoryview], payload_type: int) -> Request:
+    """The request of an append of ``payloads``, checked on the caller's thread.
+
+    Raises:
+        FrameTooLargeError / ValueError: as :meth:`Log.append` (nothing queued).
+    """
+    payloads = as_payloads(payloads)
+    if len(payloads) == 1:
+        nbytes = len(payloads[0])
+        check_payload(nbytes, payload_type)
+    else:
+        nbytes = sum(map(len, payloads))
+        check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
+    return Request(payloads, payload_type, nbytes)
+
+
+__all__ = [
+    "AppendGate",
+    "ArchiveService",
+    "Archiving",
+    "CheckpointPosition",
+    "Durability",
+    "Log",
+    "PreparedArchive",
+    "Retaining",
+]

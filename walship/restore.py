@@ -4,11 +4,13 @@ The implementation lives in :mod:`walship.archive.restore` (and reading an archi
 :mod:`walship.archive.reader`); this module only re-exports it.
 """
 
+from walship.archive.checkpoints import SNAPSHOT_FILE
 from walship.archive.reader import ArchiveReader, open_archive
 from walship.archive.restore import RestoreProgress, RestoreResult, parse_time, restore
 from walship.errors import RestoreError
 
 __all__ = [
+    "SNAPSHOT_FILE",
     "ArchiveReader",
     "RestoreError",
     "RestoreProgress",

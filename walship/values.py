@@ -33,8 +33,16 @@ _SIZE_UNITS = {
     "tib": 2**40,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|ms|s|m|h|d)")
 
 
 def parse_size(value: object) -> int:
@@ -55,7 +63,8 @@ def parse_size(value: object) -> int:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``1.5``, ``"250us"``, ``"10ms"``, ``"60s"``, ``"5m"``, ``"1h"``, ``"1m30s"``.
+    """Seconds from ``1.5``, ``"250us"``, ``"10ms"``, ``"60s"``, ``"5m"``, ``"1h"``, ``"30d"``,
+    ``"1m30s"``.
 
     Raises:
         ValueError: anything else.
@@ -188,7 +197,10 @@ def name(value: object) -> str:
 
 
 Size = Annotated[int, size_at_least(1)]
-SegmentSize = Annotated[int, size_at_least(1024)]
+SEGMENT_SIZE_MIN = 64
+"""The smallest ``max_segment_bytes``: a segment's header (``walship.core.header.HEADER_SIZE``);
+at that size every batch rotates. One floor for a config file and ``walship.open``."""
+SegmentSize = Annotated[int, size_at_least(SEGMENT_SIZE_MIN)]
 Duration = Annotated[float, duration_at_most()]
 Bool = Annotated[bool, BeforeValidator(boolean)]
 Name = Annotated[str, BeforeValidator(name)]

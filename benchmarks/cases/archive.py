@@ -209,7 +209,7 @@ def archive(ctx: Context) -> Result:
     return result
 
 
-def _p99(latencies: list[float]) -> float:
+def p99(latencies: list[float]) -> float:
     xs = sorted(latencies)
     return xs[min(len(xs) - 1, math.ceil(0.99 * len(xs)) - 1)]
 
@@ -223,7 +223,7 @@ def _timed_appends(log: Any, count: int) -> float:
         t = clock()
         log.append(payload)
         lat.append(clock() - t)
-    return _p99(lat) * 1000
+    return p99(lat) * 1000
 
 
 def append_p99_while_archiving(ctx: Context) -> Result:

@@ -91,8 +91,8 @@ def _write(
     if crash:
         abandon(log)
         log.store.unlock()
-        assert log._manager.active is not None
-        log._manager.active.file.close()
+        assert log._state.manager.active is not None
+        log._state.manager.active.file.close()
     return payloads
 
 

@@ -584,7 +584,12 @@ def test_a_signal_timer_interrupts_at_random_moments_long(mode: str, tmp_path: P
 
 # --- at every point of the group commit's hand-off, one by one --------------------------------
 
-_HANDOFF_FILES = ("walship/log.py", "walship/core/commit.py")
+_HANDOFF_FILES = (
+    "walship/log.py",
+    "walship/core/commit.py",
+    "walship/core/writer.py",
+    "walship/core/state.py",
+)
 """The modules whose code runs between taking the I/O turn and passing it on."""
 
 

@@ -169,9 +169,14 @@ def at(k: int, mode: str, window: int = 1) -> Plan:
     return lambda n, method, path: mode if k <= n < k + window else None
 
 
-OPEN_REQUESTS = 2
+OPEN_REQUESTS = 3
 """A new log lists its archive once at open (a new log must not number from 1 again where the
-archive holds segments): s3fs lists the prefix, then its parent when the prefix is empty."""
+archive holds segments): s3fs lists the prefix, then its parent when the prefix is empty; then
+its archiver checks once that no takeover fenced it (one GET of the next epoch's object: a
+failure there is retried before every upload, no archive attempt)."""
+
+FENCE_REQUESTS = 1
+"""Every upload first checks the fence: one GET of the next epoch's object (a 404)."""
 
 PROBE_REQUESTS = 3
 """The first put to a bucket probes the conditional create: PUT, PUT (refused), DELETE."""
@@ -247,10 +252,10 @@ def sweep(
 
 def test_kth_request_fails(server: S3Server, baseline: Baseline) -> None:
     """A 500 after the server acted (the answer lost) and a 500 before it acted, at every
-    request of archiving one segment (the open's listing, the probe's three, put the object,
-    put the manifest).
+    request of archiving one segment (the open's listing and fence check, the upload's fence
+    check, the probe's three, put the object, put the manifest).
     The long run: every mode at every request of four segments."""
-    assert baseline[1] == OPEN_REQUESTS + PROBE_REQUESTS + 2
+    assert baseline[1] == OPEN_REQUESTS + FENCE_REQUESTS + PROBE_REQUESTS + 2
     sweep(server, baseline, 1, ["lost", "error"], 1)
 
 
@@ -284,7 +289,7 @@ def test_an_outage_of_several_requests(server: S3Server) -> None:
     """Six requests in a row fail: walship retries the same segment with a growing backoff
     until the store answers again. (A run of resets is absorbed by s3fs, which retries a
     reset up to 25 times; the server stopped mid-upload is the longer outage.)"""
-    out = run(server, at(OPEN_REQUESTS + PROBE_REQUESTS + 2, "error", 6), 2)
+    out = run(server, at(OPEN_REQUESTS + FENCE_REQUESTS + PROBE_REQUESTS + 2, "error", 6), 2)
     assert out.stats["archive"]["failed_attempts"] == 6
     assert [a for _, a, _ in out.watch.failed] == [1, 2, 3, 4, 5, 6]
     FIGURES["object_store.runs"] += 1

@@ -47,6 +47,8 @@ absolute paths, directories, other suffixes, objects larger than the limit) is r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from walship.archive.credentials import redact_url
 from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import (
@@ -67,8 +69,28 @@ from walship.archive.names import (
     object_name,
     parse_object_name,
 )
-from walship.archive.objects import ArchiveStore, PutResult
-from walship.archive.read_store import ArchiveReadStore
+
+if TYPE_CHECKING:
+    from walship.archive.objects import ArchiveStore, PutResult
+    from walship.archive.read_store import ArchiveReadStore
+
+_LAZY = {
+    "ArchiveStore": "walship.archive.objects",
+    "PutResult": "walship.archive.objects",
+    "ArchiveReadStore": "walship.archive.read_store",
+}
+"""Names whose modules import fsspec: loaded on first use, so that the config (which nests
+the archive's settings) and ``walship.open`` never import fsspec for a log without an
+archive (nor on a platform where fsspec cannot load)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'walship.archive' has no attribute {name!r}")
+
 
 __all__ = [
     "COMPRESSIONS",

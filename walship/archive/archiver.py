@@ -10,47 +10,65 @@ Retention runs after each success.
 
 A failed attempt fires ``archive_failed`` (with the attempt number, from 1) and is retried after
 an exponential backoff with jitter, capped at ``max_backoff``, up to ``attempts`` times; a segment
-that still fails stays pending ("stalled"), never lost: it is tried again by :meth:`flush`, by
-``walship archive`` and at the next open, which queues every local closed segment the record
-does not list. A conflict (:class:`~walship.errors.ArchiveConflictError`: the archive holds
-different content under the segment's name) is no passing fault: the segment stalls at once
+that still fails stays pending ("stalled"), never lost: it is tried again by
+:meth:`Archiver.flush`, by ``walship archive`` and at the next open, which queues every local
+closed segment the record does not list. A conflict
+(:class:`~walship.errors.ArchiveConflictError`: the archive holds different content under the
+segment's name) is no passing fault: the segment stalls at once
 with that error, no attempt repeated. When a segment closes while more than ``lag_warning``
 segments are pending, ``archive_lagging`` fires (once per crossing) and the stats say so: the
 warning is about a running log falling behind, so the backlog queued at start-up or by
-:meth:`requeue` (a catch-up run) never fires it by itself.
+:meth:`Archiver.requeue` (a catch-up run) never fires it by itself.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from walship.archive import ArchiveStore, PutResult
+from walship.archive.attempts import AttemptLog
+from walship.archive.backpressure import Backpressure
+from walship.archive.epoch import Fence, FenceGate, LocalEpoch, remove_segment_objects
 from walship.archive.retention import Retention, SegmentRanges
 from walship.archive.settings import (
     ArchiveSettings,
     RetentionPolicy,
     RetrySettings,
+    destinations_from_mapping,
     retention_without_archive,
 )
 from walship.core.header import segment_name
 from walship.core.record import ArchivedSegment, ArchiveRecord, check_continues
 from walship.core.segment import ClosedSegment
-from walship.errors import ArchiveConflictError, ArchiveError, ConfigError
+from walship.errors import (
+    ArchiveConflictError,
+    ArchiveError,
+    ArchiveFencedError,
+    ArchiveIntegrityError,
+    ConfigError,
+)
 from walship.plugins.hookspecs import hookimpl
+from walship.stats import ArchiveStats
 from walship.store import SegmentStore
 
 if TYPE_CHECKING:
+    from walship.archive.destinations import DestinationsWiring
+    from walship.archive.promote import Takeover
     from walship.archive.repair import ArchiveRepair
-    from walship.log import Log
+    from walship.archive.shipper import Shipper
+    from walship.log import CheckpointPosition, Log
 
 logger = logging.getLogger("walship.archiver")
+CHECKPOINT_ATTEMPTS = 3
+"""Attempts to store a checkpoint's snapshot (the caller waits for them)."""
 
 __all__ = [
     "ArchiveSettings",
@@ -58,6 +76,7 @@ __all__ = [
     "Archiver",
     "RetrySettings",
     "backoff_delay",
+    "build_archiver",
     "build_archiving",
 ]
 
@@ -77,6 +96,8 @@ class _Pending:
     last_error: str = ""
     conflict: bool = False
     """The last error was an :class:`ArchiveConflictError` (retrying cannot help)."""
+    size: int = 0
+    """The segment's bytes (counted against ``archive.max_pending``)."""
 
 
 class Archiver:
@@ -88,8 +109,11 @@ class Archiver:
         record: the log's durable archive record.
         emit: fires a hook on the log's event thread (``emit(hook, **kwargs)``).
         closed_segments: the log's local closed segments (seq, first, last), oldest first.
-        retention: applied after every archived segment (``None``: keep everything).
+        retention: applied after every archived segment (``None``: keep everything); with
+            several destinations, one :class:`Retention` shared by their archivers.
         archive: the archive store (default: one built from ``settings``).
+        attempts: the log's errors file (:mod:`walship.archive.attempts`), shared by the
+            archivers of several destinations (default: this archiver's own).
     """
 
     def __init__(
@@ -101,6 +125,7 @@ class Archiver:
         closed_segments: SegmentRanges,
         retention: Retention | None = None,
         archive: ArchiveStore | None = None,
+        attempts: AttemptLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -110,6 +135,7 @@ class Archiver:
             settings.storage_options,
             compression=settings.compression,
             conditional_create=settings.conditional_create,
+            keyring=settings.encryption,
         )
         self.url = self.archive.url
         # the child cannot reach a memory:// archive (it lives in this process), nor an
@@ -142,14 +168,44 @@ class Archiver:
             threading.Thread(target=self._work, name=f"walship-archiver-{i}", daemon=True)
             for i in range(settings.workers)
         ]
+        self._pending_bytes = 0
+        self.attempts = attempts or AttemptLog(store)
+        """The last error of each failed segment, kept for ``walship status``."""
+        self.backpressure: Backpressure | None = None
+        """The append gate (``archive.max_pending``; ``None``: off)."""
+        if settings.max_pending is not None:
+            self.backpressure = Backpressure(
+                settings.max_pending,
+                settings.backpressure_timeout,
+                self.url,
+                emit,
+                lambda: self.requeue(retry_stalled=True),
+            )
+        self.fence = Fence(
+            self.archive, LocalEpoch.load(store, self.url), self._unarchived_note, store
+        )
+        """Whether another writer took the archive over (:mod:`walship.archive.epoch`)."""
+        self.append_gate = FenceGate(self.fence, self.backpressure)
+        """The log's append gate: refused once fenced, else the backpressure's."""
+        self.shipper: Shipper | None = None
+        """Live shipping of the active segment (``ship_interval``), started and closed with
+        the archiver."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the workers, queue every local closed segment not yet archived, and apply
         retention once (a checkpoint or archive may have been recorded before a restart)."""
+        try:
+            self.fence.check()  # one GET: a writer reopened after a takeover is fenced at once
+        except ArchiveFencedError as e:
+            logger.error("walship archive: %s", e)
+        except (OSError, ArchiveError):
+            pass  # unreachable now: every upload checks again first
         for w in self._workers:
             w.start()
+        if self.shipper is not None:
+            self.shipper.start()
         self.requeue()
         if self.retention is not None:
             self.retention.apply()
@@ -184,6 +240,10 @@ class Archiver:
         """
         self._stopping = True
         try:
+            if self.backpressure is not None:
+                self.backpressure.open_for_good()
+            if self.shipper is not None:
+                self.shipper.close(timeout)
             with self._lock:
                 self._cond.notify_all()
             deadline = time.monotonic() + timeout
@@ -212,11 +272,20 @@ class Archiver:
     @hookimpl
     def segment_closed(self, segment: ClosedSegment) -> None:
         """Queue the closed segment for upload (never blocks); warn when the archive lags."""
-        self.submit(segment.segment_seq, segment.blake3, live=True)
+        if self.shipper is not None:
+            self.shipper.wake()  # its last bytes go as a part now, before the sealed upload ends
+        self.submit(segment.segment_seq, segment.blake3, live=True, size=segment.size)
 
-    def submit(self, segment_seq: int, blake3: bytes | None = None, live: bool = False) -> None:
+    def submit(
+        self,
+        segment_seq: int,
+        blake3: bytes | None = None,
+        live: bool = False,
+        size: int | None = None,
+    ) -> None:
         """Queue segment ``segment_seq`` unless it is pending already or archived here.
-        ``live``: the log just closed it (only then may ``archive_lagging`` fire)."""
+        ``live``: the log just closed it (only then may ``archive_lagging`` fire); ``size``:
+        its bytes (default: asked of the store)."""
         with self._lock:
             if self._stopping or segment_seq in self._pending:
                 return
@@ -224,13 +293,25 @@ class Archiver:
                 return  # archived and removed by retention (maybe before a new URL was set)
             if self.record.archived(segment_seq, self.url):
                 return
-            self._pending[segment_seq] = _Pending(blake3)
+            if size is None:
+                try:
+                    size = self.store.size(segment_name(segment_seq))
+                except OSError:
+                    size = 0
+            self._pending[segment_seq] = _Pending(blake3, size=size)
+            self._pending_bytes += size
             self._queue.append(segment_seq)
             self.counters["queued"] += 1
             # every waiter: an interrupted flush() may have left a stale waiter behind, which
             # would swallow a notify() meant for a worker
             self._cond.notify_all()
             self._check_lag_locked(live)
+            self._update_backpressure_locked()
+
+    def _update_backpressure_locked(self) -> None:
+        if self.backpressure is not None:
+            oldest = segment_name(min(self._pending)) if self._pending else None
+            self.backpressure.update(self._pending_bytes, oldest)
 
     def _check_lag_locked(self, live: bool = False) -> None:
         """Count the pending segments; warn (``live``: a segment just closed) or clear the
@@ -247,7 +328,7 @@ class Archiver:
                 oldest,
                 self.url,
             )
-            self._emit("archive_lagging", pending=n, oldest_pending=oldest)
+            self._emit("archive_lagging", pending=n, oldest_pending=oldest, url=self.url)
         elif n <= self.settings.lag_warning and self._lagging:
             self._lagging = False
             logger.info("walship archive caught up: %d segments pending", n)
@@ -278,6 +359,8 @@ class Archiver:
             with self._lock:
                 if done:
                     del self._pending[seq]
+                    self._pending_bytes -= p.size
+                    self._update_backpressure_locked()
                 elif p.state == "running":
                     p.state = "queued" if not self._stopping else "stalled"
                     if p.state == "queued":
@@ -294,8 +377,9 @@ class Archiver:
                 return False
             started = time.monotonic()
             try:
-                check_continues(self.store, seq, self.record, self.archive.stat)
-                result = self._put(name, p.blake3)
+                self.fence.check()
+                self._check_continues(seq)
+                result = self._put_fenced(seq, name, p.blake3)
                 # record and announce as one step for retention: a segment_removed never
                 # reaches the plugins before its segment_archived
                 with self._announce_lock():
@@ -323,25 +407,37 @@ class Archiver:
                 p.attempts += 1
                 p.last_error = error
                 p.conflict = isinstance(e, ArchiveConflictError)
+                fenced = isinstance(e, ArchiveFencedError)
                 self.counters["failed_attempts"] += 1
+                stalls = attempt == retries.attempts or p.conflict or fenced
+                if not self._closed:  # (after close the log may be another process's)
+                    self.attempts.failed(name, self.url, error, p.attempts, stalls, p.conflict)
                 logger.warning(
-                    "walship archive of %s failed (attempt %d of %d): %s",
+                    "walship archive of %s to %s failed (attempt %d of %d): %s",
                     name,
+                    self.url,
                     attempt,
                     retries.attempts,
                     error,
                 )
                 self._emit(
-                    "archive_failed", name=name, segment_seq=seq, attempt=attempt, error=error
+                    "archive_failed",
+                    name=name,
+                    segment_seq=seq,
+                    attempt=attempt,
+                    error=error,
+                    url=self.url,
                 )
-                if attempt == retries.attempts or p.conflict:
+                if stalls:
                     p.state = "stalled"
                     self.counters["stalled"] += 1
                     logger.error(
-                        "walship archive of %s gave up after %d attempts%s; it stays pending: %s",
+                        "walship archive of %s to %s gave up after %d attempts%s; it stays "
+                        "pending: %s",
                         name,
+                        self.url,
                         attempt,
-                        " (a conflict: retrying cannot help)" if p.conflict else "",
+                        " (fenced or a conflict: retrying cannot help)" if stalls else "",
                         error,
                     )
                     return False
@@ -351,6 +447,7 @@ class Archiver:
                 if self._stopping:
                     return False
                 continue
+            self.attempts.archived(name, self.url)
             self.counters["archived"] += 1
             self.counters["bytes"] += result.manifest.size
             self.counters["uploaded" if result.uploaded else "already_archived"] += 1
@@ -359,17 +456,140 @@ class Archiver:
             return True
         return False
 
+    def _check_continues(self, seq: int) -> None:
+        """:func:`check_continues`; past this writer's takeover, after the upload of the
+        segment before when another worker runs it (it may be replacing a fenced writer's
+        object, which the check would otherwise be made against), and, while that segment is
+        still pending here, a mismatch is retried (an :class:`ArchiveError`), not a conflict.
+        """
+        if not self.fence.owns(seq - 1):
+            check_continues(self.store, seq, self.record, self.archive.stat)
+            return
+        with self._lock:
+            self._cond.wait_for(
+                lambda: (
+                    self._stopping
+                    or seq - 1 not in self._pending
+                    or self._pending[seq - 1].state != "running"
+                )
+            )
+            before_pending = seq - 1 in self._pending
+        try:
+            check_continues(self.store, seq, self.record, self.archive.stat)
+        except ArchiveConflictError:
+            if not before_pending:
+                raise
+            raise ArchiveError(
+                f"{segment_name(seq)} waits for {segment_name(seq - 1)}, this writer's own "
+                "(past its takeover), to be archived first"
+            ) from None
+
+    def _put_fenced(self, seq: int, name: str, blake3: bytes | None) -> PutResult:
+        """:meth:`_put`, a conflict checked against the fence: fenced, the error says so;
+        past this writer's takeover, the other object is a fenced writer's (uploaded before it
+        saw the takeover): it is removed and the put tried again once.
+
+        Raises:
+            ArchiveFencedError: this writer is fenced.
+            ArchiveConflictError: as :meth:`ArchiveStore.put`, outside this writer's takeover.
+        """
+        try:
+            return self._put(name, blake3)
+        except ArchiveConflictError:
+            self.fence.check()
+            if not self.fence.owns(seq):
+                raise
+        remove_segment_objects(self.archive, seq)
+        logger.warning(
+            "walship archive %s: %s was a fenced writer's (past this writer's takeover, "
+            "epoch %d): its object and manifest removed, archiving this writer's own",
+            self.url,
+            name,
+            self.fence.local.epoch,
+        )
+        self.counters["fenced_removed"] += 1
+        return self._put(name, blake3)
+
+    def _unarchived_note(self) -> str:
+        """What this log keeps that it did not archive (for the fencing error)."""
+        closed = [seq for seq, _f, _l in self._closed_segments()]
+        with self._lock:
+            pending = sorted(set(self._pending) | {s for s in closed if s > self.record_end()})
+        last = self.record.last_commit_seq
+        where = f"segments {segment_name(pending[0])} on" if pending else "the active segment"
+        return (
+            f"it archived sealed up to commit_seq {last}; its later frames are kept locally "
+            f"({where}), in the archive only as far as the new writer took them over"
+        )
+
+    def record_end(self) -> int:
+        """The last segment the record lists as archived here (0: none)."""
+        done = [e.segment_seq for e in self.record.entries() if e.url == self.url]
+        return max(done, default=self.record.removed_through)
+
     def _put(self, name: str, blake3: bytes | None) -> PutResult:
         if not self._in_child:
             return self.archive.put(name, self.store.read(name), expected_blake3=blake3)
         from walship.archive.upload_process import UploadProcess
 
         s = self.settings
-        key = (s.url, s.storage_options, s.compression, s.conditional_create)
+        keys = s.encryption.as_mapping() if s.encryption is not None else None
+        key = (s.url, s.storage_options, s.compression, s.conditional_create, keys)
         raw = self.store.local_path(name) or self.store.read(name)
         return UploadProcess.shared().put(key, name, raw, blake3)
 
     # --- waiting and introspection ------------------------------------------------------
+
+    def store_checkpoint(self, snapshot: object, position: CheckpointPosition) -> object:
+        """Store ``snapshot`` (bytes, a path or a binary file object) as the checkpoint at
+        ``position`` (:func:`walship.archive.checkpoints.store_checkpoint`), on the calling
+        thread, never holding a lock the workers or appends need. A failure of the store is
+        retried (at most :data:`CHECKPOINT_ATTEMPTS` attempts, with the archive's backoff).
+        Returns the checkpoint's manifest, durable in the archive.
+
+        Raises:
+            TypeError: ``snapshot`` is not bytes, a path or a binary file object.
+            ArchiveConflictError: a different checkpoint is archived at that commit_seq.
+            ArchiveIntegrityError / OSError: the last attempt failed.
+        """
+        from walship.archive.checkpoints import CheckpointAnchor, read_snapshot, store_checkpoint
+
+        data = read_snapshot(snapshot)
+        anchor = CheckpointAnchor(*position)
+        retries = self.settings.retries
+        attempts = min(retries.attempts, CHECKPOINT_ATTEMPTS)
+        for attempt in range(1, attempts + 1):
+            try:
+                manifest = store_checkpoint(self.archive, anchor, data)
+            except (OSError, ArchiveIntegrityError):
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng))
+                continue
+            self.counters["checkpoints"] += 1
+            self.prune_after_checkpoint()
+            return manifest
+        raise AssertionError("unreachable")
+
+    def prune_after_checkpoint(self) -> None:
+        """Apply ``archive.prune`` (when set) once, on the calling thread. A failure is logged
+        on ``walship.archiver`` and counted (``prune_errors``), never raised: the checkpoint is
+        stored, and the next one prunes again."""
+        rules = self.settings.prune
+        if rules is None:
+            return
+        from walship.archive.prune import apply_prune, load_for_prune, plan_prune
+
+        try:
+            pp = plan_prune(load_for_prune(self.archive), rules, time.time_ns() // 1000)
+            apply_prune(self.archive, pp)
+        except (OSError, ArchiveError) as e:
+            self.counters["prune_errors"] += 1
+            logger.warning(
+                "walship archive %s: prune failed: %s", self.url, self.archive.redact(str(e))
+            )
+            return
+        self.counters["pruned_objects"] += len(pp.objects)
 
     def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool:
         """Wait until every segment closed so far is archived or stalled (stalled ones are
@@ -386,6 +606,30 @@ class Archiver:
                     break
                 self._cond.wait(remaining if remaining is not None else 0.5)
             return not self._pending
+
+    @property
+    def drain_on_close(self) -> float:
+        """``archive.drain_on_close``: how long the log's close waits for :meth:`drain`."""
+        return self.settings.drain_on_close
+
+    def drain(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` seconds (``math.inf``: no limit; 0: not at all) until every
+        pending segment is archived or stalled (stalled ones are not retried); return the names
+        of those still pending, oldest first. Called by the log's close, on its thread, before
+        :meth:`close`; an interrupt goes on to the caller and loses nothing (what is pending
+        stays pending, queued again at the next open). A segment the log closed whose
+        ``segment_closed`` event is still on its way through the event thread counts as
+        pending."""
+        self.requeue(retry_stalled=False)  # (that hand-over races a close right after a rotation)
+        if timeout > 0:
+            self.flush(None if math.isinf(timeout) else timeout, retry_stalled=False)
+        return self.pending()
+
+    def pending_sizes(self) -> dict[int, int]:
+        """The segment_seq and size of each segment waiting for upload (queued, running or
+        stalled)."""
+        with self._lock:
+            return {s: p.size for s, p in self._pending.items()}
 
     def pending(self) -> list[str]:
         """Names of the segments waiting for upload (queued, running or stalled), oldest first."""
@@ -421,54 +665,80 @@ class Archiver:
         with self._lock:
             self._cond.wait(timeout)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters: archived, uploaded, already_archived, bytes, failed_attempts, stalled,
-        lag_warnings, max_pending; and pending, lagging, seconds (mean, max), removed."""
+    def stats(self) -> ArchiveStats:
+        """The archiver's counters and state: a :class:`~walship.stats.ArchiveStats` (every
+        key always present, each documented there). Any thread."""
         with self._lock:
-            out: dict[str, Any] = {
-                k: self.counters[k]
-                for k in (
-                    "queued",
-                    "archived",
-                    "uploaded",
-                    "already_archived",
-                    "bytes",
-                    "failed_attempts",
-                    "stalled",
-                    "lag_warnings",
-                    "max_pending",
-                )
+            c = self.counters
+            return {
+                "queued": c["queued"],
+                "archived": c["archived"],
+                "uploaded": c["uploaded"],
+                "already_archived": c["already_archived"],
+                "bytes": c["bytes"],
+                "failed_attempts": c["failed_attempts"],
+                "stalled": c["stalled"],
+                "lag_warnings": c["lag_warnings"],
+                "max_pending": c["max_pending"],
+                "checkpoints": c["checkpoints"],
+                "prune_errors": c["prune_errors"],
+                "pruned_objects": c["pruned_objects"],
+                "url": self.url,
+                "pending": len(self._pending),
+                "stalled_now": sum(p.state == "stalled" for p in self._pending.values()),
+                "lagging": self._lagging,
+                "seconds_mean": self._seconds_total / c["archived"] if c["archived"] else 0.0,
+                "seconds_max": self._seconds_max,
+                "removed": self.retention.removed if self.retention is not None else 0,
+                "pending_bytes": self._pending_bytes,
+                "shipping": self.shipper.stats() if self.shipper is not None else None,
+                "destinations": None,
+                "fenced": self.fence.message,
+                "epoch": self.fence.local.epoch,
+                **(self.backpressure.stats() if self.backpressure is not None else NO_BACKPRESSURE),  # type: ignore[typeddict-item]  # the five backpressure keys of ArchiveStats
             }
-            out.update(
-                url=self.url,
-                pending=len(self._pending),
-                stalled_now=sum(p.state == "stalled" for p in self._pending.values()),
-                lagging=self._lagging,
-                seconds_mean=self._seconds_total / self.counters["archived"]
-                if self.counters["archived"]
-                else 0.0,
-                seconds_max=self._seconds_max,
-                removed=self.retention.removed if self.retention is not None else 0,
-            )
-            return out
+
+
+NO_BACKPRESSURE = {
+    "backpressure": False,
+    "max_pending_bytes": None,
+    "backpressure_waits": 0,
+    "backpressure_refusals": 0,
+    "backpressure_episodes": 0,
+}
+"""The backpressure fields of :meth:`Archiver.stats` when ``archive.max_pending`` is off."""
 
 
 class ArchiveWiring:
     """The archive and retention of one log, as :class:`walship.log.Log` takes them (its
-    ``archiving``, see :class:`walship.log.Archiving`): built by :func:`build_archiving`, used
+    ``archiving``, see :class:`walship.archiving.Archiving`): built by :func:`build_archiving`, used
     by one log, on its opening thread."""
 
-    def __init__(self, settings: ArchiveSettings, policy: RetentionPolicy) -> None:
+    def __init__(
+        self, settings: ArchiveSettings, policy: RetentionPolicy, takeover: bool = False
+    ) -> None:
         self.settings = settings
         self.policy = policy
+        self.takeover = takeover
+        """Take the archive over before the log opens (:mod:`walship.archive.promote`)."""
+        self.takeover_result: Takeover | None = None
         self._record: ArchiveRecord | None = None
 
     def prepare_open(self, store: SegmentStore, repair: bool) -> ArchiveRepair:
-        """Holding the log's lock, before recovery: the archive record, rebuilt from the archive
-        when lost; with ``repair``, archived segments damaged or missing locally put back (see
-        :func:`walship.archive.repair.prepare_archived_open`, and what it raises)."""
+        """Holding the log's lock, before recovery: leftovers removed
+        (:func:`walship.archive.staging.clean_at_open`); the archive record, rebuilt from the
+        archive when lost; with ``repair``, archived segments damaged or missing locally put
+        back (see :func:`walship.archive.repair.prepare_archived_open`, and what it raises);
+        with ``takeover``, first the archive taken over (:func:`walship.archive.promote.
+        take_over`, and what it raises)."""
         from walship.archive.repair import prepare_archived_open
+        from walship.archive.staging import clean_at_open
 
+        clean_at_open(store)  # dead restores' staging directories, interrupted temporaries
+        if self.takeover:
+            from walship.archive.promote import take_over
+
+            self.takeover_result = take_over(store, self.settings)
         prepared = prepare_archived_open(store, self.settings, repair=repair)
         self._record = prepared.record
         return prepared
@@ -477,7 +747,7 @@ class ArchiveWiring:
         """Once ``log`` is open: build the archiver (and retention, unless it keeps all),
         register it as the plugin ``walship.archiver``, start it."""
         assert self._record is not None, "prepare_open first"
-        archiver = Archiver(log.store, self.settings, self._record, log.notify, log.closed_segments)
+        archiver = build_archiver(log, self.settings, self._record)
         if self.policy.mode != "all":
             archiver.retention = Retention(
                 self.policy,
@@ -493,19 +763,59 @@ class ArchiveWiring:
         return archiver
 
 
+def build_archiver(
+    log: Log, settings: ArchiveSettings, record: ArchiveRecord, attempts: AttemptLog | None = None
+) -> Archiver:
+    """The archiver of one destination of ``log`` (with its live shipper when
+    ``ship_interval`` is set), not started, without retention."""
+    archiver = Archiver(
+        log.store, settings, record, log.notify, log.closed_segments, attempts=attempts
+    )
+    if settings.ship_interval is not None:
+        from walship.archive.shipper import Shipper
+
+        archiver.shipper = Shipper(
+            log.store,
+            archiver.archive,
+            record,
+            log.durable_position,
+            settings.ship_interval,
+            archiver.fence,
+        )
+    return archiver
+
+
 def build_archiving(
-    archive: Mapping[str, Any] | None, retention: Mapping[str, Any] | None
-) -> ArchiveWiring | None:
-    """Validate the ``archive:`` and ``retention:`` sections together; ``None`` without an
-    archive (retention then keeps everything).
+    archive: Mapping[str, Any] | None,
+    retention: Mapping[str, Any] | None,
+    archives: Sequence[Mapping[str, Any]] | None = None,
+    takeover: bool = False,
+) -> ArchiveWiring | DestinationsWiring | None:
+    """Validate the ``archive:`` (one destination) or ``archives:`` (several), and
+    ``retention:`` sections together; ``None`` without an archive (retention then keeps
+    everything). Several destinations are a
+    :class:`~walship.archive.destinations.DestinationsWiring`.
 
     Raises:
-        ConfigError: a bad key or value, or a retention policy that removes segments without an
-            archive to hold them.
+        ConfigError: a bad key or value (``archives[1].workers: ...``); both ``archive`` and
+            ``archives``; two destinations with one URL; or a retention policy that removes
+            segments without an archive to hold them; ``takeover`` (the log takes the archive
+            over when it opens: ``walship promote``) without an archive or with several.
     """
-    settings = ArchiveSettings.from_mapping(archive) if archive is not None else None
+    destinations = destinations_from_mapping(archive, archives)
+    if takeover and not destinations:
+        raise ConfigError("takeover=True needs the log's archive: section (the URL to take over)")
+    if takeover and len(destinations) > 1:
+        raise ConfigError(
+            "takeover=True takes one archive URL over: it is not supported with several "
+            "destinations (archives:); promote with the one destination, then add the others"
+        )
     policy = RetentionPolicy.from_mapping(retention)
-    error = retention_without_archive(policy) if settings is None else None
+    error = retention_without_archive(policy) if not destinations else None
     if error is not None:
         raise ConfigError(error.message())
-    return ArchiveWiring(settings, policy) if settings is not None else None
+    if len(destinations) > 1:
+        from walship.archive.destinations import DestinationsWiring
+
+        return DestinationsWiring(destinations, policy)
+    return ArchiveWiring(destinations[0], policy, takeover) if destinations else None

@@ -9,6 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from walship.archive import ArchiveStore, SegmentManifest
+from walship.archive.checkpoint_check import check_checkpoints
+from walship.archive.parts import LiveTail, attach_tail
 from walship.archive.plan import (
     ALTERED_SEGMENT,
     BAD_HEADER,
@@ -16,6 +18,7 @@ from walship.archive.plan import (
     CHAIN_MISMATCH,
     CORRUPT_FRAME,
     LOG_FIRST_SEGMENT,
+    MISSING_KEY,
     MISSING_SEGMENT,
     ArchivePlan,
     ArchiveProblem,
@@ -24,7 +27,7 @@ from walship.archive.plan import (
 )
 from walship.core.header import ZERO_HASH
 from walship.core.scan import ProblemKind, ScanResult, SegmentScan, scan_segment
-from walship.errors import ArchiveIntegrityError, ArchiveMissingError
+from walship.errors import ArchiveIntegrityError, ArchiveKeyError, ArchiveMissingError
 
 _CLAIMS = (
     "instance_id",
@@ -48,6 +51,8 @@ class SegmentCheck:
     data: bytes | None
     scan: SegmentScan | None
     problems: list[ArchiveProblem]
+    key_error: ArchiveKeyError | None = None
+    """The segment is sealed under a key that was not given (its problem is ``missing_key``)."""
 
     def found(self) -> SegmentManifest | None:
         """What the segment is, for the links between segments (:meth:`ArchivePlan.check`):
@@ -76,11 +81,14 @@ class SegmentCheck:
 
         Raises:
             ArchiveMissingError: the object is gone.
+            ArchiveKeyError: it is sealed under a key that was not given (named).
             ArchiveIntegrityError: anything else (every problem named).
         """
         if not self.problems:
             assert self.data is not None
             return self.data
+        if self.key_error is not None:
+            raise self.key_error
         message = describe_problems(self.problems)
         if self.data is None and self.problems[0].kind == MISSING_SEGMENT:
             raise ArchiveMissingError(message, self.manifest.name)
@@ -97,7 +105,7 @@ def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
     name = m.name
     where = archive.object_url(m.object)
     try:
-        data = archive.get_unverified(m.segment_seq, m.compression)
+        data = archive.get_unverified(m.segment_seq, m.compression, m.seal)
     except ArchiveMissingError:
         return SegmentCheck(
             m,
@@ -109,6 +117,9 @@ def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
         return SegmentCheck(
             m, None, None, [ArchiveProblem(ALTERED_SEGMENT, name, 0, str(e), m.segment_seq)]
         )
+    except ArchiveKeyError as e:
+        problem = ArchiveProblem(MISSING_KEY, name, 0, str(e), m.segment_seq)
+        return SegmentCheck(m, None, None, [problem], e)
     problems: list[ArchiveProblem] = []
     scanned = scan_segment(name, data)  # header, every frame, and the BLAKE3
     seg = scanned.segments[0]
@@ -182,6 +193,10 @@ class ArchiveScan(ScanResult[ArchiveProblem]):
     zero_hash_breaks: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     """Objects that are not walship's, ignored (a note of the report, never a problem)."""
+    checkpoints: list[int] = field(default_factory=list)
+    """The commit_seq of every checkpoint the archive holds (each one checked)."""
+    pruned_to: int | None = None
+    """The segment a prune marker says the archive starts at (``None``: never pruned)."""
 
 
 def verify_archive(
@@ -190,7 +205,11 @@ def verify_archive(
     """Check everything the archive holds: the plan of every segment (:meth:`ArchivePlan.check`)
     and the bytes of every segment that has its manifest and object (:func:`check_segment`).
     Reads everything, changes nothing. The problems are exactly those that make a full restore
-    fail.
+    fail, and those of the checkpoints (each snapshot downloaded and checked:
+    :func:`walship.archive.checkpoint_check.check_checkpoints`). A pruned archive is checked
+    from where its prune marker says it starts.
+    fail, and parts that prove nothing (``missing_part``, :mod:`walship.archive.parts`): the
+    live-shipped parts after the last sealed segment are checked as a restore uses them.
 
     Raises:
         ArchiveNameError: an object named like walship's that is not a segment or manifest,
@@ -198,10 +217,18 @@ def verify_archive(
         OSError: the store failed.
     """
     plan = ArchivePlan.load(archive)
+    try:
+        tail = attach_tail(plan)  # the parts after the last sealed segment, checked
+    except ArchiveKeyError as e:  # named as a problem; the sealed segments are still checked
+        tail = LiveTail(problems=[ArchiveProblem(MISSING_KEY, "live-shipped parts", 0, str(e), 0)])
     scan = ArchiveScan(
         url=archive.url, anchored=plan.starts_at_log_start, foreign=list(plan.listing.foreign)
     )
+    scan.checkpoints = sorted(plan.checkpoints)
+    scan.pruned_to = plan.marker.first_segment if plan.marker is not None else None
+    checkpoint_problems = check_checkpoints(plan)
     if plan.first_seq is None or plan.last_seq is None:
+        scan.problems = checkpoint_problems + tail.problems + tail.unproven
         return scan
     first, last = plan.first_seq, plan.last_seq
     readable = [m for m in plan.segments(first, last) if plan.complete(m.segment_seq)]
@@ -225,8 +252,12 @@ def verify_archive(
                 seg.chain_ok = seg.header.prev_segment_hash == prev.blake3
         elif seg.header is not None and seg.segment_seq == LOG_FIRST_SEGMENT:
             seg.chain_ok = seg.header.prev_segment_hash == ZERO_HASH
+        elif seg.header is not None and plan.marker and seg.segment_seq == plan.start:
+            seg.chain_ok = seg.header.prev_segment_hash == plan.marker.prev_segment_hash
         prev = seg
-    scan.problems = sorted(run.problems + problems, key=lambda p: (p.seq, p.offset))
+    problems += checkpoint_problems
+    extra = tail.problems + tail.unproven
+    scan.problems = sorted(run.problems + problems + extra, key=lambda p: (p.seq, p.offset))
     return scan
 
 

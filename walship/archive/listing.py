@@ -17,6 +17,12 @@ from walship.errors import ArchiveNameError
 
 log = logging.getLogger("walship.archive")
 _SHOWN_FOREIGN = 5
+_OTHER_KINDS = {
+    "snapshot": "snapshots",
+    "checkpoint_manifest": "checkpoint_manifests",
+    "prune_marker": "prune_markers",
+    "epoch": "epochs",
+}
 
 
 @dataclass
@@ -29,6 +35,8 @@ class ArchiveListing:
     :func:`walship.archive.names.is_foreign_name`); ``temporary`` the names of leftover
     temporary objects (skipped); ``foreign`` the names of objects that are not walship's at all
     (a ``README.txt``, a ``notes/`` prefix, a ``backup.tar``): never read, only named.
+    ``parts`` and ``part_manifests`` map a segment_seq to its live-shipped parts, by
+    ``(start, end)``, and their sizes (:mod:`walship.archive.parts`): never counted as segments.
     """
 
     objects: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -36,6 +44,16 @@ class ArchiveListing:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     temporary: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
+    snapshots: dict[int, int] = field(default_factory=dict)
+    """Checkpoint snapshot objects: commit_seq -> size."""
+    checkpoint_manifests: dict[int, int] = field(default_factory=dict)
+    """Checkpoint manifests: commit_seq -> size."""
+    prune_markers: dict[int, int] = field(default_factory=dict)
+    """Prune markers: version -> size."""
+    epochs: dict[int, int] = field(default_factory=dict)
+    """Epoch objects (:mod:`walship.archive.epoch`): epoch -> size."""
+    parts: dict[int, dict[tuple[int, int], int]] = field(default_factory=dict)
+    part_manifests: dict[int, dict[tuple[int, int], int]] = field(default_factory=dict)
 
     @property
     def segment_seqs(self) -> list[int]:
@@ -105,13 +123,19 @@ class ArchiveListing:
                 )
                 continue
             size = int(e.get("size") or 0)
-            limit = MAX_MANIFEST_BYTES if parsed.kind == "manifest" else max_object_bytes
+            small = "manifest" in parsed.kind or parsed.kind in ("prune_marker", "epoch")
+            limit = MAX_MANIFEST_BYTES if small else max_object_bytes
             if size > limit:
                 listing.rejected.append(
                     (rel, f"object {rel!r} refused: {size} bytes, more than the {limit} limit")
                 )
                 continue
-            if parsed.kind == "manifest":
+            if parsed.kind in _OTHER_KINDS:
+                getattr(listing, _OTHER_KINDS[parsed.kind])[parsed.segment_seq] = size
+            elif parsed.kind in ("part", "part_manifest"):
+                into = listing.parts if parsed.kind == "part" else listing.part_manifests
+                into.setdefault(parsed.segment_seq, {})[(parsed.start, parsed.end)] = size
+            elif parsed.kind == "manifest":
                 listing.manifests[parsed.segment_seq] = size
             else:
                 listing.objects.setdefault(parsed.segment_seq, {})[parsed.compression] = size

@@ -14,6 +14,7 @@ from walship.archive.names import (
     manifest_name,
     object_name,
 )
+from walship.archive.sealing import Seal
 from walship.core.header import parse_segment_name, segment_name
 from walship.core.scan import scan_segment
 from walship.errors import ArchiveIntegrityError, ArchiveNameError
@@ -52,6 +53,8 @@ class SegmentManifest:
     last_timestamp_micros: int | None
     compression: str = "none"
     stored_size: int = 0
+    seal: Seal | None = None
+    """How the object is encrypted (``None``: it is not); see :mod:`walship.archive.sealing`."""
 
     @property
     def object(self) -> str:
@@ -89,6 +92,8 @@ class SegmentManifest:
             object=self.object,
             stored_size=self.stored_size,
         )
+        if self.seal is not None:
+            doc["encryption"] = self.seal.as_dict()
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -145,7 +150,13 @@ class SegmentManifest:
             raise bad(f"it describes {doc.get('name')!r}, not {name}")
         if doc.get("object") != object_name(segment_seq, compression):
             raise bad(f"object is {doc.get('object')!r}")
-        return cls(name=name, compression=compression, stored_size=stored, **values)
+        seal = None
+        if "encryption" in doc:
+            try:
+                seal = Seal.from_dict(doc["encryption"])
+            except ValueError as e:
+                raise bad(str(e)) from None
+        return cls(name=name, compression=compression, stored_size=stored, seal=seal, **values)
 
 
 def describe_segment(name: str, raw: bytes) -> SegmentManifest:

@@ -1,6 +1,7 @@
 """The archive store: one fsspec URL holding closed segments (see the package docstring for
 its promises): put and verify, stat, list, get. Creating an object is :mod:`.create`'s job,
-classifying a listing :mod:`.listing`'s."""
+classifying a listing :mod:`.listing`'s, what an object's bytes say :mod:`.digest`'s, how a
+segment and its manifest are put :mod:`.segment_put`'s."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import hashlib
 import importlib
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import fsspec
 from blake3 import blake3 as Blake3
@@ -19,12 +20,20 @@ from fsspec.registry import known_implementations
 
 from walship.archive.create import ObjectCreator
 from walship.archive.credentials import redact_url, secret_values, storage_errors
+from walship.archive.digest import (
+    Digest,
+    check_digest,
+    digest_bytes,
+    digest_sealed,
+    digest_stream,
+    zstd,
+)
 from walship.archive.failures import (
     is_missing_bucket,
     is_unsatisfiable_range,
 )
 from walship.archive.listing import ArchiveListing
-from walship.archive.manifest import SegmentManifest, describe_segment
+from walship.archive.manifest import SegmentManifest
 from walship.archive.names import (
     COMPRESSIONS,
     DEFAULT_MAX_OBJECT_BYTES,
@@ -33,6 +42,7 @@ from walship.archive.names import (
     object_name,
     parse_object_name,
 )
+from walship.archive.sealing import Keyring, Seal, no_keyring
 from walship.archive.settings import CONDITIONAL_CREATE
 from walship.core.header import parse_segment_name, segment_name
 from walship.errors import (
@@ -43,7 +53,6 @@ from walship.errors import (
     ArchiveNameError,
 )
 
-_CHUNK = 1024 * 1024
 logger = logging.getLogger("walship.archive")
 
 
@@ -61,46 +70,6 @@ class PutResult:
 # --- the store ------------------------------------------------------------------------------
 
 
-def _zstd() -> Any:
-    try:
-        import zstandard
-    except ImportError:
-        raise ArchiveError(
-            "compression 'zstd' needs the zstandard package: pip install 'walship[zstd]'"
-        ) from None
-    return zstandard
-
-
-class _Counting:
-    """A reader that counts bytes and refuses to read more than ``limit`` of them."""
-
-    def __init__(self, f: BinaryIO, limit: int) -> None:
-        self._f = f
-        self._limit = limit
-        self.count = 0
-        self.over = False
-
-    def read(self, n: int = -1) -> bytes:
-        room = self._limit + 1 - self.count
-        if room <= 0:
-            self.over = True
-            return b""
-        data = self._f.read(room if n < 0 else min(n, room))
-        self.count += len(data)
-        if self.count > self._limit:
-            self.over = True
-        return bytes(data)
-
-
-@dataclass
-class _Digest:
-    stored_size: int
-    raw_size: int
-    blake3: bytes
-    data: bytes | None
-    too_large: bool
-
-
 class ArchiveStore:
     """Closed segments in object storage at ``url`` (any fsspec URL). Thread-safe.
 
@@ -115,6 +84,8 @@ class ArchiveStore:
             :class:`ArchiveUnsupportedError`; ``checked``: where it is not honoured, look
             before and read back after each create (two writers racing can still overwrite
             each other there).
+        keyring: the encryption keys (:mod:`walship.archive.sealing`): new objects are sealed
+            under its current key (when it has one), sealed objects opened under theirs.
     Raises:
         ArchiveError: the URL cannot be opened (unknown protocol, s3fs not installed, ...),
             ``zstd`` was asked for without the zstandard package, or an unknown
@@ -129,6 +100,7 @@ class ArchiveStore:
         compression: str = "none",
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         conditional_create: str = "required",
+        keyring: Keyring | None = None,
     ) -> None:
         if conditional_create not in CONDITIONAL_CREATE:
             raise ArchiveError(
@@ -140,12 +112,13 @@ class ArchiveStore:
         if compression not in COMPRESSIONS:
             raise ArchiveError(f"compression {compression!r} is not one of {COMPRESSIONS}")
         if compression == "zstd":
-            _zstd()
+            zstd()
         if not url:
             raise ArchiveError("the archive URL is empty")
         self.url = redact_url(url.rstrip("/") or url)  # shown in messages, stats, events
         self._secrets = secret_values(url, storage_options or {})
         self.compression = compression
+        self.keyring = keyring
         self.max_object_bytes = max_object_bytes
         self._source = (url, dict(storage_options or {}))
         fs, root = self._open_fs()
@@ -167,6 +140,9 @@ class ArchiveStore:
         self._creator = ObjectCreator(
             self.fs, self.root, self.url, self._kind, conditional_create, self._read_small
         )
+        self.overlay: dict[int, bytes] = {}
+        """Segments assembled from live-shipped parts (:func:`walship.archive.parts.attach_tail`,
+        already checked), served by :meth:`get_unverified` as if they were objects."""
 
     def _open_fs(self, fresh: bool = False) -> tuple[Any, str]:
         """The filesystem of the URL and the root path in it (``fresh``: a new instance, never
@@ -237,16 +213,27 @@ class ArchiveStore:
     def object_url(self, name: str) -> str:
         return f"{self.url}/{name}"
 
+    def etag_md5(self, data: bytes) -> str | None:
+        """The MD5 of ``data`` an S3 store's ETag of its single-request PUT carries (equal:
+        the object is verified without reading it back); ``None`` elsewhere."""
+        return hashlib.md5(data, usedforsecurity=False).hexdigest() if self._kind == "s3" else None
+
     # --- low-level object I/O -----------------------------------------------------------
 
     @storage_errors
-    def _create(self, name: str, data: bytes, md5: str | None = None) -> str | None:
+    def create(self, name: str, data: bytes, md5: str | None = None) -> str | None:
         """:meth:`ObjectCreator.create` of object ``name`` (validated first), storage errors
-        turned into walship's."""
+        turned into walship's: the conditional create, unverified (``md5``: what an S3 ETag
+        of ``data`` must say; returns the ETag).
+
+        Raises:
+            FileExistsError: the object exists (nothing was written).
+            OSError: the store failed.
+        """
         self.path(name)
         return self._creator.create(name, data, md5)
 
-    def _remove_own(self, name: str) -> None:
+    def remove_own(self, name: str) -> None:
         """Best effort: remove object ``name``, which this put created and which did not verify,
         so that a retry can upload it again (left in place, it would block every retry)."""
         with contextlib.suppress(Exception):
@@ -269,100 +256,144 @@ class ArchiveStore:
 
     @storage_errors
     def _digest(
-        self, name: str, compression: str, max_stored: int, max_raw: int, keep: bool
-    ) -> _Digest:
+        self,
+        name: str,
+        compression: str,
+        max_stored: int,
+        max_raw: int,
+        keep: bool,
+        seal: Seal | None = None,
+    ) -> Digest:
         """Stream object ``name``: its stored size, raw size and raw BLAKE3 (and raw bytes when
         ``keep``), never reading more than ``max_stored + 1`` stored or ``max_raw + 1`` raw bytes.
 
         Raises:
             ArchiveMissingError: the object does not exist.
-            ArchiveIntegrityError: the object does not decompress.
+            ArchiveIntegrityError: the object does not decompress (or, sealed, does not open).
+            ArchiveKeyError: it is sealed under a key this store was not given.
         """
         seq = parse_object_name(name).segment_seq
         missing = ArchiveMissingError(
             f"{self.object_url(name)} is missing from the archive", segment_name(seq)
         )
+        if seal is not None:
+            return self._digest_sealed(name, compression, max_stored, max_raw, seal, missing)
         if keep and compression == "none":
             # the caller keeps the bytes anyway: one ranged GET, no HEAD, no chunked reads
             data = self._read_small(name, min(max_stored, max_raw))
             if data is None:
                 raise missing
-            if len(data) > min(max_stored, max_raw):
-                return _Digest(len(data), len(data), b"", None, True)
-            return _Digest(len(data), len(data), Blake3(data).digest(), data, False)
+            return digest_bytes(data, min(max_stored, max_raw))
         try:
             f = self.fs.open(self.path(name), "rb")
         except FileNotFoundError as e:
             if is_missing_bucket(e):
                 raise
             raise missing from None
-        h = Blake3()
-        out = bytearray() if keep else None
-        raw_size = 0
-        too_large = False
         with f:
-            src = _Counting(f, max_stored)
-            reader: Any = src
-            if compression == "zstd":
-                reader = _zstd().ZstdDecompressor().stream_reader(src, read_across_frames=True)
-            try:
-                while True:
-                    chunk = reader.read(min(_CHUNK, max_raw + 1 - raw_size))
-                    if not chunk:
-                        break
-                    raw_size += len(chunk)
-                    if raw_size > max_raw:
-                        too_large = True
-                        break
-                    h.update(chunk)
-                    if out is not None:
-                        out += chunk
-                    if src.over:
-                        too_large = True
-                        break
-                if not too_large:
-                    src.read(-1)  # count what follows a zstd frame, too
-            except Exception as e:
-                if type(e).__name__ == "ZstdError":
-                    raise ArchiveIntegrityError(
-                        f"{self.object_url(name)} does not decompress: {e}", segment_name(seq)
-                    ) from None
-                raise
-        return _Digest(
-            src.count,
-            raw_size,
-            h.digest(),
-            bytes(out) if out is not None else None,
-            too_large or src.over,
+            return digest_stream(f, compression, max_stored, max_raw, keep, self._undecodable(name))
+
+    def _undecodable(self, name: str) -> Callable[[Exception], ArchiveIntegrityError]:
+        """The error of object ``name`` that does not decompress."""
+
+        def error(e: Exception) -> ArchiveIntegrityError:
+            return ArchiveIntegrityError(
+                f"{self.object_url(name)} does not decompress: {e}",
+                segment_name(parse_object_name(name).segment_seq),
+            )
+
+        return error
+
+    def _digest_sealed(
+        self,
+        name: str,
+        compression: str,
+        max_stored: int,
+        max_raw: int,
+        seal: Seal,
+        missing: ArchiveMissingError,
+    ) -> Digest:
+        """:meth:`_digest` of a sealed object: AES-GCM opens only the whole object, so it is
+        read whole (one ranged GET), opened, then decompressed."""
+        if self.keyring is None:
+            raise no_keyring(self.object_url(name), seal.key_id)
+        stored = self._read_small(name, max_stored)
+        if stored is None:
+            raise missing
+        return digest_sealed(
+            stored,
+            self.keyring,
+            seal,
+            name,
+            compression,
+            max_stored,
+            max_raw,
+            self._undecodable(name),
         )
 
-    def _check(self, m: SegmentManifest, keep: bool, verb: str = "is") -> bytes | None:
+    def check(self, m: SegmentManifest, keep: bool, verb: str = "is") -> bytes | None:
         """Verify the object of manifest ``m`` (stored size, raw size, raw BLAKE3).
 
         Raises:
-            ArchiveMissingError / ArchiveIntegrityError, naming the object and what differs.
+            ArchiveMissingError / ArchiveIntegrityError: naming the object and what differs.
         """
-        d = self._digest(m.object, m.compression, m.stored_size, m.size, keep)
-        where = self.object_url(m.object)
-        if d.too_large:
+        d = self._digest(m.object, m.compression, m.stored_size, m.size, keep, m.seal)
+        return check_digest(d, m, self.object_url(m.object), verb)
+
+    # --- other walship objects (checkpoints, prune markers) ------------------------------
+
+    @storage_errors
+    def create_object(self, name: str, data: bytes) -> None:
+        """Create object ``name`` (a walship name, validated) holding ``data``, whole or not
+        at all, never replacing what is there, and verify it: S3's ETag against the MD5 of
+        ``data``, elsewhere (or when the ETag is no MD5) read back and compared. An object
+        that does not verify is removed again.
+
+        Raises:
+            FileExistsError: the object exists (nothing was written).
+            ArchiveIntegrityError: the object did not verify.
+            OSError: the store failed.
+        """
+        self.path(name)
+        md5 = self.etag_md5(data)
+        etag = self._creator.create(name, data, md5)
+        if md5 is not None and etag == md5:
+            return
+        back = self._read_small(name, len(data))
+        if back is None or Blake3(back).digest() != Blake3(data).digest():
+            self.remove_own(name)
             raise ArchiveIntegrityError(
-                f"{where} {verb} larger than its manifest says ({m.stored_size} bytes stored, "
-                f"{m.size} raw)",
-                m.name,
+                f"upload of {self.object_url(name)} did not verify (it reads back "
+                f"{'as nothing' if back is None else f'as {len(back)} other bytes'})",
+                name,
             )
-        if d.stored_size != m.stored_size or d.raw_size != m.size:
-            raise ArchiveIntegrityError(
-                f"{where} {verb} {d.stored_size} bytes ({d.raw_size} raw), its manifest says "
-                f"{m.stored_size} ({m.size} raw): partial or altered",
-                m.name,
-            )
-        if d.blake3 != m.blake3:
-            raise ArchiveIntegrityError(
-                f"{where} {verb} altered: BLAKE3 {d.blake3.hex()[:16]}... is not the "
-                f"manifest's {m.blake3.hex()[:16]}...",
-                m.name,
-            )
-        return d.data
+
+    @storage_errors
+    def read_object(self, name: str, limit: int) -> bytes | None:
+        """Object ``name`` (a walship name, validated), at most ``limit + 1`` bytes of it
+        (more than ``limit`` bytes: it is larger than the caller allows), or ``None`` when it
+        is absent.
+
+        Raises:
+            OSError: the store failed.
+        """
+        self.path(name)
+        return self._read_small(name, limit)
+
+    @storage_errors
+    def remove_object(self, name: str) -> bool:
+        """Remove object ``name`` (a walship name, validated); False when it was not there.
+
+        Raises:
+            OSError: the store failed.
+        """
+        try:
+            self.fs.rm_file(self.path(name))
+        except FileNotFoundError as e:
+            if is_missing_bucket(e):
+                raise
+            return False
+        return True
 
     # --- the archive interface ----------------------------------------------------------
 
@@ -401,120 +432,60 @@ class ArchiveStore:
             ArchiveConflictError: the archive holds different content under this name.
             OSError: the store failed (retry).
         """
-        local = describe_segment(name, raw)
-        if expected_blake3 is not None and local.blake3 != expected_blake3:
-            raise ArchiveIntegrityError(
-                f"local segment {name} changed since it was closed (BLAKE3 "
-                f"{local.blake3.hex()[:16]}..., expected {expected_blake3.hex()[:16]}...); "
-                "not archived",
-                name,
-            )
-        manifest = replace(local, compression=self.compression)
-        stored = self._encode(raw, manifest.compression)
-        manifest = replace(manifest, stored_size=len(stored))
-        # a new segment, the common case, costs the object's PUT and the manifest's, no lookup:
-        # whatever is there already shows up as a refused conditional create
-        try:
-            self._upload(manifest, stored)
-        except FileExistsError:
-            return self._put_again(local, raw)
-        try:
-            self._create(manifest.manifest_object, manifest.to_json())
-        except FileExistsError:
-            other = self.stat(name)
-            if (
-                other is not None
-                and other.same_segment(manifest)
-                and (other.object, other.stored_size) == (manifest.object, manifest.stored_size)
-            ):
-                # its object had vanished: it is back, exactly as the manifest describes it
-                return PutResult(other, True, self.object_url(other.object))
-            self._remove_own(manifest.object)
-            return self._put_again(local, raw)
-        return PutResult(manifest, True, self.object_url(manifest.object))
+        from walship.archive.segment_put import put_segment
 
-    def _encode(self, raw: bytes, compression: str) -> bytes:
-        if compression == "zstd":
-            return bytes(
-                _zstd()
-                .ZstdCompressor(level=3, write_content_size=True, write_checksum=True)
-                .compress(raw)
-            )
-        return raw
+        return put_segment(self, name, raw, expected_blake3)
 
-    def _upload(self, manifest: SegmentManifest, stored: bytes) -> None:
-        """Create the object of ``manifest`` holding ``stored`` and verify it.
+    @staticmethod
+    def compress(raw: bytes, compression: str) -> bytes:
+        """``raw`` as an object of ``compression`` stores it (``zstd``: with its content size
+        and checksum; anything else: as it is)."""
+        if compression != "zstd":
+            return raw
+        return bytes(
+            zstd()
+            .ZstdCompressor(level=3, write_content_size=True, write_checksum=True)
+            .compress(raw)
+        )
+
+    def seal_bytes(self, name: str, data: bytes) -> tuple[bytes, Seal | None]:
+        """What object ``name`` holding ``data`` stores: ``data`` sealed under the current key
+        when this store has one (:meth:`~walship.archive.sealing.Keyring.seal`: the same bytes
+        give the same object, so a retried create finds it in place), else ``data`` and no
+        seal. Thread-safe.
 
         Raises:
-            FileExistsError: the object exists (nothing was written).
-            ArchiveIntegrityError: the upload did not verify (it was removed again).
+            ConfigError: the cryptography package is missing.
         """
-        # S3 answers a single-request PUT with the MD5 of what it stored (its ETag): equal to
-        # ours, the object is verified without reading it back
-        md5 = hashlib.md5(stored, usedforsecurity=False).hexdigest() if self._kind == "s3" else None
-        etag = self._create(manifest.object, stored, md5)
-        if md5 is not None and etag == md5:
-            return
-        # elsewhere, or an ETag that is no MD5 (SSE-KMS): read it back
-        try:
-            self._check(manifest, keep=False)
-        except ArchiveIntegrityError as e:
-            self._remove_own(manifest.object)
-            raise ArchiveIntegrityError(f"upload did not verify: {e}", manifest.name) from None
+        if self.keyring is None or not self.keyring.current:
+            return data, None
+        return self.keyring.seal(data, name)
 
-    def _put_again(self, local: SegmentManifest, raw: bytes) -> PutResult:
-        """``put`` when the archive holds something under the segment's names already: an
-        idempotent re-put, an object whose manifest was never written, a manifest whose object
-        vanished, or different content (refused)."""
-        name = local.name
-        existing = self.stat(name)
-        if existing is not None:
-            if not existing.same_segment(local):
-                raise ArchiveConflictError(
-                    f"{self.object_url(existing.manifest_object)} describes different content "
-                    f"({existing.size} bytes, BLAKE3 {existing.blake3.hex()[:16]}...) than the "
-                    f"local {name} ({local.size} bytes, BLAKE3 {local.blake3.hex()[:16]}...); "
-                    "refusing to overwrite"
-                )
-            try:
-                self._check(existing, keep=False)
-                return PutResult(existing, False, self.object_url(existing.object))
-            except ArchiveMissingError:
-                manifest = existing  # the object vanished: put it back exactly as described
-        else:
-            manifest = replace(local, compression=self.compression)
-        stored = self._encode(raw, manifest.compression)
-        if existing is None:
-            manifest = replace(manifest, stored_size=len(stored))
-        elif len(stored) != manifest.stored_size:
-            raise ArchiveIntegrityError(
-                f"{self.object_url(manifest.object)} is missing and cannot be recreated as its "
-                f"manifest describes ({manifest.stored_size} bytes stored)",
-                name,
-            )
-        uploaded = True
-        try:
-            self._upload(manifest, stored)
-        except FileExistsError:
-            uploaded = False
-            try:
-                self._check(manifest, keep=False, verb="exists but is")
-            except ArchiveMissingError:
-                raise
-            except ArchiveIntegrityError as e:
-                raise ArchiveConflictError(f"{e}; refusing to overwrite it") from None
-        if existing is None:
-            try:
-                self._create(manifest.manifest_object, manifest.to_json())
-            except FileExistsError:
-                other = self.stat(name)
-                if other is None or not other.same_segment(manifest):
-                    raise ArchiveConflictError(
-                        f"{self.object_url(manifest.manifest_object)} appeared with different "
-                        "content while archiving; refusing to overwrite"
-                    ) from None
-                manifest = other
-        return PutResult(manifest, uploaded, self.object_url(manifest.object))
+    def open_bytes(self, name: str, stored: bytes, seal: Seal | None) -> bytes:
+        """The bytes sealed in ``stored`` (object ``name``; ``seal`` ``None``: not sealed, the
+        bytes themselves). Thread-safe.
+
+        Raises:
+            ArchiveKeyError: its key (named) is not held, or no keys were given at all.
+            ArchiveIntegrityError: it does not open (altered, or another key under that id).
+        """
+        if seal is None:
+            return stored
+        if self.keyring is None:
+            raise no_keyring(self.object_url(name), seal.key_id)
+        return self.keyring.open(stored, seal, name)
+
+    def seal_found(self, name: str, data: bytes, stored: bytes | None) -> Seal | None:
+        """The seal under which ``data`` became ``stored``, the object ``name`` an earlier run
+        created (perhaps under a key that is no longer current) without its manifest; ``None``
+        when no key this store holds gives those bytes (or there are none, or no keys).
+
+        Raises:
+            ConfigError: the cryptography package is missing.
+        """
+        if stored is None or self.keyring is None:
+            return None
+        return self.keyring.sealed_as(data, name, stored)
 
     @storage_errors
     def list(self) -> ArchiveListing:
@@ -543,23 +514,86 @@ class ArchiveStore:
             ArchiveMissingError: the object is not there.
             ArchiveIntegrityError: it is partial, larger, or altered (BLAKE3).
         """
-        data = self._check(manifest, keep=True)
+        data = self.check(manifest, keep=True)
         assert data is not None
         return data
 
     @storage_errors
-    def get_unverified(self, segment_seq: int, compression: str = "none") -> bytes:
-        """The raw bytes of a segment object that has no manifest (nothing to verify against).
+    def get_unverified(
+        self, segment_seq: int, compression: str = "none", seal: Seal | None = None
+    ) -> bytes:
+        """The raw bytes of a segment object, not checked against a manifest (one that has none,
+        or whose every claim the caller checks itself); ``seal``: it is sealed so.
 
         Raises:
             ArchiveMissingError / ArchiveIntegrityError: absent, too large, or undecodable.
+            ArchiveKeyError: sealed under a key this store was not given.
         """
+        if compression == "none" and segment_seq in self.overlay:
+            return self.overlay[segment_seq]
         name = object_name(segment_seq, compression)
         limit = self.max_object_bytes
-        d = self._digest(name, compression, limit, limit, keep=True)
+        d = self._digest(name, compression, limit, limit, keep=True, seal=seal)
         if d.too_large:
             raise ArchiveIntegrityError(
                 f"{self.object_url(name)} is larger than {limit} bytes", segment_name(segment_seq)
             )
         assert d.data is not None
         return d.data
+
+    # --- plain objects (parts of the active segment and their manifests) ----------------
+
+    def create_part_object(self, name: str, data: bytes) -> bool:
+        """Create object ``name`` (validated) holding ``data``: conditionally, like a segment
+        (never over an existing object), and verified (the ETag against the MD5 on S3, else
+        read back). True when created; False when the archive held exactly ``data`` already.
+
+        Raises:
+            ArchiveNameError: not a name walship writes.
+            ArchiveConflictError: the archive holds different bytes under ``name``.
+            ArchiveIntegrityError: the object did not verify (it was removed again).
+            OSError: the store failed (retry).
+        """
+        try:
+            self.create_object(name, data)
+        except FileExistsError:
+            if self.read_object(name, len(data)) == data:
+                return False
+            raise ArchiveConflictError(
+                f"{self.object_url(name)} holds different content; refusing to overwrite"
+            ) from None
+        return True
+
+    def create_sealed_part(self, name: str, data: bytes) -> Seal | None:
+        """:meth:`create_part_object` of ``data`` as :meth:`seal_bytes` stores it; returns the
+        seal of the object (``None``: in the clear). An object an earlier run left under
+        ``name`` sealed from these same bytes under another key held (a key rotated since) is
+        taken as it is, with its own seal.
+
+        Raises:
+            ArchiveConflictError: the archive holds other bytes under ``name``.
+            ArchiveIntegrityError: the object did not verify (it was removed again).
+            OSError: the store failed (retry).
+        """
+        stored, seal = self.seal_bytes(name, data)
+        try:
+            self.create_part_object(name, stored)
+        except ArchiveConflictError:
+            found = self.seal_found(name, data, self.read_object(name, len(stored)))
+            if seal is None or found is None:
+                raise
+            return found
+        return seal
+
+    @storage_errors
+    def prepare_create(self) -> None:
+        """Find out now, not at the first create, whether the server honours the conditional
+        create (S3: the probe of :class:`~walship.archive.create.ObjectCreator`, once per
+        endpoint and bucket in this process); nothing elsewhere.
+
+        Raises:
+            ArchiveUnsupportedError: it does not, and ``conditional_create`` is ``required``.
+            OSError: the store failed.
+        """
+        if self._kind == "s3":
+            self._creator.conditional_create_holds()

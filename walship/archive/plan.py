@@ -10,7 +10,8 @@ every piece that is missing or does not fit (nothing is downloaded):
   segments before it if the archive does not start at the log's first segment (see below);
 * ``missing_manifest``: a segment's object is there without its manifest: the upload never
   finished (the archiver verifies such an object against its local bytes and writes the
-  manifest on its next run; until then the object is checked by nothing and never restored);
+  manifest on its next run; until then the object is checked by nothing and never restored,
+  but in the live tail, where the parts after it prove it: :mod:`walship.archive.parts`);
 * ``bad_manifest``: a manifest that does not parse;
 * ``altered_segment``: an object whose listed size is not the one its manifest promises;
 * ``chain_mismatch``: a manifest's ``prev_segment_hash`` is not the BLAKE3 of the segment
@@ -29,8 +30,10 @@ Where a log starts: a walship log (and the seed) starts at segment 1, whose prev
 32 zero bytes. An archive starts at the log's first segment when it holds segment 1; a zero
 prev hash in a later segment is not a start (it is what the seed wrote after a restart, see
 ``--seed-restarts``), so an archive whose first segment is N > 1 misses segments 1..N-1, whatever
-that segment's prev hash. (When the archive can be pruned on purpose, issue 13, the prune marker
-will say where it starts: :data:`LOG_FIRST_SEGMENT` is the one place that rule changes.)
+that segment's prev hash. A pruned archive (``walship prune``) starts where its prune marker
+says (:attr:`ArchivePlan.start`): segments and checkpoints before it are set aside
+(:attr:`ArchivePlan.leftovers`), that segment's prev hash must be the marker's anchor, and any
+other gap is still missing.
 """
 
 from __future__ import annotations
@@ -40,9 +43,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
+from walship.archive.checkpoint_manifest import CheckpointManifest, PruneMarker
+from walship.archive.checkpoints import load_checkpoints, load_prune_marker
+from walship.archive.names import (
+    checkpoint_manifest_name,
+    manifest_name,
+    object_name,
+    snapshot_name,
+)
 from walship.core.header import HEADER_SIZE, ZERO_HASH, segment_name
 from walship.core.scan import ProblemKind
-from walship.errors import ArchiveIntegrityError, ArchiveMissingError
+from walship.errors import ArchiveIncompleteError, ArchiveIntegrityError, ArchivePlanError
 
 LOG_FIRST_SEGMENT = 1
 """The segment_seq every log starts at (its prev_segment_hash is zero)."""
@@ -54,6 +65,8 @@ ALTERED_SEGMENT = "altered_segment"
 BAD_HEADER = ProblemKind.BAD_HEADER.value
 CHAIN_MISMATCH = ProblemKind.CHAIN_MISMATCH.value
 CORRUPT_FRAME = ProblemKind.CORRUPT_FRAME.value
+MISSING_KEY = "missing_key"
+"""An encrypted object whose key was not given (``walship verify URL`` names the key id)."""
 
 MISSING_KINDS = frozenset({MISSING_SEGMENT, MISSING_MANIFEST})
 """The kinds of problem that are pieces the archive lacks (what a partial restore may leave
@@ -103,22 +116,6 @@ class ArchiveProblem:
         }
 
 
-class ArchivePlanError(ArchiveIntegrityError):
-    """Pieces of the archive that a restore or read needs are damaged (or missing);
-    ``problems`` lists every one (the message names them all), ``segment`` the first. Catch it
-    as :class:`~walship.errors.ArchiveIntegrityError` where importing this
-    module (and fsspec) is not wanted."""
-
-    def __init__(self, message: str, problems: list[ArchiveProblem]) -> None:
-        super().__init__(message, problems[0].segment if problems else "")
-        self.problems = problems
-
-
-class ArchiveIncompleteError(ArchivePlanError, ArchiveMissingError):
-    """An :class:`ArchivePlanError` whose every problem is a missing piece (it is an
-    :class:`~walship.errors.ArchiveMissingError` too)."""
-
-
 def plan_error(message: str, problems: list[ArchiveProblem]) -> ArchivePlanError:
     """The error for ``problems``: :class:`ArchiveIncompleteError` when every one is a missing
     piece, else :class:`ArchivePlanError`."""
@@ -135,6 +132,7 @@ _STATES = {
     CHAIN_MISMATCH: "off the chain",
     BAD_HEADER: "damaged",
     CORRUPT_FRAME: "damaged",
+    MISSING_KEY: "unreadable without its key",
 }
 
 
@@ -171,6 +169,14 @@ class ArchivePlan:
     listing: ArchiveListing
     manifests: dict[int, SegmentManifest]
     invalid: dict[int, str]
+    checkpoints: dict[int, CheckpointManifest] = field(default_factory=dict)
+    """Every valid checkpoint manifest, by commit_seq (see :mod:`walship.archive.checkpoints`)."""
+    checkpoint_invalid: dict[int, str] = field(default_factory=dict)
+    marker: PruneMarker | None = None
+    """The prune marker in force: the archive starts at its ``first_segment`` on purpose."""
+    leftovers: dict[str, int] = field(default_factory=dict)
+    """Objects below the prune marker (an interrupted prune left them), name -> size: not
+    planned on, removed by the next prune."""
 
     @classmethod
     def load(cls, archive: ArchiveStore, jobs: int = _MANIFEST_JOBS) -> ArchivePlan:
@@ -205,7 +211,37 @@ class ArchivePlan:
                         invalid[seq] = m
                     else:  # listed, then gone: as if it had never been written
                         del listing.manifests[seq]
-        return cls(archive, listing, manifests, invalid)
+        plan = cls(archive, listing, manifests, invalid)
+        plan.marker = load_prune_marker(archive, listing)
+        plan.drop_pruned()
+        plan.checkpoints, plan.checkpoint_invalid = load_checkpoints(archive, listing, jobs)
+        return plan
+
+    def drop_pruned(self) -> None:
+        """Set aside (in :attr:`leftovers`) what the prune marker says is gone on purpose:
+        segments before its first segment, checkpoints before its checkpoint."""
+        marker, listing = self.marker, self.listing
+        if marker is None:
+            return
+        for seq in [s for s in listing.segment_seqs if s < marker.first_segment]:
+            for compression, size in listing.objects.pop(seq, {}).items():
+                self.leftovers[object_name(seq, compression)] = size
+            if seq in listing.manifests:
+                self.leftovers[manifest_name(seq)] = listing.manifests.pop(seq)
+            self.manifests.pop(seq, None)
+            self.invalid.pop(seq, None)
+        for kind, naming in (
+            (listing.checkpoint_manifests, checkpoint_manifest_name),
+            (listing.snapshots, snapshot_name),
+        ):
+            for seq in [s for s in kind if s < marker.checkpoint]:
+                self.leftovers[naming(seq)] = kind.pop(seq)
+
+    @property
+    def start(self) -> int:
+        """Where the archive starts on purpose: the prune marker's first segment, else the
+        log's first segment."""
+        return self.marker.first_segment if self.marker is not None else LOG_FIRST_SEGMENT
 
     @property
     def seqs(self) -> list[int]:
@@ -224,8 +260,9 @@ class ArchivePlan:
 
     @property
     def starts_at_log_start(self) -> bool:
-        """Whether the archive holds the log's first segment (module docstring)."""
-        return self.first_seq == LOG_FIRST_SEGMENT
+        """Whether the archive holds the log's first segment (module docstring), or the first
+        segment its prune marker says it starts at."""
+        return self.first_seq == self.start
 
     @property
     def last_commit_seq(self) -> int | None:
@@ -245,15 +282,19 @@ class ArchivePlan:
         """The segments missing before the archive's first one, when that is not the log's
         first segment (module docstring)."""
         first = self.first_seq
-        if first is None or first <= LOG_FIRST_SEGMENT:
+        if first is None or first <= self.start:
             return None
+        where = (
+            f"at {segment_name(self.start)}, where its prune marker says it starts"
+            if self.marker is not None
+            else f"at the log's first segment ({segment_name(LOG_FIRST_SEGMENT)})"
+        )
         return ArchiveProblem(
             MISSING_SEGMENT,
-            _span(LOG_FIRST_SEGMENT, first - 1),
+            _span(self.start, first - 1),
             0,
-            f"the archive does not start at the log's first segment "
-            f"({segment_name(LOG_FIRST_SEGMENT)}): its first segment is {segment_name(first)}",
-            LOG_FIRST_SEGMENT,
+            f"the archive does not start {where}: its first segment is {segment_name(first)}",
+            self.start,
         )
 
     def _gap(self, first: int, last: int) -> ArchiveProblem:
@@ -373,6 +414,17 @@ class ArchivePlan:
     ) -> list[ArchiveProblem]:
         """The problems between manifest ``m`` and the one before it (``prev``, when it is
         ``m``'s direct predecessor) and the last one with frames (``framed``)."""
+        found = self._anchor_problems(m)
+        if prev is not None:
+            found += _predecessor_problems(prev, m, seed_restarts, out)
+        numbering = _numbering_problem(framed, m)
+        if numbering is not None:
+            found.append(numbering)
+        return found
+
+    def _anchor_problems(self, m: SegmentManifest) -> list[ArchiveProblem]:
+        """The problems of ``m``'s prev hash where the archive says what it must be: the log's
+        first segment (zero), the prune marker's first segment (the marker's anchor)."""
         found: list[ArchiveProblem] = []
         seq = m.segment_seq
         if seq == LOG_FIRST_SEGMENT and m.prev_segment_hash != ZERO_HASH:
@@ -386,49 +438,20 @@ class ArchivePlan:
                     seq,
                 )
             )
-        if prev is not None:
-            if m.instance_id != prev.instance_id:
-                found.append(
-                    ArchiveProblem(
-                        BAD_HEADER,
-                        m.name,
-                        8,
-                        f"instance_id {m.instance_id} differs from {prev.name}'s "
-                        f"{prev.instance_id}: not one log",
-                        seq,
-                    )
-                )
-            if m.prev_segment_hash != prev.blake3:
-                if seed_restarts and m.prev_segment_hash == ZERO_HASH:
-                    out.chain_restarts.append(m.name)
-                else:
-                    if m.prev_segment_hash == ZERO_HASH:
-                        out.zero_hash_breaks.append(m.name)
-                    found.append(
-                        ArchiveProblem(
-                            CHAIN_MISMATCH,
-                            m.name,
-                            32,
-                            f"prev_segment_hash {short(m.prev_segment_hash)} is not the BLAKE3 "
-                            f"of {prev.name} ({short(prev.blake3)}); one of them was altered",
-                            seq,
-                        )
-                    )
+        marker = self.marker
         if (
-            framed is not None
-            and m.first_commit_seq is not None
-            and framed.last_commit_seq is not None
-            and m.first_commit_seq <= framed.last_commit_seq
+            marker is not None
+            and seq == marker.first_segment
+            and m.prev_segment_hash != marker.prev_segment_hash
         ):
             found.append(
                 ArchiveProblem(
-                    CORRUPT_FRAME,
+                    CHAIN_MISMATCH,
                     m.name,
-                    HEADER_SIZE,
-                    f"commit_seq {m.first_commit_seq} does not follow {framed.last_commit_seq}, "
-                    f"the last of {framed.name}: the numbering goes back (a log that restarted "
-                    "it, e.g. after losing its archive record, or a manifest that lies); "
-                    "restored, it would not open",
+                    32,
+                    f"prev_segment_hash {short(m.prev_segment_hash)} is not the anchor "
+                    f"{short(marker.prev_segment_hash)} the prune marker {marker.object} gives "
+                    "the archive's first segment",
                     seq,
                 )
             )
@@ -437,3 +460,62 @@ class ArchivePlan:
     def segments(self, first: int, last: int) -> list[SegmentManifest]:
         """The manifests of ``first..last`` that exist, in order."""
         return [self.manifests[s] for s in range(first, last + 1) if s in self.manifests]
+
+
+def _predecessor_problems(
+    prev: SegmentManifest, m: SegmentManifest, seed_restarts: bool, out: RunCheck
+) -> list[ArchiveProblem]:
+    """The problems between ``m`` and its direct predecessor ``prev``: one log (the instance
+    id), one chain (``m``'s prev hash is ``prev``'s BLAKE3; a seed restart noted in ``out``)."""
+    seq = m.segment_seq
+    found: list[ArchiveProblem] = []
+    if m.instance_id != prev.instance_id:
+        found.append(
+            ArchiveProblem(
+                BAD_HEADER,
+                m.name,
+                8,
+                f"instance_id {m.instance_id} differs from {prev.name}'s "
+                f"{prev.instance_id}: not one log",
+                seq,
+            )
+        )
+    if m.prev_segment_hash != prev.blake3:
+        if seed_restarts and m.prev_segment_hash == ZERO_HASH:
+            out.chain_restarts.append(m.name)
+        else:
+            if m.prev_segment_hash == ZERO_HASH:
+                out.zero_hash_breaks.append(m.name)
+            found.append(
+                ArchiveProblem(
+                    CHAIN_MISMATCH,
+                    m.name,
+                    32,
+                    f"prev_segment_hash {short(m.prev_segment_hash)} is not the BLAKE3 "
+                    f"of {prev.name} ({short(prev.blake3)}); one of them was altered",
+                    seq,
+                )
+            )
+    return found
+
+
+def _numbering_problem(framed: SegmentManifest | None, m: SegmentManifest) -> ArchiveProblem | None:
+    """``m``'s first commit_seq at or below the last of ``framed`` (the last segment with
+    frames before it): the numbering goes back."""
+    if (
+        framed is None
+        or m.first_commit_seq is None
+        or framed.last_commit_seq is None
+        or m.first_commit_seq > framed.last_commit_seq
+    ):
+        return None
+    return ArchiveProblem(
+        CORRUPT_FRAME,
+        m.name,
+        HEADER_SIZE,
+        f"commit_seq {m.first_commit_seq} does not follow {framed.last_commit_seq}, "
+        f"the last of {framed.name}: the numbering goes back (a log that restarted "
+        "it, e.g. after losing its archive record, or a manifest that lies); "
+        "restored, it would not open",
+        m.segment_seq,
+    )

@@ -9,6 +9,7 @@ from typing import Any
 from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest
 from walship.archive.objects import ArchiveStore
+from walship.archive.sealing import Keyring
 from walship.core.header import parse_segment_name, segment_name
 from walship.errors import ArchiveReadOnlyError
 from walship.store import SegmentFile, SegmentStore, StoreCapabilities
@@ -35,8 +36,13 @@ class ArchiveReadStore(SegmentStore):
 
     capabilities = StoreCapabilities(durable=True, locking=False, persistent=True)
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.archive = ArchiveStore(url, storage_options)
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        keyring: Keyring | None = None,
+    ) -> None:
+        self.archive = ArchiveStore(url, storage_options, keyring=keyring)
         self.location = self.archive.url
         self._listing: ArchiveListing | None = None
         self._manifests: dict[int, SegmentManifest | None] = {}

@@ -23,7 +23,10 @@ every archived segment from the one before the first local segment on (each loca
 its archived copy), the anchor, and the archive's last commit_seq, so that numbering continues
 after the archive's last frame and never goes back while the archive holds later frames. A fresh
 log whose archive holds nothing yet gets an empty record, so that its next open does not list
-the archive again. The checkpoint is not in the archive: set it again with ``Log.checkpoint``.
+the archive again. The checkpoint set with ``Log.checkpoint`` is not found again (set it
+again), except for a log restored from a checkpoint: its snapshot (``walship.snapshot``,
+matched by size and BLAKE3 to a checkpoint manifest whose segment is the first local one) names
+it, so ``first_seq`` stays just after it and ``read`` never hands out a frame of the snapshot.
 A new log (a store with no record and no segment) costs one LIST: when the archive holds
 segments already (a wiped directory, or a second log configured with the same prefix), the open
 is refused (:class:`ArchiveConflictError`, naming restore and repair), since the new log would
@@ -47,7 +50,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from blake3 import blake3 as Blake3
+
 from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
+from walship.archive.checkpoint_manifest import CheckpointManifest
+from walship.archive.checkpoints import SNAPSHOT_FILE, load_checkpoints
 from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
@@ -185,18 +192,25 @@ def prepare_archived_open(
         assert record is not None
         return ArchiveRepair(record)
     archive = archive or ArchiveStore(
-        settings.url, settings.storage_options, compression=settings.compression
+        settings.url,
+        settings.storage_options,
+        compression=settings.compression,
+        keyring=settings.encryption,
     )
     if state == "missing" and not repair and not segment_seqs(store):
         return ArchiveRepair(_new_log_record(store, archive))
     try:
         view = _Archive(archive)
-    except ArchiveError:
+    except ArchiveError as e:
         if state == "missing" and not repair and _whole_history_local(store):
             # nothing was ever removed locally, so the local numbering is the log's; its
             # archiver checks every upload against the archive (check_continues), and the
             # next open lists the archive again
-            logger.warning("walship: %s cannot be listed; the log opens on its own", archive)
+            logger.warning(
+                "walship: %s cannot be listed (%s); the log opens on its own",
+                archive.url,
+                archive.redact(str(e)),
+            )
             return ArchiveRepair(ArchiveRecord(store))
         raise
     scan = scan_store(store)
@@ -290,8 +304,8 @@ def _put_back(
         intact = have is not None and have.blake3 == m.blake3  # byte for byte its archived copy
         if not intact:
             where = view.store.object_url(m.object)
-            entry = record.entry(seq) if record is not None else None
-            if entry is not None and entry.url == view.store.url and entry.blake3 != m.blake3:
+            entry = record.entry(seq, view.store.url) if record is not None else None
+            if entry is not None and entry.blake3 != m.blake3:
                 raise ArchiveIntegrityError(
                     f"{where}: its BLAKE3 is not the one {RECORD_NAME} recorded when it was "
                     "uploaded: the archived copy was replaced since; nothing was put back for it",
@@ -354,6 +368,41 @@ def _rebuild(store: SegmentStore, view: _Archive, scan: LogScan) -> ArchiveRecor
     removed = first_local - 1 if first_local is not None and first_local - 1 in entries else 0
     if first_local is None:
         removed = newest  # every archived segment is gone locally: the log continues after them
-    record = ArchiveRecord(store, entries, None, removed, view.last_commit_seq())
+    cp = _restored_checkpoint(store, view, first_local)
+    base = cp.commit_seq if cp is not None else None
+    last = view.last_commit_seq()
+    if base is not None:
+        last = max(last or 0, base)  # (a checkpoint of the active segment: above every archived)
+    record = ArchiveRecord(store, entries, base, removed, last, restored_from=base)
     record.save()
     return record
+
+
+_HASH_CHUNK = 8 << 20
+
+
+def _restored_checkpoint(
+    store: SegmentStore, view: _Archive, first_local: int | None
+) -> CheckpointManifest | None:
+    """The checkpoint a log was restored from (``walship restore --from-checkpoint``), found
+    again when its record is gone: the snapshot that restore wrote beside the log
+    (``walship.snapshot``) is the one a checkpoint manifest of the archive names (its size and
+    BLAKE3), and that checkpoint's segment is the log's first local one. Without it the
+    rebuilt record would not know that the log's frames up to the checkpoint are in the
+    snapshot, and ``read()`` would hand them out again. ``None``: not such a log."""
+    if first_local is None or not view.listing.checkpoint_manifests:
+        return None
+    try:
+        size = store.size(SNAPSHOT_FILE)
+    except FileNotFoundError:
+        return None
+    valid, _ = load_checkpoints(view.store, view.listing)
+    candidates = [m for m in valid.values() if m.segment_seq == first_local and m.size == size]
+    if not candidates:
+        return None
+    hasher = Blake3()
+    for offset in range(0, size, _HASH_CHUNK):
+        hasher.update(store.read(SNAPSHOT_FILE, offset, _HASH_CHUNK))
+    digest = hasher.digest()
+    found = [m for m in candidates if m.blake3 == digest]
+    return max(found, key=lambda m: m.commit_seq) if found else None

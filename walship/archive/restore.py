@@ -38,6 +38,12 @@ that archiving the continued log to the same URL does not upload them again; a p
 restore is a fork: archive it to a new URL (the same URL would refuse the cut segment as a
 conflict).
 
+Live-shipped parts (``archive.ship_interval``) of the segments after the last sealed one are
+used too, each checked (:func:`walship.archive.parts.attach_tail`): a restore ends with the last
+frame they prove, and the segments assembled from parts are not recorded as archived (the
+restored log archives them sealed). A part that does not check is refused like an altered
+segment (``ArchivePlanError``); parts that prove nothing are left out with one warning.
+
 The three steps: the plan (:func:`walship.archive.restore_plan.plan_restore`, a pure function of
 the archive's plan and the target), :func:`fetch` (the parallel download, each segment checked and
 cut, into a staging directory) and :func:`commit` (the cut, the new active segment, the record, the
@@ -51,7 +57,7 @@ import re
 import secrets
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -62,9 +68,19 @@ from blake3 import blake3 as Blake3
 
 from walship.archive import ArchiveStore, SegmentManifest
 from walship.archive.check import check_segment, diagnose
+from walship.archive.checkpoint_check import anchor_problem, marker_problem
+from walship.archive.checkpoint_manifest import CheckpointManifest
+from walship.archive.checkpoints import SNAPSHOT_FILE, choose_checkpoint, fetch_snapshot
+from walship.archive.parts import attach_tail
 from walship.archive.plan import LOG_FIRST_SEGMENT, ArchivePlan
 from walship.archive.restore_plan import RestorePlan, plan_restore, refuse
-from walship.archive.staging import clean_leftovers, holds_log, staging_directory
+from walship.archive.sealing import Keyring, keyring_argument
+from walship.archive.staging import (
+    clean_leftovers,
+    holds_log,
+    one_restore_at_a_time,
+    staging_directory,
+)
 from walship.backends.platform import fsync_dir
 from walship.backends.posix import PosixStore
 from walship.core.frame import LENGTH_SIZE
@@ -192,6 +208,13 @@ class RestoreResult:
     done (every count 0, ``active_segment`` empty, ``archive_last_commit_seq`` ``None``: the
     archive was not asked); ``"created"``: ``allow_empty`` and the archive held no segment, an
     empty log was created (``active_segment`` its first segment)."""
+    checkpoint: int | None = None
+    """The checkpoint the restore started from (``from_checkpoint``, or a pruned archive):
+    its snapshot is :attr:`snapshot`, and the log's ``first_seq`` is just after it."""
+    snapshot: str | None = None
+    """The snapshot file written beside the log (``DIR/walship.snapshot``), or ``None``."""
+    parts: int = 0
+    """Live-shipped parts used after the last sealed segment (:mod:`walship.archive.parts`)."""
 
     @property
     def partial(self) -> bool:
@@ -206,10 +229,18 @@ class RestoreResult:
                 "(--allow-empty)"
             )
         parts = [f"{self.segments} segments, {self.frames} frames"]
+        if self.checkpoint is not None:
+            after = max(0, (self.last_commit_seq or 0) - self.checkpoint)
+            parts = [
+                f"from checkpoint {self.checkpoint} (snapshot {self.snapshot})",
+                f"{self.segments} segments, {after} frames after it",
+            ]
         if self.last_commit_seq is not None:
             parts.append(f"commit_seq {self.first_commit_seq}..{self.last_commit_seq}")
         if self.cut_segment is not None:
             parts.append(f"cut {self.cut_bytes} bytes from {self.cut_segment}")
+        if self.parts:
+            parts.append(f"{self.parts} live part(s) after the last sealed segment")
         if self.partial:
             parts.append(f"PARTIAL: {len(self.left_out)} piece(s) left out")
         return "; ".join(parts)
@@ -248,6 +279,7 @@ def _cut_offset(data: bytes, to_seq: int | None, to_micros: int | None) -> _Writ
     return _Written(0, off, b"", count, first, last, last_ts, end - off)
 
 
+@one_restore_at_a_time
 def restore(
     url: str,
     directory: str | os.PathLike[str],
@@ -259,6 +291,8 @@ def restore(
     allow_partial: bool = False,
     if_missing: bool = False,
     allow_empty: bool = False,
+    encryption: Mapping[str, Any] | Keyring | None = None,
+    from_checkpoint: str | int | None = None,
 ) -> RestoreResult:
     """Restore the log archived at ``url`` into ``directory`` (see the module docstring).
 
@@ -284,13 +318,21 @@ def restore(
             empty log in ``directory`` (its first segment, empty, and an empty archive record,
             so that it opens, appends and archives to ``url``) and return a result whose
             ``outcome`` is ``"created"``, instead of raising :class:`RestoreError`.
+        from_checkpoint: ``"latest"`` or a commit_seq: restore that checkpoint's snapshot into
+            ``DIR/walship.snapshot`` (its BLAKE3 checked) and only the segments from the one
+            holding the frame after it; the restored log's ``first_seq`` is just after the
+            checkpoint (its chain anchored by the checkpoint's manifest). With ``to_seq`` or
+            ``to_time``, ``"latest"`` is the newest checkpoint at or before the target. A
+            pruned archive (``walship prune``) is always restored from a checkpoint: without
+            ``from_checkpoint``, from its oldest (the most history it holds).
 
     Returns:
         A :class:`RestoreResult`; its ``outcome`` says which of the three things happened.
 
     Raises:
         RestoreError: bad arguments, a non-empty target directory (that, with ``if_missing``,
-            holds no log), nothing to restore (without ``allow_empty``).
+            holds no log), nothing to restore (without ``allow_empty``), another restore into
+            ``directory`` running (:func:`walship.archive.staging.restore_lock`).
         ArchiveNameError: the archive holds an object named like walship's that is not a
             segment or manifest, or a hostile name (objects not walship's are ignored).
         ArchiveIncompleteError: segments the restore needs are missing, or the archive does not
@@ -306,25 +348,65 @@ def restore(
     to_micros = parse_time(to_time) if to_time is not None else None
     target = Path(directory)
     clean_leftovers(target)
-    archive = ArchiveStore(url, storage_options)
+    archive = ArchiveStore(url, storage_options, keyring=keyring_argument(encryption))
     if if_missing and holds_log(target):
         return _nothing(target, archive.url, "present")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise RestoreError(f"{target} exists and is not an empty directory; restore into a new one")
     plan = ArchivePlan.load(archive)  # the one LIST of this restore
-    if allow_empty and not plan.seqs:
+    tail = attach_tail(plan)  # the parts after the last sealed segment, checked
+    if tail.problems:
+        refuse(plan, tail.problems, False)
+    if allow_empty and not plan.seqs and not plan.checkpoints:
         create_empty(target)
         return _nothing(target, archive.url, "created")
-    rp = plan_restore(plan, to_seq, to_micros, allow_partial)
-    if rp.damage:  # name a lying manifest as itself (its bytes say which)
-        refuse(plan, diagnose(plan, rp.first, rp.last, rp.damage), not allow_partial)
-    for m in rp.passed:  # a lie there could drop frames at or before the target: check it
-        check_segment(archive, m).raise_problems()
+    cp, rp = _checked_plan(archive, plan, to_seq, to_micros, allow_partial, from_checkpoint)
+    snapshot = fetch_snapshot(archive, cp) if cp is not None else None
     with staging_directory(target) as staging:  # removed again on failure
         store = PosixStore(staging)
-        written = fetch(archive, rp, store, jobs, progress)
-        written, active = commit(store, staging, target, rp, written, archive.url)
-    return _result(target, archive.url, plan, rp, written, active)
+        written = fetch(archive, rp, store, jobs, progress) if rp.run else []
+        if snapshot is not None:
+            store.write_atomic(SNAPSHOT_FILE, snapshot)
+        written, active = commit(
+            store, staging, target, rp, written, archive.url, cp, live=tail.segments
+        )
+    return _result(target, archive.url, plan, rp, written, active, cp, tail.parts)
+
+
+def _checked_plan(
+    archive: ArchiveStore,
+    plan: ArchivePlan,
+    to_seq: int | None,
+    to_micros: int | None,
+    allow_partial: bool,
+    from_checkpoint: str | int | None,
+) -> tuple[CheckpointManifest | None, RestorePlan]:
+    """The checkpoint a restore starts from (``None``: the log's start) and its plan, every
+    problem that refuses it raised before anything is written: a prune marker hiding what its
+    checkpoint needs, a checkpoint off the chain, damage up to the target (a lying manifest
+    named as itself), a segment passed over that does not match its manifest.
+
+    Raises:
+        RestoreError / ArchiveIncompleteError / ArchivePlanError / ArchiveIntegrityError: as
+            :func:`restore`.
+    """
+    hidden = marker_problem(plan)  # a prune marker that hides what its checkpoint needs
+    if hidden is not None:
+        refuse(plan, [hidden], False)
+    cp = None
+    if from_checkpoint is not None or plan.marker is not None:
+        cp = choose_checkpoint(
+            plan.checkpoints, from_checkpoint or "oldest", archive.url, to_seq, to_micros
+        )
+    rp = plan_restore(plan, to_seq, to_micros, allow_partial, cp.segment_seq if cp else None)
+    off_chain = [p for p in [anchor_problem(plan, cp) if cp else None] if p]
+    if rp.damage or off_chain:  # name a lying manifest as itself (its bytes say which)
+        found = diagnose(plan, rp.first, rp.last, rp.damage) if rp.damage else []
+        found = [p for p in found if cp is None or p.seq >= rp.first]
+        refuse(plan, off_chain + found, not allow_partial)
+    for m in rp.passed:  # a lie there could drop frames at or before the target: check it
+        check_segment(archive, m).raise_problems()
+    return cp, rp
 
 
 def create_empty(target: Path) -> None:
@@ -446,13 +528,19 @@ def commit(
     rp: RestorePlan,
     written: list[_Written],
     url: str,
+    checkpoint: CheckpointManifest | None = None,
+    live: Collection[int] = (),
 ) -> tuple[list[_Written], int]:
     """Step 3 of a restore: end the staged log at the first frame past the target (the
     segments after a cut one go), add the new active segment chained to the last restored
-    one, record what is byte for byte in the archive as archived at ``url``, and rename the
+    one, record what is byte for byte in the archive as archived at ``url`` (not the ``live``
+    segments, assembled from parts: the log archives them sealed), and rename the
     staging directory into place (``target`` is absent or empty). Returns the segments kept
     and the active segment's seq. The caller removes the staging directory on failure
-    (:func:`walship.archive.staging.staging_directory` does).
+    (:func:`walship.archive.staging.staging_directory` does). From a ``checkpoint``, the
+    record anchors the first restored segment on the checkpoint's manifest (as retention's
+    record anchors a trimmed log) and says the log was restored from it; with no segment to
+    restore, the active segment is the one the checkpoint says the log goes on in.
 
     Raises:
         OSError: the local disk failed.
@@ -462,21 +550,54 @@ def commit(
         for w in written[cut_at + 1 :]:
             store.remove(segment_name(w.seq))
         written = written[: cut_at + 1]
-    last = written[-1]
-    active_seq = last.seq + 1
-    instance_id = rp.run[0].instance_id
-    header = SegmentHeader(instance_id, active_seq, time.time_ns() // 1000, last.blake3)
+    if written:
+        active_seq, prev, instance_id = (
+            written[-1].seq + 1,
+            written[-1].blake3,
+            rp.run[0].instance_id,
+        )
+    else:
+        assert checkpoint is not None
+        active_seq, prev = checkpoint.segment_seq, checkpoint.prev_segment_hash
+        instance_id = checkpoint.instance_id
+    header = SegmentHeader(instance_id, active_seq, time.time_ns() // 1000, prev)
     create_segment(store, header).close()
     # what is byte for byte in the archive need not be uploaded again (not a cut segment)
-    ArchiveRecord(store).mark_many(
-        [
-            ArchivedSegment(w.seq, w.size, w.blake3, url, w.last_commit_seq, instance_id)
-            for w in written
-            if w.cut_bytes == 0
-        ]
-    )
+    entries = [
+        ArchivedSegment(w.seq, w.size, w.blake3, url, w.last_commit_seq, instance_id)
+        for w in written
+        if w.cut_bytes == 0 and w.seq not in live
+    ]
+    if checkpoint is None:
+        ArchiveRecord(store).mark_many(entries)
+    else:
+        checkpoint_record(store, checkpoint, entries, url).save()
     rename_into_place(staging, target)
     return written, active_seq
+
+
+def checkpoint_record(
+    store: PosixStore, cp: CheckpointManifest, entries: list[ArchivedSegment], url: str
+) -> ArchiveRecord:
+    """The archive record of a log restored from checkpoint ``cp`` (not yet saved): the
+    restored segments, the entry of the segment before the first one (from the checkpoint's
+    manifest: the anchor of the chain, as retention keeps it), the checkpoint, and the numbering
+    going on after it whatever was restored."""
+    segments = {e.segment_seq: e for e in entries}
+    before = cp.segment_seq - 1
+    if before >= 1:
+        segments[before] = ArchivedSegment(
+            before, 0, cp.prev_segment_hash, url, cp.prev_last_commit_seq, cp.instance_id
+        )
+    last = max([cp.commit_seq] + [e.last_commit_seq or 0 for e in entries])
+    return ArchiveRecord(
+        store,
+        segments,
+        checkpoint=cp.commit_seq,
+        removed_through=max(before, 0),
+        last_commit_seq=last,
+        restored_from=cp.commit_seq,
+    )
 
 
 def _nothing(target: Path, url: str, outcome: str) -> RestoreResult:
@@ -494,15 +615,20 @@ def _result(
     rp: RestorePlan,
     written: list[_Written],
     active_seq: int,
+    cp: CheckpointManifest | None = None,
+    parts: int = 0,
 ) -> RestoreResult:
     framed = [w for w in written if w.frames]
-    cut = written[-1] if written[-1].cut_bytes else None
+    cut = written[-1] if written and written[-1].cut_bytes else None
+    first = framed[0].first_commit_seq if framed else None
+    if cp is not None and first is not None:
+        first = max(first, cp.commit_seq + 1)  # read() starts there: the rest is in the snapshot
     return RestoreResult(
         directory=str(target),
         url=url,
         segments=len(written),
         frames=sum(w.frames for w in written),
-        first_commit_seq=framed[0].first_commit_seq if framed else None,
+        first_commit_seq=first,
         last_commit_seq=framed[-1].last_commit_seq if framed else None,
         last_timestamp_micros=framed[-1].last_timestamp_micros if framed else None,
         bytes=sum(w.size for w in written),
@@ -512,4 +638,7 @@ def _result(
         archive_last_commit_seq=plan.last_commit_seq,
         anchored=rp.anchored,
         left_out=rp.left_out,
+        checkpoint=cp.commit_seq if cp is not None else None,
+        snapshot=str(target / SNAPSHOT_FILE) if cp is not None else None,
+        parts=parts,
     )

@@ -79,24 +79,33 @@ def plan_restore(
     to_seq: int | None = None,
     to_micros: int | None = None,
     allow_partial: bool = False,
+    start: int | None = None,
 ) -> RestorePlan:
     """The restore of ``plan`` up to ``to_seq`` or ``to_micros`` (at most one; neither: all).
 
     Pure: reads the plan only. Damage the manifests show is returned in ``damage`` (naming a
     lying manifest as itself needs its bytes); everything else that makes a restore
-    impossible raises here.
+    impossible raises here. ``start``: the run starts at this segment (a restore from a
+    checkpoint: the segment after it; what comes before is not needed, and an empty run is
+    no error: the archive may not hold that segment yet).
 
     Raises:
         RestoreError: the archive holds no segment, or no frame at or before the target.
         ArchiveIncompleteError: pieces the restore needs are missing (every one named; with
             ``allow_partial`` only when nothing at all is there).
     """
+    if start is not None and (plan.last_seq is None or start > plan.last_seq):
+        return RestorePlan(start, start - 1, to_seq, to_micros)
     if plan.first_seq is None or plan.last_seq is None:
         raise RestoreError(f"{plan.archive.url} holds no archived segments")
-    rp = _select(plan, to_seq, to_micros, allow_partial)
+    rp = _select(plan, to_seq, to_micros, allow_partial, start)
     if rp.last < rp.first:
+        if start is not None:
+            return rp
         _refuse_nothing(plan, rp, allow_partial)
     found = plan.check(rp.first, rp.last).problems
+    if start is not None:  # what lies before the checkpoint's segment is not needed
+        found = [p for p in found if p.seq >= start]
     if allow_partial:
         found = [p for p in found if not p.missing]  # only the missing start can be left
     if found and all(p.missing for p in found):
@@ -150,13 +159,17 @@ def _past(m: SegmentManifest, to_seq: int | None, to_micros: int | None) -> tupl
 
 
 def _select(
-    plan: ArchivePlan, to_seq: int | None, to_micros: int | None, allow_partial: bool
+    plan: ArchivePlan,
+    to_seq: int | None,
+    to_micros: int | None,
+    allow_partial: bool,
+    start: int | None = None,
 ) -> RestorePlan:
     """Walk the segments from the first and choose the run to restore, by the manifests'
     claims (every claim is checked against the bytes when they are downloaded)."""
     assert plan.last_seq is not None
     targeted = to_seq is not None or to_micros is not None
-    first = _first_segment(plan, allow_partial)
+    first = _first_segment(plan, allow_partial) if start is None else start
     rp = RestorePlan(first, first - 1, to_seq, to_micros)
     if not targeted and not allow_partial:
         rp.last = plan.last_seq  # everything is needed: plan.check names every missing piece

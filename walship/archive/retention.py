@@ -8,18 +8,19 @@
   archived and verified.
 
 Whatever the policy, a segment is removed only when (1) the durable archive record says it is
-archived and verified at the configured URL, (2) when a checkpoint was set
-(``Log.checkpoint(commit_seq)``), every frame in it is at or below the checkpoint, and (3) it is
-not the active segment. Segments go oldest first and never out of order, so the local log stays
-one contiguous, chained run; the BLAKE3 of the last removed segment stays in the record as the
-anchor of the first local one.
+archived and verified at the configured URL (with several destinations, ``archives:``, at
+every one of them: one destination down keeps every segment it misses), (2) when a checkpoint
+was set (``Log.checkpoint(commit_seq)``), every frame in it is at or below the checkpoint,
+and (3) it is not the active segment. Segments go oldest first and never out of order, so the
+local log stays one contiguous, chained run; the BLAKE3 of the last removed segment stays in
+the record as the anchor of the first local one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from walship.archive.settings import RetentionPolicy
 from walship.core.header import segment_name
@@ -41,7 +42,8 @@ class Retention:
         policy: what to keep.
         store: the log's segment store (segments are removed from it, durably).
         record: the durable archive record (what is archived; the checkpoint; the anchor).
-        url: the archive URL a segment must be archived at.
+        url: the archive URL a segment must be archived at, or the URLs of every destination
+            (a segment must be archived at each).
         closed_segments: returns the local closed segments, oldest first (never the active one).
         forget_segment: called after a segment was removed, to drop it from the log's index.
         emit: fires a hook (``segment_removed``).
@@ -52,7 +54,7 @@ class Retention:
         policy: RetentionPolicy,
         store: SegmentStore,
         record: ArchiveRecord,
-        url: str,
+        url: str | Sequence[str],
         closed_segments: SegmentRanges,
         forget_segment: Callable[[int], None],
         emit: Callable[..., None],
@@ -60,7 +62,8 @@ class Retention:
         self.policy = policy
         self.store = store
         self.record = record
-        self.url = url
+        self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
+        """The destinations a segment must be archived at, all of them, before it goes."""
         self._closed_segments = closed_segments
         self._forget_segment = forget_segment
         self._emit = emit
@@ -78,7 +81,7 @@ class Retention:
         checkpoint = self.record.checkpoint
         out: list[int] = []
         for seq, _first, last in closed:
-            if not self.record.archived(seq, self.url):
+            if not self.record.archived_everywhere(seq, self.urls):
                 break
             if checkpoint is not None and last is not None and last > checkpoint:
                 break

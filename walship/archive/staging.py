@@ -11,6 +11,12 @@ it and its lock file. A lock file is used rather than a pid, since a container r
 process with the same pid. A staging directory without its lock file (written by a walship
 before this one) is left alone and named in a warning.
 
+One restore into ``DIR`` at a time: :func:`one_restore_at_a_time` holds an exclusive ``flock``
+on ``.DIR.walship-restore.lock`` beside it for the whole restore; a second restore into the same
+``DIR`` fails at once with a :class:`~walship.errors.RestoreError` naming ``DIR``. The holder
+removes the file while still holding its lock; a process that locked a file removed meanwhile
+sees that the name now points elsewhere (or nowhere) and tries again.
+
 What "``DIR`` holds a log" means (:func:`holds_log`): it holds a segment file
 (``segment_<seq>.aedbwal``), the writer's lock file (``walship.lock``) or the archive record
 (``walship.archive.json``).
@@ -19,23 +25,107 @@ What "``DIR`` holds a log" means (:func:`holds_log`): it holds a segment file
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from walship.backends.platform import try_lock
-from walship.backends.posix import LOCK_NAME
+from walship.backends.posix import LOCK_NAME, PosixStore
 from walship.core.header import parse_segment_name
 from walship.core.record import RECORD_NAME
+from walship.core.sidefiles import remove_temporaries
+from walship.errors import RestoreError
+from walship.store import SegmentStore
 
 logger = logging.getLogger("walship.archive")
 
 _INFIX = ".walship-restore-"
 LOCK_SUFFIX = ".lock"
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextlib.contextmanager
+def restore_lock(target: Path) -> Iterator[None]:
+    """Hold the lock of restores into ``target`` for the ``with`` block (module docstring).
+
+    Raises:
+        RestoreError: another restore into ``target`` holds it.
+        OSError: the parent directory cannot be written.
+    """
+    path = _restore_lock_path(target)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not try_lock(fd, str(path)):
+            os.close(fd)
+            raise RestoreError(
+                f"{target}: another restore into this directory is running (it holds {path}); "
+                "wait for it to finish, or restore into another directory"
+            )
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(fd))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # its holder removed it after we opened it: take the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # still locked: a waiter sees the name gone and tries again
+        os.close(fd)
+
+
+def _restore_lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.walship-restore{LOCK_SUFFIX}"
+
+
+def _remove_dead_restore_lock(target: Path) -> bool:
+    """Remove the lock file of restores into ``target`` that a killed restore left (nobody
+    holds it); safe against a restore taking it meanwhile (see :func:`restore_lock`)."""
+    path = _restore_lock_path(target)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        if not try_lock(fd, str(path)):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def one_restore_at_a_time(restore: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``restore(url, directory, ...)`` holding :func:`restore_lock` of ``directory``."""
+
+    @functools.wraps(restore)
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        directory = kwargs["directory"] if "directory" in kwargs else args[1]
+        assert isinstance(directory, (str, os.PathLike))
+        with restore_lock(Path(directory)):
+            return restore(*args, **kwargs)
+
+    return locked
+
+
+def staging_leftovers(target: Path) -> list[Path]:
+    """The staging directories of restores into ``target`` beside it (of a restore running
+    now, or left by one that died), by name; nothing is locked or removed."""
+    parent = target.parent
+    if not parent.is_dir():
+        return []
+    pattern = _pattern(target)
+    return sorted(p for p in parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
 
 
 def holds_log(directory: Path) -> bool:
@@ -110,6 +200,25 @@ def clean_leftovers(target: Path) -> list[str]:
             )
     for name in removed:
         logger.warning("walship: removed %s, left by a restore that did not finish", parent / name)
+    return removed
+
+
+def clean_at_open(store: SegmentStore) -> list[str]:
+    """At the open of a log, holding its lock: remove what is safely the log's to remove, the
+    staging directories of dead restores into its directory (:func:`clean_leftovers`) and the
+    temporary files of atomic writes a crash interrupted
+    (:func:`walship.core.sidefiles.remove_temporaries`); return their names. Side files are
+    kept (:mod:`walship.core.sidefiles`). Never raises: what cannot be removed is logged and
+    left (``walship status`` lists it)."""
+    removed: list[str] = []
+    try:
+        removed += remove_temporaries(store)
+        if isinstance(store, PosixStore):
+            removed += clean_leftovers(store.path)
+            if _remove_dead_restore_lock(store.path):
+                removed.append(_restore_lock_path(store.path).name)
+    except OSError as e:
+        logger.warning("walship: could not remove a leftover beside the log: %s", e)
     return removed
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from walship import errors as archive_errors
 from walship.archive import ArchiveStore, PutResult
+from walship.archive.sealing import keyring_argument
 from walship.errors import ArchiveError, SegmentReadError
 
 NICENESS = 10
@@ -86,14 +87,16 @@ class UploadProcess:
 
     def put(
         self,
-        key: tuple[str, Mapping[str, Any], str, str],
+        key: tuple[str, Mapping[str, Any], str, str, dict[str, Any] | None],
         name: str,
         raw: bytes | str,
         expected_blake3: bytes | None,
     ) -> PutResult:
-        """``ArchiveStore(url, options, compression=..., conditional_create=...).put(name, raw,
-        expected_blake3=...)`` in the child, for ``key = (url, options, compression,
-        conditional_create)``; ``raw`` is the segment's bytes
+        """``ArchiveStore(url, options, compression=..., conditional_create=..., keyring=...)
+        .put(name, raw, expected_blake3=...)`` in the child, for ``key = (url, options,
+        compression, conditional_create, keys)`` (``keys``: the keyring as
+        :meth:`~walship.archive.sealing.Keyring.as_mapping` gives it, sent over the pipe,
+        never on a command line or in the environment); ``raw`` is the segment's bytes
         or the path of its file (the child reads it: the bytes never pass through this
         process). Raises what that put raises, and ``OSError`` when the child dies
         meanwhile."""
@@ -226,7 +229,11 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     send_lock = threading.Lock()
 
     def run(
-        n: int, key: tuple[str, dict[str, Any], str, str], name: str, raw: bytes | str, b3: Any
+        n: int,
+        key: tuple[str, dict[str, Any], str, str, dict[str, Any] | None],
+        name: str,
+        raw: bytes | str,
+        b3: Any,
     ) -> None:
         try:
             if isinstance(raw, str):
@@ -237,7 +244,11 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
                 store = stores.get(ident)
                 if store is None:
                     store = stores[ident] = ArchiveStore(
-                        key[0], key[1], compression=key[2], conditional_create=key[3]
+                        key[0],
+                        key[1],
+                        compression=key[2],
+                        conditional_create=key[3],
+                        keyring=keyring_argument(key[4] if len(key) > 4 else None),
                     )
             reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
         except BaseException as e:

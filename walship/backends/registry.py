@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
+from walship.backends import entry_points as entrypoints
 from walship.errors import BackendError
 from walship.store import SegmentStore
 
@@ -38,7 +39,7 @@ _BUILTIN = {
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep for ep in entrypoints.group(ENTRY_POINT_GROUP)}
 
 
 def backend_names() -> list[str]:

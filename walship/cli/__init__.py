@@ -21,11 +21,17 @@ COMMAND_MODULES = (
     "walship.cli.init",
     "walship.cli.append",
     "walship.cli.dump",
+    "walship.cli.tail",
+    "walship.cli.follow",
+    "walship.cli.promote",
     "walship.cli.inspect",
     "walship.cli.verify",
     "walship.cli.plugins",
     "walship.cli.archive",
+    "walship.cli.checkpoint",
+    "walship.cli.prune",
     "walship.cli.repair",
+    "walship.cli.status",
     "walship.cli.bench",
 )
 

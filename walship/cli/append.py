@@ -10,6 +10,7 @@ from typing import BinaryIO
 import click
 
 import walship
+from walship.cli.draining import exit_if_not_drained, named_here
 from walship.cli.errors import CliError
 from walship.errors import WalshipError
 
@@ -83,13 +84,16 @@ def append_command(
     Lines may end in CRLF (a file from Windows): without --sep, the CR before a newline is not
     part of the record. Every record is durable once its append returns, as the config's
     durability says (and at the end in any case: the log is closed, which syncs it).
+
+    With an archive, the close waits up to archive.drain_on_close for the uploads; exit status
+    1 names the segments still pending then (kept locally, they upload at the next open).
     """
     separator = b"\n" if sep is None else parse_sep(sep)
     from walship.plugins.metrics import MetricsPlugin
 
     metrics_plugin = MetricsPlugin() if metrics else None
     plugins = [metrics_plugin] if metrics_plugin is not None else []
-    with walship.open(config=config, plugins=plugins) as log:
+    with named_here(), walship.open(config=config, plugins=plugins) as log:
         try:
             for records in read_chunks(sys.stdin.buffer, separator):
                 if sep is None:
@@ -105,3 +109,4 @@ def append_command(
     click.echo(str(log.durable_seq))
     if metrics_plugin is not None:
         click.echo(metrics_plugin.render(), err=True)
+    exit_if_not_drained(log)

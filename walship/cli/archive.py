@@ -12,11 +12,11 @@ import click
 
 import walship
 from walship.cli.errors import CliError
-from walship.cli.target import storage_options_from, target_options
-from walship.errors import ArchiveIntegrityError
+from walship.cli.target import keyring_from, storage_options_from, target_options
+from walship.errors import ArchiveIntegrityError, ArchiveKeyError
 
 if TYPE_CHECKING:
-    from walship.archive.restore import RestoreResult
+    from walship.archive.restore import RestoreProgress, RestoreResult
     from walship.log import ArchiveService
 
 
@@ -54,7 +54,9 @@ def archive(config: Path, timeout: float | None) -> None:
             raise CliError(f"{config}: no archive: section, nothing to archive to")
         archiver.requeue()
         start = archiver.stats()
-        total = start["archived"] + start["pending"]
+        # several destinations: one step per segment and destination
+        each = start["destinations"] or [start]
+        total = sum(d["archived"] + d["pending"] for d in each)
         with tqdm(
             total=total, unit="segment", desc="archive", file=sys.stderr, disable=None
         ) as bar:
@@ -72,7 +74,7 @@ def archive(config: Path, timeout: float | None) -> None:
             archiver.close(timeout=max(0.0, deadline - time.monotonic()))
         report_archive(archiver)
     finally:
-        log.close()
+        log.close(drain=0)  # the run waited on its own terms and named what is left
 
 
 def open_within(config: Path, deadline: float | None) -> walship.Log:
@@ -118,6 +120,10 @@ def report_archive(archiver: ArchiveService) -> None:
         f"archived {st['archived']} segments ({st['bytes']} bytes; "
         f"{st['already_archived']} were there already) to {archiver.url}"
     )
+    for d in st["destinations"] or ():
+        click.echo(
+            f"  {d['url']}: {d['archived']} archived ({d['bytes']} bytes), {d['pending']} pending"
+        )
     if st["removed"]:
         click.echo(f"removed {st['removed']} local segments (retention)")
     left = archiver.pending()
@@ -169,6 +175,16 @@ def report_archive(archiver: ArchiveService) -> None:
     is_flag=True,
     help="When the archive holds no segment, create an empty log in DIRECTORY (exit 0).",
 )
+@click.option(
+    "--from-checkpoint",
+    "from_checkpoint",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    metavar="[latest|SEQ]",
+    help="Restore a checkpoint's snapshot (into DIRECTORY/walship.snapshot) and only the "
+    "segments after it (default: latest; with --to-seq/--to-time the newest at or before it).",
+)
 @target_options
 def restore(
     url: str,
@@ -179,6 +195,7 @@ def restore(
     allow_partial: bool,
     if_missing: bool,
     allow_empty: bool,
+    from_checkpoint: str | None,
     config: str | None,
     storage_option: tuple[str, ...],
 ) -> None:
@@ -198,29 +215,18 @@ def restore(
     killed restore into DIRECTORY left beside it is removed first (when no live restore owns
     it). Objects in the archive that are not walship's (a README.txt, notes/...) are ignored
     with one warning.
-    """
-    from tqdm import tqdm
 
-    from walship.archive.restore import RestoreProgress
+    --from-checkpoint [latest|SEQ] restores a checkpoint's snapshot into
+    DIRECTORY/walship.snapshot (its BLAKE3 checked) and only the segments holding frames after
+    it; the restored log's first_seq is just after the checkpoint. A pruned archive (walship
+    prune) is always restored from a checkpoint: without the option, from its oldest one.
+    """
     from walship.archive.restore import restore as run_restore
 
     if to_seq is not None and to_time is not None:
         raise click.UsageError("give at most one of --to-seq and --to-time")
-    bar: Any = None
-
-    def progress(p: RestoreProgress) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(
-                total=p.total_bytes,
-                unit="B",
-                unit_scale=True,
-                desc="restore",
-                file=sys.stderr,
-                disable=None,
-            )
-        bar.update(p.done_bytes - bar.n)
-
+    checkpoint = _checkpoint_argument(from_checkpoint)
+    progress = _ProgressBar()
     try:
         result = run_restore(
             url,
@@ -229,21 +235,64 @@ def restore(
             to_time=to_time,
             jobs=jobs,
             progress=progress,
-            storage_options=storage_options_from(config, storage_option),
+            storage_options=storage_options_from(config, storage_option, url),
+            encryption=keyring_from(config, url),
             allow_partial=allow_partial,
             if_missing=if_missing,
             allow_empty=allow_empty,
+            from_checkpoint=checkpoint,
         )
-    except ArchiveIntegrityError as e:
+    except (ArchiveIntegrityError, ArchiveKeyError) as e:
         click.echo(f"walship: restore failed: {e}", err=True)
         sys.exit(1)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if result.outcome != "restored":  # --if-missing or --allow-empty: one line
         click.echo(result.summary())
         return
     _report(result, to_seq if to_seq is not None else to_time)
+
+
+def _checkpoint_argument(from_checkpoint: str | None) -> str | int | None:
+    """``--from-checkpoint``: ``latest``, a commit_seq, or ``None``.
+
+    Raises:
+        click.BadParameter: neither ``latest`` nor digits (exit 2).
+    """
+    if from_checkpoint is None or from_checkpoint == "latest":
+        return from_checkpoint
+    if not from_checkpoint.isdigit():
+        raise click.BadParameter(
+            f"{from_checkpoint!r}: expected latest or a commit_seq",
+            param_hint="--from-checkpoint",
+        )
+    return int(from_checkpoint)
+
+
+class _ProgressBar:
+    """The restore's progress on stderr (tqdm; off when stderr is no terminal), made at the
+    first report, when the total is known."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, p: RestoreProgress) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=p.total_bytes,
+                unit="B",
+                unit_scale=True,
+                desc="restore",
+                file=sys.stderr,
+                disable=None,
+            )
+        self._bar.update(p.done_bytes - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _report(result: RestoreResult, target: int | str | None) -> None:

@@ -54,7 +54,8 @@ def demo(
     keep: bool,
 ) -> None:
     """Write frames into small segments, rotate, reopen, verify, archive to a file:// archive
-    next to the log, restore from it, and print a summary.
+    next to the log (with a checkpoint and its snapshot half way), restore from it (whole, and
+    from the checkpoint: the snapshot and only the frames after it), and print a summary.
 
     The built-in plugins are on: ``logging`` prints one line per event (to stderr) and
     ``metrics`` counts them; its summary ends the output. Without ``--dir``, the directories
@@ -73,8 +74,9 @@ def demo(
     directory = directory.resolve()
     archive_dir = directory.with_name(directory.name + ".archive")
     restored_dir = directory.with_name(directory.name + ".restored")
+    checkpoint_dir = directory.with_name(directory.name + ".from-checkpoint")
     if archive:
-        for d in (archive_dir, restored_dir):
+        for d in (archive_dir, restored_dir, checkpoint_dir):
             if d.exists() and any(d.iterdir()):
                 raise click.UsageError(f"{d} is not empty; choose a new --dir")
     archive_url = archive_dir.as_uri()
@@ -87,6 +89,8 @@ def demo(
         half = frames // 2
         for payload in batch[:half]:  # durable one by one
             log.append(payload, payload_type=1)
+        if log.archiver is not None:  # the application's state up to here, in the archive
+            log.checkpoint(half, snapshot=demo_snapshot(half))
         log.append_batch(batch[half:], payload_type=2)  # and in one group
         log.rotate()  # seal the last frames (a no-op if the batch's size rotation already did)
         written = log.last_seq
@@ -105,6 +109,9 @@ def demo(
     restored_ok = True
     if archive and scan.ok:
         restored_ok = _archive_and_restore(directory, archive_url, restored_dir, archived_ok)
+        restored_ok = _restore_from_checkpoint(directory, archive_url, checkpoint_dir, half) and (
+            restored_ok
+        )
     click.echo("metrics (plugin walship.plugins.metrics, both opens):")
     for line in metrics.render().splitlines():
         click.echo(f"  {line}")
@@ -113,7 +120,7 @@ def demo(
             click.echo(f"  {p}", err=True)
         sys.exit(1)
     if temporary and not keep:
-        for d in (directory, archive_dir, restored_dir):
+        for d in (directory, archive_dir, restored_dir, checkpoint_dir):
             shutil.rmtree(d, ignore_errors=True)
         click.echo(f"removed          {directory} and its archive (--keep keeps them)")
 
@@ -147,6 +154,34 @@ def _archive_and_restore(
     for p in archived.problems:
         click.echo(f"  {p}", err=True)
     return archived.ok and archived_ok and same
+
+
+def demo_snapshot(seq: int) -> bytes:
+    """The demo application's snapshot of its state after ``seq`` records."""
+    return f"demo state: {seq} records applied\n".encode()
+
+
+def _restore_from_checkpoint(
+    directory: Path, archive_url: str, checkpoint_dir: Path, seq: int
+) -> bool:
+    """Restore the demo log from its checkpoint (the snapshot and only the frames after it)
+    into ``checkpoint_dir``, compare both with the original, print two lines. True when both
+    match."""
+    from walship.archive.restore import restore
+
+    result = restore(archive_url, checkpoint_dir, from_checkpoint="latest")
+    snapshot = Path(result.snapshot or "").read_bytes()
+    with walship.open(directory) as original, walship.open(checkpoint_dir) as restored:
+        last = result.last_commit_seq or 0
+        after = [f for f in original.read(seq + 1) if f.commit_seq <= last]
+        same = after == list(restored.read()) and restored.first_seq == seq + 1
+    ok = snapshot == demo_snapshot(seq) and same
+    click.echo(f"checkpoint       {seq}, with a snapshot of {len(snapshot)} bytes in the archive")
+    click.echo(
+        f"from checkpoint  {result.summary()} into {checkpoint_dir}; first_seq {seq + 1}; "
+        f"{'snapshot and frames match byte for byte' if ok else 'SNAPSHOT OR FRAMES DIFFER'}"
+    )
+    return ok
 
 
 _EVENTS_LOGGER = "walship.demo.events"

@@ -10,12 +10,25 @@ import click
 
 from walship.cli.errors import CliError
 from walship.cli.target import open_target, segment_names, storage_options_from, target_options
-from walship.core.frame import LENGTH_SIZE, decode_all
+from walship.core.frame import LENGTH_SIZE, Frame, decode_all
 from walship.core.header import HEADER_SIZE, SegmentHeader, parse_segment_name
 from walship.errors import FrameError, SegmentHeaderError
 from walship.store import SegmentStore
 
 DAMAGED = 1
+
+
+def frame_line(segment_seq: int, frame: Frame) -> str:
+    """One frame as the JSON line ``walship dump`` prints (``walship tail`` prints the same):
+    segment_seq, commit_seq, timestamp_micros, payload_type, payload_b64."""
+    record = {
+        "segment_seq": segment_seq,
+        "commit_seq": frame.commit_seq,
+        "timestamp_micros": frame.timestamp_micros,
+        "payload_type": frame.payload_type,
+        "payload_b64": base64.b64encode(frame.payload).decode("ascii"),
+    }
+    return json.dumps(record)
 
 
 def _first_commit_seq(store: SegmentStore, name: str) -> int | None:
@@ -65,8 +78,8 @@ def dump_command(
     """
     if from_seq is not None and to_seq is not None and from_seq > to_seq:
         raise CliError(f"--from-seq {from_seq} is after --to-seq {to_seq}")
-    options = storage_options_from(config, storage_option) if "://" in target else {}
-    store = open_target(target, options)
+    options = storage_options_from(config, storage_option, target) if "://" in target else {}
+    store = open_target(target, options, config)
     names = segment_names(store, target)
     for name in names[_start_index(store, names, from_seq) :]:
         seq = parse_segment_name(name)
@@ -78,14 +91,8 @@ def dump_command(
                     continue
                 if to_seq is not None and f.commit_seq > to_seq:
                     return
-                record = {
-                    "segment_seq": seq,
-                    "commit_seq": f.commit_seq,
-                    "timestamp_micros": f.timestamp_micros,
-                    "payload_type": f.payload_type,
-                    "payload_b64": base64.b64encode(f.payload).decode("ascii"),
-                }
-                click.echo(json.dumps(record))
+                assert seq is not None
+                click.echo(frame_line(seq, f))
         except (FrameError, SegmentHeaderError) as e:
             detail = str(e).removeprefix(f"{name}: ")
             click.echo(f"walship: error: {name}: {detail}; stopped here", err=True)

@@ -1,4 +1,5 @@
-"""One-line errors for the command line: ``walship: error: <what>`` on stderr, exit 2.
+"""One-line errors for the command line: ``walship: error: <what>`` on stderr, exit 2 (1 for
+a missing encryption key).
 
 :class:`WalshipGroup` turns every :class:`~walship.errors.WalshipError` and ``OSError`` a command
 lets out into such a line, so bad input (a missing directory, an unreadable or invalid config)
@@ -13,10 +14,13 @@ from typing import IO, Any
 
 import click
 
-from walship.errors import WalshipError
+from walship.errors import ArchiveKeyError, WalshipError
 
 USAGE_ERROR = 2
 """Exit status of usage and I/O errors (``verify`` exits 1 when it finds damage)."""
+PROBLEM_FOUND = 1
+"""Exit status of a problem found in what was read: damage, or an encrypted object whose key
+was not given (:class:`~walship.errors.ArchiveKeyError`, naming the key id)."""
 
 
 class CliError(click.ClickException):
@@ -29,6 +33,12 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"walship: error: {self.format_message()}", err=True, file=file)
+
+
+class ProblemFoundError(CliError):
+    """A one-line error about what was read (an encryption key not given); exit status 1."""
+
+    exit_code = PROBLEM_FOUND
 
 
 def describe_os_error(e: OSError) -> str:
@@ -49,6 +59,8 @@ class WalshipGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(1)
+        except ArchiveKeyError as e:  # a problem found in the archive, not a usage error
+            raise ProblemFoundError(str(e)) from e
         except WalshipError as e:
             raise CliError(str(e)) from e
         except OSError as e:

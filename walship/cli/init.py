@@ -38,6 +38,9 @@ rotation:                     # a segment is closed when either limit is reached
 #   retries: {attempts: 10, backoff: 500ms, max_backoff: 60s}
 #   lag_warning: 64           # pending segments before the log warns
 #   upload_process: true      # upload from a lower-priority child process
+#   drain_on_close: 30s       # close waits this long for pending uploads (0: no wait)
+#   max_pending: 1GiB         # backpressure: appends wait when more waits for upload
+#   backpressure_timeout: 30s # ... this long, then fail (ArchiveBackpressureError)
 
 # retention:                  # example: remove local segments once archived and verified
 #   keep_local: until_archived   # all | until_archived | last:N

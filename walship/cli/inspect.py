@@ -11,6 +11,7 @@ import click
 
 from walship.cli.errors import CliError
 from walship.cli.target import (
+    keyring_from,
     scan_target,
     seed_restarts_option,
     storage_options_from,
@@ -58,7 +59,11 @@ def scan_for_report(
     from walship.archive import ArchiveStore
     from walship.archive.check import verify_archive
 
-    archive = ArchiveStore(target, storage_options_from(config, storage_option))
+    archive = ArchiveStore(
+        target,
+        storage_options_from(config, storage_option, target),
+        keyring=keyring_from(config, target),
+    )
     scan = verify_archive(archive, seed_restarts=seed_restarts)
     if not scan.segments and not scan.problems:
         raise CliError(f"{target}: holds no archived segments")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ from walship.core.scan import LogScan, ProblemKind, scan_store
 from walship.store import SegmentStore
 
 
-def open_target(target: str, storage_options: dict[str, Any] | None = None) -> SegmentStore:
-    """A read-only view of ``target``: a directory (a :class:`PosixStore`, used only to list
-    and read: never locked, never written) or, when ``target`` contains ``://``, an archive
-    URL (an ``ArchiveReadStore`` over fsspec with ``storage_options``).
+def open_target(
+    target: str, storage_options: dict[str, Any] | None = None, config: str | None = None
+) -> SegmentStore:
+    """A read-only view of ``target``: a directory (a
+    :class:`~walship.backends.posix.PosixStore`, used only to list and read: never locked,
+    never written) or, when ``target`` contains ``://``, an archive URL (an
+    ``ArchiveReadStore`` over fsspec with ``storage_options`` and ``config``'s keys).
 
     Raises:
         CliError: the directory is missing or not a directory, or archive support is missing.
@@ -28,7 +32,9 @@ def open_target(target: str, storage_options: dict[str, Any] | None = None) -> S
             from walship.archive import ArchiveReadStore  # type: ignore[import-not-found,unused-ignore]
         except ImportError as e:
             raise CliError(f"{target}: cannot read archive URLs here ({e})") from e
-        store: SegmentStore = ArchiveReadStore(target, storage_options or {})
+        store: SegmentStore = ArchiveReadStore(
+            target, storage_options or {}, keyring_from(config, target)
+        )
         return store
     from walship.backends.posix import PosixStore
 
@@ -54,16 +60,34 @@ def segment_names(store: SegmentStore, target: str) -> list[str]:
     return [segment_name(s) for s in seqs]
 
 
-def storage_options_from(config: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
-    """fsspec storage options: ``archive.storage_options`` of ``config`` (if given), then each
-    ``KEY=VALUE`` of ``pairs`` (the value read as a YAML scalar: ``true``, ``3``, ``text``)."""
-    options: dict[str, Any] = {}
-    if config is not None:
-        from walship.config import load_config
+def destination_of(config: str | None, url: str | None) -> Any:
+    """The destination of ``config`` (its ``archive:``, or the entry of ``archives:``) that
+    ``url`` is at or below, else its first one; ``None`` without a config or an archive."""
+    if config is None:
+        return None
+    from walship.archive.settings import destination_url
+    from walship.config import load_config
 
-        cfg = load_config(config)
-        if cfg.archive is not None:
-            options.update(cfg.archive.storage_options)
+    destinations = load_config(config).destinations
+    if url is not None:
+        wanted = destination_url(url)
+        for d in destinations:
+            base = destination_url(d.url)
+            if wanted == base or wanted.startswith(base + "/"):
+                return d
+    return destinations[0] if destinations else None
+
+
+def storage_options_from(
+    config: str | None, pairs: tuple[str, ...], url: str | None = None
+) -> dict[str, Any]:
+    """fsspec storage options: ``storage_options`` of ``config``'s destination for ``url``
+    (:func:`destination_of`; if given), then each ``KEY=VALUE`` of ``pairs`` (the value read as
+    a YAML scalar: ``true``, ``3``, ``text``)."""
+    options: dict[str, Any] = {}
+    destination = destination_of(config, url)
+    if destination is not None:
+        options.update(destination.storage_options)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -75,8 +99,103 @@ def storage_options_from(config: str | None, pairs: tuple[str, ...]) -> dict[str
     return options
 
 
+_KEYS_META = "walship.encryption_keys"
+"""Where ``--key`` and ``--key-file`` leave the keys they read (the click context's meta)."""
+
+
+def _keys_given() -> dict[str, bytes]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.setdefault(_KEYS_META, {}) if ctx is not None else {}
+
+
+def _read_key_options(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """The callback of ``--key ID=ENVVAR`` (the key read from that environment variable, never
+    from argv) and ``--key-file PATH`` (YAML or JSON, as ``archive.encryption`` takes it):
+    the keys go to the context's meta, for :func:`keyring_from`.
+
+    Raises:
+        click.BadParameter: a malformed spec, an unset variable, an unreadable file or a key
+            that is no key; one line naming the key id or the file, never a key's value.
+    """
+    from walship.archive.sealing import Keyring, check_key_id, parse_key
+
+    keys = ctx.meta.setdefault(_KEYS_META, {})
+    if param.name == "key_file":
+        if value is None:
+            return
+        try:
+            with open(value, encoding="utf-8") as f:
+                doc = yaml.safe_load(f)
+            keys.update(Keyring.from_mapping(doc).keys)
+        except (OSError, yaml.YAMLError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+            raise click.BadParameter(f"{value}: {reason}") from None
+        return
+    for spec in value:
+        key_id, sep, env = spec.partition("=")
+        if not sep or not key_id or not env:
+            raise click.BadParameter(
+                f"{spec!r}: expected ID=ENVVAR (the environment variable holding the key)"
+            )
+        text = os.environ.get(env)
+        if text is None:
+            raise click.BadParameter(f"key {key_id!r}: environment variable {env} is not set")
+        try:
+            keys[check_key_id(key_id)] = parse_key(text)
+        except ValueError as e:
+            raise click.BadParameter(f"key {key_id!r} (from ${env}): {e}") from None
+
+
+def keyring_from(config: str | None, url: str | None = None) -> Any:
+    """The keys that open an encrypted archive URL: the ``encryption`` of ``config``'s
+    destination for ``url`` (:func:`destination_of`; if given) and those of ``--key`` /
+    ``--key-file`` (they win on the same id), as a keyring that only opens; ``None`` when there
+    are none."""
+    keys: dict[str, bytes] = {}
+    destination = destination_of(config, url)
+    if destination is not None and destination.encryption is not None:
+        keys.update(destination.encryption.keys)
+    keys.update(_keys_given())
+    if not keys:
+        return None
+    from walship.archive.sealing import Keyring
+
+    return Keyring(keys)
+
+
 def target_options(f: Any) -> Any:
-    """The ``-c/--config`` and ``-o/--storage-option`` options of a command reading a target."""
+    """The ``-c/--config``, ``-o/--storage-option``, ``--key`` and ``--key-file`` options of a
+    command reading a target (the keys reach the command through :func:`keyring_from`)."""
+    return storage_target_options(key_options(f))
+
+
+def key_options(f: Any) -> Any:
+    """``--key ID=ENVVAR`` and ``--key-file PATH`` (read by :func:`keyring_from`)."""
+    f = click.option(
+        "--key-file",
+        "key_file",
+        default=None,
+        metavar="PATH",
+        expose_value=False,
+        callback=_read_key_options,
+        help="Encryption keys of an archive URL from this YAML/JSON file, as "
+        "archive.encryption takes them ({keys: {ID: KEY}}).",
+    )(f)
+    f = click.option(
+        "--key",
+        "key",
+        multiple=True,
+        metavar="ID=ENVVAR",
+        expose_value=False,
+        callback=_read_key_options,
+        help="An encryption key of an archive URL: key ID, read from environment variable "
+        "ENVVAR (repeatable; never the key itself on the command line).",
+    )(f)
+    return f
+
+
+def storage_target_options(f: Any) -> Any:
+    """The ``-c/--config`` and ``-o/--storage-option`` options of a command on an archive."""
     f = click.option(
         "-o",
         "--storage-option",
@@ -89,8 +208,21 @@ def target_options(f: Any) -> Any:
         "-c",
         "--config",
         default=None,
-        help="Take an archive URL's storage options from this config's archive: section.",
+        help="Take an archive URL's storage options (and encryption keys) from this config's "
+        "archive: section.",
     )(f)
+
+
+def config_option(help: str) -> Callable[[Any], Any]:
+    """The required ``-c/--config`` option of a command that works on the log of a config."""
+    return click.option(
+        "-c",
+        "--config",
+        "config",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=help,
+    )
 
 
 def scan_target(
@@ -107,8 +239,8 @@ def scan_target(
         CliError: the target is missing or holds no segment.
         OSError: a segment could not be read.
     """
-    options = storage_options_from(config, storage_option) if "://" in target else {}
-    store = open_target(target, options)
+    options = storage_options_from(config, storage_option, target) if "://" in target else {}
+    store = open_target(target, options, config)
     segment_names(store, target)
     anchor = None
     if "://" not in target:  # segments removed by retention: the record anchors the chain

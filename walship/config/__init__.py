@@ -32,7 +32,8 @@ Rules:
 * Secrets stay out of messages: a value that came from the environment is shown as its
   ``${VAR}`` reference, and values under ``storage_options``, plugin ``options`` or a key that
   looks secret (password, secret, token, key, credential) are shown as ``<hidden>``.
-* A relative ``store.path`` is relative to the config file's directory.
+* A relative ``store.path`` is relative to the config file's directory (a ``path`` given to
+  :func:`walship.open` next to the config is the caller's: relative to the current directory).
 * Sizes: ``1048576``, ``512KiB``, ``64MiB``, ``1GiB`` (binary) or ``64MB`` (decimal).
   Durations: ``1.5`` (seconds), ``250us``, ``10ms``, ``60s``, ``5m``, ``1h``, ``1m30s``.
 

@@ -68,6 +68,7 @@ def validate_config(
     base_dir: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    mark_overrides: bool = True,
 ) -> WalshipConfig:
     """Validate already-parsed config data (a mapping; ``None`` means all defaults).
 
@@ -78,6 +79,8 @@ def validate_config(
             ``max_segment_age``) that replace the file's; mappings merge key by key and
             ``plugins`` are added to the file's. They are not ``${}``-expanded.
         env: the environment for ``${VAR}`` (default ``os.environ``).
+        mark_overrides: a message about an overridden key says ``SOURCE (with overrides)``
+            (``False``: the overrides are all there is, :func:`walship.open`'s arguments).
     Raises:
         ConfigError: one line: the source, the key path, the value, what was expected.
     """
@@ -101,7 +104,12 @@ def validate_config(
         n = len(errors) - 1
         more = f" (and {n} more problem{'s' if n > 1 else ''})" if n else ""
         first = errors[0]
-        if overrides and first["loc"] and _overridden(str(first["loc"][0]), overrides):
+        if (
+            mark_overrides
+            and overrides
+            and first["loc"]
+            and _overridden(str(first["loc"][0]), overrides)
+        ):
             source = f"{source} (with overrides)"
         raise ConfigError(f"{source}: {error_line(first, refs, expanded)}{more}") from None
     check_store(cfg, source, refs)

@@ -1,7 +1,8 @@
 """Secrets stay out of messages: values from the environment are shown as their ``${VAR}``
-reference; values under ``storage_options``, plugin ``options`` or a secret-looking key as
-``<hidden>``; a URL's user and password as ``<hidden>`` (the one URL redaction,
-:func:`walship.archive.credentials.redact_url`: config imports archive, never the reverse)."""
+reference; values under ``storage_options``, ``encryption``, plugin ``options`` or a
+secret-looking key as ``<hidden>``; a URL's user and password as ``<hidden>`` (the one URL
+redaction, :func:`walship.archive.credentials.redact_url`: config imports archive, never the
+reverse)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ HIDDEN = "<hidden>"
 """How the config's messages show a secret (a URL's user-info included)."""
 
 _SECRET_KEY = re.compile(r"secret|passw|token|key|credential|auth", re.IGNORECASE)
-_HIDDEN_UNDER = {"storage_options", "options"}
+_HIDDEN_UNDER = {"storage_options", "options", "encryption"}
 
 
 def _sensitive(loc: Loc) -> bool:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,12 +25,13 @@ from walship.archive.settings import (
     ArchiveSettings,
     RetentionPolicy,
     RetrySettings,
+    duplicate_destination,
     keep_local_rule,
     retention_without_archive,
 )
 from walship.config.values import U64_MAX, fsspec_url, plugin_entry
 from walship.errors import ConfigError
-from walship.values import Bool, Duration, Name, SegmentSize, integer_in, one_of
+from walship.values import Bool, Duration, Name, SegmentSize, expected, integer_in, one_of
 
 if TYPE_CHECKING:
     from walship.store import SegmentStore
@@ -86,6 +87,25 @@ def _again(err: ErrorDetails) -> InitErrorDetails:
     return line
 
 
+def _checked_archive(value: object, handler: Callable[[object], object]) -> object:
+    """``handler(value)`` (the archive's model), and besides that fsspec must know the URL's
+    protocol: its error comes first, at ``url``, and the section's other errors after it."""
+    if not isinstance(value, Mapping) or "url" not in value:
+        return handler(value)
+    try:
+        fsspec_url(value["url"])
+    except PydanticCustomError as e:
+        first: InitErrorDetails = {"type": e, "loc": ("url",), "input": value["url"]}
+    else:
+        return handler(value)
+    lines = [first]
+    try:
+        handler(value)
+    except ValidationError as e:
+        lines += [_again(err) for err in e.errors() if err["loc"][:1] != ("url",)]
+    raise ValidationError.from_exception_data("ArchiveSettings", lines)
+
+
 class PluginEntry(_Section):
     """One entry of ``plugins:``: a spec and the options its class is created with."""
 
@@ -104,6 +124,8 @@ class WalshipConfig(_Section):
     sync_interval: Duration = 0.01
     rotation: RotationConfig = Field(default_factory=RotationConfig)
     archive: ArchiveSettings | None = None
+    archives: list[ArchiveSettings] | None = None
+    """Several destinations, each what ``archive:`` takes; never beside ``archive:``."""
     retention: RetentionConfig | None = None
     plugins: list[Annotated[PluginEntry, BeforeValidator(plugin_entry)]] = Field(
         default_factory=list
@@ -117,24 +139,54 @@ class WalshipConfig(_Section):
     def _known_protocol(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
         """The archive's model, and besides that fsspec must know the URL's protocol: its
         error comes first, at ``archive.url``, and the section's other errors after it."""
-        if not isinstance(value, Mapping) or "url" not in value:
-            return handler(value)
-        try:
-            fsspec_url(value["url"])
-        except PydanticCustomError as e:
-            first: InitErrorDetails = {"type": e, "loc": ("url",), "input": value["url"]}
-        else:
-            return handler(value)
-        lines = [first]
-        try:
-            handler(value)
-        except ValidationError as e:
-            lines += [_again(err) for err in e.errors() if err["loc"][:1] != ("url",)]
-        raise ValidationError.from_exception_data("ArchiveSettings", lines)
+        return _checked_archive(value, handler)
+
+    @field_validator("archives", mode="wrap")
+    @classmethod
+    def _destinations(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        """Each entry as ``archive:`` (its URL's protocol first), and no two with one URL."""
+        if value == []:
+            raise expected("a list of at least one destination, each what archive: takes")
+        if isinstance(value, list):
+            lines: list[InitErrorDetails] = []
+            for i, item in enumerate(value):
+                try:
+                    _checked_archive(item, ArchiveSettings.model_validate)
+                except ValidationError as e:
+                    lines += [{**_again(err), "loc": (i, *err["loc"])} for err in e.errors()]
+            if lines:
+                raise ValidationError.from_exception_data("archives", lines)
+        out: list[ArchiveSettings] | None = handler(value)
+        twice = duplicate_destination([a.url for a in out or ()])
+        if out is not None and twice is not None:
+            i, j = twice
+            what = f"a URL no other destination has (archives[{i}].url is the same)"
+            err = PydanticCustomError("walship", "{expected}", {"expected": what})
+            line: InitErrorDetails = {"type": err, "loc": (j, "url"), "input": out[j].url}
+            raise ValidationError.from_exception_data("archives", [line])
+        return out
+
+    @model_validator(mode="after")
+    def _one_form(self) -> WalshipConfig:
+        if self.archive is not None and self.archives is not None:
+            raise expected(
+                "no archive: section beside archives: (archive: is the one-destination form: "
+                "move it into the archives: list)",
+                "archive",
+            )
+        return self
+
+    @property
+    def destinations(self) -> list[ArchiveSettings]:
+        """Every destination: ``archives:``, or ``archive:`` as a list of one (empty without
+        either)."""
+        if self.archives is not None:
+            return list(self.archives)
+        return [self.archive] if self.archive is not None else []
 
     @model_validator(mode="after")
     def _retention_needs_archive(self) -> WalshipConfig:
-        if self.retention is not None and self.archive is None:
+        if self.retention is not None and self.archive is None and self.archives is None:
             error = retention_without_archive(RetentionPolicy.parse(self.retention.keep_local))
             if error is not None:
                 raise error
@@ -192,7 +244,7 @@ class WalshipConfig(_Section):
 
     def log_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~walship.log.Log` (without store and plugins);
-        ``archive`` and ``retention`` only when their section is present."""
+        ``archive``, ``archives`` and ``retention`` only when their section is present."""
         kwargs: dict[str, Any] = {
             "instance_id": self.instance_id,
             "durability": self.durability,
@@ -202,6 +254,8 @@ class WalshipConfig(_Section):
         }
         if self.archive is not None:
             kwargs["archive"] = self.archive_options()
+        if self.archives is not None:
+            kwargs["archives"] = [a.as_options() for a in self.archives]
         if self.retention is not None:
             kwargs["retention"] = self.retention_options()
         return kwargs

@@ -19,7 +19,8 @@ def fsspec_url(value: object) -> str:
     scheme = value.split("://", 1)[0]
     import fsspec
 
-    known = set(fsspec.available_protocols())
+    # the built-in names and those registered at run time (fsspec.register_implementation)
+    known = set(fsspec.available_protocols()) | set(fsspec.registry)
     if scheme not in known:
         close = difflib.get_close_matches(scheme, sorted(known), n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""

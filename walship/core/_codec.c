@@ -297,8 +297,42 @@ release_pieces(Piece *pieces, Py_ssize_t n)
     PyMem_Free(pieces);
 }
 
-/* encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items) -> int
- * items: a list or tuple of bytes-like objects, already checked by frame._check_batch. */
+/* Gathering: only the heads and CRCs go into buf (25 bytes a frame: head 0, then CRC i and
+ * head i+1 side by side, then the last CRC); pieces gets views of them around the payload
+ * objects themselves, in file order: 2n+1 buffers for one gathering write. */
+static int
+add_pieces(PyObject *pieces, PyObject *bufobj, Py_ssize_t offset, PyObject *seq_obj, Py_ssize_t n)
+{
+    PyObject *master = PyMemoryView_FromObject(bufobj);
+    int rc = -1;
+    if (!master)
+        return -1;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        Py_ssize_t start = i == 0 ? offset : offset + HEAD_SIZE + (i - 1) * FRAME_OVERHEAD;
+        Py_ssize_t len = i == 0 ? HEAD_SIZE : i == n ? CRC_SIZE : FRAME_OVERHEAD;
+        PyObject *lo = PyLong_FromSsize_t(start), *hi = PyLong_FromSsize_t(start + len);
+        PyObject *sl = lo && hi ? PySlice_New(lo, hi, NULL) : NULL;
+        PyObject *view = sl ? PyObject_GetItem(master, sl) : NULL;
+        Py_XDECREF(lo);
+        Py_XDECREF(hi);
+        Py_XDECREF(sl);
+        if (!view || PyList_Append(pieces, view) < 0) {
+            Py_XDECREF(view);
+            goto done;
+        }
+        Py_DECREF(view);
+        if (i < n && PyList_Append(pieces, PySequence_Fast_GET_ITEM(seq_obj, i)) < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    Py_DECREF(master);
+    return rc;
+}
+
+/* encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items, pieces=None)
+ * -> int. items: a list or tuple of bytes-like objects, already checked by
+ * frame._check_batch; pieces: None (frames copied whole into buf) or a list (gathering). */
 static PyObject *
 py_encode_batch_at(PyObject *self, PyObject *args)
 {
@@ -306,12 +340,17 @@ py_encode_batch_at(PyObject *self, PyObject *args)
     Py_ssize_t offset;
     unsigned long long first_seq, ts;
     int ptype;
-    PyObject *items, *seq_obj = NULL, *result = NULL;
+    PyObject *items, *seq_obj = NULL, *result = NULL, *gather = Py_None;
     Piece *pieces = NULL;
-    Py_ssize_t n, got = 0, need = 0;
+    Py_ssize_t n, got = 0, need = 0, work = 0;
 
-    if (!PyArg_ParseTuple(args, "w*nKKiO", &out, &offset, &first_seq, &ts, &ptype, &items))
+    if (!PyArg_ParseTuple(args, "w*nKKiO|O", &out, &offset, &first_seq, &ts, &ptype, &items,
+                          &gather))
         return NULL;
+    if (gather != Py_None && !PyList_CheckExact(gather)) {
+        PyErr_SetString(PyExc_TypeError, "pieces must be a list or None");
+        goto done;
+    }
     seq_obj = PySequence_Fast(items, "payloads must be a list or tuple");
     if (!seq_obj)
         goto done;
@@ -345,7 +384,8 @@ py_encode_batch_at(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "payload too large");
             goto done;
         }
-        need += pc->len + FRAME_OVERHEAD;
+        need += (gather == Py_None ? pc->len : 0) + FRAME_OVERHEAD;
+        work += pc->len + FRAME_OVERHEAD;
     }
     if (offset > out.len || need > out.len - offset) {
         PyErr_Format(PyExc_ValueError, "buffer of %zd bytes is too short for %zd at %zd", out.len,
@@ -355,21 +395,31 @@ py_encode_batch_at(PyObject *self, PyObject *args)
     {
         unsigned char *base = (unsigned char *)out.buf + offset;
         unsigned char *p = base;
-        int nogil = need >= NOGIL_MIN_BYTES;
+        int nogil = work >= NOGIL_MIN_BYTES;
         PyThreadState *ts_state = nogil ? PyEval_SaveThread() : NULL;
+        int copy = gather == Py_None;
         for (Py_ssize_t i = 0; i < n; i++) {
             Py_ssize_t len = pieces[i].len;
             put32(p, (uint32_t)(MIN_FRAME_LENGTH + len));
             put64(p + 4, first_seq + (unsigned long long)i);
             put64(p + 12, ts);
             p[20] = (unsigned char)ptype;
-            if (len)
-                memcpy(p + HEAD_SIZE, pieces[i].ptr, (size_t)len);
-            put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
-            p += HEAD_SIZE + len + CRC_SIZE;
+            if (copy) {
+                if (len)
+                    memcpy(p + HEAD_SIZE, pieces[i].ptr, (size_t)len);
+                put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
+                p += HEAD_SIZE + len + CRC_SIZE;
+            }
+            else {
+                uint32_t crc = crc32c(crc32c(0, p, HEAD_SIZE), pieces[i].ptr, (size_t)len);
+                put32(p + HEAD_SIZE, crc);
+                p += FRAME_OVERHEAD;
+            }
         }
         if (nogil)
             PyEval_RestoreThread(ts_state);
+        if (!copy && n && add_pieces(gather, out.obj, offset, seq_obj, n) < 0)
+            goto done;
         result = PyLong_FromSsize_t(offset + (Py_ssize_t)(p - base));
     }
 done:
@@ -504,6 +554,8 @@ scan_common(PyObject *args, int decode)
                     if (item) {
                         for (int k = 0; k < 4; k++)
                             PyTuple_SET_ITEM(item, k, f[k]);
+                        if (PyObject_GC_IsTracked(item)) /* ints and bytes: in no cycle */
+                            PyObject_GC_UnTrack(item);
                     }
                     else {
                         for (int k = 0; k < 4; k++)
@@ -541,14 +593,255 @@ py_decode(PyObject *self, PyObject *args)
     return scan_common(args, 1);
 }
 
+
+/* --- summarize: the open's scan of a segment, without a Python object per frame ------------- */
+
+/* summarize(data, offset, prev_seq) -> (count, first_seq, first_ts, last_seq, last_ts, end,
+ * regressed). Walks valid frames from offset as FrameScan does, and also stops before the first
+ * frame whose commit_seq is not above the frame before it (the first one: above prev_seq,
+ * unless prev_seq is None): regressed is then 1 and end that frame's offset; else end is where
+ * the valid frames end. The first_* and last_* fields are 0 when count is 0. */
+static PyObject *
+py_summarize(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t off, count = 0;
+    PyObject *prev_obj;
+    unsigned long long prev = 0, first_seq = 0, first_ts = 0, last_ts = 0;
+    int have_prev, regressed = 0;
+    PyObject *result = NULL;
+
+    if (!PyArg_ParseTuple(args, "y*nO", &view, &off, &prev_obj))
+        return NULL;
+    have_prev = prev_obj != Py_None;
+    if (have_prev) {
+        prev = PyLong_AsUnsignedLongLong(prev_obj);
+        if (prev == (unsigned long long)-1 && PyErr_Occurred())
+            goto done;
+    }
+    if (off < 0) {
+        PyErr_SetString(PyExc_ValueError, "offset must be >= 0");
+        goto done;
+    }
+    {
+        const unsigned char *data = view.buf;
+        Py_ssize_t size = view.len, o = off;
+        PyThreadState *st = size - off >= NOGIL_MIN_BYTES ? PyEval_SaveThread() : NULL;
+        while (size - o >= HEAD_SIZE) {
+            uint32_t flen = get32(data + o);
+            if (flen < MIN_FRAME_LENGTH || flen > MAX_FRAME_LENGTH ||
+                (Py_ssize_t)flen > size - o - LENGTH_SIZE)
+                break;
+            Py_ssize_t body = o + LENGTH_SIZE + (Py_ssize_t)flen - CRC_SIZE;
+            if (crc32c(0, data + o, (size_t)(body - o)) != get32(data + body))
+                break;
+            unsigned long long seq = get64(data + o + 4);
+            if (have_prev && seq <= prev) {
+                regressed = 1;
+                break;
+            }
+            if (count == 0) {
+                first_seq = seq;
+                first_ts = get64(data + o + 12);
+            }
+            last_ts = get64(data + o + 12);
+            prev = seq;
+            have_prev = 1;
+            count++;
+            o = body + CRC_SIZE;
+        }
+        if (st)
+            PyEval_RestoreThread(st);
+        result = Py_BuildValue("(nKKKKni)", count, first_seq, first_ts, count ? prev : 0ULL,
+                               last_ts, o, regressed);
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* --- decode_range: the read path ------------------------------------------------------------ */
+
+/* Walk valid frames from *off as walk() does, skipping (not recording) frames whose commit_seq
+ * is below lo and stopping after the first one at or above hi (before it when it is above
+ * hi), with *done = 1. A frame that ends at or
+ * before trusted_end was verified already (the open's scan): its CRC is not computed again;
+ * its length is still checked, so that nothing is ever read outside the data. */
+static Py_ssize_t
+walk_range(const unsigned char *data, Py_ssize_t size, Py_ssize_t *off, Py_ssize_t max,
+           Py_ssize_t max_bytes, Py_ssize_t *starts, unsigned long long lo,
+           unsigned long long hi, Py_ssize_t trusted_end, int *done)
+{
+    Py_ssize_t o = *off, count = 0;
+    Py_ssize_t limit = max_bytes >= size - o ? size : o + max_bytes;
+    while (count < max && o < limit && size - o >= HEAD_SIZE) {
+        uint32_t flen = get32(data + o);
+        if (flen < MIN_FRAME_LENGTH || flen > MAX_FRAME_LENGTH ||
+            (Py_ssize_t)flen > size - o - LENGTH_SIZE)
+            break;
+        Py_ssize_t body = o + LENGTH_SIZE + (Py_ssize_t)flen - CRC_SIZE;
+        if (body + CRC_SIZE > trusted_end &&
+            crc32c(0, data + o, (size_t)(body - o)) != get32(data + body))
+            break;
+        unsigned long long seq = get64(data + o + 4);
+        if (seq > hi) {
+            *done = 1;
+            break;
+        }
+        if (seq >= lo)
+            starts[count++] = o;
+        o = body + CRC_SIZE;
+        if (seq >= hi) { /* nothing after it is wanted: never look at the next frame */
+            *done = 1;
+            break;
+        }
+    }
+    *off = o;
+    return count;
+}
+
+static PyObject *
+slice_of(PyObject *base, Py_ssize_t start, Py_ssize_t stop)
+{
+    PyObject *a = PyLong_FromSsize_t(start), *b = PyLong_FromSsize_t(stop), *item = NULL;
+    PyObject *sl = a && b ? PySlice_New(a, b, NULL) : NULL;
+    if (sl)
+        item = PyObject_GetItem(base, sl);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(sl);
+    return item;
+}
+
+/* decode_range(data, offset, max_frames, frame_cls, lo, hi, trusted_end, base)
+ * -> (list of frame_cls(seq, ts, type, payload), stop_offset, done).
+ * base None: payloads are bytes (copied, at most DECODE_CHUNK_BYTES of them beyond the first
+ * frame per call); else base is a memoryview of data and payloads are slices of it (no copy).
+ * done: the walk reached hi (and stopped after the frame at it, or before one above it). Frames that share a timestamp share its int. */
+static PyObject *
+py_decode_range(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t off, max, count, trusted_end;
+    unsigned long long lo, hi;
+    PyObject *frame_cls, *base, *list = NULL, *result = NULL, *ts_obj = NULL;
+    unsigned long long last_ts = 0;
+    Py_ssize_t *starts = NULL;
+    int fill, done = 0;
+
+    if (!PyArg_ParseTuple(args, "y*nnOKKnO", &view, &off, &max, &frame_cls, &lo, &hi,
+                          &trusted_end, &base))
+        return NULL;
+    if (off < 0 || max < 1) {
+        PyErr_SetString(PyExc_ValueError, "offset must be >= 0 and max_frames >= 1");
+        goto done;
+    }
+    if (base != Py_None && !PyMemoryView_Check(base)) {
+        PyErr_SetString(PyExc_TypeError, "base must be None or a memoryview of data");
+        goto done;
+    }
+    if (base != Py_None && PyMemoryView_GET_BUFFER(base)->len != view.len) {
+        PyErr_SetString(PyExc_ValueError, "base must be a memoryview of data");
+        goto done;
+    }
+    fill = is_plain_tuple_type(frame_cls);
+    if (off < view.len && max > (view.len - off) / FRAME_OVERHEAD + 1)
+        max = (view.len - off) / FRAME_OVERHEAD + 1;
+    if (off >= view.len)
+        max = 1;
+    starts = PyMem_Malloc((size_t)max * sizeof(Py_ssize_t));
+    if (!starts) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        const unsigned char *data = view.buf;
+        Py_ssize_t max_bytes = base == Py_None ? DECODE_CHUNK_BYTES : PY_SSIZE_T_MAX;
+        if (view.len - off >= NOGIL_MIN_BYTES) {
+            Py_BEGIN_ALLOW_THREADS;
+            count = walk_range(data, view.len, &off, max, max_bytes, starts, lo, hi, trusted_end,
+                               &done);
+            Py_END_ALLOW_THREADS;
+        }
+        else
+            count = walk_range(data, view.len, &off, max, max_bytes, starts, lo, hi, trusted_end,
+                               &done);
+        list = PyList_New(count);
+        if (!list)
+            goto done;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const unsigned char *p = data + starts[i];
+            Py_ssize_t plen = (Py_ssize_t)get32(p) - MIN_FRAME_LENGTH;
+            unsigned long long ts = get64(p + 12);
+            PyObject *f[4], *item;
+            if (!ts_obj || ts != last_ts) {
+                Py_XDECREF(ts_obj);
+                ts_obj = PyLong_FromUnsignedLongLong(ts);
+                last_ts = ts;
+                if (!ts_obj)
+                    goto done;
+            }
+            f[0] = PyLong_FromUnsignedLongLong(get64(p + 4));
+            Py_INCREF(ts_obj);
+            f[1] = ts_obj;
+            f[2] = PyLong_FromLong(p[20]);
+            f[3] = base == Py_None
+                       ? PyBytes_FromStringAndSize((const char *)p + HEAD_SIZE, plen)
+                       : slice_of(base, starts[i] + HEAD_SIZE, starts[i] + HEAD_SIZE + plen);
+            if (!f[0] || !f[2] || !f[3]) {
+                for (int k = 0; k < 4; k++)
+                    Py_XDECREF(f[k]);
+                goto done;
+            }
+            if (fill) {
+                item = ((PyTypeObject *)frame_cls)->tp_alloc((PyTypeObject *)frame_cls, 4);
+                if (item) {
+                    for (int k = 0; k < 4; k++)
+                        PyTuple_SET_ITEM(item, k, f[k]);
+                    /* ints and bytes only: it can be in no cycle, so the collector need not
+                     * look at it (what CPython does for such tuples, _PyTuple_MaybeUntrack) */
+                    if (base == Py_None && PyObject_GC_IsTracked(item))
+                        PyObject_GC_UnTrack(item);
+                }
+                else {
+                    for (int k = 0; k < 4; k++)
+                        Py_DECREF(f[k]);
+                }
+            }
+            else {
+                item = PyObject_CallFunctionObjArgs(frame_cls, f[0], f[1], f[2], f[3], NULL);
+                for (int k = 0; k < 4; k++)
+                    Py_DECREF(f[k]);
+            }
+            if (!item)
+                goto done;
+            PyList_SET_ITEM(list, i, item);
+        }
+        result = Py_BuildValue("(Oni)", list, off, done);
+    }
+done:
+    Py_XDECREF(ts_obj);
+    Py_XDECREF(list);
+    PyMem_Free(starts);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"crc32c", py_crc32c, METH_VARARGS,
      "crc32c(data, value=0) -> int: CRC-32C of data, continuing value (as the crc32c package)."},
     {"crc32c_sw", py_crc32c_sw, METH_VARARGS,
      "crc32c_sw(data, value=0) -> int: the same by the table (slice-by-8) path, for tests."},
     {"encode_batch_at", py_encode_batch_at, METH_VARARGS,
-     "encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items) -> int:\n"
-     "the loop of walship.core.frame.encode_batch_at, items already checked."},
+     "encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items,\n"
+     "pieces=None) -> int: the loop of walship.core.frame.encode_batch_at, items already\n"
+     "checked."},
+    {"summarize", py_summarize, METH_VARARGS,
+     "summarize(data, offset, prev_seq) -> (count, first_seq, first_ts, last_seq, last_ts,\n"
+     "end, regressed): the loop of walship.core.frame.summarize."},
+    {"decode_range", py_decode_range, METH_VARARGS,
+     "decode_range(data, offset, max_frames, frame_cls, lo, hi, trusted_end, base)\n"
+     "-> (list of frames, stop_offset, done): the loop of walship.core.frame.decode_range."},
     {"scan", py_scan, METH_VARARGS,
      "scan(data, offset, max_frames) -> (list of (off, end, seq, ts, type), stop_offset)."},
     {"decode", py_decode, METH_VARARGS,

@@ -17,8 +17,23 @@ def encode_batch_at(
     timestamp_micros: int,
     payload_type: int,
     items: Sequence[bytes | bytearray | memoryview],
+    pieces: list[bytes | bytearray | memoryview] | None = None,
     /,
 ) -> int: ...
+def summarize(
+    data: Any, offset: int, prev_seq: int | None, /
+) -> tuple[int, int, int, int, int, int, int]: ...
+def decode_range(
+    data: Any,
+    offset: int,
+    max_frames: int,
+    frame_cls: type[Any],
+    lo: int,
+    hi: int,
+    trusted_end: int,
+    base: memoryview | None,
+    /,
+) -> tuple[list[Any], int, int]: ...
 def scan(data: Any, offset: int, max_frames: int, /) -> tuple[list[FrameAt], int]: ...
 def decode(
     data: Any, offset: int, max_frames: int, frame_cls: type[Any], /

@@ -13,6 +13,13 @@ appenders queue behind it, and turns alternate so that neither side starves.
 Threads: every method runs on its caller's thread; a leader runs the :class:`BatchWriter` on
 its own thread, holding the turn.
 
+*Detached* requests (the asyncio API's, :meth:`GroupCommit.submit_detached`) have no thread
+waiting: they queue with the others and ride in the same batches; their outcome goes to their
+:class:`Sink` (which resolves an asyncio future through its loop). A detached request is never
+handed the lead: when one is at the head of the queue as the turn is passed on (or finds the
+turn free), the *driver*, a thread of the group commit's own, is handed the lead instead, the
+same way a queued thread is.
+
 Interrupts (KeyboardInterrupt, SystemExit, a bug's exception), wherever CPython delivers them:
 the interrupted operation either completes or, once it touched the file, fails the log (the
 writer's job, see DESIGN.md "Failing closed"); the group commit's own duty is that every
@@ -36,7 +43,7 @@ import threading
 import time
 from _thread import LockType
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from walship.errors import WalshipError
 
@@ -62,6 +69,16 @@ wake-up lost to an interrupt costs this long, no more."""
 _allocate_lock = threading.Lock
 
 
+class Sink(Protocol):
+    """Where the outcome of detached requests goes (see :meth:`GroupCommit.submit_detached`)."""
+
+    def deliver(self, requests: list[Request]) -> None:
+        """``requests`` are done (``first_seq`` or ``error`` set). Called on the thread that
+        finished them (a leader's, maybe holding the group commit's mutex), so it never blocks,
+        never calls back into the group commit and raises nothing but an interrupt; it may be
+        called again for the same requests (a wake-up retried after an interrupt)."""
+
+
 class Request:
     """One append or batch waiting for the group commit. The writer sets ``first_seq``."""
 
@@ -73,8 +90,10 @@ class Request:
         "nbytes",
         "payload_type",
         "payloads",
+        "sink",
         "then",
         "turn",
+        "waiter",
         "wake",
         "woken",
     )
@@ -99,6 +118,10 @@ class Request:
         """The next request of the same batch, whose thread this one wakes once woken."""
         self.woken = False
         """Put in a wake-up chain already (a request is woken once)."""
+        self.sink: Sink | None = None
+        """A detached request's (no thread waits for it): where its outcome goes."""
+        self.waiter: Any = None
+        """What the sink resolves (an asyncio future): the group commit never looks at it."""
 
 
 class BatchWriter(Protocol):
@@ -150,6 +173,7 @@ def wake(requests: list[Request]) -> None:
     first: Request | None = None
     last: Request | None = None
     chained: list[Request] = []
+    detached: list[Request] = []
     for r in requests:
         if r.woken:
             continue
@@ -160,6 +184,8 @@ def wake(requests: list[Request]) -> None:
             else:
                 last.then = r
             last = r
+        elif r.sink is not None:
+            detached.append(r)
     for r in chained:
         r.done = True
     if first is not None:
@@ -168,8 +194,25 @@ def wake(requests: list[Request]) -> None:
             first.wake.release()
         except RuntimeError:  # released by a call an interrupt cut short
             pass
+    if detached:
+        _deliver(detached)
     for r in chained:
         r.woken = True
+
+
+def _deliver(requests: list[Request]) -> None:
+    """Hand done detached requests to their sinks, one call per sink (a sink resolves them on
+    its event loop, and each call costs a wake-up of that loop)."""
+    by_sink: dict[int, tuple[Sink, list[Request]]] = {}
+    for r in requests:
+        assert r.sink is not None
+        entry = by_sink.get(id(r.sink))
+        if entry is None:
+            by_sink[id(r.sink)] = (r.sink, [r])
+        else:
+            entry[1].append(r)
+    for sink, done in by_sink.values():
+        sink.deliver(done)
 
 
 def _open_gate(gate: LockType | None) -> None:
@@ -192,6 +235,24 @@ def _pass_wakeup(req: Request) -> None:
         except RuntimeError:  # released already (an interrupted call)
             pass
         req.then = None
+
+
+class _Driver:
+    """The thread that leads for detached requests (see :meth:`GroupCommit.submit_detached`):
+    it blocks on ``gate`` until the lead is handed to it (``lead``, ``own``, ``turn``, set
+    before the release, as for a queued thread) or it is told to stop."""
+
+    __slots__ = ("exited", "gate", "lead", "own", "stopping", "thread", "turn")
+
+    def __init__(self) -> None:
+        self.gate = _allocate_lock()
+        self.gate.acquire()
+        self.lead = False
+        self.own: Request | None = None
+        self.turn = -1
+        self.stopping = False
+        self.exited = False
+        self.thread: threading.Thread | None = None
 
 
 class GroupCommit:
@@ -222,6 +283,9 @@ class GroupCommit:
         self._turn = 0  # the number of the turn whoever holds _busy is in: moves on each hand-off
         self._queue: list[Request] = []
         self._exclusive_waiters = 0  # threads in exclusive() waiting for the turn
+        self._driver: _Driver | None = None  # leads for detached requests (started on demand)
+        self._driver_lock = _allocate_lock()
+        self._driver_stopped = False
 
     # --- appending ----------------------------------------------------------------------
 
@@ -285,6 +349,109 @@ class GroupCommit:
             raise req.error
         return req.first_seq
 
+    def submit_detached(self, req: Request) -> None:
+        """Queue ``req``, whose ``sink`` gets its outcome (no thread waits for it), and return
+        at once: the caller's thread never writes, never waits for the I/O turn, and blocks
+        only on the mutex, which others hold for short bookkeeping, never across I/O.
+
+        Whoever leads writes it with the others; when it finds the turn free, the turn is
+        handed on at once, to the driver thread as it leads for the detached requests
+        (started on the first call). ``req`` must not be submitted again.
+
+        Raises:
+            WalshipError: the writer's refusal (``check_usable``); nothing was queued.
+            BaseException: an interrupt in this thread; ``req`` is then queued (and gets its
+                outcome) or not, and the turn, if it was taken here, is passed on.
+        """
+        self._ensure_driver()
+        turn = -1
+        try:
+            with self._mutex:
+                self._writer.check_usable()
+                if not (self._busy or self._exclusive_waiters):
+                    self._busy = True  # (no call before the append below: both, or neither)
+                    turn = self._turn
+                self._queue.append(req)
+                if self._gather_target and len(self._queue) >= self._gather_target:
+                    _open_gate(self._gather_gate)
+        finally:
+            if turn != -1:  # hand the free turn on: to the queue's head, the driver for ours
+                error: BaseException | None = None
+                for _ in ATTEMPTS:  # an interrupt here is retried (idempotent)
+                    try:
+                        self._release_turn(turn)
+                        break
+                    except BaseException as e:
+                        error = error or e
+                if error is not None:
+                    raise error
+
+    def withdraw(self, req: Request) -> bool:
+        """Take the detached ``req`` back out of the queue if no leader took it yet: then it is
+        never written and its sink never hears of it (``True``). ``False``: a leader has it
+        (it is written, or fails with the log, and its sink gets the outcome) or it is done."""
+        with self._mutex:
+            if req.done or req.lead or req not in self._queue:
+                return False
+            self._queue.remove(req)
+            return True
+
+    def _ensure_driver(self) -> None:
+        """Start the driver thread, once (not after :meth:`stop_driver`)."""
+        if self._driver is not None:
+            return
+        with self._driver_lock:
+            if self._driver is None and not self._driver_stopped:
+                driver = _Driver()
+                driver.thread = threading.Thread(
+                    target=self._drive, args=(driver,), name="walship-commit", daemon=True
+                )
+                driver.thread.start()
+                self._driver = driver
+
+    def _drive(self, d: _Driver) -> None:
+        """The driver thread: lead each time the lead is handed to it (its own request is the
+        detached one that was at the head of the queue). What interrupts its lead (a bug's
+        exception, or an interrupt a store raised) goes to that request, as it would go out of
+        the thread of a threaded one; once that request was acknowledged (an interrupted
+        rotation after its batch), the exception goes no further than the log's failed state,
+        which every later call reports. Ends once stopped with no detached request left queued
+        (a closed log queues none: it refuses them)."""
+        while True:
+            d.gate.acquire(True, WAIT_CHECK if d.stopping else -1)
+            if d.lead:
+                own, turn = d.own, d.turn
+                d.lead = False
+                d.own = None
+                assert own is not None
+                try:
+                    self._lead(own, turn)
+                except BaseException as e:
+                    if not own.done:
+                        own.error = e
+                        wake([own])
+                continue
+            if d.stopping:
+                with self._mutex:
+                    if not d.lead and not any(r.sink is not None for r in self._queue):
+                        d.exited = True
+                        return
+
+    def stop_driver(self, timeout: float = 10.0) -> None:
+        """Let the driver thread end and wait for it (at most ``timeout`` s); no driver starts
+        after this. For the log's close (every detached request is refused from then on).
+        Idempotent."""
+        with self._driver_lock:
+            self._driver_stopped = True
+            driver = self._driver
+        if driver is None:
+            return
+        driver.stopping = True
+        _open_gate(driver.gate)
+        thread = driver.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def _lead(self, own: Request, turn: int) -> None:
         """Leader (holds the turn ``turn``): write ``own`` plus whatever queued meanwhile, batch
         by batch until the queue is empty, at most :data:`LEADER_BATCHES` batches; then hand
@@ -309,7 +476,9 @@ class GroupCommit:
                 with self._mutex:
                     if pending and not self._exclusive_waiters and self._gather_pays():
                         # (also before a hand-off: the next leader then starts with everyone)
-                        followers = sum(1 for r in pending if r.wake is not None)
+                        followers = sum(
+                            1 for r in pending if r.wake is not None or r.sink is not None
+                        )
                         wake(pending)
                         pending = []
                         if followers:
@@ -377,7 +546,10 @@ class GroupCommit:
           ``written_seq``, which a failed write never advances): acknowledged;
         * not written, and the log failed or closed: the error;
         * not written, the log fine (the interrupt came before the file was touched): queued
-          again for the next leader, never written twice.
+          again for the next leader, never written twice;
+        * the leader's own, not written: left to its thread, which raises the exception (the
+          driver's own, a detached request: the driver gives it the exception, see
+          :meth:`_drive`).
         """
         to_wake: list[Request] = []
         back: list[Request] = []
@@ -386,11 +558,13 @@ class GroupCommit:
         for r in batch:
             if r.done or 0 < r.first_seq <= written:
                 to_wake.append(r)
+            elif r.lead and r.sink is not None:  # the driver's own: the exception goes to it
+                continue
             elif refusal is not None:
                 r.error = refusal
                 to_wake.append(r)
-            elif r.wake is not None and r not in self._queue:  # (the leader's own goes out)
-                r.first_seq = 0
+            elif (r.wake is not None or r.sink is not None) and r not in self._queue:
+                r.first_seq = 0  # (the leader's own goes out)
                 back.append(r)
         self._queue[:0] = back
         wake(to_wake)
@@ -458,10 +632,18 @@ class GroupCommit:
             head = self._queue[0]
             del self._queue[0]
             wake_lock = head.wake
-            assert wake_lock is not None  # a request without a lock is its leader's own
-            head.wake = None
-            head.turn = self._turn
-            head.lead = True
+            if wake_lock is None:  # detached (no thread waits on it): the driver leads it
+                driver = self._driver
+                assert driver is not None  # (started before any detached request queued)
+                driver.own = head
+                driver.turn = self._turn
+                head.lead = True
+                driver.lead = True
+                wake_lock = driver.gate
+            else:
+                head.wake = None
+                head.turn = self._turn
+                head.lead = True
             try:  # noqa: SIM105 - not contextlib.suppress (see wake)
                 wake_lock.release()
             except RuntimeError:  # (released by an interrupted call)
@@ -554,9 +736,12 @@ class GroupCommit:
     def state(self) -> str:
         """The hand-off state, one line (for a hang's report)."""
         queue = [(r.done, r.lead, r.woken, r.first_seq) for r in self._queue]
+        driver = self._driver
+        drives = "none" if driver is None else f"lead={driver.lead} exited={driver.exited}"
         return (
             f"busy={self._busy} turn={self._turn} queue={queue} "
-            f"exclusive_waiters={self._exclusive_waiters} gates={len(self._turn_gates)}"
+            f"exclusive_waiters={self._exclusive_waiters} gates={len(self._turn_gates)} "
+            f"driver={drives}"
         )
 
     def queued(self) -> int:
@@ -564,4 +749,4 @@ class GroupCommit:
         return len(self._queue)
 
 
-__all__ = ["ATTEMPTS", "BatchWriter", "GroupCommit", "Request", "wake"]
+__all__ = ["ATTEMPTS", "BatchWriter", "GroupCommit", "Request", "Sink", "wake"]

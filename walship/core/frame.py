@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import ModuleType
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from crc32c import crc32c
 
@@ -82,6 +82,18 @@ class Frame(NamedTuple):
     payload: bytes
 
 
+class FrameView(NamedTuple):
+    """One decoded record whose payload is a read-only view of the bytes it was decoded from
+    (no copy): what the read path returns when asked for views. The view keeps that buffer
+    (a mapped segment, a chunk read from the active one) alive while it lives; see
+    :meth:`walship.log.Log.read_batches` for when its bytes stay valid."""
+
+    commit_seq: int
+    timestamp_micros: int
+    payload_type: int
+    payload: memoryview
+
+
 def check_payload(payload_len: int, payload_type: int) -> None:
     """Raise before anything is written if a frame with these fields cannot exist.
 
@@ -124,8 +136,13 @@ def as_payload(payload: object) -> Payload:
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
+_BYTES_ONLY = frozenset((bytes,))
+
+
 def as_payloads(payloads: Sequence[object]) -> Sequence[Payload]:
     """Every payload through :func:`as_payload` (the sequence itself when all are bytes)."""
+    if set(map(type, payloads)) <= _BYTES_ONLY:  # at C speed: no Python call per payload
+        return payloads  # type: ignore[return-value]
     out: list[Payload] | None = None
     for i, p in enumerate(payloads):
         if type(p) is bytes:
@@ -160,6 +177,7 @@ def encode_batch_at(
     timestamp_micros: int,
     payload_type: int,
     payloads: Iterable[bytes | bytearray | memoryview],
+    pieces: list[bytes | bytearray | memoryview] | None = None,
 ) -> int:
     """Encode frames ``first_seq, first_seq+1, ...`` (one per payload, all stamped
     ``timestamp_micros`` and typed ``payload_type``) into ``buf`` at ``offset``, overwriting,
@@ -169,6 +187,13 @@ def encode_batch_at(
     The encoder: every frame walship writes goes through it. The header is packed in place,
     the payload copied once, and one CRC-32C call covers header and payload. Every payload is
     checked before the first byte is written. Pure: safe on any thread for a ``buf`` of its own.
+
+    Gathering (``pieces`` a list): the payloads are not copied. Only the heads and CRCs go
+    into ``buf`` (:data:`FRAME_OVERHEAD` bytes a frame: the first head, then each CRC beside
+    the next frame's head, then the last CRC), and ``pieces`` is extended with the buffers of
+    the frames in file order, views of ``buf`` around the payload objects themselves (2n+1 of
+    them, for one gathering write). The views keep ``buf`` exported until they are released
+    or collected; ``pieces`` is unchanged when this raises.
 
     Raises:
         FrameTooLargeError: a payload is longer than :data:`MAX_PAYLOAD`.
@@ -188,12 +213,15 @@ def encode_batch_at(
         and type(timestamp_micros) is int
     ):
         off_after: int = native.encode_batch_at(
-            buf, offset, first_seq, timestamp_micros, payload_type, items
+            buf, offset, first_seq, timestamp_micros, payload_type, items, pieces
         )
         return off_after
-    need = sum(map(len, items)) + FRAME_OVERHEAD * len(items)
+    copied = sum(map(len, items)) if pieces is None else 0
+    need = copied + FRAME_OVERHEAD * len(items)
     if offset + need > len(buf):
         raise ValueError(f"buffer of {len(buf)} bytes is too short for {need} at {offset}")
+    if pieces is not None:
+        return _encode_heads(buf, offset, first_seq, timestamp_micros, payload_type, items, pieces)
     pack_into = HEAD.pack_into
     crc_pack_into = CRC.pack_into
     seq = first_seq
@@ -211,34 +239,39 @@ def encode_batch_at(
     return off
 
 
-def encode_pieces(
-    out: list[bytes | bytearray | memoryview],
+def _encode_heads(
+    buf: bytearray,
+    offset: int,
     first_seq: int,
     timestamp_micros: int,
     payload_type: int,
-    payloads: Iterable[bytes | bytearray | memoryview],
+    items: Sequence[bytes | bytearray | memoryview],
+    pieces: list[bytes | bytearray | memoryview],
 ) -> int:
-    """Append the frames of ``payloads`` to ``out`` as pieces: the packed header, the payload
-    object itself (not copied) and the packed CRC, for a gathering write of large payloads.
-
-    Returns the number of frames; raises as :func:`encode_batch_at`, leaving ``out``
-    unchanged. (Only the write path of :mod:`walship.log` still uses it, for payloads of
-    ``_GATHER_MIN_PAYLOAD`` or more; it goes when that path moves onto
-    :func:`encode_batch_at`.)
-    """
-    items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
-    _check_batch(items, first_seq, timestamp_micros, payload_type)
-    pack = HEAD.pack
-    crc_pack = CRC.pack
+    """The gathering loop of :func:`encode_batch_at` (checked already): heads and CRCs into
+    ``buf``, views of them and the payloads onto ``pieces`` (nothing for no payload)."""
+    if not items:
+        return offset
+    pack_into = HEAD.pack_into
+    crc_pack_into = CRC.pack_into
+    view = memoryview(buf)
+    out: list[bytes | bytearray | memoryview] = []
     add = out.append
     seq = first_seq
+    off = offset
+    start = offset  # where the piece before the next payload begins
     for p in items:
-        head = pack(MIN_FRAME_LENGTH + len(p), seq, timestamp_micros, payload_type)
-        add(head)
+        pack_into(buf, off, MIN_FRAME_LENGTH + len(p), seq, timestamp_micros, payload_type)
+        body = off + HEAD_SIZE
+        add(view[start:body])
         add(p)
-        add(crc_pack(crc32c(p, crc32c(head))))
+        crc_pack_into(buf, body, crc32c(p, crc32c(view[off:body])))
+        start = body
+        off = body + CRC_SIZE
         seq += 1
-    return len(items)
+    add(view[start:off])
+    pieces += out
+    return off
 
 
 def encode(
@@ -440,6 +473,119 @@ class FrameScan:
             yield off, stop, seq, ts, ptype
             off = stop
         self.stop = classify(data, off)
+
+
+class Summary(NamedTuple):
+    """What :func:`summarize` found: ``frames`` valid frames from the offset, the first's and
+    the last's commit_seq and timestamp (0 when ``frames`` is 0), ``end`` (just after the last
+    of them), and whether the walk stopped at ``end`` because that frame's commit_seq did not
+    rise (``regressed``; else ``classify(data, end)`` says why it stopped)."""
+
+    frames: int
+    first_seq: int
+    first_ts: int
+    last_seq: int
+    last_ts: int
+    end: int
+    regressed: bool
+
+
+def summarize(data: memoryview, offset: int, prev_seq: int | None) -> Summary:
+    """Walk the valid frames of ``data`` from ``offset`` (:class:`FrameScan`'s checks) while
+    their commit_seq rises (the first above ``prev_seq`` unless it is ``None``), building no
+    object per frame: the open's scan of a segment (``frames`` of them). Native when the codec
+    is; the loop below is the reference. ``data`` must not change while it runs."""
+    native = codec
+    if native is not None and offset >= 0:
+        c, fs, ft, ls, lt, end, regressed = native.summarize(data, offset, prev_seq)
+        return Summary(c, fs, ft, ls, lt, end, bool(regressed))
+    scan = FrameScan(data, offset)
+    prev = -1 if prev_seq is None else prev_seq
+    count = first_seq = first_ts = last_ts = 0
+    end = offset
+    for off, stop, seq, ts, _ in scan:
+        if seq <= prev:
+            return Summary(count, first_seq, first_ts, prev if count else 0, last_ts, off, True)
+        if not count:
+            first_seq, first_ts = seq, ts
+        prev, last_ts, end = seq, ts, stop
+        count += 1
+    return Summary(count, first_seq, first_ts, prev if count else 0, last_ts, end, False)
+
+
+class Decoded(NamedTuple):
+    """One call of :func:`decode_range`: the frames (:class:`Frame`, or :class:`FrameView`
+    with ``views``), where the walk stopped, and whether it reached ``hi`` (``done``: nothing
+    after it is wanted)."""
+
+    frames: list[Frame] | list[FrameView]
+    offset: int
+    done: bool
+
+
+DECODE_CHUNK_BYTES = 256 * 1024
+"""The most payload bytes one :func:`decode_range` call copies (beyond its first frame): a
+bounded chunk keeps the copies in the cache."""
+
+
+def decode_range(
+    data: memoryview,
+    offset: int,
+    max_frames: int,
+    lo: int = 0,
+    hi: int = _U64_MAX,
+    trusted_end: int = 0,
+    views: bool = False,
+) -> Decoded:
+    """Decode the valid frames of ``data`` from ``offset`` with ``lo <= commit_seq <= hi``:
+    at most ``max_frames`` of them, and (payloads copied) no more than
+    :data:`DECODE_CHUNK_BYTES` of payload past the first; frames below ``lo`` are walked over
+    without building anything. The walk ends at damage (``offset`` is then where it is:
+    :func:`classify` names it), at the end of ``data``, or at ``hi`` (``done``: after the
+    frame at ``hi``, or before one above it; the frame after it is never looked at). An empty
+    result with ``offset`` unchanged means nothing more can be decoded.
+
+    Frames that end at or before ``trusted_end`` were verified by an earlier scan of the same
+    bytes: their CRC-32C is not computed again (their lengths are still checked, so a hostile
+    length never reads outside ``data``). ``views``: payloads are read-only memoryviews of
+    ``data`` (no copy; they keep its buffer, e.g. a mapped segment, alive), else ``bytes``.
+    Native when the codec is; the loop below is the reference.
+    """
+    native = codec
+    if native is not None:
+        cls = FrameView if views else Frame
+        frames, off, done = native.decode_range(
+            data, offset, max_frames, cls, lo, hi, trusted_end, data if views else None
+        )
+        return Decoded(frames, off, bool(done))
+    out: list[Any] = []
+    add = out.append
+    end = len(data)
+    limit = end if views else min(end, offset + DECODE_CHUNK_BYTES)
+    unpack_head = HEAD.unpack_from
+    unpack_crc = CRC.unpack_from
+    off = offset
+    while len(out) < max_frames and off < limit and end - off >= HEAD_SIZE:
+        flen, seq, ts, ptype = unpack_head(data, off)
+        stop = off + LENGTH_SIZE + flen
+        body = stop - CRC_SIZE
+        if flen < MIN_FRAME_LENGTH or flen > MAX_FRAME_LENGTH or stop > end:
+            break
+        if stop > trusted_end and crc32c(data[off:body]) != unpack_crc(data, body)[0]:
+            break
+        if seq > hi:
+            return Decoded(out, off, True)
+        if seq >= lo:
+            payload = data[off + HEAD_SIZE : body]
+            add(
+                FrameView(seq, ts, ptype, payload)
+                if views
+                else Frame(seq, ts, ptype, bytes(payload))
+            )
+        off = stop
+        if seq >= hi:  # nothing after it is wanted: the next frame is never looked at
+            return Decoded(out, off, True)
+    return Decoded(out, off, False)
 
 
 def decode_all(data: bytes | bytearray | memoryview, base_offset: int = 0) -> Iterator[Frame]:

@@ -121,6 +121,17 @@ class SegmentHeader:
         return cls(instance_id, seq, created, bytes(prev))
 
 
+def read_header(store: SegmentStore, segment_seq: int) -> SegmentHeader:
+    """The header of segment ``segment_seq`` in ``store`` (its first bytes only).
+
+    Raises:
+        SegmentHeaderError: as :meth:`SegmentHeader.decode`.
+        OSError: the store failed (FileNotFoundError: no such segment).
+    """
+    name = segment_name(segment_seq)
+    return SegmentHeader.decode(store.read(name, 0, HEADER_SIZE), name)
+
+
 def create_segment(store: SegmentStore, header: SegmentHeader) -> SegmentFile:
     """Create the file of segment ``header.segment_seq`` in ``store`` holding only ``header``,
     durably (the store's ``create``: file and directory entry), open for appending.

@@ -7,7 +7,7 @@ reference and sees one consistent picture without a lock, however long it reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 
@@ -19,6 +19,9 @@ class SegmentRange:
     segment_seq: int
     first_commit_seq: int | None
     last_commit_seq: int | None
+    verified_end: int = 0
+    """The file's bytes before this offset were verified (every frame's CRC-32C) by the open's
+    scan: the read path does not check them again (0: nothing was; a segment written since)."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,16 @@ class Index:
     trimmed: bool = False
 
     @classmethod
-    def of(cls, ranges: Iterable[tuple[int, int | None, int | None]], trimmed: bool) -> Index:
-        """An index of ``(segment_seq, first, last commit_seq)`` triples, in order."""
-        return cls(tuple(SegmentRange(*r) for r in ranges), trimmed)
+    def of(
+        cls,
+        ranges: Iterable[tuple[int, int | None, int | None]],
+        trimmed: bool,
+        verified: Mapping[int, int] | None = None,
+    ) -> Index:
+        """An index of ``(segment_seq, first, last commit_seq)`` triples, in order;
+        ``verified``: each segment's ``verified_end`` by segment_seq (the open's scan)."""
+        ends = verified or {}
+        return cls(tuple(SegmentRange(*r, ends.get(r[0], 0)) for r in ranges), trimmed)
 
     def opened(self, segment_seq: int) -> Index:
         """The index with a new (active, empty) last segment."""

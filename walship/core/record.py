@@ -5,12 +5,15 @@ file, fsync, rename, directory fsync), so a crash leaves the old or the new reco
 It holds:
 
 * for each local segment that was archived and verified: its seq, size, BLAKE3 and the archive
-  URL it went to (a segment counts as archived only for that URL);
+  URL it went to, one entry per URL (a segment counts as archived only for the URLs it has an
+  entry for: with several destinations, ``archives:``, retention needs an entry for each);
 * the entry of the last segment retention removed, kept as the **anchor**: the expected
   ``prev_segment_hash`` of the first local segment, so that open and verify still check the chain
   after the oldest segments are gone;
 * the checkpoint set with ``Log.checkpoint`` (retention never removes a segment holding a frame
   above it), so that it survives a restart;
+* the checkpoint a restore started from (``restored_from_checkpoint``, only then): the log's
+  ``first_seq`` is above it;
 * the highest commit_seq of any segment recorded, so that a log whose local segments were all
   removed (or hold no frame) continues its numbering after the archive
   (:meth:`ArchiveRecord.chain_base`), never reusing a commit_seq.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,13 +110,17 @@ class ArchiveRecord:
     def __init__(
         self,
         store: SegmentStore,
-        segments: dict[int, ArchivedSegment] | None = None,
+        segments: Mapping[Any, ArchivedSegment] | None = None,
         checkpoint: int | None = None,
         removed_through: int = 0,
         last_commit_seq: int | None = None,
+        restored_from: int | None = None,
     ) -> None:
         self.store = store
-        self._segments: dict[int, ArchivedSegment] = dict(segments or {})
+        self._restored_from = restored_from
+        self._segments: dict[int, dict[str, ArchivedSegment]] = {}
+        for e in (segments or {}).values():
+            self._segments.setdefault(e.segment_seq, {})[e.url] = e
         self._checkpoint = checkpoint
         self._removed_through = removed_through
         self._last_commit_seq = last_commit_seq
@@ -161,10 +168,13 @@ class ArchiveRecord:
         last_commit = doc.get("last_commit_seq")
         if last_commit is not None and (type(last_commit) is not int or last_commit < 0):
             raise bad(f"last_commit_seq is {last_commit!r}")
+        restored_from = doc.get("restored_from_checkpoint")
+        if restored_from is not None and (type(restored_from) is not int or restored_from < 0):
+            raise bad(f"restored_from_checkpoint is {restored_from!r}")
         entries = doc.get("segments")
         if not isinstance(entries, list):
             raise bad("segments is not a list")
-        segments: dict[int, ArchivedSegment] = {}
+        segments: dict[tuple[int, str], ArchivedSegment] = {}
         for i, item in enumerate(entries):
             try:
                 seq, size, digest, url = (
@@ -190,8 +200,8 @@ class ArchiveRecord:
                 ok = False
             if not ok:
                 raise bad(f"segments[{i}] is not a valid entry")
-            segments[seq] = ArchivedSegment(seq, size, raw, url, last, instance)
-        return cls(store, segments, checkpoint, removed_through, last_commit)
+            segments[seq, url] = ArchivedSegment(seq, size, raw, url, last, instance)
+        return cls(store, segments, checkpoint, removed_through, last_commit, restored_from)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -200,21 +210,47 @@ class ArchiveRecord:
         return self._checkpoint
 
     @property
+    def restored_from(self) -> int | None:
+        """The checkpoint this log was restored from (``walship restore --from-checkpoint``):
+        its frames up to that commit_seq are in the snapshot, so the log's ``first_seq`` is
+        above it (``None``: not restored from a checkpoint)."""
+        return self._restored_from
+
+    @property
     def removed_through(self) -> int:
         """Every segment up to this seq was archived and then removed locally (0: none)."""
         return self._removed_through
 
     def archived(self, segment_seq: int, url: str) -> bool:
         """Whether segment ``segment_seq`` is recorded as archived and verified at ``url``."""
-        e = self._segments.get(segment_seq)
-        return e is not None and e.url == url
-
-    def entry(self, segment_seq: int) -> ArchivedSegment | None:
-        return self._segments.get(segment_seq)
-
-    def entries(self) -> list[ArchivedSegment]:
         with self._lock:
-            return [self._segments[s] for s in sorted(self._segments)]
+            return url in self._segments.get(segment_seq, {})
+
+    def archived_everywhere(self, segment_seq: int, urls: Iterable[str]) -> bool:
+        """Whether segment ``segment_seq`` is recorded as archived and verified at every one of
+        ``urls`` (read under one lock: one consistent view of the record)."""
+        with self._lock:
+            at = self._segments.get(segment_seq, {})
+            return all(u in at for u in urls)
+
+    def entry(self, segment_seq: int, url: str | None = None) -> ArchivedSegment | None:
+        """The entry of ``segment_seq`` at ``url`` (``None``: at any URL, the first recorded;
+        every URL holds the same local segment, so size and BLAKE3 agree)."""
+        with self._lock:
+            at = self._segments.get(segment_seq)
+            if not at:
+                return None
+            return at.get(url) if url is not None else next(iter(at.values()))
+
+    def entries(self, url: str | None = None) -> list[ArchivedSegment]:
+        """Every entry (at ``url`` only, when given), by segment_seq, then in recorded order."""
+        with self._lock:
+            return [
+                e
+                for s in sorted(self._segments)
+                for e in self._segments[s].values()
+                if url is None or e.url == url
+            ]
 
     @property
     def last_commit_seq(self) -> int | None:
@@ -228,7 +264,7 @@ class ArchiveRecord:
         with self._lock:
             if not self._segments:
                 return None
-            top = self._segments[max(self._segments)]
+            top = next(iter(self._segments[max(self._segments)].values()))
             return ChainBase(top.segment_seq, top.blake3, self._last_commit_seq, top.instance_id)
 
     def anchor_for(self, first_seq: int | None) -> bytes | None:
@@ -236,7 +272,7 @@ class ArchiveRecord:
         segment before it (removed by retention), or ``None`` when nothing is recorded."""
         if first_seq is None or first_seq <= 1:
             return None
-        e = self._segments.get(first_seq - 1)
+        e = self.entry(first_seq - 1)
         return e.blake3 if e is not None else None
 
     # --- changes (each one durable on return) -------------------------------------------
@@ -247,7 +283,7 @@ class ArchiveRecord:
     def mark_many(self, entries: list[ArchivedSegment]) -> None:
         with self._lock:
             for e in entries:
-                self._segments[e.segment_seq] = e
+                self._segments.setdefault(e.segment_seq, {})[e.url] = e
                 self._last_commit_seq = max(self._last_commit_seq or 0, e.last_commit_seq or 0)
             self._save()
 
@@ -277,6 +313,11 @@ class ArchiveRecord:
             "checkpoint": self._checkpoint,
             "removed_through": self._removed_through,
             "last_commit_seq": self._last_commit_seq,
+            **(
+                {"restored_from_checkpoint": self._restored_from}
+                if self._restored_from is not None
+                else {}
+            ),
             "segments": [
                 {
                     "segment_seq": e.segment_seq,
@@ -286,7 +327,8 @@ class ArchiveRecord:
                     "last_commit_seq": e.last_commit_seq,
                     "instance_id": e.instance_id,
                 }
-                for e in (self._segments[s] for s in sorted(self._segments))
+                for s in sorted(self._segments)
+                for e in self._segments[s].values()
             ],
         }
         self.store.write_atomic(RECORD_NAME, json.dumps(doc, indent=1).encode() + b"\n")

@@ -109,6 +109,8 @@ class RecoveredLog:
     next_commit_seq: int
     segment_ranges: list[tuple[int, int | None, int | None]] = field(default_factory=list)
     """(segment_seq, first_commit_seq, last_commit_seq) of every local segment, in order."""
+    verified_ends: dict[int, int] = field(default_factory=dict)
+    """Per segment_seq: the offset up to which the scan verified every frame (its valid end)."""
     next_segment_seq: int = 1
     """When ``active`` is ``None``: the segment to open next ..."""
     next_prev_hash: bytes | None = None
@@ -173,6 +175,7 @@ def recover(
         active=active,
         next_commit_seq=max(report.last_commit_seq or 0, floor) + 1,
         segment_ranges=[(s.segment_seq, s.first_commit_seq, s.last_commit_seq) for s in segments],
+        verified_ends={s.segment_seq: s.valid_end for s in segments if s.header is not None},
         next_segment_seq=next_segment,
         next_prev_hash=next_prev,
     )

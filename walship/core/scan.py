@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from blake3 import blake3 as Blake3
 
-from walship.core.frame import LENGTH_SIZE, FrameScan, ScanStop, StopReason
+from walship.core.frame import LENGTH_SIZE, ScanStop, StopReason, classify, summarize
 from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from walship.store import SegmentStore
 
 _SEQ_TS = struct.Struct(">QQ")
+_SEQ = struct.Struct(">Q")
 
 
 class ProblemKind(str, Enum):
@@ -334,29 +335,22 @@ def scan_frames(
     seg: SegmentScan, data: memoryview, last_seq: int | None, is_last: bool
 ) -> Problem | None:
     """Walk the frames of one segment (``data``: the whole file) with
-    :class:`walship.core.frame.FrameScan`; fill ``seg``; return the first problem, if any: a
-    commit_seq that does not rise above ``last_seq`` and the frame before, or the damage where
-    the scan stopped (:func:`_damage`)."""
-    frames = FrameScan(data, HEADER_SIZE)
-    prev = -1 if last_seq is None else last_seq
-    count = 0
-    prev_ts = 0
-    valid_end = HEADER_SIZE
-    for off, end, seq, ts, _ in frames:
-        if seq <= prev:
-            # A valid CRC with a sequence that goes back is not a torn write: never repairable.
-            _fill(seg, data, count, prev, prev_ts, valid_end)
-            detail = f"commit_seq {seq} does not follow {prev if prev >= 0 else last_seq}"
-            return Problem(ProblemKind.CORRUPT_FRAME, seg.name, off, detail)
-        prev = seq
-        prev_ts = ts
-        count += 1
-        valid_end = end
-    _fill(seg, data, count, prev, prev_ts, valid_end)
-    assert frames.stop is not None
-    if frames.stop.reason is StopReason.END:
+    :func:`walship.core.frame.summarize` (the scanner's checks); fill ``seg``; return the
+    first problem, if any: a commit_seq that does not rise above ``last_seq`` and the frame
+    before, or the damage where the scan stopped (:func:`_damage`)."""
+    walked = summarize(data, HEADER_SIZE, last_seq)  # no object per frame (native: in C)
+    count = walked.frames
+    prev = walked.last_seq if count else -1 if last_seq is None else last_seq
+    _fill(seg, data, count, prev, walked.last_ts, walked.end)
+    if walked.regressed:
+        # A valid CRC with a sequence that goes back is not a torn write: never repairable.
+        (seq,) = _SEQ.unpack_from(data, walked.end + LENGTH_SIZE)
+        detail = f"commit_seq {seq} does not follow {prev if prev >= 0 else last_seq}"
+        return Problem(ProblemKind.CORRUPT_FRAME, seg.name, walked.end, detail)
+    stop = classify(data, walked.end)
+    if stop.reason is StopReason.END:
         return None
-    return _damage(seg, data, frames.stop, None if prev < 0 else prev, is_last)
+    return _damage(seg, data, stop, None if prev < 0 else prev, is_last)
 
 
 def _fill(

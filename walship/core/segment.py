@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from blake3 import blake3
 
-from walship.core.frame import FRAME_OVERHEAD, encode_batch_at, encode_pieces
+from walship.core.frame import FRAME_OVERHEAD, encode_batch_at
 from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
@@ -96,9 +96,10 @@ class BatchEncoder:
 
     Frames are encoded in place into one kept buffer (appending to a cleared bytearray would
     give its memory back and fault it in again every batch); payloads averaging
-    :data:`GATHER_MIN_PAYLOAD` bytes or more are not copied at all: the buffers returned are
-    the frame heads and CRCs around the caller's payloads (one gathering write). Not
-    thread-safe: the holder of the log's I/O turn uses it.
+    :data:`GATHER_MIN_PAYLOAD` bytes or more are not copied at all: the same encoder
+    (:func:`~walship.core.frame.encode_batch_at`, gathering) puts only the frame heads and CRCs
+    into the buffer, and the buffers returned are views of them around the caller's payloads
+    (one gathering write). Not thread-safe: the holder of the log's I/O turn uses it.
     """
 
     def __init__(self) -> None:
@@ -116,22 +117,18 @@ class BatchEncoder:
         already) as frames ``first_seq``, ... stamped ``timestamp_micros``; set each append's
         ``first_seq``. Hand the result to :meth:`release` once written."""
         seq = first_seq
-        if nbytes >= GATHER_MIN_PAYLOAD * frames:
-            pieces: list[bytes | bytearray | memoryview] = []
-            for r in batch:
-                r.first_seq = seq
-                seq += encode_pieces(pieces, seq, timestamp_micros, r.payload_type, r.payloads)
-            return pieces
-        need = nbytes + frames * FRAME_OVERHEAD
+        gather = nbytes >= GATHER_MIN_PAYLOAD * frames
+        pieces: list[bytes | bytearray | memoryview] | None = [] if gather else None
+        need = (0 if gather else nbytes) + frames * FRAME_OVERHEAD
         buf = self._buf
-        if len(buf) < need:
+        if len(buf) < need:  # a new buffer, never a resize: views of the old one may live on
             buf = self._buf = bytearray(max(need, 2 * len(buf)))
         if len(batch) == 1:
             batch[0].first_seq = seq
             off = encode_batch_at(
-                buf, 0, seq, timestamp_micros, batch[0].payload_type, batch[0].payloads
+                buf, 0, seq, timestamp_micros, batch[0].payload_type, batch[0].payloads, pieces
             )
-            return memoryview(buf)[:off]
+            return memoryview(buf)[:off] if pieces is None else pieces
         off = 0
         i = 0
         while i < len(batch):  # one encoder call per run of appends of one payload type
@@ -143,8 +140,8 @@ class BatchEncoder:
                 seq += len(batch[i].payloads)
                 items += batch[i].payloads
                 i += 1
-            off = encode_batch_at(buf, off, start, timestamp_micros, ptype, items)
-        return memoryview(buf)[:off]
+            off = encode_batch_at(buf, off, start, timestamp_micros, ptype, items, pieces)
+        return memoryview(buf)[:off] if pieces is None else pieces
 
     def release(self, data: Buffers) -> None:
         """``data`` (from :meth:`encode`) is written: let its view go, and a buffer grown past

@@ -94,19 +94,25 @@ def segment_archived(
 
 
 @hookspec
-def archive_failed(log: Any, name: str, segment_seq: int, attempt: int, error: str) -> None:
+def archive_failed(
+    log: Any, name: str, segment_seq: int, attempt: int, error: str, url: str
+) -> None:
     """An upload attempt failed; the segment stays pending and is retried with backoff.
 
-    Receives: the segment's ``name`` and ``segment_seq``, ``attempt`` counting from 1, and the
-    ``error`` as one line (never credentials).
+    Receives: the segment's ``name`` and ``segment_seq``, ``attempt`` counting from 1, the
+    ``error`` as one line (never credentials), and the destination's archive ``url`` (without
+    a password; with several destinations, ``archives:``, the one that failed). An
+    implementation may take any subset of these arguments (one written before ``url`` existed
+    keeps working).
     """
 
 
 @hookspec
-def archive_lagging(log: Any, pending: int, oldest_pending: str) -> None:
+def archive_lagging(log: Any, pending: int, oldest_pending: str, url: str) -> None:
     """More closed segments wait for upload than the configured ``archive.lag_warning``.
 
-    Receives: how many are ``pending`` and the name of the oldest one.
+    Receives: how many are ``pending`` and the name of the oldest one, at the destination
+    whose archive ``url`` is given (each destination of ``archives:`` warns on its own).
     """
 
 
@@ -116,4 +122,50 @@ def segment_removed(log: Any, name: str, segment_seq: int, reason: str) -> None:
 
     Receives: the segment's ``name`` and ``segment_seq``, and the ``reason`` (the retention rule
     that removed it).
+    """
+
+
+@hookspec
+def archive_backpressure(
+    log: Any,
+    blocked: bool,
+    pending_bytes: int,
+    max_pending: int,
+    oldest_pending: str | None,
+    url: str,
+) -> None:
+    """Backpressure on appends (``archive.max_pending``) began or ended.
+
+    When: ``blocked`` True once more bytes of closed segments wait for upload than
+    ``max_pending``: from then on every append waits (up to ``archive.backpressure_timeout``,
+    then it fails with :class:`~walship.errors.ArchiveBackpressureError`, nothing written);
+    ``blocked`` False once uploads brought the backlog back to ``max_pending`` or below and
+    appends go on. It fires once per change, never twice in a row with the same ``blocked``.
+    Receives: the bytes waiting for upload (``pending_bytes``), the limit (``max_pending``),
+    the name of the oldest pending segment (``None`` when none is), and the archive ``url`` of
+    the destination (each destination of ``archives:`` has its own gate: appends wait while
+    any one of them is shut).
+    """
+
+
+@hookspec
+def follower_lag(
+    follower: Any,
+    url: str,
+    directory: str,
+    frames: int,
+    seconds: float,
+    replica_seq: int | None,
+    archive_seq: int | None,
+) -> None:
+    """A follower (``walship follow``, :class:`walship.archive.follow.Follower`) finished a
+    round: it listed the archive and took every new sealed segment it could.
+
+    When: after every round, on the thread that runs the follower (not a log's event thread:
+    a follower has no log; it receives ``follower`` instead of ``log``). A hook that raises is
+    logged and counted in ``follower.stats()["hook_errors"]``; the other plugins still hear it.
+    Receives: the archive ``url`` (credentials redacted), the replica ``directory``, the lag
+    after the round: ``frames`` (the archive's last commit_seq minus the replica's) and
+    ``seconds`` (the archive's newest frame timestamp minus the replica's; 0 when caught up),
+    and the two commit_seqs, ``replica_seq`` and ``archive_seq`` (``None``: no frame yet).
     """

@@ -139,7 +139,7 @@ class LoggingPlugin:
 
     @hookimpl
     def archive_failed(
-        self, log: Any, name: str, segment_seq: int, attempt: int, error: str
+        self, log: Any, name: str, segment_seq: int, attempt: int, error: str, url: str
     ) -> None:
         self._emit(
             "archive_failed",
@@ -149,12 +149,18 @@ class LoggingPlugin:
             segment_seq=segment_seq,
             attempt=attempt,
             error=error,
+            url=url,
         )
 
     @hookimpl
-    def archive_lagging(self, log: Any, pending: int, oldest_pending: str) -> None:
+    def archive_lagging(self, log: Any, pending: int, oldest_pending: str, url: str) -> None:
         self._emit(
-            "archive_lagging", log, logging.WARNING, pending=pending, oldest_pending=oldest_pending
+            "archive_lagging",
+            log,
+            logging.WARNING,
+            pending=pending,
+            oldest_pending=oldest_pending,
+            url=url,
         )
 
     @hookimpl

@@ -29,12 +29,13 @@ import inspect
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from types import ModuleType
 from typing import Any, TypeVar
 
 import pluggy
 
+from walship.backends import entry_points as entrypoints
 from walship.errors import PluginError
 from walship.plugins import hookspecs
 
@@ -277,7 +278,7 @@ def _plugin_entry_points() -> dict[str, EntryPoint | PluginError]:
     """The installed entry points by name; a name two of them give differently maps to the
     error that says so."""
     found: dict[str, EntryPoint | PluginError] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entrypoints.group(ENTRY_POINT_GROUP):
         other = found.get(ep.name)
         if isinstance(other, EntryPoint) and other.value != ep.value:
             found[ep.name] = PluginError(

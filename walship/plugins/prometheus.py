@@ -10,26 +10,44 @@ or registered in the application's registry (``registry=my_registry``; the defau
 ``prometheus_client.REGISTRY``, which ``start_http_server`` and most frameworks serve). From
 the config: ``plugins: [{name: walship.plugins.prometheus, options: {port: 9464}}]``.
 
-Nothing is measured on the append path: the collector reads ``log.stats()`` (the log's own
-counters, one dict copy) and the counts of :class:`~walship.plugins.metrics.MetricsPlugin`,
-which this class extends, when it is scraped. It exports:
+Nothing is added to the append path: the collector reads ``log.stats()`` (the log's own
+counters and latency histograms, kept in plain ints by the log whether anyone listens or not,
+see :mod:`walship.core.latency`) and the counts of
+:class:`~walship.plugins.metrics.MetricsPlugin`, which this class extends, when it is scraped.
+It exports:
 
 * from ``log.stats()``, of the log the plugin follows: ``walship_appends_total`` (frames),
   ``walship_commits_total`` (group commits: one write each), ``walship_fsyncs_total``,
   ``walship_bytes_written_total`` (frames with their headers), ``walship_last_seq`` and
   ``walship_durable_seq``, ``walship_segments`` (local), ``walship_failed`` (1 once the log
-  failed), ``walship_plugin_errors_total{plugin}``; with an archive,
+  failed), ``walship_plugin_errors_total{plugin}``; histograms ``walship_append_seconds``
+  (each group commit: its encoding, write and, under ``always``, sync; not the wait for its
+  turn) and ``walship_fsync_seconds`` (each sync of the active segment: a synced batch, with
+  its write, or a flush; see :class:`walship.stats.LogStats`), buckets from 1 µs to 69 s by
+  factors of 4 (powers of two nanoseconds); with an archive,
   ``walship_archive_pending_segments``, ``walship_archive_stalled_segments``,
   ``walship_archive_uploads_total``, ``walship_archive_uploaded_bytes_total``,
   ``walship_archive_failures_total`` (failed attempts) and ``walship_archive_lag_seconds``
-  (how long the oldest segment waiting for upload has been closed; 0 when none waits);
+  (how long the oldest segment waiting for upload has been closed; 0 when none waits),
+  ``walship_archive_pending_bytes``; with ``archive.max_pending`` also
+  ``walship_archive_backpressure`` (1 while appends wait) and
+  ``walship_archive_backpressure_refusals_total``; and per destination, labelled ``url``
+  (one series with ``archive:``, one per entry of ``archives:``; the families above are
+  their sums, pending the segments some destination misses, stalled those no destination
+  still tries):
+  ``walship_archive_destination_uploads_total``,
+  ``walship_archive_destination_failures_total``,
+  ``walship_archive_destination_pending_segments``,
+  ``walship_archive_destination_stalled_segments`` and
+  ``walship_archive_destination_pending_bytes`` (counters since the log opened);
 * from the hooks, over every log the plugin heard: ``walship_segments_closed_total{reason}``,
   ``walship_segments_removed_total``, ``walship_recoveries_total`` and histograms
   ``walship_archive_upload_seconds``, ``walship_segment_open_seconds``,
-  ``walship_segment_size_bytes``, ``walship_recovery_seconds``.
-
-There is no per-append or per-fsync latency histogram: no hook carries those timings (an append
-never waits for a plugin), and timing every append in the log would cost the append path.
+  ``walship_segment_size_bytes``, ``walship_recovery_seconds``;
+* from the ``follower_lag`` hook of a follower the plugin is given to
+  (``Follower(..., plugins=[plugin])``), after each of its rounds:
+  ``walship_follower_lag_frames{url}``, ``walship_follower_lag_seconds{url}`` and
+  ``walship_follower_replica_seq{url}`` (-1 before its first frame).
 
 The plugin follows the log it last heard open (``log_recovered``, on the event thread; or
 :meth:`PrometheusPlugin.follow`). If it follows a new log (a reopen in the same process), the
@@ -76,12 +94,85 @@ _ARCHIVE_COUNTERS = {  # stats()["archive"] key -> (metric, help)
     "bytes": ("walship_archive_uploaded_bytes", "Bytes of segments uploaded."),
     "failed_attempts": ("walship_archive_failures", "Failed upload attempts (each retried)."),
 }
+_LATENCIES = {  # stats() key -> (metric, help)
+    "append_seconds": (
+        "walship_append_seconds",
+        "Time of each group commit: encoding, write and (durability always) sync.",
+    ),
+    "fsync_seconds": (
+        "walship_fsync_seconds",
+        "Time of each sync of the active segment (a synced batch with its write, or a flush).",
+    ),
+}
 _HISTOGRAMS = {  # MetricsPlugin summary -> (metric, help)
     "archive_seconds": ("walship_archive_upload_seconds", "Upload time per archived segment."),
     "segment_seconds": ("walship_segment_open_seconds", "How long each closed segment was open."),
     "segment_bytes": ("walship_segment_size_bytes", "Size of each closed segment."),
     "recovery_seconds": ("walship_recovery_seconds", "Recovery time of each open."),
 }
+
+
+_DESTINATION_METRICS = {  # stats()["archive"] key -> (metric, help, counter?)
+    "uploaded": ("walship_archive_destination_uploads", "Segments uploaded to it.", True),
+    "failed_attempts": (
+        "walship_archive_destination_failures",
+        "Failed upload attempts to it (since the log opened).",
+        True,
+    ),
+    "pending": (
+        "walship_archive_destination_pending_segments",
+        "Closed segments it does not hold yet.",
+        False,
+    ),
+    "stalled_now": (
+        "walship_archive_destination_stalled_segments",
+        "Segments whose retries to it gave up.",
+        False,
+    ),
+    "pending_bytes": (
+        "walship_archive_destination_pending_bytes",
+        "Bytes of closed segments it does not hold yet.",
+        False,
+    ),
+}
+
+
+def _destination_metrics(archive: dict[str, Any]) -> Iterator[Metric]:
+    """Per destination (label ``url``, without a password): one series each with
+    ``archive:``, one per entry of ``archives:`` (whose sums the unlabelled families show)."""
+    each: list[dict[str, Any]] = archive.get("destinations") or ([archive] if archive else [])
+    for key, (name, doc, is_counter) in _DESTINATION_METRICS.items():
+        family = (
+            CounterMetricFamily(name, doc, labels=["url"])
+            if is_counter
+            else GaugeMetricFamily(name, doc, labels=["url"])
+        )
+        for d in each:
+            family.add_metric([d["url"]], d[key])
+        yield family
+
+
+def _backpressure_metrics(archive: dict[str, Any]) -> Iterator[Metric]:
+    """The bytes waiting for upload and, with ``archive.max_pending``, whether appends wait."""
+    pending_bytes = GaugeMetricFamily(
+        "walship_archive_pending_bytes", "Bytes of closed segments waiting for upload."
+    )
+    blocked = GaugeMetricFamily(
+        "walship_archive_backpressure",
+        "1 while appends wait for the archive (archive.max_pending), else 0.",
+    )
+    refusals = CounterMetricFamily(
+        "walship_archive_backpressure_refusals",
+        "Appends refused after waiting archive.backpressure_timeout.",
+    )
+    if archive:
+        pending_bytes.add_metric([], archive.get("pending_bytes", 0))
+    if "backpressure" in archive:
+        blocked.add_metric([], 1 if archive["backpressure"] else 0)
+        refusals.add_metric([], archive["backpressure_refusals"])
+    yield pending_bytes
+    yield blocked
+    yield refusals
 
 
 class PrometheusPlugin(MetricsPlugin):
@@ -112,6 +203,9 @@ class PrometheusPlugin(MetricsPlugin):
         self._log: weakref.ref[Any] | None = None
         self._retired: Counter[str] = Counter()  # counters of logs followed before this one
         self._closed_at: dict[str, int] = {}  # segment name -> clock micros it was closed at
+        self._followers: dict[str, tuple[int, float, int | None, int | None]] = {}
+        """Each follower's last ``follower_lag`` by archive URL: frames, seconds, replica and
+        archive commit_seq."""
         self._follow_lock = threading.Lock()
         self._server: Any = None
         self.port: int | None = None
@@ -151,13 +245,16 @@ class PrometheusPlugin(MetricsPlugin):
                     self._retired[f"archive.{key}"] += (stats.get("archive") or {}).get(key, 0)
                 for name, n in (stats.get("plugin_errors") or {}).items():
                     self._retired[f"plugin.{name}"] += n
+                for key in _LATENCIES:
+                    _retire_latency(self._retired, key, stats.get(key))
             self._log = weakref.ref(log)
 
     def followed(self) -> tuple[Any, Counter[str]]:
         """The log followed now (``None`` before the first open, or once it is gone) and,
         read together with it, the counters carried over from the logs followed before it
         (``log.stats()`` keys; ``archive.KEY`` for its archive's, ``plugin.NAME`` for plugin
-        errors)."""
+        errors, ``KEY.count``, ``KEY.sum`` and ``KEY.I`` (bucket I) for a latency
+        histogram)."""
         with self._follow_lock:
             return (self._log() if self._log is not None else None), Counter(self._retired)
 
@@ -185,6 +282,25 @@ class PrometheusPlugin(MetricsPlugin):
         super().segment_archived(size, seconds)
         with self._follow_lock:
             self._closed_at.pop(name, None)
+
+    @hookimpl
+    def follower_lag(
+        self,
+        url: str,
+        frames: int,
+        seconds: float,
+        replica_seq: int | None,
+        archive_seq: int | None,
+    ) -> None:
+        """A follower (``walship follow``, on its own thread) finished a round: its lag is
+        exported as the ``walship_follower_*{url}`` gauges."""
+        with self._follow_lock:
+            self._followers[url] = (frames, seconds, replica_seq, archive_seq)
+
+    def followers(self) -> dict[str, tuple[int, float, int | None, int | None]]:
+        """The last lag each follower reported, by archive URL (a copy)."""
+        with self._follow_lock:
+            return dict(self._followers)
 
     def archive_lag(self, log: Any) -> float:
         """Seconds since the oldest pending segment closed; a segment pending since before the
@@ -219,6 +335,7 @@ class Collector:
         yield from self._log_metrics(stats, carried)
         yield from self._archive_metrics(log, stats, carried)
         yield from self._hook_metrics(samples)
+        yield from self._follower_metrics(samples)
 
     def _log_metrics(self, stats: dict[str, Any], carried: Counter[str]) -> Iterator[Metric]:
         for key, (name, doc) in _LOG_COUNTERS.items():
@@ -249,6 +366,19 @@ class Collector:
                 errors.add_metric([plugin], n)
         yield failed
         yield errors
+        for key, (name, doc) in _LATENCIES.items():
+            latency = stats.get(key)
+            if latency is None:
+                yield HistogramMetricFamily(name, doc)
+                continue
+            buckets = [
+                (_le(bound), carried[f"{key}.{i}"] + n)
+                for i, (bound, n) in enumerate(latency["buckets"])
+            ]
+            buckets.append(("+Inf", carried[f"{key}.count"] + latency["count"]))
+            yield HistogramMetricFamily(
+                name, doc, buckets=buckets, sum_value=carried[f"{key}.sum"] + latency["sum"]
+            )
 
     def _archive_metrics(
         self, log: Any, stats: dict[str, Any], carried: Counter[str]
@@ -276,6 +406,33 @@ class Collector:
         yield pending
         yield stalled
         yield lag
+        yield from _backpressure_metrics(archive)
+        yield from _destination_metrics(archive)
+
+    def _follower_metrics(self, samples: bool) -> Iterator[Metric]:
+        families = [
+            GaugeMetricFamily(
+                "walship_follower_lag_frames",
+                "Frames the follower's replica misses of its archive, after its last round.",
+                labels=["url"],
+            ),
+            GaugeMetricFamily(
+                "walship_follower_lag_seconds",
+                "Timestamp of the archive's last frame minus the replica's, after its last round.",
+                labels=["url"],
+            ),
+            GaugeMetricFamily(
+                "walship_follower_replica_seq",
+                "The commit_seq of the replica's last frame (-1: none yet).",
+                labels=["url"],
+            ),
+        ]
+        for url, (frames, seconds, replica_seq, _) in (
+            sorted(self.plugin.followers().items()) if samples else []
+        ):
+            for family, v in zip(families, (frames, seconds, replica_seq), strict=True):
+                family.add_metric([url], -1 if v is None else v)
+        yield from families
 
     def _hook_metrics(self, samples: bool) -> Iterator[Metric]:
         snap = self.plugin.snapshot() if samples else None
@@ -306,6 +463,16 @@ class Collector:
                 buckets=[(_le(bound), n) for bound, n in buckets],
                 sum_value=total,
             )
+
+
+def _retire_latency(retired: Counter[str], key: str, latency: Any) -> None:
+    """Add a latency histogram of ``stats()`` (``None``: none) to the carried-over counts."""
+    if not latency:
+        return
+    retired[f"{key}.count"] += latency["count"]
+    retired[f"{key}.sum"] += latency["sum"]  # seconds: a float in the Counter
+    for i, (_, n) in enumerate(latency["buckets"]):
+        retired[f"{key}.{i}"] += n
 
 
 def _le(bound: float) -> str:
