@@ -12,7 +12,7 @@ import click
 
 import walship
 from walship.cli.errors import CliError
-from walship.cli.target import keyring_from, storage_options_from, target_options
+from walship.cli.target import config_option, keyring_from, storage_options_from, target_options
 from walship.errors import ArchiveIntegrityError, ArchiveKeyError
 
 if TYPE_CHECKING:
@@ -21,13 +21,8 @@ if TYPE_CHECKING:
 
 
 @click.command("archive")
-@click.option(
-    "-c",
-    "--config",
-    "config",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The log's YAML config (with an archive: section).",
+@config_option(
+    "The log's YAML config (with an archive: section).",
 )
 @click.option(
     "--timeout",

@@ -8,16 +8,12 @@ import click
 
 import walship
 from walship.cli.errors import CliError
+from walship.cli.target import config_option
 
 
 @click.command("checkpoint")
-@click.option(
-    "-c",
-    "--config",
-    "config",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The log's YAML config (an archive: section is needed with --snapshot).",
+@config_option(
+    "The log's YAML config (an archive: section is needed with --snapshot).",
 )
 @click.argument("seq", type=click.IntRange(min=0))
 @click.option(

@@ -9,6 +9,7 @@ import click
 
 import walship
 from walship.cli.draining import exit_if_not_drained, named_here
+from walship.cli.target import config_option
 from walship.errors import LogCorruptError
 
 DAMAGE_LEFT = 1
@@ -17,14 +18,10 @@ DAMAGE_LEFT = 1
 
 @click.command("repair")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "-c",
-    "--config",
-    "config",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The log's YAML config (with the archive: section to repair from); required unless "
+@config_option(
+    "The log's YAML config (with the archive: section to repair from); required unless "
     "only --clean-side-files is asked.",
+    required=False,
 )
 @click.option(
     "--salvage",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from walship.cli.errors import CliError
+from walship.cli.target import config_option
 
 if TYPE_CHECKING:
     from walship.archive.follower_status import FollowerStatus
@@ -47,12 +48,9 @@ def _when(micros: int | None) -> str:
     required=False,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
-@click.option(
-    "-c",
-    "--config",
-    "config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The log's YAML config (its store and archive).",
+@config_option(
+    "The log's YAML config (its store and archive).",
+    required=False,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 def status(directory: Path | None, config: Path | None, as_json: bool) -> None:

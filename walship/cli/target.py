@@ -213,13 +213,14 @@ def storage_target_options(f: Any) -> Any:
     )(f)
 
 
-def config_option(help: str) -> Callable[[Any], Any]:
-    """The required ``-c/--config`` option of a command that works on the log of a config."""
+def config_option(help: str, required: bool = True) -> Callable[[Any], Any]:
+    """The ``-c/--config`` option of a command that works on the log of a config: an existing
+    file, passed as a :class:`~pathlib.Path` (``None`` when not ``required`` and not given)."""
     return click.option(
         "-c",
         "--config",
         "config",
-        required=True,
+        required=required,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help=help,
     )
