@@ -106,7 +106,7 @@ class CheckpointPosition(NamedTuple):
 
 class Archiving(Protocol):
     """The archive and retention of a log, built by the caller (``walship.open``: see
-    :func:`walship.archive.archiver.build_archiving`) and handed to the :class:`Log`, which
+    :func:`walship.archive.wiring.build_archiving`) and handed to the :class:`Log`, which
     calls it on its opening thread: ``prepare_open`` holding the store's lock, before
     recovery; ``start`` once the log is open (wired through :meth:`Log.closed_segments`,
     :meth:`Log.segment_removed`, :meth:`Log.notify` and ``log.plugins``). What either raises
