@@ -524,7 +524,7 @@ class Archiver:
     def store_checkpoint(self, snapshot: object, position: CheckpointPosition) -> object:
         """Store ``snapshot`` (bytes, a path or a binary file object) as the checkpoint at
         ``position``, on the calling thread, never holding a lock the workers or appends need:
-        :meth:`CheckpointUpload.store <walship.archive.checkpoint_upload.CheckpointUpload.store>`
+        :meth:`~walship.archive.checkpoint_upload.CheckpointUpload.store`
         (retried, then ``archive.prune`` applied), and what it raises. Returns the checkpoint's
         manifest, durable in the archive."""
         return self.checkpoints.store(snapshot, position)

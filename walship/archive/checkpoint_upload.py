@@ -1,7 +1,7 @@
 """A checkpoint's snapshot stored by an archiver, and the archive pruned after it.
 
-What ``Log.checkpoint(seq, snapshot=...)`` reaches through :meth:`Archiver.store_checkpoint
-<walship.archive.archiver.Archiver.store_checkpoint>`: the snapshot stored with its manifest
+What ``Log.checkpoint(seq, snapshot=...)`` reaches through
+:meth:`~walship.archive.archiver.Archiver.store_checkpoint`: the snapshot stored with its manifest
 (:func:`walship.archive.checkpoints.store_checkpoint`), retried with the archive's backoff, then
 ``archive.prune`` applied once (:mod:`walship.archive.prune`). On the calling thread: it holds
 no lock the archiver's workers or the log's appends need.

@@ -75,7 +75,8 @@ class FencedPut:
             ArchiveConflictError: the segment does not continue the archive, or the archive
                 holds different content under its name (outside this writer's takeover).
             ArchiveError: it waits for its predecessor, this writer's own, to be archived
-                first (retried: not a conflict); or as :meth:`ArchiveStore.put`.
+                first (retried: not a conflict); or as
+                :meth:`~walship.archive.objects.ArchiveStore.put`.
             OSError: the store or the archive failed.
         """
         self.fence.check()
@@ -83,10 +84,11 @@ class FencedPut:
         return self.put_fenced(seq, blake3)
 
     def check_continues(self, seq: int) -> None:
-        """:func:`check_continues`; past this writer's takeover, after the upload of the
-        segment before when another worker runs it (it may be replacing a fenced writer's
-        object, which the check would otherwise be made against), and, while that segment is
-        still pending here, a mismatch is retried (an :class:`ArchiveError`), not a conflict.
+        """:func:`walship.core.record.check_continues`; past this writer's takeover, after the
+        upload of the segment before when another worker runs it (it may be replacing a fenced
+        writer's object, which the check would otherwise be made against), and, while that
+        segment is still pending here, a mismatch is retried (an
+        :class:`~walship.errors.ArchiveError`), not a conflict.
         """
         if not self.fence.owns(seq - 1):
             check_continues(self.store, seq, self.record, self.archive.stat)
@@ -109,7 +111,8 @@ class FencedPut:
 
         Raises:
             ArchiveFencedError: this writer is fenced.
-            ArchiveConflictError: as :meth:`ArchiveStore.put`, outside this writer's takeover.
+            ArchiveConflictError: as :meth:`~walship.archive.objects.ArchiveStore.put`, outside
+                this writer's takeover.
         """
         name = segment_name(seq)
         try:
@@ -130,9 +133,9 @@ class FencedPut:
         return self.put_here_or_in_child(name, blake3)
 
     def put_here_or_in_child(self, name: str, blake3: bytes | None) -> PutResult:
-        """:meth:`ArchiveStore.put` of the local segment ``name``, in this process or (with
-        ``in_child``) in the shared upload child, which builds its own archive store from the
-        settings."""
+        """:meth:`~walship.archive.objects.ArchiveStore.put` of the local segment ``name``, in
+        this process or (with ``in_child``) in the shared upload child, which builds its own
+        archive store from the settings."""
         if not self.in_child:
             return self.archive.put(name, self.store.read(name), expected_blake3=blake3)
         from walship.archive.upload_process import UploadProcess
