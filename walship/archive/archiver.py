@@ -115,6 +115,24 @@ class Archiver:
         self.settings = settings
         self.store = store
         self.record = record
+        self._init_archive(archive)
+        self.retention = retention
+        self._emit = emit
+        self._closed_segments = closed_segments
+        self._init_queue()
+        self._init_stats()
+        self.attempts = attempts or AttemptLog(store)
+        """The last error of each failed segment, kept for ``walship status``."""
+        self._init_gates()
+        self._init_uploads()
+        self.shipper: Shipper | None = None
+        """Live shipping of the active segment (``ship_interval``), started and closed with
+        the archiver."""
+
+    def _init_archive(self, archive: ArchiveStore | None) -> None:
+        """The archive store (``archive``, else one built from the settings), its URL, and
+        whether uploads go through the upload child."""
+        settings = self.settings
         self.archive = archive or ArchiveStore(
             settings.url,
             settings.storage_options,
@@ -128,30 +146,6 @@ class Archiver:
         self._in_child = (
             archive is None and settings.upload_process and self.archive.shared_across_processes
         )
-        self.retention = retention
-        self._emit = emit
-        self._closed_segments = closed_segments
-        self._init_queue()
-        self._init_stats()
-        self.attempts = attempts or AttemptLog(store)
-        """The last error of each failed segment, kept for ``walship status``."""
-        self._init_gates()
-        self.uploads = FencedPut(
-            store,
-            self.archive,
-            record,
-            self.fence,
-            settings,
-            in_child=self._in_child,
-            settle_before=self._settle_before,
-            counters=self.counters,
-        )
-        """How a worker puts a segment (fenced, continuing the archive)."""
-        self.checkpoints = CheckpointUpload(self.archive, settings, self.counters, self._backoff)
-        """Checkpoints' snapshots stored at this destination (:meth:`store_checkpoint`)."""
-        self.shipper: Shipper | None = None
-        """Live shipping of the active segment (``ship_interval``), started and closed with
-        the archiver."""
 
     def _init_queue(self) -> None:
         """The pending segments, their queue, the workers (not started) and the flags of a
@@ -202,6 +196,24 @@ class Archiver:
         """Whether another writer took the archive over (:mod:`walship.archive.epoch`)."""
         self.append_gate = FenceGate(self.fence, self.backpressure)
         """The log's append gate: refused once fenced, else the backpressure's."""
+
+    def _init_uploads(self) -> None:
+        """The collaborators that talk to the archive: the workers' put, the checkpoints'."""
+        self.uploads = FencedPut(
+            self.store,
+            self.archive,
+            self.record,
+            self.fence,
+            self.settings,
+            in_child=self._in_child,
+            settle_before=self._settle_before,
+            counters=self.counters,
+        )
+        """How a worker puts a segment (fenced, continuing the archive)."""
+        self.checkpoints = CheckpointUpload(
+            self.archive, self.settings, self.counters, self._backoff
+        )
+        """Checkpoints' snapshots stored at this destination (:meth:`store_checkpoint`)."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
