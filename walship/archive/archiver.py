@@ -481,7 +481,7 @@ class Archiver:
                 name,
                 self.url,
                 attempt,
-                " (fenced or a conflict: retrying cannot help)" if stalls else "",
+                " (fenced or a conflict: retrying cannot help)" if p.conflict or fenced else "",
                 error,
             )
         return stalls
