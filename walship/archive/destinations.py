@@ -33,7 +33,7 @@ from walship.archive.attempts import AttemptLog
 from walship.archive.backpressure import NO_BACKPRESSURE
 from walship.archive.retention import Retention
 from walship.archive.settings import ArchiveSettings, RetentionPolicy, destination_url
-from walship.archive.wiring import build_archiver
+from walship.archive.wiring import build_archiver, build_retention
 from walship.archiving import AppendGate
 from walship.core.segment import ClosedSegment
 from walship.errors import ArchiveError
@@ -355,20 +355,9 @@ class DestinationsWiring:
         assert isinstance(record, ArchiveRecord), "prepare_open first"
         attempts = AttemptLog(log.store)
         archivers = [build_archiver(log, s, record, attempts) for s in self.destinations]
-        retention = None
-        if self.policy.mode != "all":
-            urls = [a.url for a in archivers]
-            retention = Retention(
-                self.policy,
-                log.store,
-                record,
-                urls,
-                log.closed_segments,
-                log.segment_removed,
-                log.notify,
-            )
-            for a in archivers:
-                a.retention = retention
+        retention = build_retention(log, self.policy, record, [a.url for a in archivers])
+        for a in archivers:
+            a.retention = retention
         composite = Destinations(archivers, retention)
         log.plugins.register(composite, name="walship.archiver")
         composite.start()

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from walship.archive.repair import ArchiveRepair
     from walship.log import Log
 
-__all__ = ["ArchiveWiring", "build_archiver", "build_archiving"]
+__all__ = ["ArchiveWiring", "build_archiver", "build_archiving", "build_retention"]
 
 
 class ArchiveWiring:
@@ -76,16 +76,7 @@ class ArchiveWiring:
         register it as the plugin ``walship.archiver``, start it."""
         assert self._record is not None, "prepare_open first"
         archiver = build_archiver(log, self.settings, self._record)
-        if self.policy.mode != "all":
-            archiver.retention = Retention(
-                self.policy,
-                log.store,
-                self._record,
-                archiver.url,
-                log.closed_segments,
-                log.segment_removed,
-                log.notify,
-            )
+        archiver.retention = build_retention(log, self.policy, self._record, archiver.url)
         log.plugins.register(archiver, name="walship.archiver")
         archiver.start()
         return archiver
@@ -111,6 +102,19 @@ def build_archiver(
             archiver.fence,
         )
     return archiver
+
+
+def build_retention(
+    log: Log, policy: RetentionPolicy, record: ArchiveRecord, urls: str | Sequence[str]
+) -> Retention | None:
+    """The local retention of ``log`` over the destinations ``urls`` (a segment goes once
+    every one holds it), wired to the log's closed segments, removals and events; ``None``
+    when the policy keeps everything."""
+    if policy.mode == "all":
+        return None
+    return Retention(
+        policy, log.store, record, urls, log.closed_segments, log.segment_removed, log.notify
+    )
 
 
 def build_archiving(
