@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
+from s3server import wait_until
 
 import walship
 from walship.backends.memory import MemoryStore
 from walship.core.maintenance import Maintenance
 from walship.errors import LogFailedError
-
-
-def _wait(done: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def _ended(maintenance: Maintenance) -> bool:
@@ -33,14 +23,14 @@ def _ended(maintenance: Maintenance) -> bool:
 def test_the_flusher_syncs_an_interval_log() -> None:
     with walship.open(store=MemoryStore(), durability="interval", sync_interval=0.01) as log:
         seq = log.append(b"x")
-        assert _wait(lambda: log.durable_seq >= seq)  # no sync() called: the flusher did it
+        assert wait_until(lambda: log.durable_seq >= seq)  # no sync() called: the flusher did it
         assert log.stats()["rotations_age"] == 0  # (not a rotation's sync)
 
 
 def test_an_idle_segment_rotates_by_age() -> None:
     with walship.open(store=MemoryStore(), max_segment_age=0.05) as log:
         log.append(b"x")
-        assert _wait(lambda: log.stats()["rotations_age"] >= 1)  # no append: the thread did it
+        assert wait_until(lambda: log.stats()["rotations_age"] >= 1)  # no append: the thread did it
 
 
 def test_stop_joins_the_thread_and_is_idempotent() -> None:
@@ -67,7 +57,7 @@ def test_a_bug_in_a_round_is_logged_and_ends_the_thread(caplog: pytest.LogCaptur
         maintenance = Maintenance(log._state, 0.01, broken_sync, lambda: None)
         with caplog.at_level(logging.ERROR, logger="walship"):
             maintenance.start()
-            assert _wait(lambda: _ended(maintenance))
+            assert wait_until(lambda: _ended(maintenance))
         assert calls == [1]  # one round, then the thread ended
         assert "walship maintenance thread failed" in caplog.text
         assert log.failed is None  # a bug in the thread is no failure of the log
@@ -85,6 +75,6 @@ def test_a_failed_log_ends_the_thread_quietly(caplog: pytest.LogCaptureFixture) 
     maintenance = Maintenance(log._state, 0.01, failing_sync, lambda: None)
     with caplog.at_level(logging.ERROR, logger="walship"):
         maintenance.start()
-        assert _wait(lambda: _ended(maintenance))
+        assert wait_until(lambda: _ended(maintenance))
     assert "maintenance thread failed" not in caplog.text
     log.close()
