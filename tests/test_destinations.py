@@ -22,11 +22,11 @@ from s3server import FlakyFileSystem, Recorder, S3Bucket, remove_bucket, wait_un
 
 import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
-from walship.archive.archiver import build_archiving
 from walship.archive.attempts import ERRORS_NAME, load_attempts
 from walship.archive.destinations import Destinations
 from walship.archive.restore import restore
 from walship.archive.status import gather_status
+from walship.archive.wiring import build_archiving
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.config import load_config

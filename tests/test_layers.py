@@ -229,3 +229,38 @@ def test_every_public_exception_is_exported_from_walship() -> None:
     assert not missing, f"add to walship/__init__.py and its __all__: {missing}"
     for name in public:
         assert getattr(walship, name) is getattr(errors, name)
+
+
+LONGEST_FUNCTION = 80
+"""Lines of a function's body, its docstring excluded (docs/ARCHITECTURE.md: files small and of
+one purpose, functions short)."""
+LONG_FUNCTIONS: dict[str, str] = {}
+"""``module.function`` over :data:`LONGEST_FUNCTION` lines, each with the written reason it may
+be (none since issue 12)."""
+
+
+def long_functions() -> dict[str, int]:
+    found = {}
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                if len(body) == 1:
+                    continue
+                first = body[1]
+            length = (node.end_lineno or node.lineno) - first.lineno + 1
+            if length > LONGEST_FUNCTION:
+                found[f"{module}.{node.name}"] = length
+    return found
+
+
+def test_no_function_is_longer_than_the_limit_without_a_reason() -> None:
+    found = long_functions()
+    unexplained = {name: n for name, n in found.items() if name not in LONG_FUNCTIONS}
+    assert not unexplained, f"split these (or give the reason in LONG_FUNCTIONS): {unexplained}"
+    assert set(LONG_FUNCTIONS) <= set(found), (
+        f"no longer long: drop from LONG_FUNCTIONS {set(LONG_FUNCTIONS) - set(found)}"
+    )

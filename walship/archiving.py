@@ -1,19 +1,29 @@
 """The seam a :class:`~walship.log.Log` and its archive are wired through: what the log asks
 of the archive (:class:`Archiving`, :class:`ArchiveService`, ...) and what it tells it
-(:class:`CheckpointPosition`), as protocols and values, so that the log imports nothing of
-:mod:`walship.archive` (which sits above it). Re-exported by :mod:`walship.log`.
+(:class:`CheckpointPosition`, defined in :mod:`walship.core.reading`), as protocols and values,
+so that the log imports nothing of :mod:`walship.archive` (which sits above it); and the log's
+side of the seam, :class:`LogArchive` (the archiver started, a checkpoint's snapshot handed to
+it, the drain at close). Re-exported by :mod:`walship.log`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
+from walship.core.reading import CheckpointPosition
 from walship.core.record import ArchiveRecord
+from walship.errors import CheckpointError, WalshipError
 from walship.stats import ArchiveStats
 from walship.store import SegmentStore
 
 if TYPE_CHECKING:
     from walship.log import Log
+
+_drain_logger = logging.getLogger("walship.drain")
+"""Where :meth:`LogArchive.drain` names what a close left pending (a command that names it
+itself mutes it: :mod:`walship.cli.draining`)."""
 
 
 class PreparedArchive(Protocol):
@@ -93,20 +103,9 @@ class ArchiveService(Protocol):
         ...
 
 
-class CheckpointPosition(NamedTuple):
-    """Where the log goes on after checkpoint ``commit_seq``: the segment that holds (or is
-    to hold) frame ``commit_seq + 1``, its prev hash, and the highest commit_seq before it."""
-
-    commit_seq: int
-    instance_id: int
-    segment_seq: int
-    prev_segment_hash: bytes
-    prev_last_commit_seq: int | None
-
-
 class Archiving(Protocol):
     """The archive and retention of a log, built by the caller (``walship.open``: see
-    :func:`walship.archive.archiver.build_archiving`) and handed to the :class:`Log`, which
+    :func:`walship.archive.wiring.build_archiving`) and handed to the :class:`Log`, which
     calls it on its opening thread: ``prepare_open`` holding the store's lock, before
     recovery; ``start`` once the log is open (wired through :meth:`Log.closed_segments`,
     :meth:`Log.segment_removed`, :meth:`Log.notify` and ``log.plugins``). What either raises
@@ -117,11 +116,95 @@ class Archiving(Protocol):
     def start(self, log: Log) -> ArchiveService: ...
 
 
+class LogArchive:
+    """A log's side of its archive: the running archiver (:attr:`service`), the append gate it
+    brings, a checkpoint's snapshot handed to it, retention after a checkpoint, the drain wait
+    at close and what it left (:attr:`pending_at_close`). One per :class:`~walship.log.Log`,
+    whose methods call it on their own threads; without an archive every step is a no-op
+    (a snapshot is refused)."""
+
+    def __init__(self) -> None:
+        self.service: ArchiveService | None = None
+        """The archiver (``None`` without an archive, or before :meth:`start` returned)."""
+        self.gate: AppendGate | None = None
+        """The archiver's ``append_gate`` (backpressure, the fence), or ``None``."""
+        self.pending_at_close: list[str] | None = None
+        """What :meth:`drain` left pending (``None`` before it ran, or without an archive)."""
+
+    def start(self, archiving: Archiving, log: Log) -> None:
+        """``archiving.start(log)``, on the log's opening thread, once the log is open; what
+        it raises goes on (the log closes again)."""
+        self.service = archiving.start(log)
+        self.gate = getattr(self.service, "append_gate", None)
+
+    def store_snapshot(
+        self, commit_seq: int, snapshot: object, position: Callable[[int], CheckpointPosition]
+    ) -> object:
+        """Store ``snapshot`` as the checkpoint at ``commit_seq``, at ``position(commit_seq)``
+        (asked only once an archive is known to be there), on the calling thread; the
+        checkpoint's manifest (see :meth:`walship.log.Log.checkpoint`).
+
+        Raises:
+            CheckpointError: no archive; ``position`` raised it; the snapshot was not stored
+                (the archive's error chained).
+        """
+        service = self.service
+        if service is None:
+            raise CheckpointError(
+                f"checkpoint {commit_seq} with a snapshot needs an archive: section to store the "
+                "snapshot in (without a snapshot, a checkpoint only guides local retention)"
+            )
+        where = position(commit_seq)
+        try:
+            return service.store_checkpoint(snapshot, where)
+        except (WalshipError, OSError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {commit_seq}: the snapshot was not stored in {service.url}: {e}"
+            ) from e
+
+    def apply_retention(self) -> None:
+        """Apply retention once (a checkpoint moved), when the archive has any."""
+        if self.service is not None and self.service.retention is not None:
+            self.service.retention.apply()
+
+    def drain(self, drain: float | None) -> None:
+        """Wait up to ``drain`` seconds (``None``: ``archive.drain_on_close``) for the pending
+        uploads, keep what is left in :attr:`pending_at_close`, and name it in one warning on
+        ``walship.drain`` (none when the wait was 0); see :meth:`walship.log.Log.close`. On
+        the closing thread; an interrupt in the wait goes on and loses nothing."""
+        service = self.service
+        if service is None:
+            return
+        timeout = service.drain_on_close if drain is None else drain
+        left = service.drain(timeout)
+        self.pending_at_close = left
+        if left and timeout > 0:
+            _drain_logger.warning(
+                "walship close: %d segment(s) still pending upload to %s (waited up to %gs; "
+                "%s): kept locally, they upload at the next open",
+                len(left),
+                service.url,
+                timeout,
+                ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else ""),
+            )
+
+    def stats(self) -> ArchiveStats | None:
+        """The archiver's stats, or ``None`` without an archive."""
+        return self.service.stats() if self.service is not None else None
+
+    def close(self, timeout: float) -> None:
+        """Stop the archiver, waiting up to ``timeout`` seconds for in-flight uploads
+        (:meth:`ArchiveService.close`). Idempotent."""
+        if self.service is not None:
+            self.service.close(timeout)
+
+
 __all__ = [
     "AppendGate",
     "ArchiveService",
     "Archiving",
     "CheckpointPosition",
+    "LogArchive",
     "PreparedArchive",
     "Retaining",
 ]

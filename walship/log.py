@@ -24,7 +24,6 @@ import itertools
 import logging
 import os
 import secrets
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
@@ -37,18 +36,19 @@ from walship.archiving import (
     ArchiveService,
     Archiving,
     CheckpointPosition,
+    LogArchive,
     PreparedArchive,
     Retaining,
 )
 from walship.core.commit import ATTEMPTS, GroupCommit, Request, Sink
 from walship.core.events import EventDispatcher
 from walship.core.frame import MAX_PAYLOAD, Frame, FrameView, as_payloads, check_payload
-from walship.core.header import read_header
+from walship.core.maintenance import Maintenance
 from walship.core.reading import LogReader
 from walship.core.record import ArchiveRecord, first_local_seq
 from walship.core.repair import RecoveredLog, RecoveryReport, recover
 from walship.core.resume import resume
-from walship.core.rotation import Clock, RotationPolicy, RotationReason, SystemClock
+from walship.core.rotation import Clock, RotationPolicy, SystemClock
 from walship.core.segment import ClosedSegment
 from walship.core.state import LogState
 from walship.core.writer import LogWriter
@@ -64,7 +64,6 @@ from walship.stats import LogStats
 from walship.store import SegmentStore
 
 logger = logging.getLogger("walship")
-_drain_logger = logging.getLogger("walship.drain")  # (a command that names them itself mutes it)
 T = TypeVar("T")
 
 
@@ -115,11 +114,10 @@ class Log:
     Use :func:`walship.open` rather than the constructor. Args as there.
     """
 
-    _archiver: ArchiveService | None
+    _archive: LogArchive
     _gate: AppendGate | None
     _events: EventDispatcher
-    _stop: threading.Event
-    _maintenance: threading.Thread
+    _maintenance: Maintenance | None
     _state: LogState
     _writer: LogWriter
     _reader: LogReader
@@ -168,20 +166,22 @@ class Log:
             self._report(recovered.report, prepared)
             self._resume(recovered, instance_id, RotationPolicy(max_segment_bytes, max_segment_age))
             self._events.emit("log_recovered", report=self.recovery)
+            self._maintenance = self._new_maintenance()
             self._maintenance.start()
             _register_open(self)
         except BaseException:
             if recovered is not None and recovered.active is not None:
                 recovered.active.file.close()
-            self._stop.set()
+            if self._maintenance is not None:
+                self._maintenance.stop(wait=False)
             self._events.stop(timeout=1)
             self._lock_held = False
             store.unlock()
             raise
         if archiving is not None:
             try:
-                self._archiver = archiving.start(self)
-                self._gate = getattr(self._archiver, "append_gate", None)
+                self._archive.start(archiving, self)
+                self._gate = self._archive.gate  # (read by every append: kept at hand)
             except BaseException:
                 self.close()
                 raise
@@ -194,26 +194,22 @@ class Log:
         sync_interval: float,
         clock: Clock | None,
     ) -> None:
-        """The settings, the state of a log not yet open, and its (unstarted) threads."""
+        """The settings and the state of a log not yet open (no thread started)."""
         self.store = store
         self.durability = Durability(durability)
         if sync_interval <= 0:
             raise ValueError(f"sync_interval must be positive, got {sync_interval}")
         self.sync_interval = sync_interval
         self.clock: Clock = clock or SystemClock()
-        self._archiver = None
+        self._archive = LogArchive()
         self._gate = None  # archive.max_pending (None: off, the usual case)
-        self._pending_at_close: list[str] | None = None
         self._lock_held = False
         self.plugins = plugins
         # its thread starts with the first event, after the lock: a refused open starts none
         self._events = EventDispatcher(plugins, self)
         self._pid = os.getpid()
         self._forked = False  # set in a forked child (see _after_fork_in_child)
-        self._stop = threading.Event()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="walship-maintenance", daemon=True
-        )
+        self._maintenance = None  # (built once the log is open)
 
     def _load_record(self, archiving: Archiving | None, repair: bool) -> PreparedArchive | None:
         """The record of what is archived: rebuilt from the archive when lost; with
@@ -303,7 +299,7 @@ class Log:
     def archiver(self) -> ArchiveService | None:
         """The archiver (``None`` without an ``archive`` section): ``flush()``, ``pending()``,
         ``stalled()``, ``stats()``."""
-        return self._archiver
+        return self._archive.service
 
     @property
     def checkpoint_seq(self) -> int | None:
@@ -347,65 +343,18 @@ class Log:
             )
         stored = None
         if snapshot is not None:
-            stored = self._store_snapshot(commit_seq, snapshot)
+            stored = self._archive.store_snapshot(commit_seq, snapshot, self._checkpoint_position)
         try:  # written whole or not at all (write_atomic); an interruption fails the log
             self._record.set_checkpoint(commit_seq)
         except BaseException as e:
             self._fail_and_raise(e)
-        if self._archiver is not None and self._archiver.retention is not None:
-            self._archiver.retention.apply()
+        self._archive.apply_retention()
         return stored
 
-    def _store_snapshot(self, commit_seq: int, snapshot: object) -> object:
-        """Upload ``snapshot`` as the checkpoint at ``commit_seq`` (see :meth:`checkpoint`)."""
-        if self._archiver is None:
-            raise CheckpointError(
-                f"checkpoint {commit_seq} with a snapshot needs an archive: section to store the "
-                "snapshot in (without a snapshot, a checkpoint only guides local retention)"
-            )
-        position = self._checkpoint_position(commit_seq)
-        try:
-            return self._archiver.store_checkpoint(snapshot, position)
-        except (WalshipError, OSError, TypeError) as e:
-            raise CheckpointError(
-                f"checkpoint {commit_seq}: the snapshot was not stored in {self._archiver.url}: {e}"
-            ) from e
-
     def _checkpoint_position(self, commit_seq: int) -> CheckpointPosition:
-        """Where frame ``commit_seq + 1`` is (or will be): the first local segment whose
-        last frame is after ``commit_seq``, else the active segment."""
-        with self._state.index_lock:
-            ranges = self._state.index.ranges
-            active = self._state.manager.active
-            seg = next(
-                (
-                    r
-                    for r in ranges[:-1]
-                    if r.last_commit_seq is not None and r.last_commit_seq > commit_seq
-                ),
-                ranges[-1] if ranges else None,
-            )
-            first = seg.first_commit_seq if seg is not None else None
-            if active is not None and seg is not None and active.segment_seq == seg.segment_seq:
-                first = active.first_commit_seq
-            lowest = self._reader.first_seq_locked()
-        if (
-            seg is None
-            or (first is not None and first > commit_seq + 1)
-            or (commit_seq + 1 < lowest)
-        ):
-            raise CheckpointError(
-                f"checkpoint {commit_seq} with a snapshot: frame {commit_seq + 1} is no longer "
-                f"in the local log (its first frame is {lowest}), so where the log goes on "
-                "after the checkpoint is unknown"
-            )
-        return CheckpointPosition(
-            commit_seq,
-            self.instance_id,
-            seg.segment_seq,
-            read_header(self.store, seg.segment_seq).prev_segment_hash,
-            first - 1 if first is not None else commit_seq,
-        )
+        """Where the log goes on after checkpoint ``commit_seq``
+        (:meth:`~walship.core.reading.LogReader.checkpoint_position`)."""
+        return self._reader.checkpoint_position(commit_seq, self.instance_id)
 
     # --- properties ---------------------------------------------------------------------
 
@@ -557,30 +506,14 @@ class Log:
         """
         return self._exclusive(self._writer.forced_rotation_locked)
 
-    def _maintain(self) -> None:
-        """Background: the interval flusher and age rotation of an idle log."""
-        age_period = min(1.0, max(0.005, self._state.manager.policy.max_segment_age / 10))
-        period = (
-            min(self.sync_interval, age_period)
-            if self.durability is Durability.INTERVAL
-            else age_period
-        )
-        while not self._stop.wait(period):
-            if self._state.failed is not None or self._state.closed:
-                return
-            try:
-                if (
-                    self.durability is Durability.INTERVAL
-                    and self._state.written_seq != self._state.durable_seq
-                ):
-                    self.sync()
-                if self._state.manager.should_rotate() is RotationReason.AGE:
-                    self._exclusive(self._writer.due_rotation_locked)
-            except WalshipError:
-                return  # failed or closed: appenders see it on their next call
-            except Exception:
-                logger.exception("walship maintenance thread failed")
-                return
+    def _rotate_due(self) -> None:
+        """Rotate the active segment if it is due by age (the maintenance thread's call)."""
+        self._exclusive(self._writer.due_rotation_locked)
+
+    def _new_maintenance(self) -> Maintenance:
+        """The interval flusher and age rotation of this log, not started."""
+        interval = self.sync_interval if self.durability is Durability.INTERVAL else None
+        return Maintenance(self._state, interval, self.sync, self._rotate_due)
 
     # --- failure ------------------------------------------------------------------------
 
@@ -762,8 +695,8 @@ class Log:
             "failed": _describe(self._state.failed) if self._state.failed else None,
             "append_seconds": self._state.append_latency.snapshot(),
             "fsync_seconds": self._state.fsync_latency.snapshot(),
-            "archive": self._archiver.stats() if self._archiver is not None else None,
-            "archive_pending_at_close": self._pending_at_close,
+            "archive": self._archive.stats(),
+            "archive_pending_at_close": self._archive.pending_at_close,
         }
 
     @property
@@ -771,7 +704,7 @@ class Log:
         """The segments :meth:`close` left pending upload (kept locally, uploaded at the next
         open), oldest first; ``[]`` when it drained everything; ``None`` before close or
         without an archive."""
-        return self._pending_at_close
+        return self._archive.pending_at_close
 
     def close(self, drain: float | None = None) -> None:
         """Sync and close the active segment, wait for the archive, stop the background
@@ -808,12 +741,8 @@ class Log:
             raise ValueError(f"drain must be a number of seconds >= 0, got {drain!r}")
         if self._state.closed:
             return
-        self._stop.set()
-        if (
-            self._maintenance.ident is not None
-            and self._maintenance is not threading.current_thread()
-        ):
-            self._maintenance.join()
+        if self._maintenance is not None:
+            self._maintenance.stop()
         try:
             self._commit.exclusive(self._writer.close_locked, finish=self._mark_closed)
         finally:
@@ -821,7 +750,8 @@ class Log:
             if self._state.closed:
                 error: BaseException | None = None
                 try:
-                    self._drain_archive(drain)
+                    if self._state.failed is None:  # (a failed log does not wait)
+                        self._archive.drain(drain)
                 except BaseException as e:  # (an interrupt in the wait: close all the same)
                     error = e
                 for _ in ATTEMPTS:  # an interrupt here is retried (idempotent)
@@ -836,24 +766,6 @@ class Log:
         if self._state.failed is not None:
             raise self._failed_error()
 
-    def _drain_archive(self, drain: float | None) -> None:
-        """Wait for the pending uploads (see :meth:`close`); name what is left."""
-        archiver = self._archiver
-        if archiver is None or self._state.failed is not None:
-            return
-        timeout = archiver.drain_on_close if drain is None else drain
-        left = archiver.drain(timeout)
-        self._pending_at_close = left
-        if left and timeout > 0:
-            _drain_logger.warning(
-                "walship close: %d segment(s) still pending upload to %s (waited up to %gs; "
-                "%s): kept locally, they upload at the next open",
-                len(left),
-                archiver.url,
-                timeout,
-                ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else ""),
-            )
-
     def _mark_closed(self) -> None:
         self._state.closed = True  # (before the turn goes on: queued appenders hear "closed")
         self._state.wake_followers()
@@ -863,8 +775,7 @@ class Log:
         event thread, release the lock. Idempotent."""
         _open_logs.pop(id(self), None)
         self._commit.stop_driver()  # (the asyncio API's commit thread, if one started)
-        if self._archiver is not None:
-            self._archiver.close(archive_timeout)
+        self._archive.close(archive_timeout)
         self._events.stop()
         if self._lock_held:
             self.store.close()

@@ -26,7 +26,7 @@ def build_log(
     """Wire a :class:`~walship.log.Log` over ``store``: its plugin manager (the entry points'
     plugins, when ``entry_point_plugins``, then ``plugins``), its archive (``archive``: one
     destination; ``archives``: several) and retention (see
-    :func:`~walship.archive.archiver.build_archiving`; ``takeover``: the log takes its archive
+    :func:`~walship.archive.wiring.build_archiving`; ``takeover``: the log takes its archive
     over first, :mod:`walship.archive.promote`); ``options`` go to the Log as they are.
 
     Raises:
@@ -39,7 +39,7 @@ def build_log(
 
     archiving = None
     if archive is not None or archives is not None or retention is not None or takeover:
-        from walship.archive.archiver import build_archiving  # fsspec loads only when used
+        from walship.archive.wiring import build_archiving  # fsspec loads only when used
 
         archiving = build_archiving(archive, retention, archives, takeover)
     manager = new_plugin_manager(entry_points=entry_point_plugins)

@@ -134,8 +134,8 @@ def abandon(log: Log) -> None:
     Use it before ``MemoryStore.crash()``: a log object left running (or closed) after the
     "machine" restarted would act on the new disk, which no dead process can do.
     """
-    log._stop.set()
-    log._maintenance.join()
+    if log._maintenance is not None:
+        log._maintenance.stop()
     if log.archiver is not None:
         log.archiver.close()
     log._events.stop()

@@ -6,7 +6,11 @@ frame, and the BLAKE3 it had when it was closed), puts it into the archive
 (:class:`walship.archive.ArchiveStore`: whole or not at all, never over different
 content, verified against the local bytes), and only then records it as archived in the
 durable local record (:mod:`walship.core.record`) and fires ``segment_archived``.
-Retention runs after each success.
+Retention runs after each success. The put itself (the fence, the continuity check, a fenced
+writer's object replaced) is :class:`~walship.archive.fenced_put.FencedPut`'s; a checkpoint's
+snapshot goes through :class:`~walship.archive.checkpoint_upload.CheckpointUpload`; the
+archiver is built and wired to its log by :mod:`walship.archive.wiring`. This module is the
+queue, the workers, the retries and the stats.
 
 A failed attempt fires ``archive_failed`` (with the attempt number, from 1) and is retried after
 an exponential backoff with jitter, capped at ``max_backoff``, up to ``attempts`` times; a segment
@@ -29,56 +33,37 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from walship.archive import ArchiveStore, PutResult
 from walship.archive.attempts import AttemptLog
-from walship.archive.backpressure import Backpressure
-from walship.archive.epoch import Fence, FenceGate, LocalEpoch, remove_segment_objects
+from walship.archive.backpressure import NO_BACKPRESSURE, Backpressure
+from walship.archive.checkpoint_upload import CheckpointUpload
+from walship.archive.epoch import Fence, FenceGate, LocalEpoch
+from walship.archive.fenced_put import FencedPut
 from walship.archive.retention import Retention, SegmentRanges
-from walship.archive.settings import (
-    ArchiveSettings,
-    RetentionPolicy,
-    RetrySettings,
-    destinations_from_mapping,
-    retention_without_archive,
-)
+from walship.archive.settings import ArchiveSettings, RetrySettings
 from walship.core.header import segment_name
-from walship.core.record import ArchivedSegment, ArchiveRecord, check_continues
+from walship.core.record import ArchivedSegment, ArchiveRecord
 from walship.core.segment import ClosedSegment
 from walship.errors import (
     ArchiveConflictError,
     ArchiveError,
     ArchiveFencedError,
-    ArchiveIntegrityError,
-    ConfigError,
 )
 from walship.plugins.hookspecs import hookimpl
 from walship.stats import ArchiveStats
 from walship.store import SegmentStore
 
 if TYPE_CHECKING:
-    from walship.archive.destinations import DestinationsWiring
-    from walship.archive.promote import Takeover
-    from walship.archive.repair import ArchiveRepair
     from walship.archive.shipper import Shipper
-    from walship.log import CheckpointPosition, Log
+    from walship.archiving import CheckpointPosition
 
 logger = logging.getLogger("walship.archiver")
-CHECKPOINT_ATTEMPTS = 3
-"""Attempts to store a checkpoint's snapshot (the caller waits for them)."""
 
-__all__ = [
-    "ArchiveSettings",
-    "ArchiveWiring",
-    "Archiver",
-    "RetrySettings",
-    "backoff_delay",
-    "build_archiver",
-    "build_archiving",
-]
+__all__ = ["ArchiveSettings", "Archiver", "RetrySettings", "backoff_delay"]
 
 
 def backoff_delay(attempt: int, backoff: float, max_backoff: float, rng: random.Random) -> float:
@@ -130,6 +115,24 @@ class Archiver:
         self.settings = settings
         self.store = store
         self.record = record
+        self._init_archive(archive)
+        self.retention = retention
+        self._emit = emit
+        self._closed_segments = closed_segments
+        self._init_queue()
+        self._init_stats()
+        self.attempts = attempts or AttemptLog(store)
+        """The last error of each failed segment, kept for ``walship status``."""
+        self._init_gates()
+        self._init_uploads()
+        self.shipper: Shipper | None = None
+        """Live shipping of the active segment (``ship_interval``), started and closed with
+        the archiver."""
+
+    def _init_archive(self, archive: ArchiveStore | None) -> None:
+        """The archive store (``archive``, else one built from the settings), its URL, and
+        whether uploads go through the upload child."""
+        settings = self.settings
         self.archive = archive or ArchiveStore(
             settings.url,
             settings.storage_options,
@@ -143,15 +146,17 @@ class Archiver:
         self._in_child = (
             archive is None and settings.upload_process and self.archive.shared_across_processes
         )
-        self.retention = retention
-        self._emit = emit
-        self._closed_segments = closed_segments
+
+    def _init_queue(self) -> None:
+        """The pending segments, their queue, the workers (not started) and the flags of a
+        close."""
         # entered as `with self._lock` (a C lock: no Python frame between its acquire and the
         # block, where an interrupt could leave it held), waited on through the condition
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._announce = threading.Lock()
         self._pending: dict[int, _Pending] = {}
+        self._pending_bytes = 0
         self._queue: deque[int] = deque()
         self._stopping = False
         """Set by :meth:`close` (a plain store: an interrupt cannot leave it half set)."""
@@ -159,18 +164,22 @@ class Archiver:
         self._join_deadline: float | None = None
         """When the first :meth:`close` stops waiting for the workers (later calls never wait
         longer)."""
+        self._workers = [
+            threading.Thread(target=self._work, name=f"walship-archiver-{i}", daemon=True)
+            for i in range(self.settings.workers)
+        ]
+
+    def _init_stats(self) -> None:
         self._lagging = False
         self._rng = random.Random()
         self.counters: Counter[str] = Counter()
         self._seconds_total = 0.0
         self._seconds_max = 0.0
-        self._workers = [
-            threading.Thread(target=self._work, name=f"walship-archiver-{i}", daemon=True)
-            for i in range(settings.workers)
-        ]
-        self._pending_bytes = 0
-        self.attempts = attempts or AttemptLog(store)
-        """The last error of each failed segment, kept for ``walship status``."""
+
+    def _init_gates(self) -> None:
+        """The backpressure (``archive.max_pending``), the fence and the append gate over
+        both."""
+        settings = self.settings
         self.backpressure: Backpressure | None = None
         """The append gate (``archive.max_pending``; ``None``: off)."""
         if settings.max_pending is not None:
@@ -178,18 +187,33 @@ class Archiver:
                 settings.max_pending,
                 settings.backpressure_timeout,
                 self.url,
-                emit,
+                self._emit,
                 lambda: self.requeue(retry_stalled=True),
             )
         self.fence = Fence(
-            self.archive, LocalEpoch.load(store, self.url), self._unarchived_note, store
+            self.archive, LocalEpoch.load(self.store, self.url), self._unarchived_note, self.store
         )
         """Whether another writer took the archive over (:mod:`walship.archive.epoch`)."""
         self.append_gate = FenceGate(self.fence, self.backpressure)
         """The log's append gate: refused once fenced, else the backpressure's."""
-        self.shipper: Shipper | None = None
-        """Live shipping of the active segment (``ship_interval``), started and closed with
-        the archiver."""
+
+    def _init_uploads(self) -> None:
+        """The collaborators that talk to the archive: the workers' put, the checkpoints'."""
+        self.uploads = FencedPut(
+            self.store,
+            self.archive,
+            self.record,
+            self.fence,
+            self.settings,
+            in_child=self._in_child,
+            settle_before=self._settle_before,
+            counters=self.counters,
+        )
+        """How a worker puts a segment (fenced, continuing the archive)."""
+        self.checkpoints = CheckpointUpload(
+            self.archive, self.settings, self.counters, self._backoff
+        )
+        """Checkpoints' snapshots stored at this destination (:meth:`store_checkpoint`)."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -371,100 +395,115 @@ class Archiver:
     def _archive(self, seq: int, p: _Pending) -> bool:
         """Try to archive one segment, with retries. True when archived and recorded."""
         name = segment_name(seq)
-        retries = self.settings.retries
-        for attempt in range(1, retries.attempts + 1):
+        for attempt in range(1, self.settings.retries.attempts + 1):
             if self._stopping:
                 return False
             started = time.monotonic()
             try:
-                self.fence.check()
-                self._check_continues(seq)
-                result = self._put_fenced(seq, name, p.blake3)
-                # record and announce as one step for retention: a segment_removed never
-                # reaches the plugins before its segment_archived
-                with self._announce_lock():
-                    if self._closed:  # the log may be open elsewhere by now: record nothing
-                        return False
-                    m = result.manifest
-                    self.record.mark_archived(
-                        ArchivedSegment(
-                            seq, m.size, m.blake3, self.url, m.last_commit_seq, m.instance_id
-                        )
-                    )
-                    seconds = time.monotonic() - started
-                    self._emit(
-                        "segment_archived",
-                        name=name,
-                        segment_seq=seq,
-                        url=result.url,
-                        size=result.manifest.size,
-                        blake3=result.manifest.blake3.hex(),
-                        seconds=seconds,
-                    )
+                result = self.uploads.put(seq, p.blake3)
+                seconds = self._record_archived(seq, name, result, started)
             except Exception as e:
-                error = f"{type(e).__name__}: {e}" if not isinstance(e, ArchiveError) else str(e)
-                error = self.archive.redact(error)
-                p.attempts += 1
-                p.last_error = error
-                p.conflict = isinstance(e, ArchiveConflictError)
-                fenced = isinstance(e, ArchiveFencedError)
-                self.counters["failed_attempts"] += 1
-                stalls = attempt == retries.attempts or p.conflict or fenced
-                if not self._closed:  # (after close the log may be another process's)
-                    self.attempts.failed(name, self.url, error, p.attempts, stalls, p.conflict)
-                logger.warning(
-                    "walship archive of %s to %s failed (attempt %d of %d): %s",
-                    name,
-                    self.url,
-                    attempt,
-                    retries.attempts,
-                    error,
-                )
-                self._emit(
-                    "archive_failed",
-                    name=name,
-                    segment_seq=seq,
-                    attempt=attempt,
-                    error=error,
-                    url=self.url,
-                )
-                if stalls:
-                    p.state = "stalled"
-                    self.counters["stalled"] += 1
-                    logger.error(
-                        "walship archive of %s to %s gave up after %d attempts%s; it stays "
-                        "pending: %s",
-                        name,
-                        self.url,
-                        attempt,
-                        " (fenced or a conflict: retrying cannot help)" if stalls else "",
-                        error,
-                    )
-                    return False
-                delay = backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng)
-                with self._lock:  # a backoff wait, cut short by close()
-                    self._cond.wait_for(lambda: self._stopping, delay)
-                if self._stopping:
+                stalled = self._attempt_failed(name, seq, p, attempt, e)
+                if stalled or not self._wait_backoff(attempt):
                     return False
                 continue
-            self.attempts.archived(name, self.url)
-            self.counters["archived"] += 1
-            self.counters["bytes"] += result.manifest.size
-            self.counters["uploaded" if result.uploaded else "already_archived"] += 1
-            self._seconds_total += seconds
-            self._seconds_max = max(self._seconds_max, seconds)
+            if seconds is None:
+                return False
+            self._count_archived(name, result, seconds)
             return True
         return False
 
-    def _check_continues(self, seq: int) -> None:
-        """:func:`check_continues`; past this writer's takeover, after the upload of the
-        segment before when another worker runs it (it may be replacing a fenced writer's
-        object, which the check would otherwise be made against), and, while that segment is
-        still pending here, a mismatch is retried (an :class:`ArchiveError`), not a conflict.
-        """
-        if not self.fence.owns(seq - 1):
-            check_continues(self.store, seq, self.record, self.archive.stat)
-            return
+    def _record_archived(
+        self, seq: int, name: str, result: PutResult, started: float
+    ) -> float | None:
+        """Record segment ``seq`` as archived here and emit ``segment_archived``, as one step
+        for retention (a ``segment_removed`` never reaches the plugins before its
+        ``segment_archived``). The seconds since ``started``; ``None`` once :meth:`close`
+        sealed the archiver (the log may be open elsewhere by now: nothing recorded)."""
+        with self._announce_lock():
+            if self._closed:
+                return None
+            m = result.manifest
+            self.record.mark_archived(
+                ArchivedSegment(seq, m.size, m.blake3, self.url, m.last_commit_seq, m.instance_id)
+            )
+            seconds = time.monotonic() - started
+            self._emit(
+                "segment_archived",
+                name=name,
+                segment_seq=seq,
+                url=result.url,
+                size=m.size,
+                blake3=m.blake3.hex(),
+                seconds=seconds,
+            )
+            return seconds
+
+    def _count_archived(self, name: str, result: PutResult, seconds: float) -> None:
+        self.attempts.archived(name, self.url)
+        self.counters["archived"] += 1
+        self.counters["bytes"] += result.manifest.size
+        self.counters["uploaded" if result.uploaded else "already_archived"] += 1
+        self._seconds_total += seconds
+        self._seconds_max = max(self._seconds_max, seconds)
+
+    def _attempt_failed(self, name: str, seq: int, p: _Pending, attempt: int, e: Exception) -> bool:
+        """Note failed attempt ``attempt`` of segment ``seq`` (its error, the errors file,
+        the log line, ``archive_failed``); whether the segment stalls now (its last attempt,
+        a conflict, or this writer fenced: retrying cannot help the last two)."""
+        error = f"{type(e).__name__}: {e}" if not isinstance(e, ArchiveError) else str(e)
+        error = self.archive.redact(error)
+        attempts = self.settings.retries.attempts
+        p.attempts += 1
+        p.last_error = error
+        p.conflict = isinstance(e, ArchiveConflictError)
+        fenced = isinstance(e, ArchiveFencedError)
+        self.counters["failed_attempts"] += 1
+        stalls = attempt == attempts or p.conflict or fenced
+        if not self._closed:  # (after close the log may be another process's)
+            self.attempts.failed(name, self.url, error, p.attempts, stalls, p.conflict)
+        logger.warning(
+            "walship archive of %s to %s failed (attempt %d of %d): %s",
+            name,
+            self.url,
+            attempt,
+            attempts,
+            error,
+        )
+        self._emit(
+            "archive_failed", name=name, segment_seq=seq, attempt=attempt, error=error, url=self.url
+        )
+        if stalls:
+            p.state = "stalled"
+            self.counters["stalled"] += 1
+            logger.error(
+                "walship archive of %s to %s gave up after %d attempts%s; it stays pending: %s",
+                name,
+                self.url,
+                attempt,
+                " (fenced or a conflict: retrying cannot help)" if p.conflict or fenced else "",
+                error,
+            )
+        return stalls
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait after failed attempt ``attempt`` (:func:`backoff_delay` of the archive's
+        ``retries``)."""
+        retries = self.settings.retries
+        return backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng)
+
+    def _wait_backoff(self, attempt: int) -> bool:
+        """The backoff wait after failed attempt ``attempt``, cut short by :meth:`close`;
+        whether to go on (not stopping)."""
+        delay = self._backoff(attempt)
+        with self._lock:
+            self._cond.wait_for(lambda: self._stopping, delay)
+        return not self._stopping
+
+    def _settle_before(self, seq: int) -> bool:
+        """Wait until segment ``seq - 1`` is not being uploaded by another worker (or the
+        archiver stops); whether it is still pending here (:meth:`FencedPut.check_continues
+        <walship.archive.fenced_put.FencedPut.check_continues>`)."""
         with self._lock:
             self._cond.wait_for(
                 lambda: (
@@ -473,42 +512,7 @@ class Archiver:
                     or self._pending[seq - 1].state != "running"
                 )
             )
-            before_pending = seq - 1 in self._pending
-        try:
-            check_continues(self.store, seq, self.record, self.archive.stat)
-        except ArchiveConflictError:
-            if not before_pending:
-                raise
-            raise ArchiveError(
-                f"{segment_name(seq)} waits for {segment_name(seq - 1)}, this writer's own "
-                "(past its takeover), to be archived first"
-            ) from None
-
-    def _put_fenced(self, seq: int, name: str, blake3: bytes | None) -> PutResult:
-        """:meth:`_put`, a conflict checked against the fence: fenced, the error says so;
-        past this writer's takeover, the other object is a fenced writer's (uploaded before it
-        saw the takeover): it is removed and the put tried again once.
-
-        Raises:
-            ArchiveFencedError: this writer is fenced.
-            ArchiveConflictError: as :meth:`ArchiveStore.put`, outside this writer's takeover.
-        """
-        try:
-            return self._put(name, blake3)
-        except ArchiveConflictError:
-            self.fence.check()
-            if not self.fence.owns(seq):
-                raise
-        remove_segment_objects(self.archive, seq)
-        logger.warning(
-            "walship archive %s: %s was a fenced writer's (past this writer's takeover, "
-            "epoch %d): its object and manifest removed, archiving this writer's own",
-            self.url,
-            name,
-            self.fence.local.epoch,
-        )
-        self.counters["fenced_removed"] += 1
-        return self._put(name, blake3)
+            return seq - 1 in self._pending
 
     def _unarchived_note(self) -> str:
         """What this log keeps that it did not archive (for the fencing error)."""
@@ -527,69 +531,15 @@ class Archiver:
         done = [e.segment_seq for e in self.record.entries() if e.url == self.url]
         return max(done, default=self.record.removed_through)
 
-    def _put(self, name: str, blake3: bytes | None) -> PutResult:
-        if not self._in_child:
-            return self.archive.put(name, self.store.read(name), expected_blake3=blake3)
-        from walship.archive.upload_process import UploadProcess
-
-        s = self.settings
-        keys = s.encryption.as_mapping() if s.encryption is not None else None
-        key = (s.url, s.storage_options, s.compression, s.conditional_create, keys)
-        raw = self.store.local_path(name) or self.store.read(name)
-        return UploadProcess.shared().put(key, name, raw, blake3)
-
     # --- waiting and introspection ------------------------------------------------------
 
     def store_checkpoint(self, snapshot: object, position: CheckpointPosition) -> object:
         """Store ``snapshot`` (bytes, a path or a binary file object) as the checkpoint at
-        ``position`` (:func:`walship.archive.checkpoints.store_checkpoint`), on the calling
-        thread, never holding a lock the workers or appends need. A failure of the store is
-        retried (at most :data:`CHECKPOINT_ATTEMPTS` attempts, with the archive's backoff).
-        Returns the checkpoint's manifest, durable in the archive.
-
-        Raises:
-            TypeError: ``snapshot`` is not bytes, a path or a binary file object.
-            ArchiveConflictError: a different checkpoint is archived at that commit_seq.
-            ArchiveIntegrityError / OSError: the last attempt failed.
-        """
-        from walship.archive.checkpoints import CheckpointAnchor, read_snapshot, store_checkpoint
-
-        data = read_snapshot(snapshot)
-        anchor = CheckpointAnchor(*position)
-        retries = self.settings.retries
-        attempts = min(retries.attempts, CHECKPOINT_ATTEMPTS)
-        for attempt in range(1, attempts + 1):
-            try:
-                manifest = store_checkpoint(self.archive, anchor, data)
-            except (OSError, ArchiveIntegrityError):
-                if attempt == attempts:
-                    raise
-                time.sleep(backoff_delay(attempt, retries.backoff, retries.max_backoff, self._rng))
-                continue
-            self.counters["checkpoints"] += 1
-            self.prune_after_checkpoint()
-            return manifest
-        raise AssertionError("unreachable")
-
-    def prune_after_checkpoint(self) -> None:
-        """Apply ``archive.prune`` (when set) once, on the calling thread. A failure is logged
-        on ``walship.archiver`` and counted (``prune_errors``), never raised: the checkpoint is
-        stored, and the next one prunes again."""
-        rules = self.settings.prune
-        if rules is None:
-            return
-        from walship.archive.prune import apply_prune, load_for_prune, plan_prune
-
-        try:
-            pp = plan_prune(load_for_prune(self.archive), rules, time.time_ns() // 1000)
-            apply_prune(self.archive, pp)
-        except (OSError, ArchiveError) as e:
-            self.counters["prune_errors"] += 1
-            logger.warning(
-                "walship archive %s: prune failed: %s", self.url, self.archive.redact(str(e))
-            )
-            return
-        self.counters["pruned_objects"] += len(pp.objects)
+        ``position``, on the calling thread, never holding a lock the workers or appends need:
+        :meth:`~walship.archive.checkpoint_upload.CheckpointUpload.store`
+        (retried, then ``archive.prune`` applied), and what it raises. Returns the checkpoint's
+        manifest, durable in the archive."""
+        return self.checkpoints.store(snapshot, position)
 
     def flush(self, timeout: float | None = None, retry_stalled: bool = True) -> bool:
         """Wait until every segment closed so far is archived or stalled (stalled ones are
@@ -697,125 +647,3 @@ class Archiver:
                 "epoch": self.fence.local.epoch,
                 **(self.backpressure.stats() if self.backpressure is not None else NO_BACKPRESSURE),  # type: ignore[typeddict-item]  # the five backpressure keys of ArchiveStats
             }
-
-
-NO_BACKPRESSURE = {
-    "backpressure": False,
-    "max_pending_bytes": None,
-    "backpressure_waits": 0,
-    "backpressure_refusals": 0,
-    "backpressure_episodes": 0,
-}
-"""The backpressure fields of :meth:`Archiver.stats` when ``archive.max_pending`` is off."""
-
-
-class ArchiveWiring:
-    """The archive and retention of one log, as :class:`walship.log.Log` takes them (its
-    ``archiving``, see :class:`walship.archiving.Archiving`): built by :func:`build_archiving`, used
-    by one log, on its opening thread."""
-
-    def __init__(
-        self, settings: ArchiveSettings, policy: RetentionPolicy, takeover: bool = False
-    ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.takeover = takeover
-        """Take the archive over before the log opens (:mod:`walship.archive.promote`)."""
-        self.takeover_result: Takeover | None = None
-        self._record: ArchiveRecord | None = None
-
-    def prepare_open(self, store: SegmentStore, repair: bool) -> ArchiveRepair:
-        """Holding the log's lock, before recovery: leftovers removed
-        (:func:`walship.archive.staging.clean_at_open`); the archive record, rebuilt from the
-        archive when lost; with ``repair``, archived segments damaged or missing locally put
-        back (see :func:`walship.archive.repair.prepare_archived_open`, and what it raises);
-        with ``takeover``, first the archive taken over (:func:`walship.archive.promote.
-        take_over`, and what it raises)."""
-        from walship.archive.repair import prepare_archived_open
-        from walship.archive.staging import clean_at_open
-
-        clean_at_open(store)  # dead restores' staging directories, interrupted temporaries
-        if self.takeover:
-            from walship.archive.promote import take_over
-
-            self.takeover_result = take_over(store, self.settings)
-        prepared = prepare_archived_open(store, self.settings, repair=repair)
-        self._record = prepared.record
-        return prepared
-
-    def start(self, log: Log) -> Archiver:
-        """Once ``log`` is open: build the archiver (and retention, unless it keeps all),
-        register it as the plugin ``walship.archiver``, start it."""
-        assert self._record is not None, "prepare_open first"
-        archiver = build_archiver(log, self.settings, self._record)
-        if self.policy.mode != "all":
-            archiver.retention = Retention(
-                self.policy,
-                log.store,
-                self._record,
-                archiver.url,
-                log.closed_segments,
-                log.segment_removed,
-                log.notify,
-            )
-        log.plugins.register(archiver, name="walship.archiver")
-        archiver.start()
-        return archiver
-
-
-def build_archiver(
-    log: Log, settings: ArchiveSettings, record: ArchiveRecord, attempts: AttemptLog | None = None
-) -> Archiver:
-    """The archiver of one destination of ``log`` (with its live shipper when
-    ``ship_interval`` is set), not started, without retention."""
-    archiver = Archiver(
-        log.store, settings, record, log.notify, log.closed_segments, attempts=attempts
-    )
-    if settings.ship_interval is not None:
-        from walship.archive.shipper import Shipper
-
-        archiver.shipper = Shipper(
-            log.store,
-            archiver.archive,
-            record,
-            log.durable_position,
-            settings.ship_interval,
-            archiver.fence,
-        )
-    return archiver
-
-
-def build_archiving(
-    archive: Mapping[str, Any] | None,
-    retention: Mapping[str, Any] | None,
-    archives: Sequence[Mapping[str, Any]] | None = None,
-    takeover: bool = False,
-) -> ArchiveWiring | DestinationsWiring | None:
-    """Validate the ``archive:`` (one destination) or ``archives:`` (several), and
-    ``retention:`` sections together; ``None`` without an archive (retention then keeps
-    everything). Several destinations are a
-    :class:`~walship.archive.destinations.DestinationsWiring`.
-
-    Raises:
-        ConfigError: a bad key or value (``archives[1].workers: ...``); both ``archive`` and
-            ``archives``; two destinations with one URL; or a retention policy that removes
-            segments without an archive to hold them; ``takeover`` (the log takes the archive
-            over when it opens: ``walship promote``) without an archive or with several.
-    """
-    destinations = destinations_from_mapping(archive, archives)
-    if takeover and not destinations:
-        raise ConfigError("takeover=True needs the log's archive: section (the URL to take over)")
-    if takeover and len(destinations) > 1:
-        raise ConfigError(
-            "takeover=True takes one archive URL over: it is not supported with several "
-            "destinations (archives:); promote with the one destination, then add the others"
-        )
-    policy = RetentionPolicy.from_mapping(retention)
-    error = retention_without_archive(policy) if not destinations else None
-    if error is not None:
-        raise ConfigError(error.message())
-    if len(destinations) > 1:
-        from walship.archive.destinations import DestinationsWiring
-
-        return DestinationsWiring(destinations, policy)
-    return ArchiveWiring(destinations[0], policy, takeover) if destinations else None

@@ -171,3 +171,14 @@ class Backpressure:
                 "backpressure_refusals": self.refusals,
                 "backpressure_episodes": self.episodes,
             }
+
+
+NO_BACKPRESSURE = {
+    "backpressure": False,
+    "max_pending_bytes": None,
+    "backpressure_waits": 0,
+    "backpressure_refusals": 0,
+    "backpressure_episodes": 0,
+}
+"""The fields of :meth:`Backpressure.stats` in an archiver's stats when ``archive.max_pending``
+is off (no :class:`Backpressure` at all)."""

@@ -28,10 +28,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
-from walship.archive.archiver import NO_BACKPRESSURE, Archiver, build_archiver
+from walship.archive.archiver import Archiver
 from walship.archive.attempts import AttemptLog
+from walship.archive.backpressure import NO_BACKPRESSURE
 from walship.archive.retention import Retention
 from walship.archive.settings import ArchiveSettings, RetentionPolicy, destination_url
+from walship.archive.wiring import build_archiver, build_retention
 from walship.archiving import AppendGate
 from walship.core.segment import ClosedSegment
 from walship.errors import ArchiveError
@@ -41,7 +43,8 @@ from walship.store import SegmentStore
 
 if TYPE_CHECKING:
     from walship.archive.repair import ArchiveRepair
-    from walship.log import CheckpointPosition, Log
+    from walship.archiving import CheckpointPosition
+    from walship.log import Log
 
 __all__ = ["AllGates", "Destinations", "DestinationsWiring"]
 
@@ -301,7 +304,7 @@ class Destinations:
 
 class DestinationsWiring:
     """The archive of a log with several destinations, as :class:`walship.log.Log` takes it
-    (its ``archiving``): built by :func:`walship.archive.archiver.build_archiving`, used by one
+    (its ``archiving``): built by :func:`walship.archive.wiring.build_archiving`, used by one
     log, on its opening thread."""
 
     def __init__(self, destinations: list[ArchiveSettings], policy: RetentionPolicy) -> None:
@@ -312,7 +315,7 @@ class DestinationsWiring:
 
     def prepare_open(self, store: SegmentStore, repair: bool) -> ArchiveRepair:
         """As :meth:`ArchiveWiring.prepare_open
-        <walship.archive.archiver.ArchiveWiring.prepare_open>`, from the first destination;
+        <walship.archive.wiring.ArchiveWiring.prepare_open>`, from the first destination;
         when the record must be rebuilt (or ``repair`` fetches) and it fails there with an
         :class:`~walship.errors.ArchiveError` (it cannot be listed, a copy is damaged), from the
         next one (a warning names the one skipped).
@@ -352,20 +355,9 @@ class DestinationsWiring:
         assert isinstance(record, ArchiveRecord), "prepare_open first"
         attempts = AttemptLog(log.store)
         archivers = [build_archiver(log, s, record, attempts) for s in self.destinations]
-        retention = None
-        if self.policy.mode != "all":
-            urls = [a.url for a in archivers]
-            retention = Retention(
-                self.policy,
-                log.store,
-                record,
-                urls,
-                log.closed_segments,
-                log.segment_removed,
-                log.notify,
-            )
-            for a in archivers:
-                a.retention = retention
+        retention = build_retention(log, self.policy, record, [a.url for a in archivers])
+        for a in archivers:
+            a.retention = retention
         composite = Destinations(archivers, retention)
         log.plugins.register(composite, name="walship.archiver")
         composite.start()

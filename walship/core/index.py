@@ -69,6 +69,17 @@ class Index:
         created."""
         return [(r.segment_seq, r.first_commit_seq, r.last_commit_seq) for r in self.ranges[:-1]]
 
+    def holding_after(self, commit_seq: int) -> SegmentRange | None:
+        """The segment that holds (or is to hold) frame ``commit_seq + 1``: the first segment
+        with a successor whose last frame is after ``commit_seq``, else the last one (maybe the
+        active segment); ``None`` when there is no segment. Whether the frame is still there
+        (retention may have removed it) is the caller's to check against the range."""
+        closed = self.ranges[:-1]
+        return next(
+            (r for r in closed if r.last_commit_seq is not None and r.last_commit_seq > commit_seq),
+            self.ranges[-1] if self.ranges else None,
+        )
+
     def first_commit_seq(self) -> int | None:
         """The first commit_seq of a sealed local segment, or ``None``."""
         for r in self.ranges:

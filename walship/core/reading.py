@@ -5,26 +5,40 @@ a read takes the log's :class:`~walship.core.index.Index` once (immutable: one c
 picture however long it reads), then reads each segment with
 :func:`walship.core.reader.segment_batches` (the active one up to the size the writer reached).
 A follower reads the files through :func:`walship.core.readonly.tail_frames`, woken where
-``durable_seq`` advances (:meth:`walship.core.state.LogState.wake_followers`).
+``durable_seq`` advances (:meth:`walship.core.state.LogState.wake_followers`). Where the log
+goes on after a checkpoint (:meth:`LogReader.checkpoint_position`, what ``Log.checkpoint``
+tells the archive with a snapshot) is read from the same index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from walship.core.frame import MAX_COMMIT_SEQ, Frame
-from walship.core.header import segment_name
+from walship.core.header import read_header, segment_name
 from walship.core.reader import segment_batches
 from walship.core.readonly import tail_frames
 from walship.core.record import ArchiveRecord
 from walship.core.state import LogState
-from walship.errors import FramesUnavailableError, LogFailedError
+from walship.errors import CheckpointError, FramesUnavailableError, LogFailedError
 from walship.store import SegmentStore
 
 FOLLOW_BACKSTOP = 1.0
 """At most how long ``read(follow=True)`` waits between two looks at the files (it is woken
 where ``durable_seq`` advances)."""
+
+
+class CheckpointPosition(NamedTuple):
+    """Where the log goes on after checkpoint ``commit_seq``: the segment that holds (or is
+    to hold) frame ``commit_seq + 1``, its prev hash, and the highest commit_seq before it
+    (re-exported by :mod:`walship.archiving`, the seam it crosses)."""
+
+    commit_seq: int
+    instance_id: int
+    segment_seq: int
+    prev_segment_hash: bytes
+    prev_last_commit_seq: int | None
 
 
 class LogReader:
@@ -184,6 +198,43 @@ class LogReader:
         floor = self._record.restored_from
         return first if floor is None else max(first, floor + 1)  # the rest is in the snapshot
 
+    def checkpoint_position(self, commit_seq: int, instance_id: int) -> CheckpointPosition:
+        """Where frame ``commit_seq + 1`` is (or will be): the first local segment whose last
+        frame is after ``commit_seq``, else the active segment
+        (:meth:`~walship.core.index.Index.holding_after`), with its prev hash read from its
+        header. Any thread; the index lock held for an instant.
+
+        Raises:
+            CheckpointError: frame ``commit_seq + 1`` is no longer local (so where the log
+                goes on after the checkpoint is unknown).
+            OSError: the segment's header could not be read.
+        """
+        state = self._state
+        with state.index_lock:
+            seg = state.index.holding_after(commit_seq)
+            active = state.manager.active
+            first = seg.first_commit_seq if seg is not None else None
+            if active is not None and seg is not None and active.segment_seq == seg.segment_seq:
+                first = active.first_commit_seq
+            lowest = self.first_seq_locked()
+        if (
+            seg is None
+            or (first is not None and first > commit_seq + 1)
+            or (commit_seq + 1 < lowest)
+        ):
+            raise CheckpointError(
+                f"checkpoint {commit_seq} with a snapshot: frame {commit_seq + 1} is no longer "
+                f"in the local log (its first frame is {lowest}), so where the log goes on "
+                "after the checkpoint is unknown"
+            )
+        return CheckpointPosition(
+            commit_seq,
+            instance_id,
+            seg.segment_seq,
+            read_header(self._store, seg.segment_seq).prev_segment_hash,
+            first - 1 if first is not None else commit_seq,
+        )
+
     def unavailable(self, from_seq: int, lowest: int | None = None) -> FramesUnavailableError:
         """The error of a read from ``from_seq`` whose frames are no longer local."""
         where = f" (the first local frame is {lowest})" if lowest is not None else ""
@@ -194,4 +245,4 @@ class LogReader:
         )
 
 
-__all__ = ["FOLLOW_BACKSTOP", "LogReader"]
+__all__ = ["FOLLOW_BACKSTOP", "CheckpointPosition", "LogReader"]
