@@ -95,12 +95,13 @@ DEFAULT_INTERVAL = 1.0
 
 class ArchiveWatch:
     """The plan of an archive, refreshed round after round: one LIST each time, and a GET only
-    for the manifests not seen before (a manifest is created once and never replaced, so one
-    read is enough). Used by one thread."""
+    for the manifests not seen before, or listed at another size since (a manifest is created
+    once and only a fenced writer's leftover is ever replaced, by the new writer's, which
+    carries its epoch: :mod:`walship.archive.epoch`). Used by one thread."""
 
     def __init__(self, archive: ArchiveStore) -> None:
         self.archive = archive
-        self._manifests: dict[int, SegmentManifest] = {}
+        self._manifests: dict[int, tuple[int, SegmentManifest]] = {}
         self._warned_foreign = False
 
     def refresh(self) -> ArchivePlan:
@@ -117,8 +118,9 @@ class ArchiveWatch:
             self._warned_foreign = True
         manifests: dict[int, SegmentManifest] = {}
         invalid: dict[int, str] = {}
-        for seq in sorted(listing.manifests):
-            m = self._manifests.get(seq)
+        for seq, size in sorted(listing.manifests.items()):
+            seen = self._manifests.get(seq)
+            m = seen[1] if seen is not None and seen[0] == size else None
             if m is None:
                 try:
                     m = self.archive.stat(segment_name(seq))
@@ -128,9 +130,13 @@ class ArchiveWatch:
                 if m is None:  # listed, then gone
                     del listing.manifests[seq]
                     continue
-                self._manifests[seq] = m
+                self._manifests[seq] = (size, m)
             manifests[seq] = m
-        return ArchivePlan(self.archive, listing, manifests, invalid)
+        plan = ArchivePlan(self.archive, listing, manifests, invalid)
+        plan.drop_fenced()
+        for seq in [s for s in self._manifests if s not in plan.manifests]:
+            del self._manifests[seq]  # (a leftover, replaced next: read again)
+        return plan
 
 
 def next_run(
@@ -412,7 +418,7 @@ class Follower:
             return 0
         before = self._partial.frames if self._partial is not None else 0
         self._partial, parts = take_parts(
-            self.archive, plan.listing, self.store, self._end, self._partial
+            self.archive, plan.listing, self.store, self._end, self._partial, plan.epoch_starts
         )
         self._stats["parts"] += parts
         return (self._partial.frames if self._partial is not None else 0) - before
