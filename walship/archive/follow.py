@@ -241,18 +241,27 @@ class FollowStep:
 
     segments: int
     frames: int
+    """Frames added: of the sealed segments (less those the replica's copy held already) and
+    of the live-shipped parts."""
     lag: FollowLag
     waiting_for: str | None = None
     """The missing piece the round stopped at (an upload under way, or a gap), as one line."""
+    parts: int = 0
+    """Live-shipped parts taken."""
+    part_frames: int = 0
+    """Of :attr:`frames`, those taken from the parts."""
 
     def summary(self) -> str:
+        """One line: what the round added (segments, parts, frames, of which from parts) and
+        the lag."""
         lag = self.lag
         age = f", last frame {lag.age_seconds:.1f} s old" if lag.age_seconds is not None else ""
         waiting = f"; waiting for {self.waiting_for}" if self.waiting_for else ""
         return (
-            f"+{self.segments} segment(s), +{self.frames} frame(s); replica at commit_seq "
-            f"{lag.replica_seq}; lag {lag.frames} frame(s), {lag.seconds:.3f} s behind the "
-            f"archive's newest{age}{waiting}"
+            f"+{self.segments} segment(s), +{self.parts} part(s), +{self.frames} frame(s) "
+            f"({self.part_frames} from live parts); replica at commit_seq {lag.replica_seq}; "
+            f"lag {lag.frames} frame(s), {lag.seconds:.3f} s behind the archive's newest"
+            f"{age}{waiting}"
         )
 
 
@@ -344,7 +353,8 @@ class Follower:
         plan = self._watch.refresh()
         run, waiting = next_run(plan, self._end)
         segments, frames = self._sealed_step(run)
-        frames += self._parts_step(plan)
+        parts, part_frames = self._parts_step(plan)
+        frames += part_frames
         lag = measure_lag(plan, self.end, time.time_ns() // 1000)
         self.lag = lag
         self._stats["rounds"] += 1
@@ -353,7 +363,7 @@ class Follower:
         self._stats["waiting_for"] = None if waiting is None else str(waiting)
         self._notify(lag)
         self._save_status(lag)
-        return FollowStep(segments, frames, lag, self._stats["waiting_for"])
+        return FollowStep(segments, frames, lag, self._stats["waiting_for"], parts, part_frames)
 
     def _save_status(self, lag: FollowLag) -> None:
         """``walship.follower.json`` for ``walship status`` (:mod:`walship.archive.
@@ -409,19 +419,19 @@ class Follower:
         )
         return len(run), sum(w.frames for w in written) - had
 
-    def _parts_step(self, plan: ArchivePlan) -> int:
+    def _parts_step(self, plan: ArchivePlan) -> tuple[int, int]:
         """Take the parts that continue the copy of the segment after the last sealed one
         (none while that segment is sealed in the archive: the next run takes it); return
-        the frames added."""
+        the parts and frames added."""
         seq = self._end.segment_seq + 1
         if seq in plan.manifests or seq in plan.invalid:
-            return 0
+            return 0, 0
         before = self._partial.frames if self._partial is not None else 0
         self._partial, parts = take_parts(
             self.archive, plan.listing, self.store, self._end, self._partial, plan.epoch_starts
         )
         self._stats["parts"] += parts
-        return (self._partial.frames if self._partial is not None else 0) - before
+        return parts, (self._partial.frames if self._partial is not None else 0) - before
 
     def _notify(self, lag: FollowLag) -> None:
         """Call every ``follower_lag`` implementation on this thread; one that raises is
