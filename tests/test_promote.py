@@ -420,3 +420,40 @@ def test_a_writer_with_several_destinations_is_fenced_by_a_takeover_of_one(
     with again, pytest.raises(ArchiveFencedError):
         again.append(b"after the takeover")
     assert [s for s, _ in _frames(tmp_path / "w")] == [1]
+
+
+def test_a_takeover_reuses_the_follower_s_copy_of_the_parts(
+    s3_target: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follower's copy of segment 2 holds the first part (frames 11-15); the old writer
+    ships 16-18 as a second part and stops. The takeover downloads only the second part's
+    object (verified, appended to the copy), never the first again."""
+    archive = _archive(s3_target)
+    old = _writer_with_history(tmp_path, archive)
+    _replicate(s3_target, tmp_path / "new")
+    held = (tmp_path / "new" / segment_name(2)).stat().st_size
+    archiver: Any = old.archiver
+    archiver.shipper.ship_now()
+    assert archiver.shipper.shipped_seq == 18
+    old.close()
+    fetched: list[str] = []
+    real = ArchiveStore.read_object
+
+    def counting(self: ArchiveStore, name: str, limit: int) -> bytes | None:
+        if ".part-" in name and not name.endswith(".manifest.json"):
+            fetched.append(name)
+        return real(self, name, limit)
+
+    monkeypatch.setattr(ArchiveStore, "read_object", counting)
+    _take_over(tmp_path / "new", archive)
+    monkeypatch.undo()
+    parts = sorted(n for n in s3_target.names() if ".part-" in n and "manifest" not in n)
+    assert len(parts) == 2 and parts[1].startswith(f"{segment_name(2)}.part-{held:016d}-")
+    assert fetched == [parts[1]]  # the old code: both
+    expected = [(i, b"old %d" % i) for i in range(1, 19)]
+    assert _frames(tmp_path / "new") == expected
+    assert verify_archive(ArchiveStore(s3_target.url, s3_target.storage_options)).problems == []
+    restore(s3_target.url, tmp_path / "r", storage_options=s3_target.storage_options)
+    assert _frames(tmp_path / "r") == expected
+    with _open(tmp_path / "new", archive) as new:
+        assert new.append(b"new 19") == 19

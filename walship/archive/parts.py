@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -481,12 +482,17 @@ def _fill_gaps(plan: ArchivePlan, pool: ThreadPoolExecutor, tail: LiveTail) -> N
             _offer(plan, tail, *got)
 
 
-def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
+def attach_tail(
+    plan: ArchivePlan, jobs: int = _JOBS, held: Mapping[int, bytes] | None = None
+) -> LiveTail:
     """Assemble the parts after ``plan``'s last sealed segment (module docstring) and offer the
     prefixes they prove to ``plan`` (its manifests and listing) and their bytes to its archive's
     ``overlay``; and a segment missing between sealed ones whose parts prove it whole (the next
     sealed segment chains to them). Downloads every part it uses; changes nothing in the
-    archive.
+    archive. ``held``: the prefix of the segment after the last sealed one that the caller
+    holds verified already (a replica's copy, extended with the parts that continue it:
+    :func:`walship.archive.replica.take_parts`), used as that segment's instead of its parts
+    (none of them downloaded); ignored for any other segment.
 
     Raises:
         ArchiveKeyError: a part it needs is sealed under a key the archive store was not given
@@ -503,8 +509,19 @@ def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
         _fill_gaps(plan, pool, tail)
         pieces = _pieces(plan)
         taken: list[tuple[int, tuple[SegmentManifest, bytes, int]]] = []
-        while seq in pieces:
-            got = _take(plan, seq, pool, tail)
+        mine = (held or {}).get(seq)
+        if mine is not None and not _unsealed(plan, seq):
+            mine = None
+        while seq in pieces or mine is not None:
+            if mine is not None:
+                got: tuple[SegmentManifest, bytes, int] | None = (
+                    describe_segment(segment_name(seq), mine),
+                    mine,
+                    0,
+                )
+                mine = None
+            else:
+                got = _take(plan, seq, pool, tail)
             if got is None:
                 break
             m = got[0]
@@ -517,7 +534,8 @@ def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
             taken.append((seq, got))
             prev_hash = m.blake3
             seq += 1
-        if taken and taken[-1][1][2] == 0:
+        held_seq = sealed + 1 if held and sealed + 1 in held else None
+        if taken and taken[-1][1][2] == 0 and taken[-1][0] != held_seq:
             # an object without its manifest is proven whole only by the segment after it
             # (its prev hash); the last one is not: its parts stand in, or it stays missing
             last, _whole = taken.pop()
@@ -525,7 +543,7 @@ def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
                 taken.append((last, got))
         for s, got in taken:
             _offer(plan, tail, *got)
-            if got[2] == 0:
+            if got[2] == 0 and s != held_seq:
                 tail.unmanifested.append(s)
     for later in sorted(s for s in listing.part_manifests if s > seq):
         why = f"segment {segment_name(later)} is not reached by the parts before it"

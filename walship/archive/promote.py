@@ -17,7 +17,9 @@ first: it holds that lock), before the log's recovery:
 3. **Settle**: rounds again until the archive shows no missing piece any more (an upload of the
    old writer under way), at most :data:`SETTLE_SECONDS`; the last round also takes the
    live-shipped parts after the last sealed segment (:func:`~walship.archive.parts.
-   attach_tail`, as a restore does), so that DIR ends with the last frame the archive proves.
+   attach_tail`, as a restore does), so that DIR ends with the last frame the archive proves;
+   a follower's copy of the segment after the last sealed one is reused, only the parts past
+   it downloaded (each verified) and appended to it (:func:`_extend_copy`).
 4. **Hand over**: the segments taken are written into DIR whole, the sealed ones recorded as
    archived; the segment where the new writer's own objects start is archived sealed as the
    new epoch's (:func:`_seal_start`: the one assembled from parts, exactly the bytes they
@@ -54,8 +56,14 @@ from walship.archive.follow import ArchiveWatch, next_run
 from walship.archive.follower_status import FOLLOWER_STATUS
 from walship.archive.objects import ArchiveStore
 from walship.archive.parts import attach_tail
-from walship.archive.plan import ArchiveProblem
-from walship.archive.replica import ChainEnd, PartialCopy, check_continues, replica_state
+from walship.archive.plan import ArchivePlan, ArchiveProblem
+from walship.archive.replica import (
+    ChainEnd,
+    PartialCopy,
+    check_continues,
+    replica_state,
+    take_parts,
+)
 from walship.archive.settings import ArchiveSettings
 from walship.core.header import SegmentHeader, create_segment, segment_name, segment_seqs
 from walship.core.record import ArchivedSegment, ArchiveRecord
@@ -121,7 +129,9 @@ def _round(
     piece the run stopped at."""
     archive.overlay.clear()  # a segment assembled last round may be sealed by now
     plan = watch.refresh()
-    live = set(attach_tail(plan).segments) if with_parts else set()
+    live: set[int] = set()
+    if with_parts:  # (a follower's copy: only the parts past it are downloaded)
+        live = set(attach_tail(plan, held=_extend_copy(archive, plan, store, here)).segments)
     run, waiting = next_run(plan, here.end)
     tail = None
     sealed: list[ArchivedSegment] = []
@@ -144,6 +154,22 @@ def _round(
     if sealed:
         record.mark_many(sealed)
     return len(run), tail, waiting
+
+
+def _extend_copy(
+    archive: ArchiveStore, plan: ArchivePlan, store: SegmentStore, here: _Replica
+) -> dict[int, bytes]:
+    """The follower's copy, when its segment is not sealed in the archive, extended with the
+    parts that continue it (only those are downloaded, each verified:
+    :func:`~walship.archive.replica.take_parts`): its bytes by segment, for
+    :func:`~walship.archive.parts.attach_tail` (empty: no copy to reuse)."""
+    copy = here.copy
+    if copy is None or copy.segment_seq in plan.manifests or copy.segment_seq in plan.invalid:
+        return {}
+    copy, _parts = take_parts(archive, plan.listing, store, here.end, copy, plan.epoch_starts)
+    here.copy = copy
+    assert copy is not None  # (it had frames: it stays a copy)
+    return {copy.segment_seq: store.read(copy.name, 0, copy.size)}
 
 
 def take_over(
