@@ -233,9 +233,9 @@ def test_a_fenced_writer_s_late_uploads_are_ignored_until_replaced(
     s3_target: S3Bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The old writer's uploads that land after the takeover finished (its segment 3, sealed
-    on its own chain, and a part of its segment 4): every reader ignores them, with one
-    warning naming them (verify: a note, no problem), and restores the new writer's chain;
-    the new writer's own segment 3 then replaces the sealed one."""
+    on its own chain and as a part, and a part of its segment 4): every reader ignores them,
+    with one warning naming them (verify: a note, no problem), and restores the new writer's
+    chain; the new writer's own segment 3 then replaces the sealed one."""
     archive = _archive(s3_target)
     _writer_with_history(tmp_path, archive).close()
     _replicate(s3_target, tmp_path / "new")
@@ -252,7 +252,9 @@ def test_a_fenced_writer_s_late_uploads_are_ignored_until_replaced(
     with contextlib.suppress(ArchiveConflictError):  # refused: the takeover sealed it
         store.put(segment_name(2), (tmp_path / "old" / segment_name(2)).read_bytes())
     # its uploads checked before the claim, landing only now
-    store.put(segment_name(3), (tmp_path / "old" / segment_name(3)).read_bytes())
+    seg3 = (tmp_path / "old" / segment_name(3)).read_bytes()
+    store.put(segment_name(3), seg3)
+    part3 = _late_part(store, tmp_path / "old", 3, len(seg3))  # (what a follower takes next)
     part = _late_part(store, tmp_path / "old", 4, position[1])
 
     caplog.set_level(logging.WARNING, "walship.archive")
@@ -270,18 +272,20 @@ def test_a_fenced_writer_s_late_uploads_are_ignored_until_replaced(
     assert set(scan.fenced) == {
         segment_name(3),
         segment_name(3) + ".manifest.json",
+        part3,
+        part3 + ".manifest.json",
         part,
         part + ".manifest.json",
     }
     assert all("fenced writer (epoch 0)" in why for why in scan.fenced.values())
     warned = [r.getMessage() for r in caplog.records if "of a fenced writer" in r.getMessage()]
-    assert len(warned) == 2, warned  # the sealed segment's, then the part's: one line each
+    assert len(warned) == 2, warned  # the sealed segment's, then the parts': one line each
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"store": {"path": str(tmp_path / "x")}, "archive": archive}))
     shown = CliRunner().invoke(build_cli(), ["verify", s3_target.url, "-c", str(config)])
     assert shown.exit_code == 0, shown.output
     assert "ok: 2 segments" in shown.output
-    assert shown.output.count("note: ") == 2 and "uploaded by a fenced writer" in shown.output
+    assert shown.output.count("note: ") == 3 and "uploaded by a fenced writer" in shown.output
 
     with _open(tmp_path / "new", archive) as new:  # its own segment 3 replaces the old one
         assert new.append(b"new 16") == 16

@@ -323,6 +323,11 @@ def fetch_part(
     return data
 
 
+def is_fenced(got: bytes | ArchiveProblem) -> bool:
+    """Whether :func:`fetch_part` found a fenced writer's leftover."""
+    return isinstance(got, ArchiveProblem) and got.kind == FENCED_PART
+
+
 def set_aside(plan: ArchivePlan, seq: int, r: tuple[int, int], why: str) -> None:
     """Part ``r`` of segment ``seq`` is a fenced writer's leftover: into ``plan.fenced``, out
     of its listing (so that nothing plans on it)."""
@@ -371,11 +376,11 @@ def _fetch_unfenced(
         chain, rest = part_chain(listed_parts(plan.listing, seq))
         fetch = functools.partial(fetch_part, plan.archive, seq, starts=plan.epoch_starts)
         got = list(pool.map(fetch, chain))
-        fenced = [(r, g) for r, g in zip(chain, got, strict=True) if isinstance(g, ArchiveProblem)]
-        fenced = [(r, g) for r, g in fenced if g.kind == FENCED_PART]
+        fenced = [(r, g) for r, g in zip(chain, got, strict=True) if is_fenced(g)]
         if not fenced:
             return chain, rest, got
         for r, g in fenced:
+            assert isinstance(g, ArchiveProblem)
             set_aside(plan, seq, r, g.detail)
 
 

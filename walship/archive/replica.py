@@ -31,7 +31,7 @@ from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest
 from walship.archive.names import part_name
 from walship.archive.objects import ArchiveStore
-from walship.archive.parts import FENCED_PART, MISSING_PART, fetch_part, listed_parts, part_chain
+from walship.archive.parts import MISSING_PART, fetch_part, is_fenced, listed_parts, part_chain
 from walship.archive.plan import LOG_FIRST_SEGMENT, ArchiveProblem
 from walship.core.frame import FrameScan
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name, segment_seqs
@@ -258,11 +258,7 @@ def _fetch_chain(
         holding = [r for r in ranges if r[0] < offset < r[1]]
         chain, _rest = part_chain(ranges, holding[0][0] if holding else offset)
         got = [fetch_part(archive, seq, r, starts) for r in chain]
-        fenced = {
-            r
-            for r, g in zip(chain, got, strict=True)
-            if isinstance(g, ArchiveProblem) and g.kind == FENCED_PART
-        }
+        fenced = {r for r, g in zip(chain, got, strict=True) if is_fenced(g)}
         if not fenced:
             break
         ranges -= fenced  # a fenced writer's: the chain is made again without it
