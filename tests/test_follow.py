@@ -137,7 +137,7 @@ def test_walship_follow_command(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
     assert first.startswith("+") and "replica at commit_seq 200; lag 0 frame(s)" in first
-    assert second.startswith("+0 segment(s), +0 frame(s)")
+    assert second.startswith("+0 segment(s), +0 part(s), +0 frame(s) (0 from live parts)")
     check(list(walship.open_read_only(tmp_path / "replica").read()))
     bad = subprocess.run(
         [WALSHIP, "follow", url, str(tmp_path / "r2"), "--interval", "soon"],

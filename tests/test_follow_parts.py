@@ -330,3 +330,41 @@ def test_a_copy_torn_by_a_crash_mid_append_is_cut_back_and_goes_on(
         whole = b"".join(s3_target.get(p) for p in (first, second))
         assert (replica / SEG1).read_bytes() == whole
         check(list(walship.open_read_only(replica).read()), 10)
+
+
+def test_the_follow_summary_counts_the_parts_and_their_frames(tmp_path: Path) -> None:
+    """``walship follow``'s line per round names the parts taken and counts their frames
+    (those a sealed segment put over the copy brings again are not counted twice)."""
+    url = (tmp_path / "archive").as_uri()
+    archive = {"url": url, "ship_interval": 3600, "upload_process": False}
+
+    def follow_once() -> str:
+        command = ["follow", url, str(tmp_path / "replica"), "--interval", "10ms", "--rounds", "1"]
+        out = subprocess.run(
+            [sys.executable, "-m", "walship", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    with walship.open(tmp_path / "wal", archive=archive, entry_point_plugins=False) as log:
+        archiver: Any = log.archiver
+        log.append_batch([b"sealed"] * 5)
+        log.rotate()
+        assert archiver.flush(30)
+        log.append_batch([b"shipped"] * 7)
+        archiver.shipper.ship_now()
+        assert follow_once().startswith(
+            "+1 segment(s), +1 part(s), +12 frame(s) (7 from live parts); replica at commit_seq 12;"
+        )
+        log.append_batch([b"more"] * 3)
+        archiver.shipper.ship_now()
+        assert follow_once().startswith("+0 segment(s), +1 part(s), +3 frame(s) (3 from live")
+        log.append(b"last")
+        log.rotate()  # segment 2 sealed: 11 frames, 10 of them in the replica's copy already
+        assert archiver.flush(30)
+        assert follow_once().startswith("+1 segment(s), +0 part(s), +1 frame(s) (0 from live")
+    frames = list(walship.open_read_only(tmp_path / "replica").read())
+    assert [f.commit_seq for f in frames] == list(range(1, 17))

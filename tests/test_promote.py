@@ -7,7 +7,10 @@ new writer's chain across the hand-over."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +20,19 @@ from s3server import S3Bucket
 
 import walship
 import walship.archive.epoch as epoch_module
+import walship.archive.promote as promote_module
 from walship.archive import ArchiveStore
 from walship.archive.check import verify_archive
 from walship.archive.epoch import LOCAL_EPOCH_FILE, EpochObject, claim_epoch, read_epoch
 from walship.archive.follow import Follower
 from walship.archive.names import epoch_name
+from walship.archive.parts import describe_part
 from walship.archive.promote import take_over
 from walship.archive.settings import ArchiveSettings
 from walship.backends.posix import PosixStore
 from walship.cli import build_cli
-from walship.errors import ArchiveFencedError, ConfigError
+from walship.core.header import segment_name
+from walship.errors import ArchiveConflictError, ArchiveFencedError, ConfigError
 from walship.restore import restore
 
 
@@ -156,37 +162,142 @@ def test_a_reopened_old_writer_is_fenced_at_once(s3_target: S3Bucket, tmp_path: 
         assert new.append(b"new 17") == 17
 
 
-@pytest.mark.parametrize("upload_process", [False, True])
-def test_an_old_writer_upload_that_raced_the_takeover_is_replaced(
-    s3_target: S3Bucket, tmp_path: Path, upload_process: bool
-) -> None:
-    """An upload the old writer checked before the claim lands after it: past the takeover,
-    the new writer's own segment wins (the old one is removed, never the new one), also when
-    its uploads run in the upload process (the conflict crosses the process boundary)."""
-    archive = _archive(s3_target)
-    old = _writer_with_history(tmp_path, archive)
-    _replicate(s3_target, tmp_path / "new")
-    replica = PosixStore(tmp_path / "new")
+def _take_over(directory: Path, archive: dict[str, Any]) -> None:
+    replica = PosixStore(directory)
     replica.lock()
     try:
         take_over(replica, ArchiveSettings.from_mapping(archive))  # what takeover=True does
     finally:
         replica.close()
-    old.rotate()  # its segment 2 (frames 11-18) lands as if checked before the claim
-    store = ArchiveStore(s3_target.url, s3_target.storage_options)
+
+
+def _manifest(target: S3Bucket, name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(target.get(name + ".manifest.json"))
+    return doc
+
+
+@pytest.mark.parametrize("upload_process", [False, True])
+def test_an_old_writer_upload_that_raced_the_takeover_is_replaced(
+    s3_target: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upload_process: bool
+) -> None:
+    """An upload the old writer checked before the claim lands after the takeover's last
+    round: the takeover, archiving the segment it took from the parts as the new epoch's,
+    removes it and archives its own (never the reverse); the new writer's later segments
+    carry its epoch too, also when its uploads run in the upload process."""
+    archive = _archive(s3_target)
+    old = _writer_with_history(tmp_path, archive)
+    _replicate(s3_target, tmp_path / "new")
     name = "segment_0000000000000002.aedbwal"
-    store.put(name, (tmp_path / "old" / name).read_bytes())
+    position = old.durable_position()  # its segment 2 as it will seal it: 11-18
+    assert position is not None and position[0] == 2
+    theirs = (tmp_path / "old" / name).read_bytes()[: position[1]]
+    store = ArchiveStore(s3_target.url, s3_target.storage_options)
+    real = promote_module._seal_start
+
+    def late(*args: Any) -> Any:
+        store.put(name, theirs)  # lands just now
+        assert _manifest(s3_target, name).get("epoch") is None  # (an epoch 0 writer's)
+        return real(*args)
+
+    monkeypatch.setattr(promote_module, "_seal_start", late)
+    _take_over(tmp_path / "new", archive)
     old.close()
+    ours = (tmp_path / "new" / name).read_bytes()
+    assert s3_target.get(name) == ours and _manifest(s3_target, name)["epoch"] == 1
+    with pytest.raises(ArchiveConflictError):  # from now on the name is taken
+        store.put(name, theirs)
     with _open(tmp_path / "new", {**archive, "upload_process": upload_process}) as new:
         new.append(b"new 16")
         new.rotate()
         assert new.archiver is not None and new.archiver.flush(30)
         assert new.archiver.stats()["stalled_now"] == 0
-    assert s3_target.get(name) == (tmp_path / "new" / name).read_bytes()
-    assert verify_archive(ArchiveStore(s3_target.url, s3_target.storage_options)).problems == []
+    assert _manifest(s3_target, "segment_0000000000000003.aedbwal")["epoch"] == 1
+    scan = verify_archive(ArchiveStore(s3_target.url, s3_target.storage_options))
+    assert scan.problems == [] and scan.fenced == {}
     restore(s3_target.url, tmp_path / "r", storage_options=s3_target.storage_options)
     assert [s for s, _ in _frames(tmp_path / "r")] == list(range(1, 17))
     assert _frames(tmp_path / "r")[-1] == (16, b"new 16")
+
+
+def _late_part(store: ArchiveStore, directory: Path, seq: int, end: int) -> str:
+    """Ship bytes ``0..end`` of ``directory``'s segment ``seq`` as one part (epoch 0), by
+    hand."""
+    data = (directory / segment_name(seq)).read_bytes()[:end]
+    m = describe_part(seq, 0, data)
+    m = replace(m, seal=store.create_sealed_part(m.object, data))
+    store.create_part_object(m.manifest_object, m.to_json())
+    return m.object
+
+
+def test_a_fenced_writer_s_late_uploads_are_ignored_until_replaced(
+    s3_target: S3Bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The old writer's uploads that land after the takeover finished (its segment 3, sealed
+    on its own chain and as a part, and a part of its segment 4): every reader ignores them,
+    with one warning naming them (verify: a note, no problem), and restores the new writer's
+    chain; the new writer's own segment 3 then replaces the sealed one."""
+    archive = _archive(s3_target)
+    _writer_with_history(tmp_path, archive).close()
+    _replicate(s3_target, tmp_path / "new")
+    _take_over(tmp_path / "new", archive)
+    # the old writer goes on (as if it had not seen the claim yet: no archive here)
+    with walship.open(tmp_path / "old", entry_point_plugins=False) as old:
+        old.rotate()  # segment 2 (frames 11-18)
+        old.append_batch([b"old %d" % i for i in range(19, 21)])
+        old.rotate()  # segment 3 (19-20)
+        old.append(b"old 21")
+        position = old.durable_position()
+    assert position is not None and position[0] == 4
+    store = ArchiveStore(s3_target.url, s3_target.storage_options)
+    with contextlib.suppress(ArchiveConflictError):  # refused: the takeover sealed it
+        store.put(segment_name(2), (tmp_path / "old" / segment_name(2)).read_bytes())
+    # its uploads checked before the claim, landing only now
+    seg3 = (tmp_path / "old" / segment_name(3)).read_bytes()
+    store.put(segment_name(3), seg3)
+    part3 = _late_part(store, tmp_path / "old", 3, len(seg3))  # (what a follower takes next)
+    part = _late_part(store, tmp_path / "old", 4, position[1])
+
+    caplog.set_level(logging.WARNING, "walship.archive")
+    expected = [(i, b"old %d" % i) for i in range(1, 16)]  # the new writer's chain
+    restore(s3_target.url, tmp_path / "r", storage_options=s3_target.storage_options)
+    assert _frames(tmp_path / "r") == expected
+    with walship.open_archive(s3_target.url, storage_options=s3_target.storage_options) as a:
+        assert [(f.commit_seq, bytes(f.payload)) for f in a.read()] == expected
+    with Follower(s3_target.url, tmp_path / "f", s3_target.storage_options) as follower:
+        follower.poll()
+    assert _frames(tmp_path / "f") == expected
+
+    scan = verify_archive(store)
+    assert scan.problems == []
+    assert set(scan.fenced) == {
+        segment_name(3),
+        segment_name(3) + ".manifest.json",
+        part3,
+        part3 + ".manifest.json",
+        part,
+        part + ".manifest.json",
+    }
+    assert all("fenced writer (epoch 0)" in why for why in scan.fenced.values())
+    warned = [r.getMessage() for r in caplog.records if "of a fenced writer" in r.getMessage()]
+    assert len(warned) == 2, warned  # the sealed segment's, then the parts': one line each
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"store": {"path": str(tmp_path / "x")}, "archive": archive}))
+    shown = CliRunner().invoke(build_cli(), ["verify", s3_target.url, "-c", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert "ok: 2 segments" in shown.output
+    assert shown.output.count("note: ") == 3 and "uploaded by a fenced writer" in shown.output
+
+    with _open(tmp_path / "new", archive) as new:  # its own segment 3 replaces the old one
+        assert new.append(b"new 16") == 16
+        new.rotate()
+        assert new.archiver is not None and new.archiver.flush(30)
+        counters: Any = new.archiver
+        assert counters.counters["fenced_removed"] == 1
+    assert s3_target.get(segment_name(3)) == (tmp_path / "new" / segment_name(3)).read_bytes()
+    scan = verify_archive(ArchiveStore(s3_target.url, s3_target.storage_options))
+    assert scan.problems == [] and set(scan.fenced) == {part, part + ".manifest.json"}
+    restore(s3_target.url, tmp_path / "r2", storage_options=s3_target.storage_options)
+    assert _frames(tmp_path / "r2") == [*expected, (16, b"new 16")]
 
 
 def test_one_epoch_one_winner(s3_target: S3Bucket, tmp_path: Path) -> None:
@@ -313,3 +424,40 @@ def test_a_writer_with_several_destinations_is_fenced_by_a_takeover_of_one(
     with again, pytest.raises(ArchiveFencedError):
         again.append(b"after the takeover")
     assert [s for s, _ in _frames(tmp_path / "w")] == [1]
+
+
+def test_a_takeover_reuses_the_follower_s_copy_of_the_parts(
+    s3_target: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follower's copy of segment 2 holds the first part (frames 11-15); the old writer
+    ships 16-18 as a second part and stops. The takeover downloads only the second part's
+    object (verified, appended to the copy), never the first again."""
+    archive = _archive(s3_target)
+    old = _writer_with_history(tmp_path, archive)
+    _replicate(s3_target, tmp_path / "new")
+    held = (tmp_path / "new" / segment_name(2)).stat().st_size
+    archiver: Any = old.archiver
+    archiver.shipper.ship_now()
+    assert archiver.shipper.shipped_seq == 18
+    old.close()
+    fetched: list[str] = []
+    real = ArchiveStore.read_object
+
+    def counting(self: ArchiveStore, name: str, limit: int) -> bytes | None:
+        if ".part-" in name and not name.endswith(".manifest.json"):
+            fetched.append(name)
+        return real(self, name, limit)
+
+    monkeypatch.setattr(ArchiveStore, "read_object", counting)
+    _take_over(tmp_path / "new", archive)
+    monkeypatch.undo()
+    parts = sorted(n for n in s3_target.names() if ".part-" in n and "manifest" not in n)
+    assert len(parts) == 2 and parts[1].startswith(f"{segment_name(2)}.part-{held:016d}-")
+    assert fetched == [parts[1]]  # the old code: both
+    expected = [(i, b"old %d" % i) for i in range(1, 19)]
+    assert _frames(tmp_path / "new") == expected
+    assert verify_archive(ArchiveStore(s3_target.url, s3_target.storage_options)).problems == []
+    restore(s3_target.url, tmp_path / "r", storage_options=s3_target.storage_options)
+    assert _frames(tmp_path / "r") == expected
+    with _open(tmp_path / "new", archive) as new:
+        assert new.append(b"new 19") == 19

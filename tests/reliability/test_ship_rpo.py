@@ -52,47 +52,77 @@ class Kill:
     slowest_round: float = 0.0
 
 
-def run_writer(path: Path, target: S3Bucket, url: str, interval: float, run_for: float) -> Kill:
-    """Start a shipping writer, kill it (SIGKILL) ``run_for`` seconds after it is ready."""
-    r, w = os.pipe()
-    env = dict(os.environ, PYTHONPATH=str(WRITER.parent))
-    options = json.dumps(target.storage_options)
-    proc = subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), str(w), url, options, str(interval), "2"],
-        pass_fds=(w,),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    os.close(w)
-    chunks: list[bytes] = []
-    ready = threading.Event()
+class WriterProcess:
+    """A shipping writer (``ship_writer.py``) in its own process, its reports parsed as they
+    come (on a reader thread): every acknowledged frame and the shipper's progress."""
 
-    def drain() -> None:
-        while data := os.read(r, 65536):
-            chunks.append(data)
-            if not ready.is_set() and b"ready" in b"".join(chunks[:3]):
-                ready.set()
-        ready.set()
+    def __init__(self, path: Path, target: S3Bucket, url: str, interval: float) -> None:
+        r, w = os.pipe()
+        env = dict(os.environ, PYTHONPATH=str(WRITER.parent))
+        options = json.dumps(target.storage_options)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WRITER), str(path), str(w), url, options, str(interval), "2"],
+            pass_fds=(w,),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        os.close(w)
+        self._r = r
+        self._lock = threading.Lock()
+        self.report = Kill()
+        """What it reported so far (``killed_at`` set by :meth:`kill`)."""
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._drain)
+        self._reader.start()
+        assert self._ready.wait(60), "the writer never got ready"
 
-    reader = threading.Thread(target=drain)
-    reader.start()
-    assert ready.wait(60), "the writer never got ready"
-    time.sleep(run_for)
-    out = Kill(killed_at=time.monotonic())
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    reader.join()
-    os.close(r)
-    assert proc.returncode == -signal.SIGKILL, f"the writer died on its own: {err.decode()}"
-    for line in b"".join(chunks).decode().splitlines():
+    def _drain(self) -> None:
+        rest = b""
+        while data := os.read(self._r, 65536):
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            with self._lock:
+                for line in lines:
+                    self._parse(line.decode())
+        self._ready.set()
+
+    def _parse(self, line: str) -> None:
         kind, *rest = line.split()
-        if kind == "A":
+        out = self.report
+        if kind == "ready":
+            self._ready.set()
+        elif kind == "A":
             out.acks[int(rest[0])] = (rest[1], float(rest[2]))
         elif kind == "S":
             out.shipped = max(out.shipped, int(rest[0]))
             out.slowest_round = max(out.slowest_round, float(rest[2]))
-    return out
+
+    def acked_after(self, seq: int) -> tuple[int, float | None]:
+        """The last commit_seq acknowledged so far, and when ``seq + 1`` was acknowledged
+        (``None``: not yet)."""
+        with self._lock:
+            acks = self.report.acks
+            last = max(acks, default=0)
+            nxt = acks.get(seq + 1)
+        return last, nxt[1] if nxt is not None else None
+
+    def kill(self) -> Kill:
+        """SIGKILL it; everything it reported."""
+        self.report.killed_at = time.monotonic()
+        self.proc.send_signal(signal.SIGKILL)
+        _, err = self.proc.communicate()
+        self._reader.join()
+        os.close(self._r)
+        assert self.proc.returncode == -signal.SIGKILL, f"the writer died: {err.decode()}"
+        return self.report
+
+
+def run_writer(path: Path, target: S3Bucket, url: str, interval: float, run_for: float) -> Kill:
+    """Start a shipping writer, kill it (SIGKILL) ``run_for`` seconds after it is ready."""
+    writer = WriterProcess(path, target, url, interval)
+    time.sleep(run_for)
+    return writer.kill()
 
 
 def kill_and_restore(

@@ -197,6 +197,9 @@ class ArchiveScan(ScanResult[ArchiveProblem]):
     """The commit_seq of every checkpoint the archive holds (each one checked)."""
     pruned_to: int | None = None
     """The segment a prune marker says the archive starts at (``None``: never pruned)."""
+    fenced: dict[str, str] = field(default_factory=dict)
+    """A fenced writer's leftovers (:mod:`walship.archive.epoch`), name -> why: ignored, a
+    note of the report, never a problem (the new writer replaces them)."""
 
 
 def verify_archive(
@@ -209,7 +212,8 @@ def verify_archive(
     :func:`walship.archive.checkpoint_check.check_checkpoints`). A pruned archive is checked
     from where its prune marker says it starts.
     fail, and parts that prove nothing (``missing_part``, :mod:`walship.archive.parts`): the
-    live-shipped parts after the last sealed segment are checked as a restore uses them.
+    live-shipped parts after the last sealed segment are checked as a restore uses them. A
+    fenced writer's leftovers are not problems: they are named in ``fenced``.
 
     Raises:
         ArchiveNameError: an object named like walship's that is not a segment or manifest,
@@ -226,6 +230,7 @@ def verify_archive(
     )
     scan.checkpoints = sorted(plan.checkpoints)
     scan.pruned_to = plan.marker.first_segment if plan.marker is not None else None
+    scan.fenced = dict(sorted(plan.fenced.items()))
     checkpoint_problems = check_checkpoints(plan)
     if plan.first_seq is None or plan.last_seq is None:
         scan.problems = checkpoint_problems + tail.problems + tail.unproven

@@ -13,6 +13,14 @@ of that exact name (never a LIST, never a stale listing), made when the archiver
 before every sealed upload, before every live-shipped part, and whenever a conditional create
 of a segment conflicts. A fenced writer fails closed: it uploads nothing more, its appends are
 refused (:class:`FenceGate`), and its local segments stay where they are.
+
+Every segment and part manifest a writer uploads carries its epoch (``epoch``; absent: 0). A
+takeover of epoch N ends by archiving a segment of epoch N sealed (the one it took from the
+live-shipped parts, or an empty one), so the archive itself says where epoch N's own objects
+start (:class:`EpochStarts`). An upload of an older writer that lands after that, at or past
+that segment (it checked the fence just before the claim), is a **fenced writer's leftover**:
+restore, read, verify and followers ignore it with one warning (verify lists it, as a note),
+and the new writer replaces it when its own create conflicts with it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -241,7 +249,8 @@ class LocalEpoch:
 
 class Fence:
     """Whether this writer (of epoch ``local.epoch``) still writes the archive (module
-    docstring). Thread-safe; once fenced, fenced for good.
+    docstring). Thread-safe; once fenced, fenced for good. It sets ``archive.writer_epoch``
+    to the writer's epoch (the segment manifests it puts carry it).
 
     Args:
         note: what the log keeps locally that this writer did not archive (one phrase, added
@@ -262,6 +271,7 @@ class Fence:
         self._note = note
         self._store = store
         self._lock = threading.Lock()
+        archive.writer_epoch = local.epoch  # what its puts write into segment manifests
         self.newer: EpochObject | None = None
         self.message: str | None = None
         """The fencing error's message once fenced (``None``: not fenced)."""
@@ -346,10 +356,50 @@ class FenceGate:
             self.backpressure.wait()
 
 
+@dataclass(frozen=True)
+class EpochStarts:
+    """Where each epoch's own objects start in an archive (module docstring): epoch -> the
+    lowest segment_seq of a segment manifest of that epoch. Epoch 0 (before any takeover, and
+    every manifest without the field) starts nowhere: nothing is ever fenced by it."""
+
+    lowest: dict[int, int]
+
+    @classmethod
+    def of(cls, stamps: Iterable[tuple[int, int]]) -> EpochStarts:
+        """From ``(segment_seq, epoch)`` of every valid segment manifest."""
+        lowest: dict[int, int] = {}
+        for seq, epoch in stamps:
+            if epoch > 0:
+                lowest[epoch] = min(lowest.get(epoch, seq), seq)
+        return cls(lowest)
+
+    def fencing(self, segment_seq: int, epoch: int) -> tuple[int, int] | None:
+        """The newer epoch whose own objects start at or before ``segment_seq``, and where
+        (an object of ``epoch`` there is a fenced writer's leftover), or ``None``."""
+        newer = [(start, e) for e, start in self.lowest.items() if e > epoch]
+        if not newer:
+            return None
+        start, e = min(newer)
+        return (e, start) if start <= segment_seq else None
+
+    def leftover(self, name: str, segment_seq: int, epoch: int) -> str | None:
+        """Why object ``name`` (of segment ``segment_seq``, uploaded by a writer of
+        ``epoch``) is a fenced writer's leftover, or ``None`` when it is not one."""
+        found = self.fencing(segment_seq, epoch)
+        if found is None:
+            return None
+        newer, start = found
+        return (
+            f"{name}: uploaded by a fenced writer (epoch {epoch}) after epoch {newer} took the "
+            f"archive over at segment {start}; ignored (the new writer replaces it)"
+        )
+
+
 __all__ = [
     "EPOCH_FORMAT",
     "LOCAL_EPOCH_FILE",
     "EpochObject",
+    "EpochStarts",
     "Fence",
     "FenceGate",
     "LocalEpoch",

@@ -142,6 +142,13 @@ class FencedPut:
 
         s = self.settings
         keys = s.encryption.as_mapping() if s.encryption is not None else None
-        key = (s.url, s.storage_options, s.compression, s.conditional_create, keys)
+        key = (
+            s.url,
+            s.storage_options,
+            s.compression,
+            s.conditional_create,
+            keys,
+            self.fence.local.epoch,
+        )
         raw = self.store.local_path(name) or self.store.read(name)
         return UploadProcess.shared().put(key, name, raw, blake3)

@@ -95,12 +95,13 @@ DEFAULT_INTERVAL = 1.0
 
 class ArchiveWatch:
     """The plan of an archive, refreshed round after round: one LIST each time, and a GET only
-    for the manifests not seen before (a manifest is created once and never replaced, so one
-    read is enough). Used by one thread."""
+    for the manifests not seen before, or listed at another size since (a manifest is created
+    once and only a fenced writer's leftover is ever replaced, by the new writer's, which
+    carries its epoch: :mod:`walship.archive.epoch`). Used by one thread."""
 
     def __init__(self, archive: ArchiveStore) -> None:
         self.archive = archive
-        self._manifests: dict[int, SegmentManifest] = {}
+        self._manifests: dict[int, tuple[int, SegmentManifest]] = {}
         self._warned_foreign = False
 
     def refresh(self) -> ArchivePlan:
@@ -117,8 +118,9 @@ class ArchiveWatch:
             self._warned_foreign = True
         manifests: dict[int, SegmentManifest] = {}
         invalid: dict[int, str] = {}
-        for seq in sorted(listing.manifests):
-            m = self._manifests.get(seq)
+        for seq, size in sorted(listing.manifests.items()):
+            seen = self._manifests.get(seq)
+            m = seen[1] if seen is not None and seen[0] == size else None
             if m is None:
                 try:
                     m = self.archive.stat(segment_name(seq))
@@ -128,9 +130,13 @@ class ArchiveWatch:
                 if m is None:  # listed, then gone
                     del listing.manifests[seq]
                     continue
-                self._manifests[seq] = m
+                self._manifests[seq] = (size, m)
             manifests[seq] = m
-        return ArchivePlan(self.archive, listing, manifests, invalid)
+        plan = ArchivePlan(self.archive, listing, manifests, invalid)
+        plan.drop_fenced()
+        for seq in [s for s in self._manifests if s not in plan.manifests]:
+            del self._manifests[seq]  # (a leftover, replaced next: read again)
+        return plan
 
 
 def next_run(
@@ -235,18 +241,27 @@ class FollowStep:
 
     segments: int
     frames: int
+    """Frames added: of the sealed segments (less those the replica's copy held already) and
+    of the live-shipped parts."""
     lag: FollowLag
     waiting_for: str | None = None
     """The missing piece the round stopped at (an upload under way, or a gap), as one line."""
+    parts: int = 0
+    """Live-shipped parts taken."""
+    part_frames: int = 0
+    """Of :attr:`frames`, those taken from the parts."""
 
     def summary(self) -> str:
+        """One line: what the round added (segments, parts, frames, of which from parts) and
+        the lag."""
         lag = self.lag
         age = f", last frame {lag.age_seconds:.1f} s old" if lag.age_seconds is not None else ""
         waiting = f"; waiting for {self.waiting_for}" if self.waiting_for else ""
         return (
-            f"+{self.segments} segment(s), +{self.frames} frame(s); replica at commit_seq "
-            f"{lag.replica_seq}; lag {lag.frames} frame(s), {lag.seconds:.3f} s behind the "
-            f"archive's newest{age}{waiting}"
+            f"+{self.segments} segment(s), +{self.parts} part(s), +{self.frames} frame(s) "
+            f"({self.part_frames} from live parts); replica at commit_seq {lag.replica_seq}; "
+            f"lag {lag.frames} frame(s), {lag.seconds:.3f} s behind the archive's newest"
+            f"{age}{waiting}"
         )
 
 
@@ -338,7 +353,8 @@ class Follower:
         plan = self._watch.refresh()
         run, waiting = next_run(plan, self._end)
         segments, frames = self._sealed_step(run)
-        frames += self._parts_step(plan)
+        parts, part_frames = self._parts_step(plan)
+        frames += part_frames
         lag = measure_lag(plan, self.end, time.time_ns() // 1000)
         self.lag = lag
         self._stats["rounds"] += 1
@@ -347,7 +363,7 @@ class Follower:
         self._stats["waiting_for"] = None if waiting is None else str(waiting)
         self._notify(lag)
         self._save_status(lag)
-        return FollowStep(segments, frames, lag, self._stats["waiting_for"])
+        return FollowStep(segments, frames, lag, self._stats["waiting_for"], parts, part_frames)
 
     def _save_status(self, lag: FollowLag) -> None:
         """``walship.follower.json`` for ``walship status`` (:mod:`walship.archive.
@@ -403,19 +419,19 @@ class Follower:
         )
         return len(run), sum(w.frames for w in written) - had
 
-    def _parts_step(self, plan: ArchivePlan) -> int:
+    def _parts_step(self, plan: ArchivePlan) -> tuple[int, int]:
         """Take the parts that continue the copy of the segment after the last sealed one
         (none while that segment is sealed in the archive: the next run takes it); return
-        the frames added."""
+        the parts and frames added."""
         seq = self._end.segment_seq + 1
         if seq in plan.manifests or seq in plan.invalid:
-            return 0
+            return 0, 0
         before = self._partial.frames if self._partial is not None else 0
         self._partial, parts = take_parts(
-            self.archive, plan.listing, self.store, self._end, self._partial
+            self.archive, plan.listing, self.store, self._end, self._partial, plan.epoch_starts
         )
         self._stats["parts"] += parts
-        return (self._partial.frames if self._partial is not None else 0) - before
+        return parts, (self._partial.frames if self._partial is not None else 0) - before
 
     def _notify(self, lag: FollowLag) -> None:
         """Call every ``follower_lag`` implementation on this thread; one that raises is

@@ -5,6 +5,7 @@ segment's manifest is made."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ class SegmentManifest:
     stored_size: int = 0
     seal: Seal | None = None
     """How the object is encrypted (``None``: it is not); see :mod:`walship.archive.sealing`."""
+    epoch: int = 0
+    """The epoch of the writer that uploaded it (:mod:`walship.archive.epoch`; 0: before any
+    takeover, or a manifest without the field)."""
 
     @property
     def object(self) -> str:
@@ -94,6 +98,8 @@ class SegmentManifest:
         )
         if self.seal is not None:
             doc["encryption"] = self.seal.as_dict()
+        if self.epoch:  # (absent before the first takeover: the manifests of before, unchanged)
+            doc["epoch"] = self.epoch
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -156,7 +162,20 @@ class SegmentManifest:
                 seal = Seal.from_dict(doc["encryption"])
             except ValueError as e:
                 raise bad(str(e)) from None
+        values["epoch"] = manifest_epoch(doc, bad)
         return cls(name=name, compression=compression, stored_size=stored, seal=seal, **values)
+
+
+def manifest_epoch(doc: dict[str, Any], bad: Callable[[str], Exception]) -> int:
+    """The optional ``epoch`` of a segment or part manifest ``doc`` (absent: 0).
+
+    Raises:
+        what ``bad`` makes, when it is not a non-negative integer.
+    """
+    epoch = doc.get("epoch", 0)
+    if type(epoch) is not int or epoch < 0:
+        raise bad(f"epoch is {epoch!r}, expected a non-negative integer")
+    return epoch
 
 
 def describe_segment(name: str, raw: bytes) -> SegmentManifest:

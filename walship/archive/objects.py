@@ -119,6 +119,9 @@ class ArchiveStore:
         self._secrets = secret_values(url, storage_options or {})
         self.compression = compression
         self.keyring = keyring
+        self.writer_epoch = 0
+        """The epoch :meth:`put` writes into segment manifests (the writer's, set by its
+        :class:`~walship.archive.epoch.Fence`; 0: before any takeover)."""
         self.max_object_bytes = max_object_bytes
         self._source = (url, dict(storage_options or {}))
         fs, root = self._open_fs()

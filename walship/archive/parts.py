@@ -43,14 +43,16 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from blake3 import blake3 as Blake3
 
+from walship.archive.epoch import EpochStarts
 from walship.archive.listing import ArchiveListing
-from walship.archive.manifest import SegmentManifest, describe_segment
+from walship.archive.manifest import SegmentManifest, describe_segment, manifest_epoch
 from walship.archive.names import MAX_MANIFEST_BYTES, part_manifest_name, part_name
 from walship.archive.objects import ArchiveStore
 from walship.archive.plan import (
@@ -59,6 +61,7 @@ from walship.archive.plan import (
     CORRUPT_FRAME,
     ArchivePlan,
     ArchiveProblem,
+    warn_fenced,
 )
 from walship.archive.sealing import TAG_BYTES, Seal
 from walship.core import frame as framing
@@ -71,6 +74,9 @@ PART_FORMAT = "walship-part-manifest"
 PART_VERSION = 1
 MISSING_PART = "missing_part"
 """``walship verify``'s kind for parts that prove nothing (after a gap, or past the tail)."""
+FENCED_PART = "fenced_part"
+"""A fenced writer's leftover part (:mod:`walship.archive.epoch`): set aside in the plan's
+``fenced``, never a problem."""
 _FIELDS = ("segment_seq", "start", "end", "size", "frame_count")
 _OPT_FIELDS = (
     "first_commit_seq",
@@ -98,6 +104,9 @@ class PartManifest:
     last_timestamp_micros: int | None
     seal: Seal | None = None
     """How the part's object is sealed (``archive.encryption``), or ``None``: in the clear."""
+    epoch: int = 0
+    """The epoch of the writer that shipped it (:mod:`walship.archive.epoch`; 0: before any
+    takeover, or a manifest without the field)."""
 
     @property
     def object(self) -> str:
@@ -119,6 +128,8 @@ class PartManifest:
         doc["blake3"] = self.blake3.hex()
         if self.seal is not None:
             doc["encryption"] = self.seal.as_dict()
+        if self.epoch:
+            doc["epoch"] = self.epoch
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -166,7 +177,7 @@ class PartManifest:
                 seal = Seal.from_dict(doc["encryption"])
             except ValueError as e:
                 raise bad(str(e)) from None
-        return cls(blake3=raw, seal=seal, **values)
+        return cls(blake3=raw, seal=seal, epoch=manifest_epoch(doc, bad), **values)
 
 
 def describe_part(segment_seq: int, start: int, data: bytes) -> PartManifest:
@@ -254,10 +265,13 @@ def listed_parts(listing: ArchiveListing, seq: int) -> set[tuple[int, int]]:
     }
 
 
-def fetch_part(archive: ArchiveStore, seq: int, r: tuple[int, int]) -> bytes | ArchiveProblem:
+def fetch_part(
+    archive: ArchiveStore, seq: int, r: tuple[int, int], starts: EpochStarts | None = None
+) -> bytes | ArchiveProblem:
     """Part ``r`` of segment ``seq`` and its manifest, downloaded, opened (a sealed part:
     :meth:`~walship.archive.objects.ArchiveStore.open_bytes`) and checked: its bytes, or the
-    problem. Runs on a download thread.
+    problem; with ``starts``, a fenced writer's leftover (:mod:`walship.archive.epoch`) is
+    the problem :data:`FENCED_PART` (its object is not downloaded). Runs on a download thread.
 
     Raises:
         ArchiveKeyError: the part is sealed under a key the archive store was not given.
@@ -271,6 +285,9 @@ def fetch_part(archive: ArchiveStore, seq: int, r: tuple[int, int]) -> bytes | A
         m = PartManifest.from_json(raw, seq, start, end)
     except ArchiveIntegrityError as e:
         return ArchiveProblem(BAD_MANIFEST, pname, start, str(e), seq)
+    why = starts.leftover(pname, seq, m.epoch) if starts is not None else None
+    if why is not None:
+        return ArchiveProblem(FENCED_PART, pname, start, why, seq)
     stored = archive.read_object(pname, m.stored_size)
     if stored is None:
         return ArchiveProblem(MISSING_PART, pname, start, f"{pname} is gone", seq)
@@ -299,15 +316,72 @@ def fetch_part(archive: ArchiveStore, seq: int, r: tuple[int, int]) -> bytes | A
         found = describe_part(seq, start, data)
     except ArchiveIntegrityError as e:
         return ArchiveProblem(CORRUPT_FRAME, pname, start, str(e), seq)
-    if replace(found, seal=m.seal) != m:
+    if replace(found, seal=m.seal, epoch=m.epoch) != m:
         return ArchiveProblem(
             BAD_MANIFEST, pname, start, f"{mname} does not match the frames of its part", seq
         )
     return data
 
 
-def _unproven(seq: int, ranges: list[tuple[int, int]], why: str) -> list[ArchiveProblem]:
-    return [ArchiveProblem(MISSING_PART, part_name(seq, s, e), s, why, seq) for s, e in ranges]
+def is_fenced(got: bytes | ArchiveProblem) -> bool:
+    """Whether :func:`fetch_part` found a fenced writer's leftover."""
+    return isinstance(got, ArchiveProblem) and got.kind == FENCED_PART
+
+
+def set_aside(plan: ArchivePlan, seq: int, r: tuple[int, int], why: str) -> None:
+    """Part ``r`` of segment ``seq`` is a fenced writer's leftover: into ``plan.fenced``, out
+    of its listing (so that nothing plans on it)."""
+    plan.fenced[part_name(seq, *r)] = why
+    plan.fenced[part_manifest_name(seq, *r)] = why
+    for kind in (plan.listing.parts, plan.listing.part_manifests):
+        kind.get(seq, {}).pop(r, None)
+        if seq in kind and not kind[seq]:
+            del kind[seq]
+
+
+def _leftover(plan: ArchivePlan, seq: int, r: tuple[int, int]) -> str | None:
+    """Why part ``r`` of segment ``seq`` is a fenced writer's leftover (its manifest read,
+    only where a takeover's segments start at or before ``seq``), or ``None``."""
+    starts = plan.epoch_starts
+    if starts.fencing(seq, 0) is None:
+        return None
+    raw = plan.archive.read_object(part_manifest_name(seq, *r), MAX_MANIFEST_BYTES)
+    try:
+        m = PartManifest.from_json(raw, seq, *r) if raw is not None else None
+    except ArchiveIntegrityError:
+        return None
+    return starts.leftover(part_name(seq, *r), seq, m.epoch) if m is not None else None
+
+
+def _unproven(
+    plan: ArchivePlan, seq: int, ranges: list[tuple[int, int]], why: str
+) -> list[ArchiveProblem]:
+    """``missing_part`` for each of ``ranges``, but a fenced writer's leftover: set aside."""
+    out = []
+    for r in ranges:
+        fenced = _leftover(plan, seq, r)
+        if fenced is not None:
+            set_aside(plan, seq, r, fenced)
+        else:
+            out.append(ArchiveProblem(MISSING_PART, part_name(seq, *r), r[0], why, seq))
+    return out
+
+
+def _fetch_unfenced(
+    plan: ArchivePlan, seq: int, pool: ThreadPoolExecutor
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[bytes | ArchiveProblem]]:
+    """The chain of parts of segment ``seq`` (and the other parts), fetched: a fenced
+    writer's leftover in it is set aside, and the chain made again without it."""
+    while True:
+        chain, rest = part_chain(listed_parts(plan.listing, seq))
+        fetch = functools.partial(fetch_part, plan.archive, seq, starts=plan.epoch_starts)
+        got = list(pool.map(fetch, chain))
+        fenced = [(r, g) for r, g in zip(chain, got, strict=True) if is_fenced(g)]
+        if not fenced:
+            return chain, rest, got
+        for r, g in fenced:
+            assert isinstance(g, ArchiveProblem)
+            set_aside(plan, seq, r, g.detail)
 
 
 def _assemble(
@@ -316,19 +390,19 @@ def _assemble(
     """The prefix of segment ``seq`` its parts prove (manifest, bytes, parts used), or
     ``None`` (what is wrong goes into ``tail``)."""
     listing = plan.listing
+    chain, rest, got = _fetch_unfenced(plan, seq, pool)
     ranges = listed_parts(listing, seq)
-    chain, rest = part_chain(ranges)
     # a part the chain replaced (same start: a round retried after its manifest failed) or
     # overlaps is no gap; what starts at or after the chain's end is
     starts = {start for start, _end in chain}
     end = chain[-1][1] if chain else 0
-    lacking = sorted(r for r in set(listing.part_manifests[seq]) - ranges if r[0] not in starts)
-    tail.unproven += _unproven(seq, lacking, "its object is missing or of another size")
+    manifests = set(listing.part_manifests.get(seq, {}))
+    lacking = sorted(r for r in manifests - ranges if r[0] not in starts)
+    tail.unproven += _unproven(plan, seq, lacking, "its object is missing or of another size")
     after = [r for r in rest if r[0] >= end]
-    tail.unproven += _unproven(seq, after, "it does not follow the parts before it")
+    tail.unproven += _unproven(plan, seq, after, "it does not follow the parts before it")
     if not chain:
         return None
-    got = list(pool.map(functools.partial(fetch_part, plan.archive, seq), chain))
     bad = [g for g in got if isinstance(g, ArchiveProblem)]
     if bad:
         tail.problems += bad
@@ -413,12 +487,17 @@ def _fill_gaps(plan: ArchivePlan, pool: ThreadPoolExecutor, tail: LiveTail) -> N
             _offer(plan, tail, *got)
 
 
-def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
+def attach_tail(
+    plan: ArchivePlan, jobs: int = _JOBS, held: Mapping[int, bytes] | None = None
+) -> LiveTail:
     """Assemble the parts after ``plan``'s last sealed segment (module docstring) and offer the
     prefixes they prove to ``plan`` (its manifests and listing) and their bytes to its archive's
     ``overlay``; and a segment missing between sealed ones whose parts prove it whole (the next
     sealed segment chains to them). Downloads every part it uses; changes nothing in the
-    archive.
+    archive. ``held``: the prefix of the segment after the last sealed one that the caller
+    holds verified already (a replica's copy, extended with the parts that continue it:
+    :func:`walship.archive.replica.take_parts`), used as that segment's instead of its parts
+    (none of them downloaded); ignored for any other segment.
 
     Raises:
         ArchiveKeyError: a part it needs is sealed under a key the archive store was not given
@@ -435,20 +514,33 @@ def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
         _fill_gaps(plan, pool, tail)
         pieces = _pieces(plan)
         taken: list[tuple[int, tuple[SegmentManifest, bytes, int]]] = []
-        while seq in pieces:
-            got = _take(plan, seq, pool, tail)
+        mine = (held or {}).get(seq)
+        if mine is not None and not _unsealed(plan, seq):
+            mine = None
+        while seq in pieces or mine is not None:
+            if mine is not None:
+                got: tuple[SegmentManifest, bytes, int] | None = (
+                    describe_segment(segment_name(seq), mine),
+                    mine,
+                    0,
+                )
+                mine = None
+            else:
+                got = _take(plan, seq, pool, tail)
             if got is None:
                 break
             m = got[0]
             if seq > sealed + 1 and prev_hash is not None and m.prev_segment_hash != prev_hash:
                 # the segment before ends later than its parts: nothing after them is proven
                 why = f"the parts of {segment_name(seq - 1)} do not reach its end"
-                tail.unproven += _unproven(seq, sorted(listing.part_manifests.get(seq, {})), why)
+                ranges = sorted(listing.part_manifests.get(seq, {}))
+                tail.unproven += _unproven(plan, seq, ranges, why)
                 break
             taken.append((seq, got))
             prev_hash = m.blake3
             seq += 1
-        if taken and taken[-1][1][2] == 0:
+        held_seq = sealed + 1 if held and sealed + 1 in held else None
+        if taken and taken[-1][1][2] == 0 and taken[-1][0] != held_seq:
             # an object without its manifest is proven whole only by the segment after it
             # (its prev hash); the last one is not: its parts stand in, or it stays missing
             last, _whole = taken.pop()
@@ -456,11 +548,11 @@ def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
                 taken.append((last, got))
         for s, got in taken:
             _offer(plan, tail, *got)
-            if got[2] == 0:
+            if got[2] == 0 and s != held_seq:
                 tail.unmanifested.append(s)
     for later in sorted(s for s in listing.part_manifests if s > seq):
         why = f"segment {segment_name(later)} is not reached by the parts before it"
-        tail.unproven += _unproven(later, sorted(listing.part_manifests[later]), why)
+        tail.unproven += _unproven(plan, later, sorted(listing.part_manifests[later]), why)
     if tail.unmanifested:
         logger.warning(
             "%s: %s taken from %s object(s) whose manifest never came (the writer stopped "
@@ -469,6 +561,7 @@ def attach_tail(plan: ArchivePlan, jobs: int = _JOBS) -> LiveTail:
             ", ".join(segment_name(s) for s in tail.unmanifested),
             len(tail.unmanifested),
         )
+    warn_fenced(plan.archive.url, plan.fenced)
     if tail.unproven:
         logger.warning(
             "%s: %d part(s) after the last proven frame prove nothing and are not used: %s",

@@ -34,10 +34,16 @@ that segment's prev hash. A pruned archive (``walship prune``) starts where its 
 says (:attr:`ArchivePlan.start`): segments and checkpoints before it are set aside
 (:attr:`ArchivePlan.leftovers`), that segment's prev hash must be the marker's anchor, and any
 other gap is still missing.
+
+A fenced writer's leftover (:mod:`walship.archive.epoch`: a segment whose manifest's epoch is
+below that of a takeover whose own segments start at or before it) is set aside too
+(:attr:`ArchivePlan.fenced`), named in one warning: never planned on, never part of the chain.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +51,7 @@ from dataclasses import dataclass, field
 from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.archive.checkpoint_manifest import CheckpointManifest, PruneMarker
 from walship.archive.checkpoints import load_checkpoints, load_prune_marker
+from walship.archive.epoch import EpochStarts
 from walship.archive.names import (
     checkpoint_manifest_name,
     manifest_name,
@@ -73,6 +80,22 @@ MISSING_KINDS = frozenset({MISSING_SEGMENT, MISSING_MANIFEST})
 out); every other kind is damage, which nothing skips."""
 
 _MANIFEST_JOBS = 16
+logger = logging.getLogger("walship.archive")
+_warned: set[tuple[str, str]] = set()
+"""Fenced leftovers already warned about by this process (a follower loads a plan a round)."""
+_warned_lock = threading.Lock()
+
+
+def warn_fenced(url: str, fenced: Mapping[str, str]) -> None:
+    """One warning line naming the fenced writer's leftovers of ``fenced`` (name -> why) this
+    process has not warned about yet (on the ``walship.archive`` logger)."""
+    with _warned_lock:
+        new = [n for n in fenced if (url, n) not in _warned]
+        _warned.update((url, n) for n in new)
+    if new:
+        logger.warning(
+            "%s: %d object(s) of a fenced writer ignored: %s", url, len(new), fenced[new[0]]
+        )
 
 
 def short(value: object) -> str:
@@ -177,6 +200,11 @@ class ArchivePlan:
     leftovers: dict[str, int] = field(default_factory=dict)
     """Objects below the prune marker (an interrupted prune left them), name -> size: not
     planned on, removed by the next prune."""
+    epoch_starts: EpochStarts = field(default_factory=lambda: EpochStarts({}))
+    """Where each epoch's own segments start (:mod:`walship.archive.epoch`)."""
+    fenced: dict[str, str] = field(default_factory=dict)
+    """A fenced writer's leftovers set aside, name -> why (module docstring); the live tail
+    adds its parts (:func:`walship.archive.parts.attach_tail`)."""
 
     @classmethod
     def load(cls, archive: ArchiveStore, jobs: int = _MANIFEST_JOBS) -> ArchivePlan:
@@ -214,6 +242,7 @@ class ArchivePlan:
         plan = cls(archive, listing, manifests, invalid)
         plan.marker = load_prune_marker(archive, listing)
         plan.drop_pruned()
+        plan.drop_fenced()
         plan.checkpoints, plan.checkpoint_invalid = load_checkpoints(archive, listing, jobs)
         return plan
 
@@ -236,6 +265,25 @@ class ArchivePlan:
         ):
             for seq in [s for s in kind if s < marker.checkpoint]:
                 self.leftovers[naming(seq)] = kind.pop(seq)
+
+    def drop_fenced(self) -> None:
+        """Set aside (in :attr:`fenced`, one warning) the segments a fenced writer uploaded
+        past a takeover (module docstring): their manifests and objects are not planned on."""
+        starts = EpochStarts.of((m.segment_seq, m.epoch) for m in self.manifests.values())
+        self.epoch_starts = starts
+        for seq, m in sorted(self.manifests.items()):
+            why = starts.leftover(m.manifest_object, seq, m.epoch)
+            if why is None:
+                continue
+            self.fenced[m.manifest_object] = why
+            del self.manifests[seq]
+            self.listing.manifests.pop(seq, None)
+            objects = self.listing.objects.get(seq, {})
+            if objects.pop(m.compression, None) is not None:
+                self.fenced[m.object] = why
+            if not objects:
+                self.listing.objects.pop(seq, None)
+        warn_fenced(self.archive.url, self.fenced)
 
     @property
     def start(self) -> int:

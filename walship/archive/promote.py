@@ -17,14 +17,20 @@ first: it holds that lock), before the log's recovery:
 3. **Settle**: rounds again until the archive shows no missing piece any more (an upload of the
    old writer under way), at most :data:`SETTLE_SECONDS`; the last round also takes the
    live-shipped parts after the last sealed segment (:func:`~walship.archive.parts.
-   attach_tail`, as a restore does), so that DIR ends with the last frame the archive proves.
+   attach_tail`, as a restore does), so that DIR ends with the last frame the archive proves;
+   a follower's copy of the segment after the last sealed one is reused, only the parts past
+   it downloaded (each verified) and appended to it (:func:`_extend_copy`).
 4. **Hand over**: the segments taken are written into DIR whole, the sealed ones recorded as
-   archived (one assembled from parts is not: the new writer archives it sealed, exactly the
-   bytes the parts prove), a new active segment chained to the last one is created (the new
-   writer never appends to a segment the old one may have sealed), and the epoch is saved in
-   DIR (``walship.epoch.json``) with the last sealed segment taken: past it, an object that is
-   not the new writer's is the old writer's, uploaded before it saw the claim, and the new
-   writer's archiver removes it when its own conflicts with it (never the reverse).
+   archived; the segment where the new writer's own objects start is archived sealed as the
+   new epoch's (:func:`_seal_start`: the one assembled from parts, exactly the bytes they
+   prove, or the follower's copy, else a new empty one, its header alone), so that the archive
+   says where the new epoch starts (:class:`~walship.archive.epoch.EpochStarts`); a new active
+   segment chained to it is created (the new writer never appends to a segment the old one
+   may have sealed), and the epoch is saved in DIR (``walship.epoch.json``) with the last
+   sealed segment: past it, an object that is not the new writer's is the old writer's,
+   uploaded before it saw the claim (a fenced writer's leftover, ignored by every reader),
+   and the new writer's archiver removes it when its own conflicts with it (never the
+   reverse).
 
 What the old writer acknowledged and the archive did not hold at the takeover (frames not yet
 shipped, and frames past the prefix its parts proved) is not in the new writer's chain: the old
@@ -36,19 +42,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from walship.archive.check import check_segment
-from walship.archive.epoch import EpochObject, LocalEpoch, claim_epoch, current_epoch
+from walship.archive.epoch import (
+    EpochObject,
+    LocalEpoch,
+    claim_epoch,
+    current_epoch,
+    remove_segment_objects,
+)
 from walship.archive.follow import ArchiveWatch, next_run
 from walship.archive.follower_status import FOLLOWER_STATUS
 from walship.archive.objects import ArchiveStore
 from walship.archive.parts import attach_tail
-from walship.archive.plan import ArchiveProblem
-from walship.archive.replica import ChainEnd, PartialCopy, check_continues, replica_state
+from walship.archive.plan import ArchivePlan, ArchiveProblem
+from walship.archive.replica import (
+    ChainEnd,
+    PartialCopy,
+    check_continues,
+    replica_state,
+    take_parts,
+)
 from walship.archive.settings import ArchiveSettings
 from walship.core.header import SegmentHeader, create_segment, segment_name, segment_seqs
 from walship.core.record import ArchivedSegment, ArchiveRecord
+from walship.errors import ArchiveConflictError
 from walship.store import SegmentStore
 
 logger = logging.getLogger("walship.archive")
@@ -68,7 +87,8 @@ class Takeover:
     segments: int
     """Segments taken from the archive in the takeover's rounds."""
     tail_segment: int | None
-    """A segment taken from live-shipped parts (the new writer archives it sealed)."""
+    """A segment taken from live-shipped parts (the takeover archived it sealed, as the new
+    epoch's)."""
     last_commit_seq: int | None
     """DIR's last frame after the takeover."""
 
@@ -109,7 +129,9 @@ def _round(
     piece the run stopped at."""
     archive.overlay.clear()  # a segment assembled last round may be sealed by now
     plan = watch.refresh()
-    live = set(attach_tail(plan).segments) if with_parts else set()
+    live: set[int] = set()
+    if with_parts:  # (a follower's copy: only the parts past it are downloaded)
+        live = set(attach_tail(plan, held=_extend_copy(archive, plan, store, here)).segments)
     run, waiting = next_run(plan, here.end)
     tail = None
     sealed: list[ArchivedSegment] = []
@@ -132,6 +154,22 @@ def _round(
     if sealed:
         record.mark_many(sealed)
     return len(run), tail, waiting
+
+
+def _extend_copy(
+    archive: ArchiveStore, plan: ArchivePlan, store: SegmentStore, here: _Replica
+) -> dict[int, bytes]:
+    """The follower's copy, when its segment is not sealed in the archive, extended with the
+    parts that continue it (only those are downloaded, each verified:
+    :func:`~walship.archive.replica.take_parts`): its bytes by segment, for
+    :func:`~walship.archive.parts.attach_tail` (empty: no copy to reuse)."""
+    copy = here.copy
+    if copy is None or copy.segment_seq in plan.manifests or copy.segment_seq in plan.invalid:
+        return {}
+    copy, _parts = take_parts(archive, plan.listing, store, here.end, copy, plan.epoch_starts)
+    here.copy = copy
+    assert copy is not None  # (it had frames: it stays a copy)
+    return {copy.segment_seq: store.read(copy.name, 0, copy.size)}
 
 
 def take_over(
@@ -185,6 +223,7 @@ def take_over(
     seqs = segment_seqs(store)
     if seqs and (taken or here.copy is not None or record.archived(seqs[-1], archive.url)):
         # (a copy from parts is a segment the old writer may seal: never appended to)
+        end = _seal_start(archive, store, record, end, claim.epoch)
         header = SegmentHeader(
             end.instance_id or 0, end.segment_seq + 1, time.time_ns() // 1000, end.blake3
         )
@@ -196,6 +235,58 @@ def take_over(
     result = Takeover(archive.url, claim, taken, tail, end.last_commit_seq)
     logger.warning("walship: %s", result.summary())
     return result
+
+
+def _seal_start(
+    archive: ArchiveStore, store: SegmentStore, record: ArchiveRecord, end: ChainEnd, epoch: int
+) -> ChainEnd:
+    """Archive sealed, as epoch ``epoch``'s, the segment where the new writer's own objects
+    start (module docstring): DIR's last segment when it is not archived (taken from parts,
+    or the follower's copy), else a new empty one (its header alone) after ``end``; recorded
+    as archived. An older writer's object under its name (uploaded after the last round) is
+    removed first. The chain end after it.
+
+    Raises:
+        ArchiveConflictError: the name was taken again each time (three times).
+        OSError: the archive or the local disk failed.
+    """
+    last = segment_seqs(store)[-1]
+    if record.archived(last, archive.url):
+        last = end.segment_seq + 1
+        header = SegmentHeader(end.instance_id or 0, last, time.time_ns() // 1000, end.blake3)
+        create_segment(store, header).close()
+    name = segment_name(last)
+    data = store.read(name)
+    archive.writer_epoch = epoch
+    for _attempt in range(3):
+        try:
+            m = archive.put(name, data).manifest
+        except ArchiveConflictError:
+            m = None
+        if m is not None and m.epoch > epoch:
+            raise ArchiveConflictError(
+                f"{archive.object_url(name)} is a newer takeover's (epoch {m.epoch}): this "
+                f"takeover (epoch {epoch}) is overtaken"
+            )
+        if m is not None and m.epoch == epoch:
+            break
+        # the old writer's (its upload checked the fence before the claim): replaced
+        remove_segment_objects(archive, last)
+        logger.warning(
+            "walship takeover of %s: %s was the fenced writer's (uploaded after the takeover "
+            "took the archive): removed, archiving the new writer's own",
+            archive.url,
+            name,
+        )
+    else:
+        raise ArchiveConflictError(
+            f"{archive.object_url(name)} was created again by another writer while the "
+            "takeover archived its own; run the takeover again"
+        )
+    record.mark_many(
+        [ArchivedSegment(last, m.size, m.blake3, archive.url, m.last_commit_seq, m.instance_id)]
+    )
+    return end.after(m) if last > end.segment_seq else replace(end, blake3=m.blake3)
 
 
 def _reached(store: SegmentStore, here: _Replica) -> ChainEnd:

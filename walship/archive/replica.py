@@ -26,11 +26,12 @@ from dataclasses import dataclass, replace
 
 from blake3 import blake3 as Blake3
 
+from walship.archive.epoch import EpochStarts
 from walship.archive.listing import ArchiveListing
 from walship.archive.manifest import SegmentManifest
 from walship.archive.names import part_name
 from walship.archive.objects import ArchiveStore
-from walship.archive.parts import MISSING_PART, fetch_part, listed_parts, part_chain
+from walship.archive.parts import MISSING_PART, fetch_part, is_fenced, listed_parts, part_chain
 from walship.archive.plan import LOG_FIRST_SEGMENT, ArchiveProblem
 from walship.core.frame import FrameScan
 from walship.core.header import HEADER_SIZE, ZERO_HASH, SegmentHeader, segment_name, segment_seqs
@@ -192,10 +193,13 @@ def take_parts(
     store: SegmentStore,
     sealed: ChainEnd,
     copy: PartialCopy | None,
+    starts: EpochStarts | None = None,
 ) -> tuple[PartialCopy | None, int]:
     """Add to the replica in ``store`` the parts that continue ``copy`` (a new copy when it is
     ``None``) of the segment after ``sealed``, each verified first (module docstring); the
-    copy as it is now and the parts added. On the calling thread; ``store`` locked.
+    copy as it is now and the parts added. With ``starts`` (the plan's), a fenced writer's
+    leftover part is never taken (:mod:`walship.archive.epoch`). On the calling thread;
+    ``store`` locked.
 
     Raises:
         ArchiveIntegrityError: a part does not check, its header does not chain to ``sealed``,
@@ -205,7 +209,7 @@ def take_parts(
     """
     seq = sealed.segment_seq + 1
     offset = copy.size if copy is not None else 0
-    chain, pieces = _fetch_chain(archive, listing, store, seq, offset)
+    chain, pieces = _fetch_chain(archive, listing, store, seq, offset, starts)
     if not pieces:
         return copy, 0
     if offset == 0:
@@ -233,7 +237,12 @@ def take_parts(
 
 
 def _fetch_chain(
-    archive: ArchiveStore, listing: ArchiveListing, store: SegmentStore, seq: int, offset: int
+    archive: ArchiveStore,
+    listing: ArchiveListing,
+    store: SegmentStore,
+    seq: int,
+    offset: int,
+    starts: EpochStarts | None = None,
 ) -> tuple[list[tuple[int, int]], list[bytes]]:
     """The parts of segment ``seq`` that go on from byte ``offset``, fetched and checked, and
     their bytes from ``offset`` on; up to the first one gone since the listing. When no part
@@ -245,9 +254,14 @@ def _fetch_chain(
             differs from the copy.
     """
     ranges = listed_parts(listing, seq)
-    holding = [r for r in ranges if r[0] < offset < r[1]]
-    chain, _rest = part_chain(ranges, holding[0][0] if holding else offset)
-    got = [fetch_part(archive, seq, r) for r in chain]
+    while True:
+        holding = [r for r in ranges if r[0] < offset < r[1]]
+        chain, _rest = part_chain(ranges, holding[0][0] if holding else offset)
+        got = [fetch_part(archive, seq, r, starts) for r in chain]
+        fenced = {r for r, g in zip(chain, got, strict=True) if is_fenced(g)}
+        if not fenced:
+            break
+        ranges -= fenced  # a fenced writer's: the chain is made again without it
     for g in got:
         if isinstance(g, ArchiveProblem) and g.kind != MISSING_PART:
             raise ArchiveIntegrityError(f"cannot follow {archive.url}: {g}", g.segment)

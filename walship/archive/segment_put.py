@@ -2,7 +2,8 @@
 its manifest, each created whole or not at all and never over different content, the object
 verified before the manifest is written; a put again of what the archive holds is idempotent,
 an object whose manifest was never written (or a manifest whose object vanished) is completed,
-different content refused. :meth:`walship.archive.objects.ArchiveStore.put` runs it; the
+different content refused. A new manifest carries the writer's epoch (``store.writer_epoch``,
+:mod:`walship.archive.epoch`). :meth:`walship.archive.objects.ArchiveStore.put` runs it; the
 store does the object I/O.
 """
 
@@ -33,7 +34,7 @@ def put_segment(
             "not archived",
             name,
         )
-    manifest = replace(local, compression=store.compression)
+    manifest = replace(local, compression=store.compression, epoch=store.writer_epoch)
     stored, seal = _encode(store, raw, manifest)
     manifest = replace(manifest, stored_size=len(stored), seal=seal)
     # a new segment, the common case, costs the object's PUT and the manifest's, no lookup:
@@ -130,7 +131,7 @@ def _put_again(store: ArchiveStore, local: SegmentManifest, raw: bytes) -> PutRe
         except ArchiveMissingError:
             manifest = existing  # the object vanished: put it back exactly as described
     else:
-        manifest = replace(local, compression=store.compression)
+        manifest = replace(local, compression=store.compression, epoch=store.writer_epoch)
     stored, seal = _encode(store, raw, manifest, as_described=existing is not None)
     if existing is None:
         manifest = replace(manifest, stored_size=len(stored), seal=seal)

@@ -247,7 +247,8 @@ class Shipper:
                 self.error = str(e)  # for good: a fenced writer ships nothing more
                 raise
         self._known.setdefault(seq, set()).add((start, end))
-        m = replace(m, seal=self.archive.create_sealed_part(m.object, data))
+        epoch = self.fence.local.epoch if self.fence is not None else 0
+        m = replace(m, seal=self.archive.create_sealed_part(m.object, data), epoch=epoch)
         self.archive.create_part_object(m.manifest_object, m.to_json())
         self._off = end
         self.counters["parts"] += 1

@@ -87,14 +87,15 @@ class UploadProcess:
 
     def put(
         self,
-        key: tuple[str, Mapping[str, Any], str, str, dict[str, Any] | None],
+        key: tuple[str, Mapping[str, Any], str, str, dict[str, Any] | None, int],
         name: str,
         raw: bytes | str,
         expected_blake3: bytes | None,
     ) -> PutResult:
         """``ArchiveStore(url, options, compression=..., conditional_create=..., keyring=...)
         .put(name, raw, expected_blake3=...)`` in the child, for ``key = (url, options,
-        compression, conditional_create, keys)`` (``keys``: the keyring as
+        compression, conditional_create, keys, epoch)`` (``epoch``: the writer's, which the
+        manifest carries; ``keys``: the keyring as
         :meth:`~walship.archive.sealing.Keyring.as_mapping` gives it, sent over the pipe,
         never on a command line or in the environment); ``raw`` is the segment's bytes
         or the path of its file (the child reads it: the bytes never pass through this
@@ -230,7 +231,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
 
     def run(
         n: int,
-        key: tuple[str, dict[str, Any], str, str, dict[str, Any] | None],
+        key: tuple[str, dict[str, Any], str, str, dict[str, Any] | None, int],
         name: str,
         raw: bytes | str,
         b3: Any,
@@ -250,6 +251,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
                         conditional_create=key[3],
                         keyring=keyring_argument(key[4] if len(key) > 4 else None),
                     )
+                    store.writer_epoch = key[5] if len(key) > 5 else 0
             reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
         except BaseException as e:
             reply = (n, False, flatten_error(e))

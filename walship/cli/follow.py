@@ -1,5 +1,6 @@
 """``walship follow URL DIR``: keep DIR an exact replica of the sealed segments archived at
-URL, printing the lag after every round (:class:`walship.archive.follow.Follower`)."""
+URL and of the live-shipped parts after them, printing what each round added and the lag
+(:class:`walship.archive.follow.Follower`)."""
 
 from __future__ import annotations
 
@@ -38,11 +39,13 @@ def follow_command(
     config: str | None,
     storage_option: tuple[str, ...],
 ) -> None:
-    """Keep DIR an exact replica of the sealed segments archived at URL: a restore when DIR
-    holds no segment, then every INTERVAL the new segments, each checked as a restore checks it
-    and put in place whole, in order. DIR can be read meanwhile (`walship tail DIR -f`,
-    walship.open(DIR, read_only=True)). One line per round: what was added and the lag (frames
-    and seconds behind the archive's newest). Runs until interrupted (or --rounds).
+    """Keep DIR an exact replica of the sealed segments archived at URL and of the
+    live-shipped parts after them: a restore when DIR holds no segment, then every INTERVAL the
+    new segments and parts, each checked as a restore checks it and put in place whole, in
+    order. DIR can be read meanwhile (`walship tail DIR -f`, walship.open(DIR, read_only=True)).
+    One line per round: what was added (segments, parts, frames, of which from live parts) and
+    the lag (frames and seconds behind the archive's newest). Runs until interrupted (or
+    --rounds).
 
     Exit status 1 when the archive shows damage or a gap (nothing after it can be taken).
     """

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 
 
 class _OwnNote(logging.Filter):
-    """Drops the archive's warning naming foreign objects: verify prints them itself (a
-    ``note:`` line, ``foreign`` in ``--json``), once."""
+    """Drops the archive's warnings naming foreign objects and a fenced writer's leftovers:
+    verify prints them itself (``note:`` lines, ``foreign`` and ``fenced`` in ``--json``),
+    once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "that are not walship's" not in record.getMessage()
+        message = record.getMessage()
+        return "that are not walship's" not in message and "of a fenced writer" not in message
 
 
 @contextlib.contextmanager
@@ -106,6 +108,7 @@ def _json_report(
         "side_files": kept,
         "checkpoints": list(getattr(scan, "checkpoints", [])),
         "pruned_to": getattr(scan, "pruned_to", None),
+        "fenced": dict(getattr(scan, "fenced", {})),
     }
 
 
@@ -142,7 +145,7 @@ def _print_report(scan: LogScan | ArchiveScan) -> None:
 
 def _print_notes(scan: LogScan | ArchiveScan, kept: dict[str, str]) -> None:
     """The ``note:`` lines after the verdict: seed restart hints, checkpoints and pruning,
-    foreign objects, side files, an unanchored first segment."""
+    foreign objects, a fenced writer's leftovers, side files, an unanchored first segment."""
     hints = seed_restart_hints(scan) if isinstance(scan, LogScan) else scan.zero_hash_breaks
     for name in hints:
         click.echo(
@@ -158,6 +161,9 @@ def _print_notes(scan: LogScan | ArchiveScan, kept: dict[str, str]) -> None:
         click.echo(f"note: {len(scan.checkpoints)} checkpoint(s) checked{pruned}")
     if not isinstance(scan, LogScan) and scan.foreign:
         click.echo(f"note: {scan.url}: {', '.join(scan.foreign)}: not walship's, ignored")
+    if not isinstance(scan, LogScan):
+        for why in dict.fromkeys(scan.fenced.values()):  # (an object and its manifest: one)
+            click.echo(f"note: {why}")
     _note_side_files(kept)
     if isinstance(scan, LogScan) and not scan.anchored:
         click.echo(
