@@ -6,13 +6,14 @@ segment and its manifest are put :mod:`.segment_put`'s."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import fsspec
 from blake3 import blake3 as Blake3
@@ -54,6 +55,44 @@ from walship.errors import (
 )
 
 logger = logging.getLogger("walship.archive")
+
+Offload = Callable[[str, tuple[Any, ...], dict[str, Any]], Any]
+"""Runs ``ArchiveStore.<method>(*args, **kwargs)`` elsewhere (the upload process) and returns
+its result or raises its error: see :meth:`ArchiveStore.offload`."""
+
+OFFLOADABLE = frozenset(
+    {
+        "read_object",
+        "stat",
+        "remove_object",
+        "create_part_object",
+        "create_sealed_part",
+        "prepare_create",
+    }
+)
+"""The methods :meth:`ArchiveStore.offload` sends elsewhere: the requests a log's own
+background threads make while it appends (the fence's GET, the predecessor's manifest, live
+shipping's parts)."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _offloadable(
+    method: Callable[Concatenate[ArchiveStore, _P], _R],
+) -> Callable[Concatenate[ArchiveStore, _P], _R]:
+    """Run ``method`` through the store's :meth:`~ArchiveStore.offload` target when it has
+    one, else here."""
+    name = method.__name__
+    assert name in OFFLOADABLE
+
+    @functools.wraps(method)
+    def wrapper(self: ArchiveStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._offload is not None:
+            return self._offload(name, args, kwargs)  # type: ignore[no-any-return]
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -143,6 +182,17 @@ class ArchiveStore:
         self.overlay: dict[int, bytes] = {}
         """Segments assembled from live-shipped parts (:func:`walship.archive.parts.attach_tail`,
         already checked), served by :meth:`get_unverified` as if they were objects."""
+        self._offload: Offload | None = None
+
+    def offload(self, call: Offload | None) -> None:
+        """From now on, the methods in :data:`OFFLOADABLE` run as ``call(method, args,
+        kwargs)`` (``None``: here again): the upload process
+        (:func:`walship.archive.upload_process.offload`) runs them on its own store of the
+        same URL and options, so that their Python work (botocore's signing, aiohttp, s3fs's
+        event loop, the MD5 of a part) never holds this process's interpreter lock while an
+        appender waits for it. Same results, same errors (rebuilt: an ``OSError`` when that
+        process is gone). Any thread."""
+        self._offload = call
 
     def _open_fs(self, fresh: bool = False) -> tuple[Any, str]:
         """The filesystem of the URL and the root path in it (``fresh``: a new instance, never
@@ -179,6 +229,13 @@ class ArchiveStore:
             "walship archive %s: the store refused expired credentials; renewed them and retrying",
             self.url,
         )
+
+    @property
+    def source(self) -> tuple[str, dict[str, Any]]:
+        """The URL and storage options this store was built from (credentials included: never
+        log or show them), to build the same store in another process."""
+        url, options = self._source
+        return url, dict(options)
 
     @property
     def shared_across_processes(self) -> bool:
@@ -368,6 +425,7 @@ class ArchiveStore:
                 name,
             )
 
+    @_offloadable
     @storage_errors
     def read_object(self, name: str, limit: int) -> bytes | None:
         """Object ``name`` (a walship name, validated), at most ``limit + 1`` bytes of it
@@ -380,6 +438,7 @@ class ArchiveStore:
         self.path(name)
         return self._read_small(name, limit)
 
+    @_offloadable
     @storage_errors
     def remove_object(self, name: str) -> bool:
         """Remove object ``name`` (a walship name, validated); False when it was not there.
@@ -397,6 +456,7 @@ class ArchiveStore:
 
     # --- the archive interface ----------------------------------------------------------
 
+    @_offloadable
     @storage_errors
     def stat(self, name: str) -> SegmentManifest | None:
         """The manifest of segment ``name``, or ``None`` when it is not archived.
@@ -543,6 +603,7 @@ class ArchiveStore:
 
     # --- plain objects (parts of the active segment and their manifests) ----------------
 
+    @_offloadable
     def create_part_object(self, name: str, data: bytes) -> bool:
         """Create object ``name`` (validated) holding ``data``: conditionally, like a segment
         (never over an existing object), and verified (the ETag against the MD5 on S3, else
@@ -564,6 +625,7 @@ class ArchiveStore:
             ) from None
         return True
 
+    @_offloadable
     def create_sealed_part(self, name: str, data: bytes) -> Seal | None:
         """:meth:`create_part_object` of ``data`` as :meth:`seal_bytes` stores it; returns the
         seal of the object (``None``: in the clear). An object an earlier run left under
@@ -585,6 +647,7 @@ class ArchiveStore:
             return found
         return seal
 
+    @_offloadable
     @storage_errors
     def prepare_create(self) -> None:
         """Find out now, not at the first create, whether the server honours the conditional
