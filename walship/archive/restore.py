@@ -83,6 +83,8 @@ from walship.archive.staging import (
     holds_log,
     one_restore_at_a_time,
     staging_directory,
+    sync_staged,
+    write_staged,
 )
 from walship.backends.platform import fsync_dir
 from walship.backends.posix import PosixStore
@@ -536,7 +538,7 @@ def _fetch_one(
             m.last_timestamp_micros,
             0,
         )
-    store.write_atomic(m.name, data)
+    write_staged(store.path, m.name, data)
     return w
 
 
@@ -638,6 +640,7 @@ def commit(
         ArchiveRecord(store).mark_many(entries)
     else:
         checkpoint_record(store, checkpoint, entries, url).save()
+    sync_staged(staging)  # the names write_staged made
     rename_into_place(staging, target)
     return written, active_seq
 
