@@ -5,6 +5,7 @@ reading an archive in place with ``walship.open_archive``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from pathlib import Path
@@ -16,7 +17,7 @@ from archive_target import Archive, frames_in
 
 import walship
 from walship.archive import ArchiveStore, manifest_name
-from walship.archive.restore import RestoreProgress, parse_time, restore
+from walship.archive.restore import Prefetch, RestoreProgress, parse_time, restore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.header import segment_name
@@ -324,3 +325,45 @@ def test_open_archive_checks_the_manifests_it_would_skip_on(
     with pytest.raises(ArchiveIntegrityError, match=segment_name(seq)):
         list(walship.open_archive(url).read(**bounds))
     assert list(walship.open_archive(url).read(from_seq=45)) == written[44:]  # away from it
+
+
+class _CountingArchive:
+    """What :class:`Prefetch` needs of an archive: ``get_unverified`` (counted; segment 3
+    fails) and ``overlay``."""
+
+    def __init__(self) -> None:
+        self.overlay: dict[int, bytes] = {}
+        self.gets: list[int] = []
+
+    def get_unverified(self, seq: int) -> bytes:
+        self.gets.append(seq)
+        if seq == 3:
+            raise OSError("the store failed")
+        return b"segment %d" % seq
+
+
+def _manifest_of(seq: int, **extra: Any) -> Any:
+    from test_restore_plan import manifest
+
+    return dataclasses.replace(manifest(seq, b"\0" * 32), **extra)
+
+
+def test_prefetch_downloads_the_first_uncompressed_segments_once() -> None:
+    """Two per job at most, within the byte budget; each handed out once; a failed, sealed
+    or compressed one (or one the live parts assembled) is not handed out."""
+    archive = _CountingArchive()
+    objects = {s: {"none": 10} for s in range(1, 9)} | {9: {"zstd": 10}}
+    with Prefetch(archive, objects, jobs=3) as early:  # type: ignore[arg-type]
+        assert early.take(_manifest_of(1)) == b"segment 1"
+        assert early.take(_manifest_of(1)) is None  # once
+        assert early.take(_manifest_of(2, compression="zstd")) is None
+        assert early.take(_manifest_of(3)) is None  # its download failed
+        archive.overlay[4] = b"assembled"
+        assert early.take(_manifest_of(4)) is None
+        assert early.take(_manifest_of(5)) == b"segment 5"
+        assert early.take(_manifest_of(7)) is None  # past two per job
+    assert {1, 3, 5} <= set(archive.gets) <= {1, 2, 3, 4, 5, 6}  # (2, 4: perhaps cancelled)
+    big = {s: {"none": 40 << 20} for s in range(1, 5)}
+    with Prefetch(_CountingArchive(), big, jobs=4) as early:  # type: ignore[arg-type]
+        assert early.take(_manifest_of(1)) == b"segment 1"
+        assert early.take(_manifest_of(2)) is None  # past the byte budget

@@ -15,11 +15,22 @@ from s3server import FlakyFileSystem, Recorder, wait_until
 
 import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
-from walship.archive.upload_process import UploadProcess, flatten_error, rebuild_error
+from walship.archive.names import epoch_name, part_name
+from walship.archive.upload_process import (
+    UploadProcess,
+    flatten_error,
+    offload,
+    rebuild_error,
+)
 from walship.backends.memory import MemoryStore
 from walship.core.header import segment_name
 from walship.core.scan import scan_store
-from walship.errors import ArchiveConflictError, ArchiveIntegrityError
+from walship.errors import (
+    ArchiveBucketMissingError,
+    ArchiveConflictError,
+    ArchiveIntegrityError,
+    ArchiveNameError,
+)
 
 
 def _write(log: walship.Log, segments: int) -> None:
@@ -53,6 +64,8 @@ def test_which_archives_upload_from_the_child(tmp_path: Path, option: bool) -> N
     for url, expected in (((tmp_path / "a").as_uri(), option), (memory, False)):
         with walship.open(store=MemoryStore(), archive=_archive(url, upload_process=option)) as log:
             assert log.archiver is not None and log.archiver._in_child is expected
+            # the archive's other requests (fence, predecessor's manifest, parts) go with them
+            assert (log.archiver.archive._offload is not None) is expected
             _write(log, 1)  # a memory store has no file path: its bytes go to the child
             assert log.archiver.flush(timeout=30)
             assert log.stats()["archive"]["archived"] == 1
@@ -92,7 +105,7 @@ def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) ->
 
     def put() -> None:
         try:
-            child.put((url, {}, "none", "required"), segment_name(1), raw, None)
+            child.put((url, {}, "none", "required", None, 0), segment_name(1), raw, None)
         except BaseException as e:
             errors.append(e)
 
@@ -103,7 +116,7 @@ def test_a_put_in_flight_when_the_child_dies_fails_as_oserror(tmp_path: Path) ->
     t.join(10)
     assert len(errors) == 1 and isinstance(errors[0], OSError)
     assert "upload process" in str(errors[0])
-    key = (url, {}, "none", "required")
+    key = (url, {}, "none", "required", None, 0)
     assert UploadProcess.shared().put(key, segment_name(1), raw, None).uploaded
 
 
@@ -125,7 +138,7 @@ def test_a_conflict_in_the_child_is_the_same_error_here(tmp_path: Path) -> None:
     assert "\n" not in stalled[segment_name(1)]
     with pytest.raises(ArchiveConflictError, match="refusing to overwrite"):
         UploadProcess.shared().put(
-            (url, {}, "none", "required"),
+            (url, {}, "none", "required", None, 0),
             segment_name(1),
             (tmp_path / "wal" / segment_name(1)).read_bytes(),
             None,
@@ -184,3 +197,46 @@ def test_the_upload_child_prints_one_line_per_error_and_never_a_traceback() -> N
     assert all(line.startswith("walship upload process: ") for line in lines), out.stderr
     for word in ("one", "ZeroDivisionError", "two", "three", "four"):
         assert sum(word in line for line in lines) == 1, (word, out.stderr)
+
+
+def test_offloaded_requests_run_in_the_child_with_the_same_results(tmp_path: Path) -> None:
+    """A store offloaded to the child (:func:`offload`) answers every offloadable method as
+    it would here, errors included, although its own filesystem here is unusable."""
+    url = (tmp_path / "archive").as_uri()
+    store = ArchiveStore(url)
+    offload(store)
+    store.fs = store._creator.fs = None  # a request made in this process would fail
+    name = part_name(1, 0, 100)
+    assert store.read_object(epoch_name(1), 1 << 10) is None
+    assert store.stat(segment_name(1)) is None
+    assert store.create_part_object(name, b"part bytes") is True
+    assert store.create_part_object(name, b"part bytes") is False  # exactly those bytes: taken
+    with pytest.raises(ArchiveConflictError, match="refusing to overwrite"):
+        store.create_part_object(name, b"other bytes")
+    assert store.read_object(name, limit=1 << 10) == b"part bytes"
+    assert store.create_sealed_part(part_name(1, 100, 200), b"more") is None  # no keyring
+    with pytest.raises(ArchiveNameError):
+        store.read_object("not-a-walship-name", 10)
+    assert store.remove_object(name) is True
+    assert store.remove_object(name) is False
+    store.prepare_create()
+    assert not (tmp_path / "archive" / name).exists()
+    assert (tmp_path / "archive" / part_name(1, 100, 200)).read_bytes() == b"more"
+
+
+def test_an_offloaded_request_fails_as_oserror_when_the_child_dies(tmp_path: Path) -> None:
+    store = ArchiveStore((tmp_path / "archive").as_uri())
+    offload(store)
+    child = UploadProcess.shared()
+    os.kill(child._process.pid, signal.SIGKILL)
+    assert wait_until(lambda: not child.alive, timeout=10)
+    assert store.read_object(epoch_name(1), 10) is None  # a new child answers
+    assert UploadProcess._shared is not child and UploadProcess._shared.alive
+
+
+def test_a_storage_error_keeps_its_status_and_code_across_the_boundary() -> None:
+    e = rebuild_error(*flatten_error(ArchiveBucketMissingError("no bucket", 404, "NoSuchBucket")))
+    assert isinstance(e, ArchiveBucketMissingError) and isinstance(e, OSError)
+    assert (e.status, e.code, str(e)) == (404, "NoSuchBucket", "no bucket")
+    e = rebuild_error(*flatten_error(FileNotFoundError(2, "gone")))
+    assert isinstance(e, FileNotFoundError)

@@ -41,7 +41,7 @@ def encode_frames(items: list[bytes], first_seq: int = 1, ts: int = 1_700_000_00
     return bytes(buf)
 
 
-def write_all(fd: int, data: bytes | memoryview) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

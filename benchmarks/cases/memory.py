@@ -56,7 +56,8 @@ def peak_rss_growth(ctx: Context, total: int) -> float:
             capture_output=True,
             text=True,
         ).stdout
-        return max(0, json.loads(out)["growth"]) / (1 << 20)
+        growth: float = json.loads(out)["growth"]
+        return max(0.0, growth) / (1 << 20)
     finally:
         remove_tree(d)
 

@@ -200,7 +200,7 @@ class LevelDBPeer(Peer):
 
     def __init__(self, path: Path, durable: bool) -> None:
         super().__init__(path, durable)
-        import plyvel
+        import plyvel  # type: ignore[import-untyped]
 
         self.db = plyvel.DB(str(path / "db"), create_if_missing=True)
 

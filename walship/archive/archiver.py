@@ -146,6 +146,10 @@ class Archiver:
         self._in_child = (
             archive is None and settings.upload_process and self.archive.shared_across_processes
         )
+        if self._in_child:  # its other requests too: none holds this process's interpreter lock
+            from walship.archive.upload_process import offload
+
+            offload(self.archive)
 
     def _init_queue(self) -> None:
         """The pending segments, their queue, the workers (not started) and the flags of a

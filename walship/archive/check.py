@@ -95,9 +95,12 @@ class SegmentCheck:
         raise ArchiveIntegrityError(message, self.manifest.name)
 
 
-def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
-    """Download segment ``m`` and check its bytes: against its manifest (size, BLAKE3, every
-    other claim), and its header and every frame (the offset of any damage). Thread-safe.
+def check_segment(
+    archive: ArchiveStore, m: SegmentManifest, data: bytes | None = None
+) -> SegmentCheck:
+    """Download segment ``m`` (``data``: its raw bytes, downloaded already) and check its
+    bytes: against its manifest (size, BLAKE3, every other claim), and its header and every
+    frame (the offset of any damage). Thread-safe.
 
     Raises:
         OSError: the store failed.
@@ -105,7 +108,8 @@ def check_segment(archive: ArchiveStore, m: SegmentManifest) -> SegmentCheck:
     name = m.name
     where = archive.object_url(m.object)
     try:
-        data = archive.get_unverified(m.segment_seq, m.compression, m.seal)
+        if data is None:
+            data = archive.get_unverified(m.segment_seq, m.compression, m.seal)
     except ArchiveMissingError:
         return SegmentCheck(
             m,

@@ -6,13 +6,14 @@ segment and its manifest are put :mod:`.segment_put`'s."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import fsspec
 from blake3 import blake3 as Blake3
@@ -54,6 +55,44 @@ from walship.errors import (
 )
 
 logger = logging.getLogger("walship.archive")
+
+Offload = Callable[[str, tuple[Any, ...], dict[str, Any]], Any]
+"""Runs ``ArchiveStore.<method>(*args, **kwargs)`` elsewhere (the upload process) and returns
+its result or raises its error: see :meth:`ArchiveStore.offload`."""
+
+OFFLOADABLE = frozenset(
+    {
+        "read_object",
+        "stat",
+        "remove_object",
+        "create_part_object",
+        "create_sealed_part",
+        "prepare_create",
+    }
+)
+"""The methods :meth:`ArchiveStore.offload` sends elsewhere: the requests a log's own
+background threads make while it appends (the fence's GET, the predecessor's manifest, live
+shipping's parts)."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _offloadable(
+    method: Callable[Concatenate[ArchiveStore, _P], _R],
+) -> Callable[Concatenate[ArchiveStore, _P], _R]:
+    """Run ``method`` through the store's :meth:`~ArchiveStore.offload` target when it has
+    one, else here."""
+    name = method.__name__
+    assert name in OFFLOADABLE
+
+    @functools.wraps(method)
+    def wrapper(self: ArchiveStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._offload is not None:
+            return self._offload(name, args, kwargs)  # type: ignore[no-any-return]
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -146,6 +185,17 @@ class ArchiveStore:
         self.overlay: dict[int, bytes] = {}
         """Segments assembled from live-shipped parts (:func:`walship.archive.parts.attach_tail`,
         already checked), served by :meth:`get_unverified` as if they were objects."""
+        self._offload: Offload | None = None
+
+    def offload(self, call: Offload | None) -> None:
+        """From now on, the methods in :data:`OFFLOADABLE` run as ``call(method, args,
+        kwargs)`` (``None``: here again): the upload process
+        (:func:`walship.archive.upload_process.offload`) runs them on its own store of the
+        same URL and options, so that their Python work (botocore's signing, aiohttp, s3fs's
+        event loop, the MD5 of a part) never holds this process's interpreter lock while an
+        appender waits for it. Same results, same errors (rebuilt: an ``OSError`` when that
+        process is gone). Any thread."""
+        self._offload = call
 
     def _open_fs(self, fresh: bool = False) -> tuple[Any, str]:
         """The filesystem of the URL and the root path in it (``fresh``: a new instance, never
@@ -182,6 +232,13 @@ class ArchiveStore:
             "walship archive %s: the store refused expired credentials; renewed them and retrying",
             self.url,
         )
+
+    @property
+    def source(self) -> tuple[str, dict[str, Any]]:
+        """The URL and storage options this store was built from (credentials included: never
+        log or show them), to build the same store in another process."""
+        url, options = self._source
+        return url, dict(options)
 
     @property
     def shared_across_processes(self) -> bool:
@@ -371,6 +428,7 @@ class ArchiveStore:
                 name,
             )
 
+    @_offloadable
     @storage_errors
     def read_object(self, name: str, limit: int) -> bytes | None:
         """Object ``name`` (a walship name, validated), at most ``limit + 1`` bytes of it
@@ -383,6 +441,7 @@ class ArchiveStore:
         self.path(name)
         return self._read_small(name, limit)
 
+    @_offloadable
     @storage_errors
     def remove_object(self, name: str) -> bool:
         """Remove object ``name`` (a walship name, validated); False when it was not there.
@@ -400,6 +459,7 @@ class ArchiveStore:
 
     # --- the archive interface ----------------------------------------------------------
 
+    @_offloadable
     @storage_errors
     def stat(self, name: str) -> SegmentManifest | None:
         """The manifest of segment ``name``, or ``None`` when it is not archived.
@@ -536,16 +596,29 @@ class ArchiveStore:
             return self.overlay[segment_seq]
         name = object_name(segment_seq, compression)
         limit = self.max_object_bytes
-        d = self._digest(name, compression, limit, limit, keep=True, seal=seal)
-        if d.too_large:
+        data: bytes | None
+        if compression == "none" and seal is None:
+            # the caller checks every claim, the BLAKE3 too: one ranged GET, nothing hashed
+            data = self._read_small(name, limit)
+            if data is None:
+                raise ArchiveMissingError(
+                    f"{self.object_url(name)} is missing from the archive",
+                    segment_name(segment_seq),
+                )
+            too_large = len(data) > limit
+        else:
+            d = self._digest(name, compression, limit, limit, keep=True, seal=seal)
+            data, too_large = d.data, d.too_large
+        if too_large:
             raise ArchiveIntegrityError(
                 f"{self.object_url(name)} is larger than {limit} bytes", segment_name(segment_seq)
             )
-        assert d.data is not None
-        return d.data
+        assert data is not None
+        return data
 
     # --- plain objects (parts of the active segment and their manifests) ----------------
 
+    @_offloadable
     def create_part_object(self, name: str, data: bytes) -> bool:
         """Create object ``name`` (validated) holding ``data``: conditionally, like a segment
         (never over an existing object), and verified (the ETag against the MD5 on S3, else
@@ -567,6 +640,7 @@ class ArchiveStore:
             ) from None
         return True
 
+    @_offloadable
     def create_sealed_part(self, name: str, data: bytes) -> Seal | None:
         """:meth:`create_part_object` of ``data`` as :meth:`seal_bytes` stores it; returns the
         seal of the object (``None``: in the clear). An object an earlier run left under
@@ -588,6 +662,7 @@ class ArchiveStore:
             return found
         return seal
 
+    @_offloadable
     @storage_errors
     def prepare_create(self) -> None:
         """Find out now, not at the first create, whether the server honours the conditional

@@ -207,17 +207,23 @@ class ArchivePlan:
     adds its parts (:func:`walship.archive.parts.attach_tail`)."""
 
     @classmethod
-    def load(cls, archive: ArchiveStore, jobs: int = _MANIFEST_JOBS) -> ArchivePlan:
-        """LIST ``archive`` once and fetch every listed manifest (``jobs`` at a time). Objects
-        that are not walship's (``listing.foreign``) are ignored, named in one warning on the
-        ``walship.archive`` logger.
+    def load(
+        cls,
+        archive: ArchiveStore,
+        jobs: int = _MANIFEST_JOBS,
+        listing: ArchiveListing | None = None,
+    ) -> ArchivePlan:
+        """LIST ``archive`` once (``listing``: the caller's, made just before) and fetch every
+        listed manifest (``jobs`` at a time). Objects that are not walship's
+        (``listing.foreign``) are ignored, named in one warning on the ``walship.archive``
+        logger.
 
         Raises:
             ArchiveNameError: the archive holds an object named like walship's that is not a
                 segment or manifest, or a hostile name (named).
             OSError: the store failed.
         """
-        listing = archive.list()
+        listing = listing if listing is not None else archive.list()
         listing.raise_rejected(archive.url)
         listing.warn_foreign(archive.url)
         seqs = sorted(listing.manifests)

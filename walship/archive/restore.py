@@ -2,9 +2,11 @@
 
 :func:`restore` lists the archive once and reads every manifest (the plan of
 :mod:`walship.archive.plan`, the one ``walship verify URL`` checks too), refuses before
-downloading anything when a segment it needs is missing or its manifest shows damage, downloads
+writing anything when a segment it needs is missing or its manifest shows damage, downloads
 the segments in parallel and checks each one's bytes against its manifest (size, BLAKE3, header,
-every frame, every claim), and writes a directory that :func:`walship.open` accepts. An object
+every frame, every claim), and writes a directory that :func:`walship.open` accepts. The first
+segments of a whole restore are downloaded while the manifests are read (:class:`Prefetch`),
+held unchecked in memory and used only once their manifest checks them. An object
 named like walship's (``segment_...``) that is not a segment or a manifest, or a hostile name
 (traversal, separators), is refused before anything is downloaded; objects that are not
 walship's at all (a ``README.txt``, ``notes/...``) are ignored, named in one warning on the
@@ -56,6 +58,7 @@ import os
 import re
 import secrets
 import struct
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -80,6 +83,8 @@ from walship.archive.staging import (
     holds_log,
     one_restore_at_a_time,
     staging_directory,
+    sync_staged,
+    write_staged,
 )
 from walship.backends.platform import fsync_dir
 from walship.backends.posix import PosixStore
@@ -353,23 +358,27 @@ def restore(
         return _nothing(target, archive.url, "present")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise RestoreError(f"{target} exists and is not an empty directory; restore into a new one")
-    plan = ArchivePlan.load(archive)  # the one LIST of this restore
-    tail = attach_tail(plan)  # the parts after the last sealed segment, checked
-    if tail.problems:
-        refuse(plan, tail.problems, False)
-    if allow_empty and not plan.seqs and not plan.checkpoints:
-        create_empty(target)
-        return _nothing(target, archive.url, "created")
-    cp, rp = _checked_plan(archive, plan, to_seq, to_micros, allow_partial, from_checkpoint)
-    snapshot = fetch_snapshot(archive, cp) if cp is not None else None
-    with staging_directory(target) as staging:  # removed again on failure
-        store = PosixStore(staging)
-        written = fetch(archive, rp, store, jobs, progress) if rp.run else []
-        if snapshot is not None:
-            store.write_atomic(SNAPSHOT_FILE, snapshot)
-        written, active = commit(
-            store, staging, target, rp, written, archive.url, cp, live=tail.segments
-        )
+    listing = archive.list()  # the one LIST of this restore
+    listing.raise_rejected(archive.url)  # before any download
+    whole = to_seq is None and to_time is None and from_checkpoint is None
+    with Prefetch(archive, listing.objects if whole else {}, jobs) as early:
+        plan = ArchivePlan.load(archive, listing=listing)
+        tail = attach_tail(plan)  # the parts after the last sealed segment, checked
+        if tail.problems:
+            refuse(plan, tail.problems, False)
+        if allow_empty and not plan.seqs and not plan.checkpoints:
+            create_empty(target)
+            return _nothing(target, archive.url, "created")
+        cp, rp = _checked_plan(archive, plan, to_seq, to_micros, allow_partial, from_checkpoint)
+        snapshot = fetch_snapshot(archive, cp) if cp is not None else None
+        with staging_directory(target) as staging:  # removed again on failure
+            store = PosixStore(staging)
+            written = fetch(archive, rp, store, jobs, progress, early) if rp.run else []
+            if snapshot is not None:
+                store.write_atomic(SNAPSHOT_FILE, snapshot)
+            written, active = commit(
+                store, staging, target, rp, written, archive.url, cp, live=tail.segments
+            )
     return _result(target, archive.url, plan, rp, written, active, cp, tail.parts)
 
 
@@ -448,13 +457,71 @@ def _check_arguments(to_seq: int | None, to_time: object, jobs: int) -> None:
         raise RestoreError(f"jobs must be at least 1, got {jobs!r}")
 
 
+PREFETCH_BYTES = 64 << 20
+"""At most this much of the first segments (and at most two per job) is downloaded while the
+plan reads the manifests (at least one segment)."""
+
+
+class Prefetch:
+    """Downloads of the first segments of a whole restore, started while the plan reads the
+    manifests, so that the downloads need not wait for the last manifest: each is an
+    uncompressed object of the LIST (``objects``: ``listing.objects``), fetched as
+    :meth:`~walship.archive.objects.ArchiveStore.get_unverified` would, held unchecked until
+    :meth:`take` hands it to the check against its manifest. A download that fails, or
+    that the plan does not use (the restore is refused, the segment is sealed, compressed
+    or not in the run), is dropped: the restore downloads it again (and reports its error)
+    or never looks at it. A context manager: leaving it cancels what did not start and
+    waits for what did."""
+
+    def __init__(self, archive: ArchiveStore, objects: Mapping[int, Mapping[str, int]], jobs: int):
+        seqs: list[int] = []
+        total = 0
+        self._overlay = archive.overlay
+        for seq in sorted(s for s, kinds in objects.items() if "none" in kinds):
+            total += objects[seq]["none"]
+            if seqs and (total > PREFETCH_BYTES or len(seqs) >= 2 * jobs):
+                break
+            seqs.append(seq)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seqs))))
+        self._futures = {seq: self._pool.submit(archive.get_unverified, seq) for seq in seqs}
+        self._lock = threading.Lock()
+
+    def take(self, m: SegmentManifest) -> bytes | None:
+        """The bytes downloaded early of ``m``'s object (waiting for them when the download
+        is under way), or ``None``: not downloaded early, failed, or not the object ``m``
+        describes (compressed or sealed). Each segment is handed out once. Any thread."""
+        with self._lock:
+            fut = self._futures.pop(m.segment_seq, None)
+        if fut is None:
+            return None
+        if m.compression != "none" or m.seal is not None or m.segment_seq in self._overlay:
+            fut.cancel()
+            return None
+        try:
+            return fut.result()
+        except Exception:  # downloaded again by the caller, which reports what fails
+            return None
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._futures.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _fetch_one(
-    archive: ArchiveStore, rp: RestorePlan, store: PosixStore, m: SegmentManifest
+    archive: ArchiveStore,
+    rp: RestorePlan,
+    store: PosixStore,
+    m: SegmentManifest,
+    early: Prefetch | None = None,
 ) -> _Written:
-    """Download segment ``m``, check it against its manifest, cut it at the target when it
-    is the cut segment (or, to a time, whenever a frame is past it), and write it into the
-    staging store. Runs on a download thread."""
-    data = check_segment(archive, m).raise_problems()
+    """Download segment ``m`` (or take what ``early`` downloaded of it), check it against its
+    manifest, cut it at the target when it is the cut segment (or, to a time, whenever a
+    frame is past it), and write it into the staging store. Runs on a download thread."""
+    data = check_segment(archive, m, early.take(m) if early else None).raise_problems()
     if rp.walk or m.segment_seq == rp.cut:
         w = _cut_offset(data, rp.to_seq, rp.to_micros)
         if w.cut_bytes:
@@ -471,7 +538,7 @@ def _fetch_one(
             m.last_timestamp_micros,
             0,
         )
-    store.write_atomic(m.name, data)
+    write_staged(store.path, m.name, data)
     return w
 
 
@@ -481,11 +548,12 @@ def fetch(
     store: PosixStore,
     jobs: int,
     progress: Callable[[RestoreProgress], None] | None = None,
+    early: Prefetch | None = None,
 ) -> list[_Written]:
     """Step 2 of a restore: download the plan's run ``jobs`` at a time into ``store`` (the
-    staging directory), each segment checked (:func:`_fetch_one`); ``progress`` is called
-    before the downloads and after each segment, on the calling thread. Returns what was
-    written, in segment order.
+    staging directory), each segment checked (:func:`_fetch_one`; what ``early`` downloaded
+    already is taken from it); ``progress`` is called before the downloads and after each
+    segment, on the calling thread. Returns what was written, in segment order.
 
     Raises:
         ArchiveMissingError / ArchiveIntegrityError: a segment is gone or does not match its
@@ -500,7 +568,7 @@ def fetch(
         progress(RestoreProgress(0, len(run), 0, total_bytes, None))
     with ThreadPoolExecutor(max_workers=min(jobs, len(run))) as pool:
         futures: dict[Future[_Written], SegmentManifest] = {
-            pool.submit(_fetch_one, archive, rp, store, m): m for m in run
+            pool.submit(_fetch_one, archive, rp, store, m, early): m for m in run
         }
         remaining = set(futures)
         while remaining:
@@ -572,6 +640,7 @@ def commit(
         ArchiveRecord(store).mark_many(entries)
     else:
         checkpoint_record(store, checkpoint, entries, url).save()
+    sync_staged(staging)  # the names write_staged made
     rename_into_place(staging, target)
     return written, active_seq
 

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from walship.backends.platform import try_lock
-from walship.backends.posix import LOCK_NAME, PosixStore
+from walship.backends.platform import flush_file, fsync_dir, try_lock, write_all
+from walship.backends.posix import DIR_MODE, FILE_MODE, LOCK_NAME, PosixStore, raise_if_full
 from walship.core.header import parse_segment_name
 from walship.core.record import RECORD_NAME
 from walship.core.sidefiles import remove_temporaries
@@ -167,6 +167,42 @@ def staging_directory(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_path)
         os.close(fd)
+
+
+def write_staged(staging: Path, name: str, data: bytes | memoryview) -> None:
+    """Write file ``name`` of the ``staging`` directory (created when missing), new, holding
+    ``data``, durably (``fsync``), but without a temporary file, a rename or a sync of the
+    directory: the staging directory becomes the log only by its rename into place, after
+    :func:`sync_staged`, and is removed on failure, so no file of it needs to appear whole
+    on its own. Thread-safe.
+
+    Raises:
+        OSError: the local disk failed (a full disk names the file and the space left); the
+            file is removed again.
+    """
+    if not staging.is_dir():
+        staging.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    path = staging / name
+    fd = os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE
+    )
+    try:
+        try:
+            write_all(fd, data)
+            flush_file(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise_if_full(e, path)
+        raise
+
+
+def sync_staged(staging: Path) -> None:
+    """Make the names of the files :func:`write_staged` wrote in ``staging`` durable (one
+    sync of the directory), before it is renamed into place. Raises ``OSError``."""
+    fsync_dir(staging)
 
 
 def clean_leftovers(target: Path) -> list[str]:

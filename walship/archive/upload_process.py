@@ -39,8 +39,14 @@ from typing import Any
 
 from walship import errors as archive_errors
 from walship.archive import ArchiveStore, PutResult
+from walship.archive.objects import OFFLOADABLE
 from walship.archive.sealing import keyring_argument
-from walship.errors import ArchiveError, SegmentReadError
+from walship.errors import ArchiveError, ArchiveStorageError, SegmentReadError
+
+StoreKey = tuple[str, Mapping[str, Any], str, str, "dict[str, Any] | None", int]
+"""An archive as the child builds its store: URL, storage options, compression,
+conditional_create, the keyring's mapping (``None``: no encryption), the writer's epoch (what
+its segment and part manifests carry)."""
 
 NICENESS = 10
 """Added to the child's niceness: uploads are background work."""
@@ -87,7 +93,7 @@ class UploadProcess:
 
     def put(
         self,
-        key: tuple[str, Mapping[str, Any], str, str, dict[str, Any] | None, int],
+        key: StoreKey,
         name: str,
         raw: bytes | str,
         expected_blake3: bytes | None,
@@ -101,18 +107,35 @@ class UploadProcess:
         or the path of its file (the child reads it: the bytes never pass through this
         process). Raises what that put raises, and ``OSError`` when the child dies
         meanwhile."""
-        fut: Future[PutResult] = Future()
+        path = raw if isinstance(raw, str) else None
+        payload = None if isinstance(raw, str) else raw
+        result: PutResult = self._request(key, "put", (name, expected_blake3), path, payload)
+        return result
+
+    def call(
+        self, key: StoreKey, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``ArchiveStore(...).<method>(*args, **kwargs)`` in the child (``key`` as for
+        :meth:`put`; ``method`` one of :data:`~walship.archive.objects.OFFLOADABLE`): its
+        result, or what it raises (rebuilt by :func:`rebuild_error`), and ``OSError`` when the
+        child dies meanwhile. Arguments and result are pickled."""
+        return self._request(key, method, (args, kwargs), None, None)
+
+    def _request(
+        self, key: StoreKey, op: str, args: tuple[Any, ...], path: str | None, payload: bytes | None
+    ) -> Any:
+        fut: Future[Any] = Future()
         n = next(self._ids)
         with self._futures_lock:
             if not self.alive:
                 raise OSError(errno.EIO, "the walship upload process is gone")
             self._futures[n] = fut
         try:
-            path = raw if isinstance(raw, str) else None
             with self._send_lock:  # the segment's bytes unpickled: no copy under the lock
-                self._conn.send((n, (key[0], dict(key[1]), *key[2:]), name, expected_blake3, path))
-                if not isinstance(raw, str):
-                    self._conn.send_bytes(raw)
+                message = (n, (key[0], dict(key[1]), *key[2:]), op, args, path, payload is not None)
+                self._conn.send(message)
+                if payload is not None:
+                    self._conn.send_bytes(payload)
         except (OSError, ValueError) as e:
             self._died(f"cannot reach the walship upload process: {e}")
         return fut.result()
@@ -148,20 +171,56 @@ class UploadProcess:
             self._process.wait(5)
 
 
-def flatten_error(e: BaseException) -> tuple[str, str, str, int | None]:
-    """What the parent needs to raise ``e`` again: class name, message, segment, errno."""
+def store_key(store: ArchiveStore) -> StoreKey:
+    """The key the child builds a store like ``store`` from (the archiver's own for the same
+    settings, so that both use one store in the child)."""
+    url, options = store.source
+    keys = store.keyring.as_mapping() if store.keyring is not None else None
+    return (url, options, store.compression, store.conditional_create, keys, store.writer_epoch)
+
+
+def offload(store: ArchiveStore) -> None:
+    """Run ``store``'s requests of :data:`~walship.archive.objects.OFFLOADABLE` in the shared
+    child from now on (:meth:`ArchiveStore.offload`): the fence's GET, the manifest of a
+    segment's predecessor and live shipping's parts stop holding this process's interpreter
+    lock. The child starts at the first such request. Only for a store that
+    :attr:`~ArchiveStore.shared_across_processes`."""
+
+    def call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # (the key of each call: a takeover moves the store's writer_epoch)
+        return UploadProcess.shared().call(store_key(store), method, args, kwargs)
+
+    store.offload(call)
+
+
+def flatten_error(
+    e: BaseException,
+) -> tuple[str, str, str, int | None, tuple[int | None, str, str] | None]:
+    """What the parent needs to raise ``e`` again: class name, message, segment, errno, and a
+    storage error's HTTP status, error code and operation."""
     segment = e.segment if isinstance(e, SegmentReadError) else ""
     code = e.errno if isinstance(e, OSError) else None
     message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    return type(e).__name__, message or type(e).__name__, segment, code
+    answer = (e.status, e.code, e.operation) if isinstance(e, ArchiveStorageError) else None
+    return type(e).__name__, message or type(e).__name__, segment, code, answer
 
 
-def rebuild_error(kind: str, message: str, segment: str, code: int | None) -> BaseException:
+def rebuild_error(
+    kind: str,
+    message: str,
+    segment: str,
+    code: int | None,
+    answer: tuple[int | None, str, str] | None = None,
+) -> BaseException:
     """The error :func:`flatten_error` flattened, as the parent raises it: walship's own class
-    when it is one, else an ``OSError`` with its errno, else an :class:`ArchiveError`."""
+    when it is one (a storage error with its status, code and operation), else an
+    ``OSError`` with its errno (``FileNotFoundError``, ``FileExistsError``... by that errno),
+    else an :class:`ArchiveError`."""
     cls = getattr(archive_errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, SegmentReadError):
         return cls(message, segment)
+    if isinstance(cls, type) and issubclass(cls, ArchiveStorageError) and answer is not None:
+        return cls(message, *answer)
     if isinstance(cls, type) and issubclass(cls, ArchiveError):
         return cls(message)
     if code is not None:
@@ -221,6 +280,24 @@ def quiet_child() -> None:
         say.warning("cannot quiet the fsspec loop: %s", e)
 
 
+def perform(store: ArchiveStore, op: str, args: tuple[Any, ...], raw: bytes | str | None) -> Any:
+    """What the child does for one request on ``store``: ``put`` (``args``: name and expected
+    BLAKE3; ``raw``: the bytes, or the path of the file to read them from), or one of
+    :data:`~walship.archive.objects.OFFLOADABLE` (``args``: its positional and keyword
+    arguments). Raises what that raises; ``ArchiveError`` for any other ``op``."""
+    if op == "put":
+        if isinstance(raw, str):
+            with open(raw, "rb") as f:
+                raw = f.read()
+        assert raw is not None
+        name, b3 = args
+        return store.put(name, raw, expected_blake3=b3)
+    if op not in OFFLOADABLE:
+        raise ArchiveError(f"the walship upload process does not run {op!r}")
+    positional, keywords = args
+    return getattr(store, op)(*positional, **keywords)
+
+
 def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the child
     quiet_child()
     with contextlib.suppress(OSError):
@@ -229,30 +306,24 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     stores_lock = threading.Lock()
     send_lock = threading.Lock()
 
-    def run(
-        n: int,
-        key: tuple[str, dict[str, Any], str, str, dict[str, Any] | None, int],
-        name: str,
-        raw: bytes | str,
-        b3: Any,
-    ) -> None:
+    def store_of(key: StoreKey) -> ArchiveStore:
+        ident = repr(key)
+        with stores_lock:
+            store = stores.get(ident)
+            if store is None:
+                store = stores[ident] = ArchiveStore(
+                    key[0],
+                    key[1],
+                    compression=key[2],
+                    conditional_create=key[3],
+                    keyring=keyring_argument(key[4]),
+                )
+                store.writer_epoch = key[5]
+            return store
+
+    def run(n: int, key: Any, op: str, args: tuple[Any, ...], raw: bytes | str | None) -> None:
         try:
-            if isinstance(raw, str):
-                with open(raw, "rb") as f:
-                    raw = f.read()
-            ident = repr(key)
-            with stores_lock:
-                store = stores.get(ident)
-                if store is None:
-                    store = stores[ident] = ArchiveStore(
-                        key[0],
-                        key[1],
-                        compression=key[2],
-                        conditional_create=key[3],
-                        keyring=keyring_argument(key[4] if len(key) > 4 else None),
-                    )
-                    store.writer_epoch = key[5] if len(key) > 5 else 0
-            reply: tuple[int, bool, Any] = (n, True, store.put(name, raw, expected_blake3=b3))
+            reply: tuple[int, bool, Any] = (n, True, perform(store_of(key), op, args, raw))
         except BaseException as e:
             reply = (n, False, flatten_error(e))
         with send_lock, contextlib.suppress(OSError, ValueError):
@@ -261,8 +332,8 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
     pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="walship-upload")
     while True:
         try:
-            n, key, name, b3, path = conn.recv()
-            raw = path if path is not None else conn.recv_bytes()
+            n, key, op, args, path, has_payload = conn.recv()
+            raw = conn.recv_bytes() if has_payload else path
         except (EOFError, OSError):
             # the parent is gone or closed us: nobody is left to record a result, so a put in
             # flight is not waited for (a hung server would keep this process, and the
@@ -270,7 +341,7 @@ def _child_main(conn: Connection) -> None:  # pragma: no cover - runs in the chi
             # puts it again (idempotent)
             pool.shutdown(wait=False, cancel_futures=True)
             return
-        pool.submit(run, n, key, name, raw, b3)
+        pool.submit(run, n, key, op, args, raw)
 
 
 if __name__ == "__main__":  # pragma: no cover - the child
