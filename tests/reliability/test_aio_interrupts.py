@@ -270,7 +270,13 @@ def test_sigint_under_asyncio_run_cancels_and_loses_nothing() -> None:
         signal.raise_signal(signal.SIGINT)  # asyncio.run's handler cancels the main task
         await asyncio.sleep(10)
 
-    raised = _appending(log, acks, threading.Event(), sigint_soon)
+    # asyncio.run installs its SIGINT handler only over the default one: a suite run in the
+    # background (bash's `&`: SIGINT ignored, inherited by the workers) hung here for 300 s
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        raised = _appending(log, acks, threading.Event(), sigint_soon)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert isinstance(raised, KeyboardInterrupt), raised
     assert log.closed and log.failed is None
     ti.reopen_and_check(store, acks, durable=max(acks.payloads))

@@ -178,7 +178,7 @@ def test_two_logs_with_multipart_sized_segments_long(bucket: S3Bucket, tmp_path:
 
 WRITER = textwrap.dedent(
     """
-    import json, sys, walship
+    import json, sys, time, walship
     path, archive = sys.argv[1], json.loads(sys.argv[2])
     log = walship.open(path, entry_point_plugins=False, archive=archive, max_segment_bytes=4096)
     i = 0
@@ -187,6 +187,9 @@ WRITER = textwrap.dedent(
         log.append_batch([b"frame %d.%d " % (i, j) * 20 for j in range(4)])
         if i % 3 == 0:
             log.rotate()
+        if i % 30 == 0:  # (bounded: a loaded machine let it close 1,500 segments before the kill)
+            while log.archiver.pending():
+                time.sleep(0.01)
     """
 )
 
