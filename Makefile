@@ -50,8 +50,9 @@ lint: $(STAMP)
 FLOORS_PYTHON ?= $(PYTHON)
 FLOORS_VENV ?= .venv-floors
 FLOORS_EXTRAS := s3,zstd,crypto,test
-FLOORS_TESTS ?= tests/test_archive*.py tests/test_restore*.py tests/test_config.py tests/test_encryption.py \
-	tests/test_cli.py tests/test_plugins.py tests/test_prometheus.py \
+FLOORS_TESTS ?= tests/archive/test_archive*.py tests/cli/test_archive_cli.py \
+	tests/archive/test_restore*.py tests/config/test_config.py tests/archive/test_encryption.py \
+	tests/cli/test_cli.py tests/plugins/test_plugins.py tests/plugins/test_prometheus.py \
 	tests/reliability/test_object_store_faults.py
 
 floors: $(STAMP)

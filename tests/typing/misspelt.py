@@ -1,5 +1,5 @@
 """Calls a type checker must refuse: each line marked ``# refused`` must have an error on it,
-and no other line may (tests/test_typed_open.py). Never run."""
+and no other line may (tests/config/test_typed_open.py). Never run."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 # pyright: strict
 """A user's script over walship's public API, as an application would write it: it must pass
 ``mypy --strict`` and pyright's strict mode with no ``ignore`` and no ``cast``
-(tests/test_typed_open.py runs both on it). It is type-checked, never run."""
+(tests/config/test_typed_open.py runs both on it). It is type-checked, never run."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 /* walship.core._codec: the per-frame loops of walship.core.frame in C (optional).
  *
  * The pure-Python code of walship/core/frame.py is the reference: every function here does
- * exactly what its Python counterpart does (tests/test_codec_native.py compares both on random
+ * exactly what its Python counterpart does (tests/core/test_codec_native.py compares both on random
  * and damaged inputs). The checks that raise (payload types and sizes, the u64 ranges) stay in
  * Python and run before these are called; what is checked here again only keeps the C safe.
  *

@@ -24,8 +24,8 @@ from walship.options import OPEN_OPTIONS, RUNTIME_OPTIONS, OpenOptions
 from walship.plugins.hookspecs import hookimpl
 from walship.values import SEGMENT_SIZE_MIN
 
-ROOT = Path(__file__).resolve().parent.parent
-TYPING = Path(__file__).resolve().parent / "typing"
+ROOT = Path(__file__).resolve().parents[2]
+TYPING = Path(__file__).resolve().parents[1] / "typing"
 
 # --- the config's values and messages -------------------------------------------------------
 

@@ -40,7 +40,7 @@ from walship.core.scan import ProblemKind, scan_store
 from walship.core.segment import ClosedSegment, SegmentManager
 from walship.store import SegmentStore
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "seed_fixtures"
 SEEDCHECK = REPO / "tools" / "seedcheck"
 SCENARIOS = sorted(p.parent.name for p in FIXTURES.glob("*/scenario.jsonl"))

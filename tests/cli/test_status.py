@@ -49,7 +49,7 @@ class Writer:
     """A log held open by another process, driven line by line (each command answered)."""
 
     def __init__(self, config: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(config)],
             stdin=subprocess.PIPE,

@@ -197,7 +197,7 @@ def test_close_does_not_wait_for_backoff() -> None:
     write_segments(log, 1)
     assert wait_until(lambda: flaky.failures >= 1)
     started = time.monotonic()
-    log.close(drain=0)  # (no drain wait: see tests/test_drain.py)
+    log.close(drain=0)  # (no drain wait: see tests/archive/test_drain.py)
     assert time.monotonic() - started < 10  # the 15-30 s backoff wait was cut short
     assert local_segments(mem) == [1, 2]
 

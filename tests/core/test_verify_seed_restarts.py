@@ -17,7 +17,7 @@ import walship
 from walship.archive import ArchiveStore
 from walship.cli import build_cli
 
-FIXTURE = Path(__file__).resolve().parent / "seed_fixtures" / "seed_restart_new_segment"
+FIXTURE = Path(__file__).resolve().parents[1] / "seed_fixtures" / "seed_restart_new_segment"
 WALSHIP = Path(sys.executable).parent / "walship"
 RESTART = "segment_0000000000000002.aedbwal"  # the segment the seed opened after its restart
 

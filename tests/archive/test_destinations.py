@@ -35,7 +35,7 @@ from walship.core.record import RECORD_NAME, ArchiveRecord
 from walship.core.scan import scan_store
 from walship.errors import ArchiveBackpressureError, CheckpointError, ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = {"attempts": 3, "backoff": 0.005, "max_backoff": 0.02}
 
 

@@ -31,7 +31,7 @@ from walship.core.header import segment_name
 from walship.core.record import RECORD_NAME
 from walship.errors import RestoreError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["memory", "file", "moto"])

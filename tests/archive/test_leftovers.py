@@ -26,7 +26,7 @@ from walship.cli import build_cli
 from walship.core.header import segment_name
 from walship.errors import RestoreError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str | Path) -> tuple[int, str]:

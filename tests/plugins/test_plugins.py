@@ -34,7 +34,7 @@ from walship.plugins.manager import (
 )
 from walship.plugins.metrics import MetricsPlugin
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "walship-rotation-journal"
 
 
