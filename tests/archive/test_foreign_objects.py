@@ -232,3 +232,21 @@ def test_radosgw_foreign_objects_end_to_end(
         assert list(walship.open_archive(a.url, a.storage_options).read()) == written
     finally:
         a.remove()
+
+
+def test_a_process_names_each_foreign_object_once(
+    archive: Archive, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Loading the archive again (a follower's every round, a read after a restore) names no
+    object it named already; a new one is named, alone."""
+    written = with_foreign(archive)
+    caplog.set_level(logging.WARNING, "walship.archive")
+    assert list(walship.open_archive(archive.url, archive.storage_options).read()) == written
+    assert_one_warning(caplog)
+    caplog.clear()
+    assert list(walship.open_archive(archive.url, archive.storage_options).read()) == written
+    assert [m for m in warnings_of(caplog) if "not walship's" in m] == []
+    plant(archive, "ANOTHER.txt", b"x")
+    assert list(walship.open_archive(archive.url, archive.storage_options).read()) == written
+    [line] = [m for m in warnings_of(caplog) if "not walship's" in m]
+    assert "ANOTHER.txt" in line

@@ -102,7 +102,6 @@ class ArchiveWatch:
     def __init__(self, archive: ArchiveStore) -> None:
         self.archive = archive
         self._manifests: dict[int, tuple[int, SegmentManifest]] = {}
-        self._warned_foreign = False
 
     def refresh(self) -> ArchivePlan:
         """This round's plan.
@@ -113,9 +112,7 @@ class ArchiveWatch:
         """
         listing: ArchiveListing = self.archive.list()
         listing.raise_rejected(self.archive.url)
-        if not self._warned_foreign:
-            listing.warn_foreign(self.archive.url)
-            self._warned_foreign = True
+        listing.warn_foreign(self.archive.url)  # (each object named once per process)
         manifests: dict[int, SegmentManifest] = {}
         invalid: dict[int, str] = {}
         for seq, size in sorted(listing.manifests.items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,26 @@ from walship.archive.names import (
 from walship.errors import ArchiveNameError
 
 log = logging.getLogger("walship.archive")
+
+
+class WarnedNames:
+    """The objects of each archive this process has warned about already, so that one is named
+    in one warning however often the archive is loaded again (verify's passes, a follower's
+    rounds, a restore after a read). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def new(self, url: str, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` not warned about yet for ``url`` (now counted as warned)."""
+        with self._lock:
+            fresh = [n for n in names if (url, n) not in self._seen]
+            self._seen.update((url, n) for n in fresh)
+        return fresh
+
+
+_foreign_warned = WarnedNames()
 _SHOWN_FOREIGN = 5
 _OTHER_KINDS = {
     "snapshot": "snapshots",
@@ -77,9 +98,10 @@ class ArchiveListing:
 
     def warn_foreign(self, url: str) -> None:
         """Log one warning line on the ``walship.archive`` logger naming the foreign objects
-        (nothing when there are none). On the calling thread."""
+        (nothing when there are none, or when this process named each of them already for
+        ``url``). On the calling thread."""
         note = self.foreign_note()
-        if note is not None:
+        if note is not None and _foreign_warned.new(url, self.foreign):
             log.warning("%s: %s", url, note)
 
     @classmethod

@@ -43,7 +43,6 @@ below that of a takeover whose own segments start at or before it) is set aside 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from walship.archive import ArchiveListing, ArchiveStore, SegmentManifest
 from walship.archive.checkpoint_manifest import CheckpointManifest, PruneMarker
 from walship.archive.checkpoints import load_checkpoints, load_prune_marker
 from walship.archive.epoch import EpochStarts
+from walship.archive.listing import WarnedNames
 from walship.archive.names import (
     checkpoint_manifest_name,
     manifest_name,
@@ -81,17 +81,14 @@ out); every other kind is damage, which nothing skips."""
 
 _MANIFEST_JOBS = 16
 logger = logging.getLogger("walship.archive")
-_warned: set[tuple[str, str]] = set()
+_fenced_warned = WarnedNames()
 """Fenced leftovers already warned about by this process (a follower loads a plan a round)."""
-_warned_lock = threading.Lock()
 
 
 def warn_fenced(url: str, fenced: Mapping[str, str]) -> None:
     """One warning line naming the fenced writer's leftovers of ``fenced`` (name -> why) this
     process has not warned about yet (on the ``walship.archive`` logger)."""
-    with _warned_lock:
-        new = [n for n in fenced if (url, n) not in _warned]
-        _warned.update((url, n) for n in new)
+    new = _fenced_warned.new(url, fenced)
     if new:
         logger.warning(
             "%s: %d object(s) of a fenced writer ignored: %s", url, len(new), fenced[new[0]]
