@@ -177,11 +177,15 @@ def write_staged(staging: Path, name: str, data: bytes | memoryview) -> None:
     on its own. Thread-safe.
 
     Raises:
-        OSError: the local disk failed (a full disk names the file and the space left); the
-            file is removed again.
+        OSError: the local disk failed (a full disk names the file, or the staging directory
+            it could not create, and the space left); the file is removed again.
     """
-    if not staging.is_dir():
-        staging.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    try:
+        if not staging.is_dir():
+            staging.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as e:  # (a full disk has no block left for the directory either)
+        raise_if_full(e, staging)
+        raise
     path = staging / name
     fd = os.open(
         path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE
