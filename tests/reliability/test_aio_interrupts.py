@@ -184,6 +184,9 @@ def _loop_point_run(k: int, scenario: str, monkeypatch: pytest.MonkeyPatch) -> b
     return bool(fired)
 
 
+# An interrupt injected between the call that makes a coroutine and its await leaves that
+# coroutine never awaited: Python warns when it is collected; that is the point injected, not a leak
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 @pytest.mark.parametrize("scenario", ["free", "queued"])
 def test_an_interrupt_at_every_point_of_the_loops_part(
     scenario: str, monkeypatch: pytest.MonkeyPatch
