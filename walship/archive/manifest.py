@@ -170,7 +170,7 @@ def manifest_epoch(doc: dict[str, Any], bad: Callable[[str], Exception]) -> int:
     """The optional ``epoch`` of a segment or part manifest ``doc`` (absent: 0).
 
     Raises:
-        what ``bad`` makes, when it is not a non-negative integer.
+        Exception: what ``bad`` makes, when it is not a non-negative integer.
     """
     epoch = doc.get("epoch", 0)
     if type(epoch) is not int or epoch < 0:

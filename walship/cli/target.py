@@ -215,7 +215,7 @@ def storage_target_options(f: Any) -> Any:
 
 def config_option(help: str, required: bool = True) -> Callable[[Any], Any]:
     """The ``-c/--config`` option of a command that works on the log of a config: an existing
-    file, passed as a :class:`~pathlib.Path` (``None`` when not ``required`` and not given)."""
+    file, passed as a ``pathlib.Path`` (``None`` when not ``required`` and not given)."""
     return click.option(
         "-c",
         "--config",
