@@ -116,16 +116,7 @@ class SegmentManifest:
         def bad(what: str) -> ArchiveIntegrityError:
             return ArchiveIntegrityError(f"manifest {where} is invalid: {what}", name)
 
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise bad(f"larger than {MAX_MANIFEST_BYTES} bytes")
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise bad(f"not JSON ({e})") from None
-        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-            raise bad(f"not a {MANIFEST_FORMAT} document")
-        if doc.get("version") != MANIFEST_VERSION:
-            raise bad(f"unsupported version {doc.get('version')!r}")
+        doc = load_document(data, MANIFEST_FORMAT, MANIFEST_VERSION, bad)
         values: dict[str, Any] = {}
         for key in _INT_FIELDS:
             v = doc.get(key)
@@ -164,6 +155,28 @@ class SegmentManifest:
                 raise bad(str(e)) from None
         values["epoch"] = manifest_epoch(doc, bad)
         return cls(name=name, compression=compression, stored_size=stored, seal=seal, **values)
+
+
+def load_document(
+    data: bytes, fmt: str, version: int, bad: Callable[[str], Exception]
+) -> dict[str, Any]:
+    """The JSON object of a small archive document (a segment, part or checkpoint manifest,
+    a prune marker) of format ``fmt`` and ``version``, its size and header checked.
+
+    Raises:
+        Exception: what ``bad`` makes, naming what is wrong.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise bad(f"larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(f"not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise bad(f"not a {fmt} document")
+    if doc.get("version") != version:
+        raise bad(f"unsupported version {doc.get('version')!r}")
+    return doc
 
 
 def manifest_epoch(doc: dict[str, Any], bad: Callable[[str], Exception]) -> int:

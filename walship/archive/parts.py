@@ -52,7 +52,12 @@ from blake3 import blake3 as Blake3
 
 from walship.archive.epoch import EpochStarts
 from walship.archive.listing import ArchiveListing
-from walship.archive.manifest import SegmentManifest, describe_segment, manifest_epoch
+from walship.archive.manifest import (
+    SegmentManifest,
+    describe_segment,
+    load_document,
+    manifest_epoch,
+)
 from walship.archive.names import MAX_MANIFEST_BYTES, part_manifest_name, part_name
 from walship.archive.objects import ArchiveStore
 from walship.archive.plan import (
@@ -145,16 +150,7 @@ class PartManifest:
         def bad(what: str) -> ArchiveIntegrityError:
             return ArchiveIntegrityError(f"manifest {where} is invalid: {what}", where)
 
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise bad(f"larger than {MAX_MANIFEST_BYTES} bytes")
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise bad(f"not JSON ({e})") from None
-        if not isinstance(doc, dict) or doc.get("format") != PART_FORMAT:
-            raise bad(f"not a {PART_FORMAT} document")
-        if doc.get("version") != PART_VERSION:
-            raise bad(f"unsupported version {doc.get('version')!r}")
+        doc = load_document(data, PART_FORMAT, PART_VERSION, bad)
         values: dict[str, Any] = {}
         for key in _FIELDS + _OPT_FIELDS:
             v = doc.get(key)
