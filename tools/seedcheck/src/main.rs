@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! seedcheck SCENARIO.jsonl OUT_DIR
+//! seedcheck bench-batch DIR BATCHES FRAMES PAYLOAD_BYTES ROUNDS MAX_SEGMENT_BYTES
 //! ```
 //!
 //! Writes the segments the seed produces to `OUT_DIR/segments/` and one JSON line per closed
 //! segment (seq, reason, size, BLAKE3) to `OUT_DIR/closed.jsonl`. `OUT_DIR/segments` must not
-//! exist yet. See `scenario.rs` for the scenario format.
+//! exist yet. See `scenario.rs` for the scenario format. `bench-batch` times the seed's batch
+//! appends for the benchmark suite (see `bench.rs`).
 
+mod bench;
 mod clock;
 mod scenario;
 mod wal;
@@ -81,11 +84,16 @@ fn run(scenario_path: &Path, out_dir: &Path) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 3 {
+    let outcome = if args.get(1).map(String::as_str) == Some("bench-batch") {
+        bench::main(&args[2..])
+    } else if args.len() == 3 {
+        run(Path::new(&args[1]), Path::new(&args[2]))
+    } else {
         eprintln!("usage: seedcheck SCENARIO.jsonl OUT_DIR");
+        eprintln!("       seedcheck bench-batch DIR BATCHES FRAMES PAYLOAD_BYTES ROUNDS MAX_SEGMENT_BYTES");
         return ExitCode::from(2);
-    }
-    match run(Path::new(&args[1]), Path::new(&args[2])) {
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("seedcheck: {e}");
