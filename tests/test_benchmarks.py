@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks import report
-from benchmarks.cases import CASES
-from benchmarks.cli import main
-from benchmarks.runner import Result, Target
+from benchmarks.cases import CASES, seed
+from benchmarks.cli import main, run
+from benchmarks.runner import PROFILES, Context, Result, Target
 from walship.cli import build_cli
 
 FIELDS = {"name", "value", "unit", "baseline_name", "baseline_value", "ratio", "target"}
@@ -61,6 +61,8 @@ def test_smoke_run_prints_every_case_with_exactly_the_json_fields(
         assert set(case) == FIELDS, case["name"]
         assert isinstance(case["unit"], str) and case["unit"]
         assert isinstance(case["target"], str) and case["target"][:2] in (">=", "<=")
+        if case["name"] == seed.NAME and seed.find_cargo() is None:
+            continue  # skipped without cargo (see test_the_seed_case_says_why_it_cannot_run)
         if case["name"] not in ("archive", "append_p99_while_archiving", "restore"):
             # walship's half always runs; the archive's may be skipped until it is installed
             assert isinstance(case["value"], float), case["name"]
@@ -142,3 +144,40 @@ def test_a_peer_that_is_not_installed_is_skipped_with_a_note(
     found, missing = peers.installed()
     assert peers.LMDBPeer not in found and peers.SQLitePeer in found
     assert "LMDB skipped (lmdb is not installed)" in missing
+
+
+@pytest.mark.parametrize(
+    ("cargo_script", "note"),
+    [
+        (
+            None,
+            "skipped: cargo not found (on PATH or in $CARGO_HOME/bin): the seed cannot be built",
+        ),
+        (
+            "echo 'warning: x' >&2; echo 'error: no matching package named `blake3` found' >&2;"
+            " exit 101",
+            "skipped: cargo build of tools/seedcheck failed (Debian's librust-*-dev crates, see "
+            "tools/seedcheck/regenerate.sh): error: no matching package named `blake3` found",
+        ),
+    ],
+    ids=["no-cargo", "build-fails"],
+)
+def test_the_seed_case_says_why_it_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cargo_script: str | None, note: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if cargo_script is not None:
+        cargo = bin_dir / "cargo"
+        cargo.write_text(f"#!/bin/sh\n{cargo_script}\n")
+        cargo.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("CARGO_HOME", str(tmp_path / "no-cargo-home"))
+    ctx = Context(PROFILES["smoke"], tmp_path, verbose=False)
+    (result,) = run([seed.NAME], ctx)
+    assert (result.value, result.baseline_value, result.error) == (None, None, "")
+    assert result.note == note
+    for tool in bin_dir.iterdir():  # the outcome is kept for the run: no second look
+        tool.unlink()
+    (again,) = run([seed.NAME], ctx)
+    assert again.note == note

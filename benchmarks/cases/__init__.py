@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.cases import appends, archive, memory, peers, recovery, shipping, sqlite
+from benchmarks.cases import appends, archive, memory, peers, recovery, seed, shipping, sqlite
 from benchmarks.cases import asyncio_appends as aio
 from benchmarks.runner import Context, Result, Target
 
@@ -38,6 +38,7 @@ CASES: dict[str, Case] = {
     "peers_sync_1thread": peers.peers_sync_1thread,
     "peers_sync_16threads": peers.peers_sync_16threads,
     "peers_batch_100B": peers.peers_batch_100b,
+    seed.NAME: seed.seed_batch_100b,
 }
 
 # What each case promises before it runs (for a skipped or failed case's row).
@@ -72,6 +73,7 @@ HEADINGS: dict[str, tuple[str, str | None, Target]] = {
     "peers_sync_1thread": ("appends/s", "the fastest peer", Target(">=", 1.3)),
     "peers_sync_16threads": ("appends/s", "the fastest peer", Target(">=", 1.2)),
     "peers_batch_100B": ("frames/s", "the fastest peer", Target(">=", 1.0)),
+    seed.NAME: (seed.UNIT, seed.BASELINE, seed.TARGET),
 }
 
 __all__ = ["CASES", "HEADINGS", "Case"]
