@@ -135,6 +135,7 @@ def check(frames: list[Frame], last: int) -> None:
         assert f.payload.split(b"|")[0] == b"frame-%d" % f.commit_seq
 
 
+@pytest.mark.one_python
 def test_a_replica_keeps_within_a_part_of_a_shipping_writer(
     s3_target: S3Bucket, tmp_path: Path
 ) -> None:

@@ -24,6 +24,8 @@ from walship.options import OPEN_OPTIONS, RUNTIME_OPTIONS, OpenOptions
 from walship.plugins.hookspecs import hookimpl
 from walship.values import SEGMENT_SIZE_MIN
 
+pytestmark = pytest.mark.one_python  # (pyproject.toml: CI runs it on its main Python)
+
 ROOT = Path(__file__).resolve().parents[2]
 TYPING = Path(__file__).resolve().parents[1] / "typing"
 

@@ -587,6 +587,7 @@ def _files(root: Path) -> Iterator[tuple[str, bytes]]:
             yield str(p.relative_to(root)), p.read_bytes()
 
 
+@pytest.mark.one_python
 @pytest.mark.skipif(_debian_crates_missing() is not None, reason=str(_debian_crates_missing()))
 def test_regenerating_the_fixtures_gives_the_committed_bytes(tmp_path: Path) -> None:
     subprocess.run(

@@ -95,6 +95,7 @@ def test_a_scrape_shows_the_log_its_segments_and_its_archive(
     assert scrape(registry) == {}  # unregistered
 
 
+@pytest.mark.one_python
 def test_archive_lag_counts_from_the_close_of_the_oldest_pending_segment(
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:

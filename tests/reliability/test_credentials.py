@@ -40,6 +40,8 @@ from walship.plugins.metrics import MetricsPlugin
 
 from .support import FIGURES
 
+pytestmark = pytest.mark.one_python  # (pyproject.toml: CI runs it on its main Python)
+
 WALSHIP = Path(sys.executable).parent / "walship"
 _TAG = secrets.token_hex(6)
 KEY = f"WALSHIPKEY{_TAG.upper()}"

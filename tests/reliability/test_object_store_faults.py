@@ -57,6 +57,8 @@ from .archive_watch import Watch
 from .s3proxy import FaultProxy, Plan
 from .support import FIGURES, make_payload
 
+pytestmark = pytest.mark.one_python  # (pyproject.toml: CI runs it on its main Python)
+
 FRAMES = 6
 """Frames per segment of the workload."""
 

@@ -42,6 +42,8 @@ from walship.archive.check import verify_archive
 from walship.errors import ArchiveFencedError
 from walship.restore import restore
 
+pytestmark = pytest.mark.one_python  # (pyproject.toml: CI runs it on its main Python)
+
 NEW_FRAMES = 5
 
 

@@ -39,6 +39,8 @@ from walship.archive.restore import RestoreResult
 from walship.errors import ArchiveIncompleteError
 from walship.restore import restore
 
+pytestmark = pytest.mark.one_python  # (pyproject.toml: CI runs it on its main Python)
+
 WRITER = Path(__file__).with_name("ship_writer.py")
 
 

@@ -52,6 +52,8 @@ from walship.plugins.metrics import MetricsPlugin
 from .archive_watch import Watch
 from .support import FIGURES, make_payload, payload_key
 
+pytestmark = pytest.mark.one_python  # (pyproject.toml: CI runs it on its main Python)
+
 APPENDERS = 16
 READERS = 3
 
