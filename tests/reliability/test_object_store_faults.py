@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from s3server import (
@@ -42,7 +43,7 @@ from s3server import (
 )
 
 import walship
-from walship.archive import ArchiveReadStore, manifest_name
+from walship.archive import ArchiveReadStore, epoch, manifest_name
 from walship.archive.restore import restore
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
@@ -112,7 +113,22 @@ def run(
     store: SegmentStore | None = None,
     slow_seconds: float = 0.05,
 ) -> Outcome:
-    """One archiving workload through a proxy with ``plan``; flushed and closed."""
+    """One archiving workload through a proxy with ``plan``; flushed and closed. The fence is
+    asked before every upload (its GET vouches for no time), so that a workload makes the
+    same requests in the same order every time."""
+    with mock.patch.object(epoch, "FENCE_RECHECK", 0):
+        return _run(server, plan, segments, workers, keep_local, store, slow_seconds)
+
+
+def _run(
+    server: S3Server,
+    plan: Plan,
+    segments: int,
+    workers: int,
+    keep_local: str,
+    store: SegmentStore | None,
+    slow_seconds: float,
+) -> Outcome:
     bucket = new_bucket(server)
     proxy = FaultProxy(port_of(server), plan, slow_seconds=slow_seconds, late_seconds=1.3).start()
     watch, metrics = Watch(bucket), MetricsPlugin()
@@ -178,7 +194,8 @@ its archiver checks once that no takeover fenced it (one GET of the next epoch's
 failure there is retried before every upload, no archive attempt)."""
 
 FENCE_REQUESTS = 1
-"""Every upload first checks the fence: one GET of the next epoch's object (a 404)."""
+"""Every upload first checks the fence: one GET of the next epoch's object (a 404; in :func:`run`
+each check asks, where a writer asks once a second)."""
 
 PROBE_REQUESTS = 3
 """The first put to a bucket probes the conditional create: PUT, PUT (refused), DELETE."""

@@ -161,6 +161,8 @@ class Archiver:
         self._announce = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._pending_bytes = 0
+        self._archived_here = False
+        """Whether a put of this archiver succeeded (the archive took a segment of its own)."""
         self._queue: deque[int] = deque()
         self._stopping = False
         """Set by :meth:`close` (a plain store: an interrupt cannot leave it half set)."""
@@ -211,6 +213,7 @@ class Archiver:
             self.settings,
             in_child=self._in_child,
             settle_before=self._settle_before,
+            own_predecessor=self._own_predecessor,
             counters=self.counters,
         )
         """How a worker puts a segment (fenced, continuing the archive)."""
@@ -225,7 +228,8 @@ class Archiver:
         """Start the workers, queue every local closed segment not yet archived, and apply
         retention once (a checkpoint or archive may have been recorded before a restart)."""
         try:
-            self.fence.check()  # one GET: a writer reopened after a takeover is fenced at once
+            # one GET: a writer reopened after a takeover is fenced at once
+            self.fence.check(fresh=True)
         except ArchiveFencedError as e:
             logger.error("walship archive: %s", e)
         except (OSError, ArchiveError):
@@ -414,6 +418,7 @@ class Archiver:
             if seconds is None:
                 return False
             self._count_archived(name, result, seconds)
+            self._archived_here = True
             return True
         return False
 
@@ -503,6 +508,13 @@ class Archiver:
         with self._lock:
             self._cond.wait_for(lambda: self._stopping, delay)
         return not self._stopping
+
+    def _own_predecessor(self, seq: int) -> bool:
+        """Whether segment ``seq - 1`` is still pending here, once a put of this archiver
+        succeeded (:meth:`FencedPut.check_continues
+        <walship.archive.fenced_put.FencedPut.check_continues>`)."""
+        with self._lock:
+            return self._archived_here and seq - 1 in self._pending
 
     def _settle_before(self, seq: int) -> bool:
         """Wait until segment ``seq - 1`` is not being uploaded by another worker (or the

@@ -10,9 +10,11 @@ own epoch in its directory (:class:`LocalEpoch`, ``walship.epoch.json``; absent:
 
 A writer of epoch N is fenced once ``walship-epoch-<N+1>`` exists (:class:`Fence`): one GET
 of that exact name (never a LIST, never a stale listing), made when the archiver starts,
-before every sealed upload, before every live-shipped part, and whenever a conditional create
-of a segment conflicts. A fenced writer fails closed: it uploads nothing more, its appends are
-refused (:class:`FenceGate`), and its local segments stay where they are.
+whenever a conditional create of a segment conflicts, and before a sealed upload or a
+live-shipped part when the last GET began :data:`FENCE_RECHECK` seconds ago or more (at most
+one a second, however many segments and parts go up in it). A fenced writer fails closed: it
+uploads nothing more, its appends are refused (:class:`FenceGate`), and its local segments
+stay where they are.
 
 Every segment and part manifest a writer uploads carries its epoch (``epoch``; absent: 0). A
 takeover of epoch N ends by archiving a segment of epoch N sealed (the one it took from the
@@ -51,6 +53,11 @@ if TYPE_CHECKING:  # (walship status reads the local epoch without loading fsspe
     from walship.archive.objects import ArchiveStore
 
 logger = logging.getLogger("walship.archiver")
+FENCE_RECHECK = 1.0
+"""Seconds for which one fence GET that found no newer epoch vouches for the uploads after it.
+An upload made in them after a takeover is a fenced writer's leftover, which readers ignore
+and the new writer replaces (module docstring), as one made between a GET and its PUT always
+was; a GET per upload would double the requests of 4 MiB segments and of 100 ms parts."""
 EPOCH_FORMAT = "walship-epoch"
 EPOCH_VERSION = 1
 LOCAL_EPOCH_FILE = "walship.epoch.json"
@@ -257,6 +264,9 @@ class Fence:
             to the error), asked for once, when the fence is found.
         store: the log's store: once fenced, the reason is saved in its ``walship.epoch.json``
             (best effort) for ``walship status``.
+        recheck: seconds one GET that found no newer epoch vouches for (``None``:
+            :data:`FENCE_RECHECK` as it is then; 0: a GET at every check).
+        clock: the monotonic clock the recheck is timed by (tests step it).
     """
 
     def __init__(
@@ -265,11 +275,17 @@ class Fence:
         local: LocalEpoch,
         note: Callable[[], str] = lambda: "",
         store: SegmentStore | None = None,
+        *,
+        recheck: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.archive = archive
         self.local = local
         self._note = note
         self._store = store
+        self._recheck = FENCE_RECHECK if recheck is None else recheck
+        self._clock = clock
+        self._vouched_until: float | None = None
         self._lock = threading.Lock()
         archive.writer_epoch = local.epoch  # what its puts write into segment manifests
         self.newer: EpochObject | None = None
@@ -287,8 +303,10 @@ class Fence:
             self.message, self.archive.url, self.newer.epoch, self.newer.holder
         )
 
-    def check(self) -> None:
-        """One GET of the next epoch's object: raise when it exists (and from then on).
+    def check(self, *, fresh: bool = False) -> None:
+        """Raise when the next epoch's object exists (and from then on): one GET of it, unless
+        a GET that found none began less than ``recheck`` seconds ago (``fresh``: always
+        one). On any thread.
 
         Raises:
             ArchiveFencedError: this writer is fenced.
@@ -298,8 +316,14 @@ class Fence:
         """
         if self.message is not None:
             raise self.error()
+        started = self._clock()
+        vouched = self._vouched_until
+        if not fresh and vouched is not None and started < vouched:
+            return
         newer = read_epoch(self.archive, self.local.epoch + 1)
         if newer is None:
+            if vouched is None or started + self._recheck > vouched:
+                self._vouched_until = started + self._recheck
             return
         with self._lock:
             if self.message is None:

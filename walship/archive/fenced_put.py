@@ -1,7 +1,8 @@
 """One sealed segment into the archive, for an archiver's worker: fenced, continuing the archive.
 
 :meth:`FencedPut.put` is the attempt an :class:`~walship.archive.archiver.Archiver` worker makes
-(and retries): the fence checked first (one GET: :class:`~walship.archive.epoch.Fence`), the
+(and retries): the fence checked first (one GET a second at most:
+:class:`~walship.archive.epoch.Fence`), the
 segment checked to continue the archive (:func:`walship.core.record.check_continues`), then
 put (:meth:`walship.archive.objects.ArchiveStore.put`, in this process or in the upload child,
 :mod:`walship.archive.upload_process`). Past this writer's takeover, an object under the
@@ -28,6 +29,12 @@ logger = logging.getLogger("walship.archiver")
 __all__ = ["FencedPut"]
 
 
+def _in_flight(name: str) -> None:
+    """The predecessor's manifest as :func:`check_continues` asks for it: not there yet (its
+    own put, in this archiver, is still on its way)."""
+    return None
+
+
 class FencedPut:
     """The put of one archiver's segments (see the module docstring). On the worker's thread;
     several workers at once (it keeps no state of its own but ``counters``).
@@ -42,6 +49,8 @@ class FencedPut:
         settle_before: ``settle_before(seq)`` waits until segment ``seq - 1`` is no longer
             being uploaded by another worker of the archiver, and returns whether it is still
             pending there.
+        own_predecessor: ``own_predecessor(seq)``: whether segment ``seq - 1`` is still
+            pending in the archiver, after a put of the archiver succeeded.
         counters: the archiver's counters (``fenced_removed`` counted here).
     """
 
@@ -55,6 +64,7 @@ class FencedPut:
         *,
         in_child: bool,
         settle_before: Callable[[int], bool],
+        own_predecessor: Callable[[int], bool] = lambda seq: False,
         counters: Counter[str],
     ) -> None:
         self.store = store
@@ -64,6 +74,7 @@ class FencedPut:
         self.settings = settings
         self.in_child = in_child
         self._settle_before = settle_before
+        self._own_predecessor = own_predecessor
         self.counters = counters
 
     def put(self, seq: int, blake3: bytes | None) -> PutResult:
@@ -89,9 +100,17 @@ class FencedPut:
         writer's object, which the check would otherwise be made against), and, while that
         segment is still pending here, a mismatch is retried (an
         :class:`~walship.errors.ArchiveError`), not a conflict.
+
+        Before the takeover, a segment whose predecessor is still pending in this archiver,
+        once one of its puts succeeded, is checked against the record only: the predecessor's
+        own put checks the archive under its name (a conflict stops it, loudly), and the GET
+        of its manifest, which almost always finds it still on its way up, would be a third
+        request per segment.
         """
         if not self.fence.owns(seq - 1):
-            check_continues(self.store, seq, self.record, self.archive.stat)
+            own = self._own_predecessor(seq)
+            stat = _in_flight if own else self.archive.stat
+            check_continues(self.store, seq, self.record, stat)
             return
         before_pending = self._settle_before(seq)
         try:
@@ -118,7 +137,7 @@ class FencedPut:
         try:
             return self.put_here_or_in_child(name, blake3)
         except ArchiveConflictError:
-            self.fence.check()
+            self.fence.check(fresh=True)
             if not self.fence.owns(seq):
                 raise
         remove_segment_objects(self.archive, seq)

@@ -308,7 +308,7 @@ class Shipper:
         hold other bytes are a fenced writer's: remove them (True); else False."""
         if self.fence is None or not self.fence.owns(active):
             return False
-        self.fence.check()
+        self.fence.check(fresh=True)  # it removes objects
         for s, e in sorted(self._known.get(active, set())):
             if s >= start:
                 self.archive.remove_object(part_manifest_name(active, s, e))
