@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks import report
-from benchmarks.cases import CASES, seed
+from benchmarks.cases import CASES, HEADINGS, seed
 from benchmarks.cli import main, run
 from benchmarks.runner import PROFILES, Context, Result, Target
 from walship.cli import build_cli
@@ -61,6 +61,8 @@ def test_smoke_run_prints_every_case_with_exactly_the_json_fields(
         assert set(case) == FIELDS, case["name"]
         assert isinstance(case["unit"], str) and case["unit"]
         assert isinstance(case["target"], str) and case["target"][:2] in (">=", "<=")
+        # a case that is skipped or fails shows the target it would have run against
+        assert case["target"] == str(HEADINGS[case["name"]][2]), case["name"]
         if case["name"] == seed.NAME and seed.find_cargo() is None:
             continue  # skipped without cargo (see test_the_seed_case_says_why_it_cannot_run)
         if case["name"] not in ("archive", "append_p99_while_archiving", "restore"):

@@ -57,9 +57,9 @@ HEADINGS: dict[str, tuple[str, str | None, Target]] = {
     "sqlite_batch": ("frames/s", "sqlite3 executemany, synchronous=NORMAL", Target(">=", 3)),
     "recover_100B": ("frames/s", "bare decode loop", Target(">=", 0.6)),
     "recover_64KiB": ("MB/s", "read + CRC-32C + BLAKE3", Target(">=", 0.7)),
-    "archive": ("MB/s", "s3fs put_file, same concurrency", Target(">=", 0.8)),
+    "archive": ("MB/s", "s3fs put_file, same concurrency", Target(">=", 0.9)),
     "append_p99_while_archiving": ("ms", "the same appends without archiving", Target("<=", 1.5)),
-    "restore": ("MB/s", "parallel s3fs get_file", Target(">=", 0.8)),
+    "restore": ("MB/s", "parallel s3fs get_file", Target(">=", 1.0)),
     "append_sync_shipping": (
         "appends/s",
         "the same appends without an archive",
