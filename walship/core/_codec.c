@@ -330,9 +330,78 @@ done:
     return rc;
 }
 
+/* The frames of n payloads, from pieces or (pieces NULL) from items, exact bytes objects,
+ * into p: whole (copy) or heads and CRCs only (gathering). Returns the end. Runs no Python
+ * code (the caller may have given the GIL up when pieces hold the payloads). */
+static unsigned char *
+encode_frames(unsigned char *p, const Piece *pieces, PyObject *const *items, Py_ssize_t n,
+              unsigned long long first_seq, unsigned long long ts, int ptype, int copy)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *src =
+            pieces ? pieces[i].ptr : (const unsigned char *)PyBytes_AS_STRING(items[i]);
+        Py_ssize_t len = pieces ? pieces[i].len : PyBytes_GET_SIZE(items[i]);
+        put32(p, (uint32_t)(MIN_FRAME_LENGTH + len));
+        put64(p + 4, first_seq + (unsigned long long)i);
+        put64(p + 12, ts);
+        p[20] = (unsigned char)ptype;
+        if (copy) {
+            if (len)
+                memcpy(p + HEAD_SIZE, src, (size_t)len);
+            put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
+            p += HEAD_SIZE + len + CRC_SIZE;
+        }
+        else {
+            put32(p + HEAD_SIZE, crc32c(crc32c(0, p, HEAD_SIZE), src, (size_t)len));
+            p += FRAME_OVERHEAD;
+        }
+    }
+    return p;
+}
+
+/* Whether every one of the n items is an exact bytes object no longer than a frame holds;
+ * then *need and *work are the bytes of buf the frames take and the bytes they cover. */
+static int
+all_bytes(PyObject *const *items, Py_ssize_t n, int copy, Py_ssize_t *need, Py_ssize_t *work)
+{
+    Py_ssize_t payload = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(items[i]))
+            return 0;
+        Py_ssize_t len = PyBytes_GET_SIZE(items[i]);
+        if ((size_t)len > MAX_FRAME_LENGTH - MIN_FRAME_LENGTH)
+            return 0; /* the buffer path raises for it */
+        payload += len; /* no overflow: n * 64 MiB fits a Py_ssize_t for any list in memory */
+    }
+    *need = (copy ? payload : 0) + FRAME_OVERHEAD * n;
+    *work = payload + FRAME_OVERHEAD * n;
+    return 1;
+}
+
+/* measure(items) -> int | None: the total length of items, a list or tuple (exactly), when
+ * every one is an exact bytes object; else None (frame.measure_payloads' Python path then
+ * checks and converts them). One pass, no Python call per item. */
+static PyObject *
+py_measure(PyObject *self, PyObject *items)
+{
+    if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items))
+        Py_RETURN_NONE;
+    PyObject *const *it = PySequence_Fast_ITEMS(items);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(it[i]))
+            Py_RETURN_NONE;
+        total += (size_t)PyBytes_GET_SIZE(it[i]);
+        if (total > (size_t)PY_SSIZE_T_MAX) /* (repeats of one huge object) */
+            Py_RETURN_NONE;
+    }
+    return PyLong_FromSize_t(total);
+}
+
 /* encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items, pieces=None)
  * -> int. items: a list or tuple of bytes-like objects, already checked by
- * frame._check_batch; pieces: None (frames copied whole into buf) or a list (gathering). */
+ * frame.encode_batch_at; pieces: None (frames copied whole into buf) or a list (gathering). */
 static PyObject *
 py_encode_batch_at(PyObject *self, PyObject *args)
 {
@@ -343,6 +412,7 @@ py_encode_batch_at(PyObject *self, PyObject *args)
     PyObject *items, *seq_obj = NULL, *result = NULL, *gather = Py_None;
     Piece *pieces = NULL;
     Py_ssize_t n, got = 0, need = 0, work = 0;
+    int copy, direct;
 
     if (!PyArg_ParseTuple(args, "w*nKKiO|O", &out, &offset, &first_seq, &ts, &ptype, &items,
                           &gather))
@@ -359,12 +429,21 @@ py_encode_batch_at(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "payload_type or offset out of range");
         goto done;
     }
-    pieces = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Piece));
-    if (!pieces) {
-        PyErr_NoMemory();
-        goto done;
+    copy = gather == Py_None;
+    /* Exact bytes and too little work to give the GIL up: the loop reads the bytes objects
+     * themselves (the GIL is held and it runs no Python code, so seq_obj cannot change under
+     * it), without a buffer export each. */
+    direct = all_bytes(PySequence_Fast_ITEMS(seq_obj), n, copy, &need, &work) &&
+             work < NOGIL_MIN_BYTES;
+    if (!direct) {
+        need = work = 0;
+        pieces = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Piece));
+        if (!pieces) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
-    for (got = 0; got < n; got++) {
+    for (got = 0; !direct && got < n; got++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq_obj, got);
         Piece *pc = &pieces[got];
         if (PyBytes_CheckExact(item)) {
@@ -384,7 +463,7 @@ py_encode_batch_at(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "payload too large");
             goto done;
         }
-        need += (gather == Py_None ? pc->len : 0) + FRAME_OVERHEAD;
+        need += (copy ? pc->len : 0) + FRAME_OVERHEAD;
         work += pc->len + FRAME_OVERHEAD;
     }
     if (offset > out.len || need > out.len - offset) {
@@ -394,28 +473,11 @@ py_encode_batch_at(PyObject *self, PyObject *args)
     }
     {
         unsigned char *base = (unsigned char *)out.buf + offset;
-        unsigned char *p = base;
-        int nogil = work >= NOGIL_MIN_BYTES;
+        unsigned char *p;
+        int nogil = !direct && work >= NOGIL_MIN_BYTES;
         PyThreadState *ts_state = nogil ? PyEval_SaveThread() : NULL;
-        int copy = gather == Py_None;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t len = pieces[i].len;
-            put32(p, (uint32_t)(MIN_FRAME_LENGTH + len));
-            put64(p + 4, first_seq + (unsigned long long)i);
-            put64(p + 12, ts);
-            p[20] = (unsigned char)ptype;
-            if (copy) {
-                if (len)
-                    memcpy(p + HEAD_SIZE, pieces[i].ptr, (size_t)len);
-                put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
-                p += HEAD_SIZE + len + CRC_SIZE;
-            }
-            else {
-                uint32_t crc = crc32c(crc32c(0, p, HEAD_SIZE), pieces[i].ptr, (size_t)len);
-                put32(p + HEAD_SIZE, crc);
-                p += FRAME_OVERHEAD;
-            }
-        }
+        p = encode_frames(base, pieces, PySequence_Fast_ITEMS(seq_obj), n, first_seq, ts, ptype,
+                          copy);
         if (nogil)
             PyEval_RestoreThread(ts_state);
         if (!copy && n && add_pieces(gather, out.obj, offset, seq_obj, n) < 0)
@@ -836,6 +898,9 @@ static PyMethodDef methods[] = {
      "encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items,\n"
      "pieces=None) -> int: the loop of walship.core.frame.encode_batch_at, items already\n"
      "checked."},
+    {"measure", py_measure, METH_O,
+     "measure(items) -> int | None: the total length of items (a list or tuple) when every\n"
+     "one is an exact bytes object, else None."},
     {"summarize", py_summarize, METH_VARARGS,
      "summarize(data, offset, prev_seq) -> (count, first_seq, first_ts, last_seq, last_ts,\n"
      "end, regressed): the loop of walship.core.frame.summarize."},
