@@ -42,7 +42,7 @@ from walship.archiving import (
 )
 from walship.core.commit import ATTEMPTS, GroupCommit, Request, Sink
 from walship.core.events import EventDispatcher
-from walship.core.frame import MAX_PAYLOAD, Frame, FrameView, as_payloads, check_payload
+from walship.core.frame import Frame, FrameView, measure_payloads
 from walship.core.maintenance import Maintenance
 from walship.core.reading import LogReader
 from walship.core.record import ArchiveRecord, first_local_seq
@@ -802,14 +802,8 @@ def _request(payloads: Sequence[bytes | bytearray | memoryview], payload_type: i
     Raises:
         FrameTooLargeError / ValueError: as :meth:`Log.append` (nothing queued).
     """
-    payloads = as_payloads(payloads)
-    if len(payloads) == 1:
-        nbytes = len(payloads[0])
-        check_payload(nbytes, payload_type)
-    else:
-        nbytes = sum(map(len, payloads))
-        check_payload(max(map(len, payloads)) if nbytes > MAX_PAYLOAD else 0, payload_type)
-    return Request(payloads, payload_type, nbytes)
+    items, nbytes = measure_payloads(payloads, payload_type)
+    return Request(items, payload_type, nbytes)
 
 
 __all__ = [

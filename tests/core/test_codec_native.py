@@ -369,3 +369,101 @@ def test_gathering_encoder_differential(payloads: list[Any], offset: int, slack:
         encoded = b"".join(bytes(x) for x in p0[1:])
         with pure():
             assert encoded == b"".join(frame.encode(5 + i, 6, 7, p) for i, p in enumerate(payloads))
+
+
+# --- one append's check and measure, and the encoder of checked payloads ---------------------
+
+
+def measured(payloads: Any, ptype: Any) -> tuple[list[bytes], int, bool]:
+    """measure_payloads' result as comparable values: the payloads' bytes, the total, and
+    whether the sequence itself came back."""
+    items, nbytes = frame.measure_payloads(payloads, ptype)
+    return [bytes(p) for p in items], nbytes, items is payloads
+
+
+@needs_native
+@SETTINGS
+@given(
+    st.lists(payload_objects, max_size=12),
+    st.booleans(),
+    st.one_of(st.integers(-1, 256), st.sampled_from([True, 1.0, "1"])),
+)
+def test_measure_payloads_differential(payloads: list[Any], as_tuple: bool, ptype: Any) -> None:
+    seq = tuple(payloads) if as_tuple else payloads
+    got, want = both(lambda: measured(seq, ptype))
+    assert got == want
+
+
+@needs_native
+def test_measure_payloads_of_large_batches() -> None:
+    big = bytes(frame.MAX_PAYLOAD + 1)
+    chunk = bytes(1 << 20)
+    many = [chunk] * 65  # 65 MiB together, none too large
+    got, want = both(lambda: measured(many, 0))
+    assert got == want and got[0] == "ok" and got[1][1] == 65 << 20
+    for bad in ([b"a", big], [big], (bytearray(b"a"), big), [chunk, memoryview(big)]):
+        got, want = both(lambda bad=bad: measured(bad, 0))  # type: ignore[misc]
+        assert got == want and got[0] == "raised", got
+    assert native.measure([b"a", b"bc"]) == 3 and native.measure((b"",)) == 0
+    assert native.measure([b"a", bytearray(b"b")]) is None  # the Python path converts
+    assert native.measure(iter([b"a"])) is None  # not a list or tuple: the Python path
+
+
+like_payloads = st.lists(
+    st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 32, 33, 100, 746, 747, 1000]).flatmap(
+        lambda n: st.lists(st.binary(min_size=n, max_size=n), min_size=1, max_size=7)
+    ),
+    max_size=4,
+).map(lambda runs: [p for run in runs for p in run])
+
+
+@needs_native
+@SETTINGS
+@given(like_payloads, st.booleans(), st.integers(0, 40))
+def test_encoder_of_runs_of_like_payloads(payloads: list[bytes], views: bool, offset: int) -> None:
+    """Runs of payloads of one size (the native encoder CRCs three short frames at a time, each
+    copied by its own short copy) encode as the reference does, frame by frame; buffers (the
+    exported path) as well as bytes (the direct one)."""
+    items: list[Any] = [memoryview(p) for p in payloads] if views else payloads
+    size = offset + sum(len(p) + 25 for p in payloads)
+    bufs: list[bytearray] = []
+
+    def run() -> int:
+        buf = bytearray(size)
+        bufs.append(buf)
+        return frame.encode_checked_at(buf, offset, 9, 8, 7, items)
+
+    got, want = both(run)
+    assert got == want and bufs[0] == bufs[1]
+    with pure():
+        expected = b"".join(frame.encode(9 + i, 8, 7, p) for i, p in enumerate(payloads))
+    assert bufs[0][offset:] == expected
+
+
+@needs_native
+@SETTINGS
+@given(
+    st.lists(payload_bytes, max_size=12),
+    st.one_of(st.integers(0, 1000), st.integers(2**64 - 20, 2**64 + 2)),
+    st.integers(-1, 256),
+    st.booleans(),
+)
+def test_checked_encoder_is_the_encoder(
+    payloads: list[bytes], first_seq: int, ptype: int, gather: bool
+) -> None:
+    """encode_checked_at writes what encode_batch_at writes and raises what it raises, on
+    either path (its payloads checked already: what measure_payloads returns)."""
+    size = sum(len(p) + 25 for p in payloads)
+    out: list[tuple[bytearray, list[Any] | None]] = []
+
+    def run(encode: Any) -> Any:
+        buf = bytearray(size)
+        pieces: list[Any] | None = [] if gather else None
+        out.append((buf, pieces))
+        return encode(buf, 0, first_seq, 5, ptype, payloads, pieces)
+
+    for encode in (frame.encode_batch_at, frame.encode_checked_at):
+        got, want = both(lambda encode=encode: run(encode))  # type: ignore[misc]
+        assert got == want
+    assert len({bytes(b) for b, _ in out}) == 1
+    assert len({tuple(bytes(x) for x in p or ()) for _, p in out}) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import io
 import struct
 
@@ -9,7 +10,12 @@ import pytest
 from crc32c import crc32c
 
 from walship.core import frame as fr
-from walship.errors import CorruptFrameError, FrameTooLargeError, TruncatedFrameError
+from walship.errors import (
+    CorruptFrameError,
+    FrameTooLargeError,
+    PayloadError,
+    TruncatedFrameError,
+)
 
 
 def test_known_crc32c_vector() -> None:
@@ -168,3 +174,27 @@ def test_the_scanner_says_where_and_why_it_stopped() -> None:
         assert [f[0] for f in frames] == [0, 28][: (offset + 27) // 28]
     scan = fr.FrameScan(b"\0" * 5 + good, 5)
     assert [(off, end, seq) for off, end, seq, _, _ in scan] == [(5, 33, 1), (33, 58, 2)]
+
+
+def test_measure_payloads_checks_and_measures_one_append() -> None:
+    payloads = [b"ab", b"", b"cde"]
+    items, nbytes = fr.measure_payloads(payloads, 7)
+    assert items is payloads and nbytes == 5  # all bytes: the sequence itself
+    items, nbytes = fr.measure_payloads((b"ab", bytearray(b"c"), memoryview(b"de")), 0)
+    assert [bytes(p) for p in items] == [b"ab", b"c", b"de"] and nbytes == 5
+    wide = array.array("I", [1, 2])  # 8 bytes, not 2 items
+    assert fr.measure_payloads([wide], 0)[1] == 8
+    assert fr.measure_payloads([], 255) == ([], 0)
+    with pytest.raises(PayloadError, match=r"^a payload must be bytes-like .*, not str$"):
+        fr.measure_payloads([b"a", "b"], 0)
+    with pytest.raises(PayloadError, match=r"^a payload buffer must be C-contiguous$"):
+        fr.measure_payloads([memoryview(b"abcd")[::2]], 0)
+    with pytest.raises(PayloadError, match=r"^payload_type must be .* 0\.\.255, got 256$"):
+        fr.measure_payloads([b"a"], 256)
+    big = bytes(fr.MAX_PAYLOAD + 1)
+    with pytest.raises(FrameTooLargeError, match=f"^payload of {fr.MAX_PAYLOAD + 1} bytes"):
+        fr.measure_payloads([b"a", big], 0)
+    with pytest.raises(FrameTooLargeError):  # too large before a bad type, as append says
+        fr.measure_payloads((big,), 300)
+    chunk = bytes(1 << 20)
+    assert fr.measure_payloads([chunk] * 65, 0)[1] == 65 << 20  # large together is fine

@@ -196,6 +196,31 @@ crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
         c0 = _mm_crc32_u8((uint32_t)c0, *p++);
     return ~(uint32_t)c0;
 }
+
+/* The CRC-32C of three buffers of len bytes each, at p, p + stride and p + 2 * stride, as
+ * three independent chains: a short frame is one chain too short for crc32c_hw to split, and
+ * a chain waits on its previous step (three cycles an instruction), so three frames at once
+ * take about as long as one. */
+__attribute__((target("sse4.2"))) static void
+crc32c_hw3(const unsigned char *p, size_t stride, size_t len, uint32_t out[3])
+{
+    const unsigned char *a = p, *b = p + stride, *c = p + 2 * stride;
+    uint64_t ca = 0xffffffffu, cb = 0xffffffffu, cc = 0xffffffffu;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        ca = _mm_crc32_u64(ca, load64(a + i));
+        cb = _mm_crc32_u64(cb, load64(b + i));
+        cc = _mm_crc32_u64(cc, load64(c + i));
+    }
+    for (; i < len; i++) {
+        ca = _mm_crc32_u8((uint32_t)ca, a[i]);
+        cb = _mm_crc32_u8((uint32_t)cb, b[i]);
+        cc = _mm_crc32_u8((uint32_t)cc, c[i]);
+    }
+    out[0] = ~(uint32_t)ca;
+    out[1] = ~(uint32_t)cb;
+    out[2] = ~(uint32_t)cc;
+}
 #endif
 
 static int use_hw = 0;
@@ -208,6 +233,24 @@ crc32c(uint32_t crc, const unsigned char *p, size_t len)
         return crc32c_hw(crc, p, len);
 #endif
     return crc32c_sw(crc, p, len);
+}
+
+/* Below this many bytes a frame's CRC is one chain in crc32c_hw: crc32c_3 runs three frames
+ * of such a size side by side. */
+#define CRC3_MAX_BYTES (3 * SHORT_BLOCK)
+
+/* crc32c(0, ...) of the three buffers of crc32c_hw3, by whichever path crc32c takes. */
+static inline void
+crc32c_3(const unsigned char *p, size_t stride, size_t len, uint32_t out[3])
+{
+#ifdef HAVE_SSE42_PATH
+    if (use_hw) {
+        crc32c_hw3(p, stride, len, out);
+        return;
+    }
+#endif
+    for (int k = 0; k < 3; k++)
+        out[k] = crc32c_sw(0, p + (size_t)k * stride, len);
 }
 
 /* --- big-endian fields ----------------------------------------------------------------------- */
@@ -330,9 +373,137 @@ done:
     return rc;
 }
 
+/* memcpy for a short payload: 16-byte moves, the last one overlapping (GCC makes a memcpy of
+ * unknown size in this loop a rep movsq, whose start-up cost was half of the loop's time). */
+static inline void
+copy_short(unsigned char *d, const unsigned char *s, size_t n)
+{
+    if (n >= 16) {
+        for (size_t i = 0; i + 16 < n; i += 16)
+            memcpy(d + i, s + i, 16);
+        memcpy(d + n - 16, s + n - 16, 16);
+    }
+    else if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    }
+    else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
+static inline void
+put_head(unsigned char *p, Py_ssize_t len, unsigned long long seq, unsigned long long ts,
+         int ptype)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* (byte-swapped registers stored whole: GCC merged put64's bytes into one 16-byte store
+     * through the stack, whose load stalled on the two 8-byte stores before it) */
+    uint32_t length = __builtin_bswap32((uint32_t)(MIN_FRAME_LENGTH + len));
+    uint64_t seq_be = __builtin_bswap64(seq), ts_be = __builtin_bswap64(ts);
+    memcpy(p, &length, 4);
+    memcpy(p + 4, &seq_be, 8);
+    memcpy(p + 12, &ts_be, 8);
+#else
+    put32(p, (uint32_t)(MIN_FRAME_LENGTH + len));
+    put64(p + 4, seq);
+    put64(p + 12, ts);
+#endif
+    p[20] = (unsigned char)ptype;
+}
+
+/* The frames of n payloads, from pieces or (pieces NULL) from items, exact bytes objects,
+ * into p: whole (copy) or heads and CRCs only (gathering). Returns the end. Runs no Python
+ * code (the caller may have given the GIL up when pieces hold the payloads). */
+static unsigned char *
+encode_frames(unsigned char *p, const Piece *pieces, PyObject *const *items, Py_ssize_t n,
+              unsigned long long first_seq, unsigned long long ts, int ptype, int copy)
+{
+#define SRC(i) (pieces ? pieces[i].ptr : (const unsigned char *)PyBytes_AS_STRING(items[i]))
+#define LEN(i) (pieces ? pieces[i].len : PyBytes_GET_SIZE(items[i]))
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t len = LEN(i);
+        if (copy && i + 2 < n && len == LEN(i + 1) && len == LEN(i + 2) &&
+            HEAD_SIZE + len < CRC3_MAX_BYTES) {
+            /* three short frames of one size (a batch of like records): their CRCs at once */
+            size_t stride = (size_t)(FRAME_OVERHEAD + len);
+            uint32_t crc[3];
+            for (int k = 0; k < 3; k++) {
+                unsigned char *f = p + (size_t)k * stride;
+                put_head(f, len, first_seq + (unsigned long long)(i + k), ts, ptype);
+                copy_short(f + HEAD_SIZE, SRC(i + k), (size_t)len);
+            }
+            crc32c_3(p, stride, (size_t)(HEAD_SIZE + len), crc);
+            for (int k = 0; k < 3; k++)
+                put32(p + (size_t)k * stride + HEAD_SIZE + len, crc[k]);
+            p += 3 * stride;
+            i += 3;
+            continue;
+        }
+        const unsigned char *src = SRC(i);
+        put_head(p, len, first_seq + (unsigned long long)i, ts, ptype);
+        if (copy) {
+            if (len)
+                memcpy(p + HEAD_SIZE, src, (size_t)len);
+            put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
+            p += HEAD_SIZE + len + CRC_SIZE;
+        }
+        else {
+            put32(p + HEAD_SIZE, crc32c(crc32c(0, p, HEAD_SIZE), src, (size_t)len));
+            p += FRAME_OVERHEAD;
+        }
+        i++;
+    }
+    return p;
+#undef SRC
+#undef LEN
+}
+
+/* Whether every one of the n items is an exact bytes object no longer than a frame holds;
+ * then *need and *work are the bytes of buf the frames take and the bytes they cover. */
+static int
+all_bytes(PyObject *const *items, Py_ssize_t n, int copy, Py_ssize_t *need, Py_ssize_t *work)
+{
+    Py_ssize_t payload = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(items[i]))
+            return 0;
+        Py_ssize_t len = PyBytes_GET_SIZE(items[i]);
+        if ((size_t)len > MAX_FRAME_LENGTH - MIN_FRAME_LENGTH)
+            return 0; /* the buffer path raises for it */
+        payload += len; /* no overflow: n * 64 MiB fits a Py_ssize_t for any list in memory */
+    }
+    *need = (copy ? payload : 0) + FRAME_OVERHEAD * n;
+    *work = payload + FRAME_OVERHEAD * n;
+    return 1;
+}
+
+/* measure(items) -> int | None: the total length of items, a list or tuple (exactly), when
+ * every one is an exact bytes object; else None (frame.measure_payloads' Python path then
+ * checks and converts them). One pass, no Python call per item. */
+static PyObject *
+py_measure(PyObject *self, PyObject *items)
+{
+    if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items))
+        Py_RETURN_NONE;
+    PyObject *const *it = PySequence_Fast_ITEMS(items);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(it[i]))
+            Py_RETURN_NONE;
+        total += (size_t)PyBytes_GET_SIZE(it[i]);
+        if (total > (size_t)PY_SSIZE_T_MAX) /* (repeats of one huge object) */
+            Py_RETURN_NONE;
+    }
+    return PyLong_FromSize_t(total);
+}
+
 /* encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items, pieces=None)
  * -> int. items: a list or tuple of bytes-like objects, already checked by
- * frame._check_batch; pieces: None (frames copied whole into buf) or a list (gathering). */
+ * frame.encode_batch_at; pieces: None (frames copied whole into buf) or a list (gathering). */
 static PyObject *
 py_encode_batch_at(PyObject *self, PyObject *args)
 {
@@ -343,6 +514,7 @@ py_encode_batch_at(PyObject *self, PyObject *args)
     PyObject *items, *seq_obj = NULL, *result = NULL, *gather = Py_None;
     Piece *pieces = NULL;
     Py_ssize_t n, got = 0, need = 0, work = 0;
+    int copy, direct;
 
     if (!PyArg_ParseTuple(args, "w*nKKiO|O", &out, &offset, &first_seq, &ts, &ptype, &items,
                           &gather))
@@ -359,12 +531,21 @@ py_encode_batch_at(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "payload_type or offset out of range");
         goto done;
     }
-    pieces = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Piece));
-    if (!pieces) {
-        PyErr_NoMemory();
-        goto done;
+    copy = gather == Py_None;
+    /* Exact bytes and too little work to give the GIL up: the loop reads the bytes objects
+     * themselves (the GIL is held and it runs no Python code, so seq_obj cannot change under
+     * it), without a buffer export each. */
+    direct = all_bytes(PySequence_Fast_ITEMS(seq_obj), n, copy, &need, &work) &&
+             work < NOGIL_MIN_BYTES;
+    if (!direct) {
+        need = work = 0;
+        pieces = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Piece));
+        if (!pieces) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
-    for (got = 0; got < n; got++) {
+    for (got = 0; !direct && got < n; got++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq_obj, got);
         Piece *pc = &pieces[got];
         if (PyBytes_CheckExact(item)) {
@@ -384,7 +565,7 @@ py_encode_batch_at(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "payload too large");
             goto done;
         }
-        need += (gather == Py_None ? pc->len : 0) + FRAME_OVERHEAD;
+        need += (copy ? pc->len : 0) + FRAME_OVERHEAD;
         work += pc->len + FRAME_OVERHEAD;
     }
     if (offset > out.len || need > out.len - offset) {
@@ -394,28 +575,11 @@ py_encode_batch_at(PyObject *self, PyObject *args)
     }
     {
         unsigned char *base = (unsigned char *)out.buf + offset;
-        unsigned char *p = base;
-        int nogil = work >= NOGIL_MIN_BYTES;
+        unsigned char *p;
+        int nogil = !direct && work >= NOGIL_MIN_BYTES;
         PyThreadState *ts_state = nogil ? PyEval_SaveThread() : NULL;
-        int copy = gather == Py_None;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t len = pieces[i].len;
-            put32(p, (uint32_t)(MIN_FRAME_LENGTH + len));
-            put64(p + 4, first_seq + (unsigned long long)i);
-            put64(p + 12, ts);
-            p[20] = (unsigned char)ptype;
-            if (copy) {
-                if (len)
-                    memcpy(p + HEAD_SIZE, pieces[i].ptr, (size_t)len);
-                put32(p + HEAD_SIZE + len, crc32c(0, p, (size_t)(HEAD_SIZE + len)));
-                p += HEAD_SIZE + len + CRC_SIZE;
-            }
-            else {
-                uint32_t crc = crc32c(crc32c(0, p, HEAD_SIZE), pieces[i].ptr, (size_t)len);
-                put32(p + HEAD_SIZE, crc);
-                p += FRAME_OVERHEAD;
-            }
-        }
+        p = encode_frames(base, pieces, PySequence_Fast_ITEMS(seq_obj), n, first_seq, ts, ptype,
+                          copy);
         if (nogil)
             PyEval_RestoreThread(ts_state);
         if (!copy && n && add_pieces(gather, out.obj, offset, seq_obj, n) < 0)
@@ -836,6 +1000,9 @@ static PyMethodDef methods[] = {
      "encode_batch_at(buf, offset, first_seq, timestamp_micros, payload_type, items,\n"
      "pieces=None) -> int: the loop of walship.core.frame.encode_batch_at, items already\n"
      "checked."},
+    {"measure", py_measure, METH_O,
+     "measure(items) -> int | None: the total length of items (a list or tuple) when every\n"
+     "one is an exact bytes object, else None."},
     {"summarize", py_summarize, METH_VARARGS,
      "summarize(data, offset, prev_seq) -> (count, first_seq, first_ts, last_seq, last_ts,\n"
      "end, regressed): the loop of walship.core.frame.summarize."},

@@ -153,18 +153,35 @@ def as_payloads(payloads: Sequence[object]) -> Sequence[Payload]:
     return payloads if out is None else out  # type: ignore[return-value]
 
 
-def _check_batch(
-    items: Sequence[bytes | bytearray | memoryview],
-    first_seq: int,
-    timestamp_micros: int,
-    payload_type: int,
-) -> None:
-    """Every check of :func:`encode_batch_at`, at C speed (no per-payload Python call)."""
-    if items:
-        check_payload(max(map(len, items)), payload_type)
+def measure_payloads(
+    payloads: Sequence[object], payload_type: int
+) -> tuple[Sequence[Payload], int]:
+    """Check the payloads of one append and measure them: every payload through
+    :func:`as_payload` (the sequence itself when all are ``bytes``), then :func:`check_payload`
+    of the largest; return them and their total length. Runs on the caller's thread; with the
+    native codec an all-``bytes`` list or tuple is measured in one C pass (anything else takes
+    the Python path, which gives the same result and raises the same errors).
+
+    Raises:
+        PayloadError: a payload is not bytes-like or not contiguous (the first such), or the
+            type is not in 0..255.
+        FrameTooLargeError: a payload is longer than :data:`MAX_PAYLOAD` (named by the longest).
+    """
+    native = codec
+    nbytes: int | None = None if native is None else native.measure(payloads)
+    items: Sequence[Payload]
+    if nbytes is None:
+        items = as_payloads(payloads)
+        nbytes = sum(map(len, items))
     else:
-        check_payload(0, payload_type)
-    if not (first_seq >= 0 and first_seq + len(items) - 1 <= _U64_MAX):
+        items = payloads  # type: ignore[assignment]  # all bytes (measure said so)
+    # (no payload can be too large unless they are together: the longest only then)
+    check_payload(max(map(len, items)) if nbytes > MAX_PAYLOAD else 0, payload_type)
+    return items, nbytes
+
+
+def _check_ranges(first_seq: int, count: int, timestamp_micros: int) -> None:
+    if not (first_seq >= 0 and first_seq + count - 1 <= _U64_MAX):
         raise ValueError("commit_seq would leave the unsigned 64-bit range")
     if not 0 <= timestamp_micros <= _U64_MAX:
         raise ValueError("timestamp_micros must fit in an unsigned 64-bit integer")
@@ -184,9 +201,11 @@ def encode_batch_at(
     never resizing (a large buffer keeps its memory from batch to batch); return the offset
     after them.
 
-    The encoder: every frame walship writes goes through it. The header is packed in place,
-    the payload copied once, and one CRC-32C call covers header and payload. Every payload is
-    checked before the first byte is written. Pure: safe on any thread for a ``buf`` of its own.
+    The encoder: every frame walship writes goes through it (or through
+    :func:`encode_checked_at`, its loop, for payloads checked already). The header is packed in
+    place, the payload copied once, and one CRC-32C call covers header and payload. Every
+    payload is checked before the first byte is written. Pure: safe on any thread for a
+    ``buf`` of its own.
 
     Gathering (``pieces`` a list): the payloads are not copied. Only the heads and CRCs go
     into ``buf`` (:data:`FRAME_OVERHEAD` bytes a frame: the first head, then each CRC beside
@@ -202,7 +221,30 @@ def encode_batch_at(
             is too short. Nothing is written then.
     """
     items = as_payloads(payloads if isinstance(payloads, (list, tuple)) else list(payloads))
-    _check_batch(items, first_seq, timestamp_micros, payload_type)
+    check_payload(max(map(len, items)) if items else 0, payload_type)
+    return encode_checked_at(buf, offset, first_seq, timestamp_micros, payload_type, items, pieces)
+
+
+def encode_checked_at(
+    buf: bytearray,
+    offset: int,
+    first_seq: int,
+    timestamp_micros: int,
+    payload_type: int,
+    items: Sequence[Payload],
+    pieces: list[bytes | bytearray | memoryview] | None = None,
+) -> int:
+    """:func:`encode_batch_at` of ``items`` checked already (:func:`measure_payloads`, or
+    :func:`as_payloads` and :func:`check_payload` of the longest): the same frames, without
+    another pass over the payloads to check them. The checks of the ranges and of the buffer's
+    length still run (the native loop also keeps itself safe against any item).
+
+    Raises:
+        PayloadError: the type is not in 0..255.
+        ValueError: as :func:`encode_batch_at`. Nothing is written then.
+    """
+    check_payload(0, payload_type)
+    _check_ranges(first_seq, len(items), timestamp_micros)
     native = codec
     if (  # anything unusual takes the reference path, to fail exactly as it does
         native is not None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from blake3 import blake3
 
-from walship.core.frame import FRAME_OVERHEAD, encode_batch_at
+from walship.core.frame import FRAME_OVERHEAD, encode_checked_at
 from walship.core.header import (
     HEADER_SIZE,
     ZERO_HASH,
@@ -97,7 +97,7 @@ class BatchEncoder:
     Frames are encoded in place into one kept buffer (appending to a cleared bytearray would
     give its memory back and fault it in again every batch); payloads averaging
     :data:`GATHER_MIN_PAYLOAD` bytes or more are not copied at all: the same encoder
-    (:func:`~walship.core.frame.encode_batch_at`, gathering) puts only the frame heads and CRCs
+    (:func:`~walship.core.frame.encode_checked_at`, gathering) puts only the frame heads and CRCs
     into the buffer, and the buffers returned are views of them around the caller's payloads
     (one gathering write). Not thread-safe: the holder of the log's I/O turn uses it.
     """
@@ -125,7 +125,7 @@ class BatchEncoder:
             buf = self._buf = bytearray(max(need, 2 * len(buf)))
         if len(batch) == 1:
             batch[0].first_seq = seq
-            off = encode_batch_at(
+            off = encode_checked_at(
                 buf, 0, seq, timestamp_micros, batch[0].payload_type, batch[0].payloads, pieces
             )
             return memoryview(buf)[:off] if pieces is None else pieces
@@ -140,7 +140,7 @@ class BatchEncoder:
                 seq += len(batch[i].payloads)
                 items += batch[i].payloads
                 i += 1
-            off = encode_batch_at(buf, off, start, timestamp_micros, ptype, items, pieces)
+            off = encode_checked_at(buf, off, start, timestamp_micros, ptype, items, pieces)
         return memoryview(buf)[:off] if pieces is None else pieces
 
     def release(self, data: Buffers) -> None:
