@@ -81,6 +81,7 @@ def markdown(
             f"| `{r.name}` | {fmt(r.value)} | {fmt(r.baseline_value)} | {r.unit} | "
             f"{fmt(r.ratio)} | {r.target} | {verdict(r)} |"
         )
+    out += peer_table(results)
     out += ["", "What each row measures (walship / baseline; samples in round order):", ""]
     for r in results:
         detail = r.error or r.note or "no note"
@@ -94,6 +95,28 @@ def markdown(
         out += ["", chart]
     out.append(END)
     return "\n".join(out)
+
+
+def peer_table(results: list[Result]) -> list[str]:
+    """walship against each peer store: one row per case run against them, one column per
+    peer, each cell walship's median over the peer's (above 1: walship is faster); empty
+    when no such case ran."""
+    rows = [r for r in results if r.peers and r.value is not None]
+    names = list(dict.fromkeys(n for r in rows for n in r.peers))  # in the cases' order
+    if not rows:
+        return []
+    out = [
+        "",
+        "walship against each peer (walship's median over the peer's, above 1: walship is faster):",
+        "",
+        "| case | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    for r in rows:
+        assert r.value is not None
+        cells = [fmt(r.value / r.peers[n]) if r.peers.get(n) else "—" for n in names]
+        out.append(f"| `{r.name}` | " + " | ".join(cells) + " |")
+    return out
 
 
 def update_doc(path: Path, section: str) -> None:

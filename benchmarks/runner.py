@@ -149,6 +149,8 @@ class Result:
     """Why a number is missing (skipped), or what to know when reading it."""
     error: str = ""
     seconds: float = 0.0
+    peers: dict[str, float] = field(default_factory=dict)
+    """For a case against the peer stores: each installed peer's median (same unit)."""
 
     @property
     def ratio(self) -> float | None:

@@ -183,3 +183,12 @@ def test_the_seed_case_says_why_it_cannot_run(
         tool.unlink()
     (again,) = run([seed.NAME], ctx)
     assert again.note == note
+
+
+def test_the_peer_table_has_a_ratio_per_peer_and_case() -> None:
+    ours = Result("peers_x", "appends/s", "the fastest peer: LMDB", Target(">=", 1.3), 300.0, 200.0)
+    ours.peers = {"SQLite": 100.0, "LMDB": 200.0, "LevelDB": 0.0}
+    lines = report.peer_table([ours, *_results()])
+    assert "| case | SQLite | LMDB | LevelDB |" in lines
+    assert "| `peers_x` | 3 | 1.5 | — |" in lines
+    assert report.peer_table(_results()) == []

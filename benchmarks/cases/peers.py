@@ -291,6 +291,7 @@ def _compare(
         mine,
         samples[fastest],
         note="; ".join(notes),
+        peers=medians,
     )
 
 
