@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from walship.archive.manifest import load_document
 from walship.archive.names import (
-    MAX_MANIFEST_BYTES,
     checkpoint_manifest_name,
     prune_marker_name,
     snapshot_name,
@@ -25,22 +25,13 @@ DOCUMENT_VERSION = 1
 
 
 def _load(data: bytes, fmt: str, where: str, name: str) -> dict[str, Any]:
-    """The JSON object of a document of format ``fmt``, its header checked."""
+    """The JSON object of a document of format ``fmt``, its header checked
+    (:func:`~walship.archive.manifest.load_document`)."""
 
     def bad(what: str) -> ArchiveIntegrityError:
         return ArchiveIntegrityError(f"{where} is invalid: {what}", name)
 
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise bad(f"larger than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise bad(f"not JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
-        raise bad(f"not a {fmt} document")
-    if doc.get("version") != DOCUMENT_VERSION:
-        raise bad(f"unsupported version {doc.get('version')!r}")
-    return doc
+    return load_document(data, fmt, DOCUMENT_VERSION, bad)
 
 
 def _int(doc: dict[str, Any], key: str, where: str, name: str, optional: bool = False) -> Any:
