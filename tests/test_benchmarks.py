@@ -192,3 +192,10 @@ def test_the_peer_table_has_a_ratio_per_peer_and_case() -> None:
     assert "| case | SQLite | LMDB | LevelDB |" in lines
     assert "| `peers_x` | 3 | 1.5 | — |" in lines
     assert report.peer_table(_results()) == []
+
+
+def test_the_16_thread_case_says_how_many_appends_share_each_sync(tmp_path: Path) -> None:
+    ctx = Context(PROFILES["smoke"], tmp_path, verbose=False)
+    (result,) = run(["append_sync_16threads"], ctx)
+    share = float(result.note.split("; ")[1].split(" appends shared")[0])
+    assert 1.0 <= share <= PROFILES["smoke"].sync_threads
