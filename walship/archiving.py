@@ -56,9 +56,10 @@ class AppendGate(Protocol):
     def blocked(self) -> bool:
         """Whether appends must call :meth:`wait` first (read without a lock)."""
 
-    def wait(self) -> None:
+    def wait(self, since: float | None = None) -> None:
         """Block until appends may go on; raise ``ArchiveBackpressureError`` after the
-        timeout (nothing written, the log not failed)."""
+        timeout (nothing written, the log not failed), counted from ``since`` (a
+        ``time.monotonic()`` reading: when the append began to wait; ``None``: now)."""
 
 
 class ArchiveService(Protocol):

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from s3server import FlakyFileSystem, Recorder, S3Bucket, remove_bucket, wait_un
 import walship
 from walship.archive import ArchiveReadStore, ArchiveStore
 from walship.archive.attempts import ERRORS_NAME, load_attempts
-from walship.archive.destinations import Destinations
+from walship.archive.backpressure import Backpressure
+from walship.archive.destinations import AllGates, Destinations
 from walship.archive.restore import restore
 from walship.archive.status import gather_status
 from walship.archive.wiring import build_archiving
@@ -210,6 +213,24 @@ def test_backpressure_counts_what_some_destination_misses(tmp_path: Path) -> Non
             for _ in range(20):
                 write_segments(log, 1)
         assert log.stats()["archive"]["backpressure"]  # type: ignore[index]
+
+
+def test_shut_destinations_make_an_append_wait_their_longest_timeout_not_their_sum() -> None:
+    def gate(url: str, timeout: float) -> Backpressure:
+        g = Backpressure(100, timeout, url, lambda *a, **k: None, lambda: None)
+        g.update(200, "segment_0000000000000001.aedbwal")  # shut
+        return g
+
+    first, second = gate("s3://first", 1.0), gate("s3://second", 0.5)
+    threading.Timer(0.3, first.update, (0, None)).start()  # the first opens after 0.3 s
+    start = time.monotonic()
+    with pytest.raises(ArchiveBackpressureError, match="s3://second"):
+        AllGates([first, second]).wait()
+    # the second's 0.5 s counted from the start of the wait (waiting for the first, then
+    # 0.5 s more for the second, took 0.8 s)
+    assert time.monotonic() - start < 0.75
+    with pytest.raises(ArchiveBackpressureError, match="s3://second"):
+        AllGates([first, second]).wait(since=time.monotonic() - 10)  # past its timeout: at once
 
 
 def test_a_checkpoint_goes_to_every_destination_and_names_one_that_failed(

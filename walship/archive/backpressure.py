@@ -118,16 +118,17 @@ class Backpressure:
             self.blocked = False
             self._cond.notify_all()
 
-    def wait(self) -> None:
+    def wait(self, since: float | None = None) -> None:
         """Called by an append on its own thread when :attr:`blocked` is set: return once the
-        gate opens, or raise after ``timeout`` seconds. An interrupt (KeyboardInterrupt) goes on
-        as it is: nothing was written.
+        gate opens, or raise ``timeout`` seconds after ``since`` (a ``time.monotonic()``
+        reading: when the append began to wait, behind other gates too; ``None``: now). An
+        interrupt (KeyboardInterrupt) goes on as it is: nothing was written.
 
         Raises:
             ArchiveBackpressureError: the gate stayed shut for ``timeout`` seconds.
         """
         self._maybe_retry()
-        deadline = time.monotonic() + self.timeout
+        deadline = (time.monotonic() if since is None else since) + self.timeout
         with self._cond:
             if not self.blocked:
                 return

@@ -81,15 +81,18 @@ class AllGates:
         """Whether some destination's gate is shut now (read without a lock)."""
         return any(g.blocked for g in self.gates)
 
-    def wait(self) -> None:
-        """Wait on each shut gate in turn (each for its own ``backpressure_timeout``).
+    def wait(self, since: float | None = None) -> None:
+        """Wait on each shut gate in turn, each up to its own ``backpressure_timeout`` counted
+        from one start (``since``, else now): several shut destinations make an append wait
+        as long as the longest of their timeouts, not their sum.
 
         Raises:
             ArchiveBackpressureError: a gate stayed shut that long (naming its URL).
         """
+        since = time.monotonic() if since is None else since
         for g in self.gates:
             if g.blocked:
-                g.wait()
+                g.wait(since)
 
 
 class Destinations:

@@ -367,8 +367,9 @@ class FenceGate:
         bp = self.backpressure
         return self.fence.fenced or (bp is not None and bool(bp.blocked))
 
-    def wait(self) -> None:
-        """Raise the fencing error once fenced; else wait as the backpressure says.
+    def wait(self, since: float | None = None) -> None:
+        """Raise the fencing error once fenced; else wait as the backpressure says (its
+        timeout counted from ``since``: :meth:`walship.archive.backpressure.Backpressure.wait`).
 
         Raises:
             ArchiveFencedError: the writer is fenced (nothing written).
@@ -377,7 +378,7 @@ class FenceGate:
         if self.fence.fenced:
             raise self.fence.error()
         if self.backpressure is not None:
-            self.backpressure.wait()
+            self.backpressure.wait(since)
 
 
 @dataclass(frozen=True)
