@@ -62,14 +62,13 @@ class CheckpointUpload:
             ArchiveConflictError: a different checkpoint is archived at that commit_seq.
             ArchiveIntegrityError / OSError: the last attempt failed.
         """
-        from walship.archive.checkpoints import CheckpointAnchor, read_snapshot, store_checkpoint
+        from walship.archive.checkpoints import read_snapshot, store_checkpoint
 
         data = read_snapshot(snapshot)
-        anchor = CheckpointAnchor(*position)
         attempts = min(self.settings.retries.attempts, CHECKPOINT_ATTEMPTS)
         for attempt in range(1, attempts + 1):
             try:
-                manifest = store_checkpoint(self.archive, anchor, data)
+                manifest = store_checkpoint(self.archive, position, data)
             except (OSError, ArchiveIntegrityError):
                 if attempt == attempts:
                     raise

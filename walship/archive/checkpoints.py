@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from blake3 import blake3 as Blake3
 
@@ -28,6 +28,7 @@ from walship.archive.names import (
     snapshot_name,
 )
 from walship.archive.objects import ArchiveStore
+from walship.core.reading import CheckpointPosition
 from walship.errors import (
     ArchiveConflictError,
     ArchiveIntegrityError,
@@ -41,16 +42,10 @@ SNAPSHOT_FILE = "walship.snapshot"
 _JOBS = 16
 
 
-@dataclass(frozen=True)
-class CheckpointAnchor:
-    """Where the log goes on after a checkpoint, as the log knows it when it is taken (see
-    :class:`~walship.archive.checkpoint_manifest.CheckpointManifest`)."""
-
-    commit_seq: int
-    instance_id: int
-    segment_seq: int
-    prev_segment_hash: bytes
-    prev_last_commit_seq: int | None
+CheckpointAnchor = CheckpointPosition
+"""Where the log goes on after a checkpoint, as the log knows it when it is taken (see
+:class:`~walship.archive.checkpoint_manifest.CheckpointManifest`): the log's own
+:class:`~walship.core.reading.CheckpointPosition` (the archive's name for it)."""
 
 
 def store_checkpoint(
