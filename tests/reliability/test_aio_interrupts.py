@@ -293,9 +293,11 @@ def _timer_run(rng: random.Random) -> None:
     log = ti._open(store, rng.choice(ti.MODES), max_segment_bytes=rng.choice([4096, 1 << 20]))
     acks = Acks()
     fired = threading.Event()
+    fired_at: list[float] = []
 
     def handler(signum: int, frame: object) -> None:
         if not fired.is_set():
+            fired_at.append(time.monotonic())
             fired.set()
             raise KeyboardInterrupt("timer")
 
@@ -329,9 +331,13 @@ def _timer_run(rng: random.Random) -> None:
         interrupted = False
         main_task = loop.create_task(main())
         try:
-            deadline = time.monotonic() + 5
+            # the interrupt comes out of the loop at once, or the interpreter dropped it (then
+            # the tasks append on): half a second after the timer fired tells which
+            deadline = time.monotonic() + 10
             while not main_task.done() and time.monotonic() < deadline:
                 loop.run_until_complete(asyncio.wait([main_task], timeout=0.1))
+                if fired_at:
+                    deadline = min(deadline, fired_at[0] + 0.5)
         except KeyboardInterrupt:
             interrupted = True
         if main_task.done() and not main_task.cancelled():
@@ -357,9 +363,10 @@ def _timer_run(rng: random.Random) -> None:
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the loop's tasks and let them end (at most a few seconds: asyncio itself may have
-    lost a task's wake-up to the interrupt). A task that ended with the interrupt hands it to
-    whoever awaited it (``gather``), which raises it out of the loop again: caught here."""
+    """Cancel the loop's tasks and let them end (at most 10 s: asyncio itself may have lost a
+    task's wake-up to the interrupt, and no wait brings that back; a task that can end, ends
+    within milliseconds). A task that ended with the interrupt hands it to whoever awaited it
+    (``gather``), which raises it out of the loop again: caught here."""
     for _ in range(20):
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         if not pending:
@@ -367,7 +374,7 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         for t in pending:
             t.cancel()
         try:
-            loop.run_until_complete(asyncio.wait(pending, timeout=5))
+            loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
         except KeyboardInterrupt:
             continue
 
