@@ -158,27 +158,38 @@ def test_stalled_segments_are_retried_by_a_waiting_append() -> None:
     log.close()
 
 
-def test_prometheus_says_so() -> None:
+def test_prometheus_says_so_and_counts_on_across_a_reopen() -> None:
     prometheus_client = pytest.importorskip("prometheus_client")
     from walship.plugins.prometheus import PrometheusPlugin
 
     registry = prometheus_client.CollectorRegistry()
+    sample = registry.get_sample_value
     flaky = FlakyFileSystem.make(fail_puts=10**6)
     plugin = PrometheusPlugin(registry=registry, port=None)
-    log = walship.open(
-        store=MemoryStore(), archive=archive(f"{flaky.protocol[0]}://b/w"), plugins=[plugin]
-    )
+    mem = MemoryStore()
+    config = archive(f"{flaky.protocol[0]}://b/w")
+    log = walship.open(store=mem, archive=config, plugins=[plugin])
     try:
         fill(log, 2)
-        assert wait_until(lambda: registry.get_sample_value("walship_archive_backpressure") == 1)
+        assert wait_until(lambda: sample("walship_archive_backpressure") == 1)
         with pytest.raises(ArchiveBackpressureError):
             log.append(b"refused")
-        sample = registry.get_sample_value
         assert sample("walship_archive_backpressure_refusals_total") == 1
         pending = sample("walship_archive_pending_bytes")
         assert pending is not None and pending > 2048
     finally:
         log.close(drain=0)
+    log = walship.open(store=mem, archive=config, plugins=[plugin])  # the same segments wait
+    try:
+        assert wait_until(lambda: plugin.followed()[0] is log)
+        assert wait_until(lambda: sample("walship_archive_backpressure") == 1)
+        with pytest.raises(ArchiveBackpressureError):
+            log.append(b"refused again")
+        assert log.stats()["archive"]["backpressure_refusals"] == 1  # this log's own count
+        assert sample("walship_archive_backpressure_refusals_total") == 2  # a counter goes on
+    finally:
+        log.close(drain=0)
+        plugin.close()
 
 
 def test_without_max_pending_there_is_no_gate() -> None:

@@ -196,6 +196,24 @@ def test_prometheus_names_each_destination(tmp_path: Path) -> None:
         assert (value("walship_archive_destination_pending_bytes", bad) or 0) > 0
         assert registry.get_sample_value("walship_archive_pending_segments") == 2
         assert registry.get_sample_value("walship_archive_uploads_total") == 2
+        failures = value("walship_archive_destination_failures_total", bad) or 0
+    # reopened in the same process: each destination's counters go on from the old log's
+    with walship.open(
+        tmp_path / "wal", archives=[destination(good), destination(bad)], plugins=[plugin]
+    ) as log:
+        write_segments(log, 1)
+        log.archiver.flush(timeout=20)  # type: ignore[union-attr]
+        assert plugin.followed()[0] is log
+        [now_good, now_bad] = log.stats()["archive"]["destinations"]
+        assert now_good["url"] == good and now_good["uploaded"] >= 1
+        assert value("walship_archive_destination_uploads_total", good) == (
+            2 + now_good["uploaded"]
+        )
+        assert value("walship_archive_destination_uploads_total", bad) == 0
+        # (at least: the old log may have retried once more before it closed)
+        assert (value("walship_archive_destination_failures_total", bad) or 0) >= (
+            failures + now_bad["failed_attempts"]
+        )
     plugin.close()
 
 

@@ -39,7 +39,7 @@ It exports:
   ``walship_archive_destination_failures_total``,
   ``walship_archive_destination_pending_segments``,
   ``walship_archive_destination_stalled_segments`` and
-  ``walship_archive_destination_pending_bytes`` (counters since the log opened);
+  ``walship_archive_destination_pending_bytes``;
 * from the hooks, over every log the plugin heard: ``walship_segments_closed_total{reason}``,
   ``walship_segments_removed_total``, ``walship_recoveries_total`` and histograms
   ``walship_archive_upload_seconds``, ``walship_segment_open_seconds``,
@@ -116,7 +116,7 @@ _DESTINATION_METRICS = {  # stats()["archive"] key -> (metric, help, counter?)
     "uploaded": ("walship_archive_destination_uploads", "Segments uploaded to it.", True),
     "failed_attempts": (
         "walship_archive_destination_failures",
-        "Failed upload attempts to it (since the log opened).",
+        "Failed upload attempts to it (each retried).",
         True,
     ),
     "pending": (
@@ -137,10 +137,17 @@ _DESTINATION_METRICS = {  # stats()["archive"] key -> (metric, help, counter?)
 }
 
 
-def _destination_metrics(archive: dict[str, Any]) -> Iterator[Metric]:
-    """Per destination (label ``url``, without a password): one series each with
-    ``archive:``, one per entry of ``archives:`` (whose sums the unlabelled families show)."""
+def _destinations(archive: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-destination stats: one with ``archive:``, one per entry of ``archives:``."""
     each: list[dict[str, Any]] = archive.get("destinations") or ([archive] if archive else [])
+    return each
+
+
+def _destination_metrics(archive: dict[str, Any], carried: Counter[str]) -> Iterator[Metric]:
+    """Per destination (label ``url``, without a password): one series each with
+    ``archive:``, one per entry of ``archives:`` (whose sums the unlabelled families show);
+    a counter adds what the logs followed before counted for the same url."""
+    each = _destinations(archive)
     for key, (name, doc, is_counter) in _DESTINATION_METRICS.items():
         family = (
             CounterMetricFamily(name, doc, labels=["url"])
@@ -148,11 +155,12 @@ def _destination_metrics(archive: dict[str, Any]) -> Iterator[Metric]:
             else GaugeMetricFamily(name, doc, labels=["url"])
         )
         for d in each:
-            family.add_metric([d["url"]], d[key])
+            before = carried[f"destination.{d['url']}.{key}"] if is_counter else 0
+            family.add_metric([d["url"]], before + d[key])
         yield family
 
 
-def _backpressure_metrics(archive: dict[str, Any]) -> Iterator[Metric]:
+def _backpressure_metrics(archive: dict[str, Any], carried: Counter[str]) -> Iterator[Metric]:
     """The bytes waiting for upload and, with ``archive.max_pending``, whether appends wait."""
     pending_bytes = GaugeMetricFamily(
         "walship_archive_pending_bytes", "Bytes of closed segments waiting for upload."
@@ -169,7 +177,9 @@ def _backpressure_metrics(archive: dict[str, Any]) -> Iterator[Metric]:
         pending_bytes.add_metric([], archive.get("pending_bytes", 0))
     if "backpressure" in archive:
         blocked.add_metric([], 1 if archive["backpressure"] else 0)
-        refusals.add_metric([], archive["backpressure_refusals"])
+        refusals.add_metric(
+            [], carried["archive.backpressure_refusals"] + archive["backpressure_refusals"]
+        )
     yield pending_bytes
     yield blocked
     yield refusals
@@ -241,8 +251,13 @@ class PrometheusPlugin(MetricsPlugin):
                 stats = _stats_of(old)
                 for key in _LOG_COUNTERS:
                     self._retired[key] += stats.get(key, 0)
-                for key in _ARCHIVE_COUNTERS:
-                    self._retired[f"archive.{key}"] += (stats.get("archive") or {}).get(key, 0)
+                archive = stats.get("archive") or {}
+                for key in (*_ARCHIVE_COUNTERS, "backpressure_refusals"):
+                    self._retired[f"archive.{key}"] += archive.get(key, 0)
+                for d in _destinations(archive):
+                    for key, (_, _, is_counter) in _DESTINATION_METRICS.items():
+                        if is_counter:
+                            self._retired[f"destination.{d['url']}.{key}"] += d[key]
                 for name, n in (stats.get("plugin_errors") or {}).items():
                     self._retired[f"plugin.{name}"] += n
                 for key in _LATENCIES:
@@ -252,9 +267,9 @@ class PrometheusPlugin(MetricsPlugin):
     def followed(self) -> tuple[Any, Counter[str]]:
         """The log followed now (``None`` before the first open, or once it is gone) and,
         read together with it, the counters carried over from the logs followed before it
-        (``log.stats()`` keys; ``archive.KEY`` for its archive's, ``plugin.NAME`` for plugin
-        errors, ``KEY.count``, ``KEY.sum`` and ``KEY.I`` (bucket I) for a latency
-        histogram)."""
+        (``log.stats()`` keys; ``archive.KEY`` for its archive's, ``destination.URL.KEY`` for
+        one destination's, ``plugin.NAME`` for plugin errors, ``KEY.count``, ``KEY.sum`` and
+        ``KEY.I`` (bucket I) for a latency histogram)."""
         with self._follow_lock:
             return (self._log() if self._log is not None else None), Counter(self._retired)
 
@@ -406,8 +421,8 @@ class Collector:
         yield pending
         yield stalled
         yield lag
-        yield from _backpressure_metrics(archive)
-        yield from _destination_metrics(archive)
+        yield from _backpressure_metrics(archive, carried)
+        yield from _destination_metrics(archive, carried)
 
     def _follower_metrics(self, samples: bool) -> Iterator[Metric]:
         families = [
