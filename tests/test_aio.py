@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability.support import HeldSyncs
 
 import walship
 from walship import aio
@@ -50,35 +51,6 @@ class Recorded:
             return Recorded(out, self._calls) if isinstance(out, SegmentFile) else out
 
         return call
-
-
-class HeldSyncs(MemoryStore):
-    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set once
-    one waits): the thread in that sync holds the log's I/O turn meanwhile."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hold = threading.Event()
-        self.hold.set()
-        self.entered = threading.Event()
-
-    def _wrap(self, f: SegmentFile) -> SegmentFile:
-        real_sync = f.sync
-
-        def sync() -> None:
-            if not self.hold.is_set():
-                self.entered.set()
-                self.hold.wait(30)
-            real_sync()
-
-        f.sync = sync  # type: ignore[method-assign]
-        return f
-
-    def create(self, name: str, data: bytes) -> SegmentFile:
-        return self._wrap(super().create(name, data))
-
-    def open_append(self, name: str) -> SegmentFile:
-        return self._wrap(super().open_append(name))
 
 
 def frames_of(store: SegmentStore) -> dict[int, bytes]:

@@ -13,7 +13,7 @@ from walship.core import frame as framing
 from walship.core.frame import Frame
 from walship.core.header import HEADER_SIZE, parse_segment_name
 from walship.log import Log
-from walship.store import SegmentStore
+from walship.store import SegmentFile, SegmentStore
 
 # --- payloads that check themselves ---------------------------------------------------------
 
@@ -139,3 +139,32 @@ def abandon(log: Log) -> None:
     if log.archiver is not None:
         log.archiver.close()
     log._events.stop()
+
+
+class HeldSyncs(MemoryStore):
+    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set once
+    one waits): the thread in that sync holds the log's I/O turn meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+
+    def _wrap(self, f: SegmentFile) -> SegmentFile:
+        real_sync = f.sync
+
+        def sync() -> None:
+            if not self.hold.is_set():
+                self.entered.set()
+                self.hold.wait(30)
+            real_sync()
+
+        f.sync = sync  # type: ignore[method-assign]
+        return f
+
+    def create(self, name: str, data: bytes) -> SegmentFile:
+        return self._wrap(super().create(name, data))
+
+    def open_append(self, name: str) -> SegmentFile:
+        return self._wrap(super().open_append(name))

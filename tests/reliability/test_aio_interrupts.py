@@ -29,7 +29,7 @@ import pytest
 
 import walship
 from reliability import test_interrupts as ti
-from reliability.support import FIGURES, make_payload
+from reliability.support import FIGURES, HeldSyncs, make_payload
 from walship.backends.memory import MemoryStore
 from walship.errors import LogClosedError, LogFailedError
 from walship.log import Log
@@ -125,7 +125,7 @@ def _loop_point_run(k: int, scenario: str, monkeypatch: pytest.MonkeyPatch) -> b
     a thread holds it in a sync (the loop's request queues behind). Returns whether the point
     was reached."""
     monkeypatch.setattr(ti, "_HANDOFF_FILES", (*ti._HANDOFF_FILES, "walship/aio.py"))
-    store = ti._HeldSyncs()
+    store = HeldSyncs()
     acks = Acks()
     log = ti._open(store, "always")
     ti.append_one(log, acks)

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import walship
-from reliability.support import FIGURES, make_payload, payload_key, snapshot
+from reliability.support import FIGURES, HeldSyncs, make_payload, payload_key, snapshot
 from walship.backends.memory import MemoryStore
 from walship.backends.posix import PosixStore
 from walship.errors import LogClosedError, LogFailedError
@@ -593,35 +593,6 @@ _HANDOFF_FILES = (
 """The modules whose code runs between taking the I/O turn and passing it on."""
 
 
-class _HeldSyncs(MemoryStore):
-    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set
-    once one waits): the thread in the sync holds the log's I/O turn meanwhile."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hold = threading.Event()
-        self.hold.set()
-        self.entered = threading.Event()
-
-    def _wrap(self, f: SegmentFile) -> SegmentFile:
-        real_sync = f.sync
-
-        def sync() -> None:
-            if not self.hold.is_set():
-                self.entered.set()
-                self.hold.wait(30)
-            real_sync()
-
-        f.sync = sync  # type: ignore[method-assign]
-        return f
-
-    def create(self, name: str, data: bytes) -> SegmentFile:
-        return self._wrap(super().create(name, data))
-
-    def open_append(self, name: str) -> SegmentFile:
-        return self._wrap(super().open_append(name))
-
-
 def _delivery_points(code: Any) -> dict[int, str]:
     """The offsets in ``code`` where CPython (3.11 on) checks for a pending signal's exception,
     as the instruction about to run there: the one after each call (the call returned), each
@@ -716,7 +687,7 @@ def _handoff_run(k: int, mode: str, scenario: str) -> bool:
     point. Every thread must end, B with its result or the interrupt, the others with their
     commit_seq or LogFailedError, and the log must check out. Returns whether the point was
     reached."""
-    store = _HeldSyncs()
+    store = HeldSyncs()
     acks = Acks()
     log = _open(store, mode)
     append_one(log, acks)
