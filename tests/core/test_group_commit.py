@@ -8,12 +8,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from reliability.support import SyncHookStore
 
 import walship
-from walship.backends.memory import MemorySegmentFile, MemoryStore
 from walship.backends.posix import PosixStore
 from walship.core.scan import scan_store
-from walship.store import SegmentFile
 
 THREADS = 16
 
@@ -109,32 +108,17 @@ def test_close_while_appending_never_hangs(tmp_path: Path) -> None:
         assert [f.commit_seq for f in again.read()] == list(range(1, again.last_seq + 1))
 
 
-class _FailingSyncs(MemoryStore):
+class _FailingSyncs(SyncHookStore):
     """A memory store whose segment syncs start failing (EIO) after ``good`` of them."""
 
     def __init__(self, good: int) -> None:
         super().__init__()
         self.good = good
 
-    def _wrap(self, f: SegmentFile) -> SegmentFile:
-        store = self
-        assert isinstance(f, MemorySegmentFile)
-        real_sync = f.sync
-
-        def sync() -> None:
-            if store.good <= 0:
-                raise OSError(errno.EIO, "injected fdatasync failure")
-            store.good -= 1
-            real_sync()
-
-        f.sync = sync  # type: ignore[method-assign]
-        return f
-
-    def create(self, name: str, data: bytes) -> SegmentFile:
-        return self._wrap(super().create(name, data))
-
-    def open_append(self, name: str) -> SegmentFile:
-        return self._wrap(super().open_append(name))
+    def before_sync(self) -> None:
+        if self.good <= 0:
+            raise OSError(errno.EIO, "injected fdatasync failure")
+        self.good -= 1
 
 
 def test_a_failed_sync_fails_every_waiting_appender_and_nobody_hangs() -> None:

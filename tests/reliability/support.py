@@ -141,23 +141,18 @@ def abandon(log: Log) -> None:
     log._events.stop()
 
 
-class HeldSyncs(MemoryStore):
-    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set once
-    one waits): the thread in that sync holds the log's I/O turn meanwhile."""
+class SyncHookStore(MemoryStore):
+    """A memory store whose segment files' ``sync`` runs :meth:`before_sync` first (which may
+    wait, or raise instead of syncing)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.hold = threading.Event()
-        self.hold.set()
-        self.entered = threading.Event()
+    def before_sync(self) -> None:
+        raise NotImplementedError
 
     def _wrap(self, f: SegmentFile) -> SegmentFile:
         real_sync = f.sync
 
         def sync() -> None:
-            if not self.hold.is_set():
-                self.entered.set()
-                self.hold.wait(30)
+            self.before_sync()
             real_sync()
 
         f.sync = sync  # type: ignore[method-assign]
@@ -168,3 +163,19 @@ class HeldSyncs(MemoryStore):
 
     def open_append(self, name: str) -> SegmentFile:
         return self._wrap(super().open_append(name))
+
+
+class HeldSyncs(SyncHookStore):
+    """A memory store whose segment syncs wait while ``hold`` is clear (``entered`` is set once
+    one waits): the thread in that sync holds the log's I/O turn meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+
+    def before_sync(self) -> None:
+        if not self.hold.is_set():
+            self.entered.set()
+            self.hold.wait(30)
